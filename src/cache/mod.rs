@@ -1,0 +1,1 @@
+//! The content-addressed step cache, its index, import and export.

@@ -1,0 +1,283 @@
+//! The clap definitions of DESIGN.md's command-line contract. Only `cli` reads these types:
+//! [`super::request::BuildRequest::from_args`] turns them into a request once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::values::{KeyValue, OutputSpec, RegistryMirror};
+
+/// Builds container images from multi-stage Dockerfiles, faster than `docker build`:
+/// build stages run in a Docker engine, the final image is written directly as OCI layers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgbuild",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile (the default: `imgbuild .` is `imgbuild build .`).
+    Build(Box<BuildArgs>),
+    /// Tools for looking inside imgbuild.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+    /// Base images made from Debian packages.
+    #[command(subcommand)]
+    Base(BaseCommand),
+    /// Push an OCI layout or docker archive to a registry.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print BuildKit's AST dump of a Dockerfile.
+    Parse {
+        /// The Dockerfile to parse.
+        dockerfile: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaseCommand {
+    /// Build a base image from a recipe directory under base-images/.
+    Build(BaseBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BaseBuildArgs {
+    /// The recipe directory, e.g. base-images/bookworm-slim.
+    pub recipe: PathBuf,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image to push: `oci:DIR[:TAG]` or `docker-archive:FILE`.
+    pub source: String,
+    /// Where to push it, e.g. `registry.example.com/team/app:1.2`.
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub display: DisplayArgs,
+}
+
+/// Where an image goes, shared by `build` and `base build`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Name and optionally tag the image (`name:tag`); repeatable.
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+
+    /// Where to write the image: `type=engine`, `type=oci,dest=DIR|FILE.tar`,
+    /// `type=docker,dest=FILE.tar`, `type=registry`; repeatable.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<OutputSpec>,
+
+    /// Push every --tag to its registry.
+    #[arg(long)]
+    pub push: bool,
+
+    /// Layer compression for layers imgbuild writes.
+    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    pub compression: Compression,
+
+    /// Timestamp for every file and the image's `created`, in seconds since the epoch
+    /// [default: $SOURCE_DATE_EPOCH, else 0].
+    #[arg(long, value_name = "N")]
+    pub source_date_epoch: Option<i64>,
+
+    /// Write the image config digest to FILE, like `docker build --iidfile`.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
+    /// Write BuildKit-style JSON metadata (containerimage.digest, …) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub display: DisplayArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Pull images of HOST from URL first, e.g. `docker.io=http://127.0.0.1:5000`; repeatable.
+    #[arg(long = "registry-mirror", value_name = "HOST=URL")]
+    pub registry_mirrors: Vec<RegistryMirror>,
+
+    /// Talk to HOST over plain HTTP or unverified TLS; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// Platform of the images to pull and build, e.g. linux/amd64.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DisplayArgs {
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// Print only the image digest (same as --progress quiet).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT", default_value = ".")]
+    pub context: PathBuf,
+
+    /// The Dockerfile [default: CONTEXT/Dockerfile]; `-` reads it from standard input.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// Build up to this stage only.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Set a build-time variable: KEY=VALUE, or KEY to take it from the environment;
+    /// repeatable.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// Add a label to the image: KEY=VALUE; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<KeyValue>,
+
+    /// Network for RUN steps.
+    #[arg(long, value_enum, default_value_t = NetworkMode::Default)]
+    pub network: NetworkMode,
+
+    /// Do not use the step cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Where the step cache and blob store live [default: $XDG_CACHE_HOME/imgbuild].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkMode {
+    Default,
+    Host,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// tty on a terminal, plain otherwise.
+    Auto,
+    Tty,
+    Plain,
+    /// Only the image digest.
+    Quiet,
+}
+
+/// The subcommands, for deciding whether `imgbuild ARGS` means `imgbuild build ARGS`.
+const SUBCOMMANDS: &[&str] = &["build", "debug", "base", "push", "help"];
+
+/// `imgbuild .` and `imgbuild -t x .` mean `imgbuild build …`, as `docker build` users type
+/// them. Top-level `--help`/`--version` keep their meaning.
+pub fn with_default_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    // A non-UTF-8 first argument can only be a context path.
+    let first = args
+        .get(1)
+        .map(|a| a.to_str().unwrap_or("."))
+        .unwrap_or(".");
+    let top_level_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
+    if SUBCOMMANDS.contains(&first) || top_level_flag {
+        return args;
+    }
+    let mut args = args.into_iter();
+    let program = args.next().unwrap_or_else(|| "imgbuild".into());
+    [program, "build".into()].into_iter().chain(args).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let args = args.iter().map(Into::into).collect();
+        Cli::try_parse_from(with_default_subcommand(args))
+    }
+
+    fn build(args: &[&str]) -> BuildArgs {
+        match parse(args).unwrap().command {
+            Command::Build(b) => *b,
+            other => panic!("expected build, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bare_context_means_build() {
+        assert_eq!(build(&["imgbuild", "."]).context, PathBuf::from("."));
+        assert_eq!(
+            build(&["imgbuild", "build", "ctx"]).context,
+            PathBuf::from("ctx")
+        );
+        assert_eq!(build(&["imgbuild"]).context, PathBuf::from("."));
+        let b = build(&["imgbuild", "-t", "app:1", "-t", "app:latest", "ctx"]);
+        assert_eq!(b.publish.tags, ["app:1", "app:latest"]);
+        assert_eq!(b.context, PathBuf::from("ctx"));
+    }
+
+    #[test]
+    fn context_named_like_a_subcommand_needs_build() {
+        // `imgbuild debug` is the subcommand; a context called `debug` is `imgbuild build debug`.
+        assert!(matches!(
+            parse(&["imgbuild", "build", "debug"]).unwrap().command,
+            Command::Build(_)
+        ));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (args, flag) in [
+            (vec!["imgbuild", "--network", "bridge2", "."], "--network"),
+            (vec!["imgbuild", "--progress", "fancy", "."], "--progress"),
+            (vec!["imgbuild", "--output", "type=nope", "."], "--output"),
+            (
+                vec!["imgbuild", "--source-date-epoch", "yesterday", "."],
+                "--source-date-epoch",
+            ),
+            (
+                vec!["imgbuild", "--registry-mirror", "docker.io", "."],
+                "--registry-mirror",
+            ),
+            (
+                vec!["imgbuild", "--compression", "lz4", "."],
+                "--compression",
+            ),
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains(flag), "{args:?}: {err}");
+        }
+    }
+}

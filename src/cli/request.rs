@@ -1,0 +1,331 @@
+//! Flags + environment → request, once, with every conflict and bad value reported as an
+//! input error naming the flag.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use crate::error::InputError;
+use crate::request::{BuildRequest, DockerfileSource, Output, PublishRequest, RegistryOptions};
+use crate::{engine, oci, progress};
+
+use super::args::{self, BuildArgs, DisplayArgs, PublishArgs, RegistryArgs};
+use super::values::OutputSpec;
+
+/// Reads the environment; a function so tests can give a fake one.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The real process environment.
+pub fn process_env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+impl BuildRequest {
+    pub fn from_args(args: BuildArgs, env: Env<'_>) -> Result<BuildRequest, InputError> {
+        let dockerfile = match &args.file {
+            Some(p) if p.as_os_str() == "-" => DockerfileSource::Stdin,
+            Some(p) => DockerfileSource::Path(p.clone()),
+            None => DockerfileSource::Path(args.context.join("Dockerfile")),
+        };
+        let mut build_args = BTreeMap::new();
+        for arg in &args.build_args {
+            match arg.split_once('=') {
+                Some(("", _)) => {
+                    return Err(InputError::new(format!(
+                        "--build-arg `{arg}`: the name before `=` is empty"
+                    )));
+                }
+                Some((key, value)) => {
+                    build_args.insert(key.to_owned(), value.to_owned());
+                }
+                None if arg.is_empty() => {
+                    return Err(InputError::new("--build-arg needs KEY=VALUE or KEY"));
+                }
+                None => {
+                    if let Some(value) = env(arg) {
+                        build_args.insert(arg.clone(), value);
+                    }
+                }
+            }
+        }
+        let labels = args
+            .labels
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        if let Some(target) = &args.target
+            && target.is_empty()
+        {
+            return Err(InputError::new("--target is empty; name a stage"));
+        }
+        let cache_dir = match args.cache_dir {
+            Some(dir) => dir,
+            None => default_cache_dir(env)?,
+        };
+        Ok(BuildRequest {
+            context: args.context,
+            dockerfile,
+            target: args.target,
+            build_args,
+            labels,
+            network: match args.network {
+                args::NetworkMode::Default => engine::Network::Default,
+                args::NetworkMode::Host => engine::Network::Host,
+                args::NetworkMode::None => engine::Network::None,
+            },
+            no_cache: args.no_cache,
+            cache_dir,
+            publish: PublishRequest::from_args(args.publish, env)?,
+        })
+    }
+}
+
+impl PublishRequest {
+    pub fn from_args(args: PublishArgs, env: Env<'_>) -> Result<PublishRequest, InputError> {
+        let mut outputs = Vec::new();
+        let mut push = args.push;
+        for spec in args.outputs {
+            let output = match spec {
+                OutputSpec::Engine => Output::Engine,
+                OutputSpec::OciDir(d) => Output::OciDir(d),
+                OutputSpec::OciTar(d) => Output::OciTar(d),
+                OutputSpec::DockerTar(d) => Output::DockerTar(d),
+                OutputSpec::Registry => {
+                    push = true;
+                    continue;
+                }
+            };
+            if !outputs.contains(&output) {
+                outputs.push(output);
+            }
+        }
+        if push && args.tags.is_empty() {
+            return Err(
+                InputError::new("--push needs at least one --tag naming where to push")
+                    .with_hint("add e.g. `-t registry.example.com/team/app:1.0`"),
+            );
+        }
+        for tag in &args.tags {
+            if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(InputError::new(format!(
+                    "--tag `{tag}` is not an image reference"
+                )));
+            }
+        }
+        let source_date_epoch = match args.source_date_epoch {
+            Some(n) => check_epoch(n, "--source-date-epoch")?,
+            None => match env("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) {
+                Some(v) => {
+                    let n = v.trim().parse::<i64>().map_err(|_| {
+                        InputError::new(format!(
+                            "SOURCE_DATE_EPOCH=`{v}` is not a number of seconds since 1970"
+                        ))
+                    })?;
+                    check_epoch(n, "SOURCE_DATE_EPOCH")?
+                }
+                None => 0,
+            },
+        };
+        let platform = match &args.registry.platform {
+            Some(p) => p
+                .parse::<oci::Platform>()
+                .map_err(|e| InputError::new(format!("--platform: {e}")))?,
+            None => oci::Platform::default(),
+        };
+        Ok(PublishRequest {
+            tags: args.tags,
+            outputs,
+            push,
+            compression: match args.compression {
+                args::Compression::Gzip => oci::Compression::Gzip,
+                args::Compression::Zstd => oci::Compression::Zstd,
+            },
+            source_date_epoch,
+            iidfile: args.iidfile,
+            metadata_file: args.metadata_file,
+            registry: RegistryOptions::from_args(&args.registry),
+            platform,
+            progress: progress_mode(&args.display),
+        })
+    }
+}
+
+impl RegistryOptions {
+    pub fn from_args(args: &RegistryArgs) -> RegistryOptions {
+        RegistryOptions {
+            mirrors: args
+                .registry_mirrors
+                .iter()
+                .map(|m| (m.host.clone(), m.url.clone()))
+                .collect(),
+            insecure: args.insecure_registries.clone(),
+        }
+    }
+}
+
+/// `auto` becomes tty on a terminal and plain elsewhere (CI logs), as BuildKit does.
+pub fn progress_mode(display: &DisplayArgs) -> progress::Mode {
+    if display.quiet {
+        return progress::Mode::Quiet;
+    }
+    match display.progress {
+        args::ProgressMode::Tty => progress::Mode::Tty,
+        args::ProgressMode::Plain => progress::Mode::Plain,
+        args::ProgressMode::Quiet => progress::Mode::Quiet,
+        args::ProgressMode::Auto if std::io::stderr().is_terminal() => progress::Mode::Tty,
+        args::ProgressMode::Auto => progress::Mode::Plain,
+    }
+}
+
+/// Timestamps before 1970 or past what a tar header holds (11 octal digits) are refused.
+fn check_epoch(n: i64, name: &str) -> Result<i64, InputError> {
+    const MAX_TAR_MTIME: i64 = 0o777_7777_7777;
+    if (0..=MAX_TAR_MTIME).contains(&n) {
+        Ok(n)
+    } else {
+        Err(InputError::new(format!(
+            "{name}={n} is out of range (0 to {MAX_TAR_MTIME})"
+        )))
+    }
+}
+
+/// `$XDG_CACHE_HOME/imgbuild`, else `$HOME/.cache/imgbuild`.
+fn default_cache_dir(env: Env<'_>) -> Result<PathBuf, InputError> {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(xdg) = non_empty("XDG_CACHE_HOME") {
+        return Ok(Path::new(&xdg).join("imgbuild"));
+    }
+    if let Some(home) = non_empty("HOME") {
+        return Ok(Path::new(&home).join(".cache").join("imgbuild"));
+    }
+    Err(
+        InputError::new("no cache directory: neither XDG_CACHE_HOME nor HOME is set")
+            .with_hint("pass --cache-dir DIR"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command, with_default_subcommand};
+
+    fn request(args: &[&str], env: &[(&str, &str)]) -> Result<BuildRequest, InputError> {
+        let argv = std::iter::once("imgbuild")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
+        let cli = Cli::try_parse_from(with_default_subcommand(argv)).unwrap();
+        let Command::Build(build) = cli.command else {
+            panic!("not a build")
+        };
+        let env = |k: &str| {
+            env.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        };
+        BuildRequest::from_args(*build, &env)
+    }
+
+    #[test]
+    fn defaults() {
+        let r = request(&["ctx"], &[("HOME", "/home/u")]).unwrap();
+        assert_eq!(
+            r.dockerfile,
+            DockerfileSource::Path("ctx/Dockerfile".into())
+        );
+        assert_eq!(r.cache_dir, PathBuf::from("/home/u/.cache/imgbuild"));
+        assert_eq!(r.publish.source_date_epoch, 0);
+        assert_eq!(r.publish.platform, oci::Platform::linux_amd64());
+        assert!(r.publish.outputs.is_empty());
+        assert!(!r.publish.push);
+    }
+
+    #[test]
+    fn environment_fills_in() {
+        let env = [
+            ("XDG_CACHE_HOME", "/xdg"),
+            ("SOURCE_DATE_EPOCH", "1700000000"),
+            ("FROM_ENV", "v"),
+        ];
+        let r = request(
+            &[
+                "--build-arg",
+                "FROM_ENV",
+                "--build-arg",
+                "UNSET",
+                "--build-arg",
+                "A=b=c",
+                ".",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(r.cache_dir, PathBuf::from("/xdg/imgbuild"));
+        assert_eq!(r.publish.source_date_epoch, 1_700_000_000);
+        let args: Vec<_> = r
+            .build_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(args, ["A=b=c", "FROM_ENV=v"]);
+        // The flag wins over the environment.
+        let r = request(&["--source-date-epoch", "5", "."], &env).unwrap();
+        assert_eq!(r.publish.source_date_epoch, 5);
+    }
+
+    #[test]
+    fn conflicts_and_bad_values() {
+        let home = [("HOME", "/h")];
+        for (args, env, needle) in [
+            (vec!["--push", "."], &home[..], "--push needs"),
+            (
+                vec!["--output", "type=registry", "."],
+                &home[..],
+                "--push needs",
+            ),
+            (vec!["--build-arg", "=x", "."], &home[..], "--build-arg"),
+            (
+                vec!["--source-date-epoch=-1", "."],
+                &home[..],
+                "--source-date-epoch",
+            ),
+            (
+                vec!["."],
+                &[("HOME", "/h"), ("SOURCE_DATE_EPOCH", "soon")][..],
+                "SOURCE_DATE_EPOCH",
+            ),
+            (vec!["--platform", "amd64", "."], &home[..], "--platform"),
+            (vec!["."], &[][..], "cache directory"),
+            (vec!["-t", "a b", "."], &home[..], "--tag"),
+        ] {
+            let err = request(&args, env).unwrap_err();
+            assert!(err.to_string().contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn outputs_resolve() {
+        let r = request(
+            &[
+                "-t",
+                "r/a",
+                "-o",
+                "type=oci,dest=o",
+                "-o",
+                "type=registry",
+                "-o",
+                "type=oci,dest=o",
+                "-f",
+                "-",
+                ".",
+            ],
+            &[("HOME", "/h")],
+        )
+        .unwrap();
+        assert_eq!(r.publish.outputs, [Output::OciDir("o".into())]);
+        assert!(r.publish.push);
+        assert_eq!(r.dockerfile, DockerfileSource::Stdin);
+    }
+}

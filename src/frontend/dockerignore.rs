@@ -1,0 +1,1 @@
+//! `.dockerignore` with Docker's matching rules (moby/patternmatcher).

@@ -1,0 +1,27 @@
+//! imgbuild builds container images from multi-stage Dockerfiles.
+//!
+//! The crate follows the pipeline of `DESIGN.md`:
+//!
+//! ```text
+//! context dir ──► frontend ──► plan ──► executor ──► image ──► sink
+//! ```
+//!
+//! * [`frontend`]: Dockerfile text → AST (BuildKit's grammar) → typed instructions → stages.
+//! * [`plan`]: which stages and steps run, and their cache keys.
+//! * [`engine`]: the Docker engine through bollard (build stages only).
+//! * [`oci`]: deterministic layers, config, manifest, layout and archive I/O.
+//! * [`registry`]: the distribution API client (pull, push, auth).
+//! * [`cache`]: the content-addressed step cache.
+//! * [`progress`]: reporting, rendered by the binary.
+//! * [`cli`]: command-line flags turned into requests; nothing else reads clap types.
+
+pub mod cache;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod frontend;
+pub mod oci;
+pub mod plan;
+pub mod progress;
+pub mod registry;
+pub mod request;

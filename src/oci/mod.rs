@@ -1,0 +1,72 @@
+//! OCI images written directly: deterministic layers, config, manifest, index, layout and
+//! archive I/O.
+
+mod image;
+
+pub use image::Image;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Compression of the layers imgbuild writes. Base layers keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+/// An image platform, `os/architecture[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// linux/amd64: what imgbuild builds unless told otherwise.
+    pub fn linux_amd64() -> Self {
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform::linux_amd64()
+    }
+}
+
+impl FromStr for Platform {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let valid =
+            |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| valid(p)) {
+            return Err(format!(
+                "`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)"
+            ));
+        }
+        Ok(Platform {
+            os: parts[0].to_ascii_lowercase(),
+            architecture: parts[1].to_ascii_lowercase(),
+            variant: parts.get(2).map(|v| v.to_ascii_lowercase()),
+        })
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Which stages and steps run, their cache keys, and what the packaging stage needs.

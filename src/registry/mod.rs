@@ -1,0 +1,1 @@
+//! Distribution API client: references, pull, push, auth, mirrors, retries, blob store.

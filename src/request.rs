@@ -1,0 +1,69 @@
+//! What the user asked for, free of clap: a build request, resolved once from the flags and
+//! the environment (`SOURCE_DATE_EPOCH`, `XDG_CACHE_HOME`, `--build-arg KEY` from the
+//! environment). Everything after the command line reads these types.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::engine::Network;
+use crate::oci::{Compression, Platform};
+use crate::progress;
+
+/// Where to find the Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileSource {
+    Path(PathBuf),
+    /// `-f -`.
+    Stdin,
+}
+
+/// An image destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Engine,
+    OciDir(PathBuf),
+    OciTar(PathBuf),
+    DockerTar(PathBuf),
+    Registry,
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistryOptions {
+    /// Registry host → mirror base URL, tried first for pulls.
+    pub mirrors: BTreeMap<String, String>,
+    /// Hosts spoken to over plain HTTP / unverified TLS.
+    pub insecure: Vec<String>,
+}
+
+/// Where the result goes and how it is shown, shared by `build` and `base build`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    pub tags: Vec<String>,
+    /// Empty means the default: the engine when one is reachable.
+    pub outputs: Vec<Output>,
+    pub push: bool,
+    pub compression: Compression,
+    pub source_date_epoch: i64,
+    pub iidfile: Option<PathBuf>,
+    pub metadata_file: Option<PathBuf>,
+    pub registry: RegistryOptions,
+    pub platform: Platform,
+    pub progress: progress::Mode,
+}
+
+/// A build, as `imgbuild build` was asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: DockerfileSource,
+    pub target: Option<String>,
+    /// `--build-arg`s; a bare `KEY` took its value from the environment, and is left out
+    /// when the environment has none (as docker build does).
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub network: Network,
+    pub no_cache: bool,
+    pub cache_dir: PathBuf,
+    pub publish: PublishRequest,
+}
