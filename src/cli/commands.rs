@@ -1,7 +1,7 @@
 //! One function per subcommand: turn the parsed flags into a request and hand it to the
 //! library.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use anyhow::Context;
 
@@ -9,7 +9,7 @@ use super::args::{BaseCommand, Cli, Command, DebugCommand};
 use super::request::process_env;
 use crate::error::InputError;
 use crate::frontend;
-use crate::request::{BuildRequest, DockerfileSource};
+use crate::request::BuildRequest;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -39,18 +39,6 @@ fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn build(request: BuildRequest) -> anyhow::Result<()> {
-    let (name, bytes) = match &request.dockerfile {
-        DockerfileSource::Path(path) => {
-            (path.display().to_string(), frontend::read_dockerfile(path)?)
-        }
-        DockerfileSource::Stdin => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("reading the Dockerfile from standard input")?;
-            ("<stdin>".to_owned(), bytes)
-        }
-    };
-    let _ast = frontend::parse_dockerfile(&name, &bytes)?;
+    let _graph = frontend::load(&request)?;
     Err(not_yet("building images"))
 }

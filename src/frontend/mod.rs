@@ -6,8 +6,10 @@
 //! * [`dockerignore`]: `.dockerignore` with Docker's matching rules.
 
 pub mod dockerignore;
+pub mod instructions;
 pub mod parser;
 pub mod shell;
+pub mod stages;
 
 use std::fmt;
 
@@ -105,4 +107,31 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
     }
+}
+
+/// Reads, parses and resolves the Dockerfile of a build request: the stage graph for its
+/// target, with the ARGs and platform of the request.
+pub fn load(request: &crate::request::BuildRequest) -> anyhow::Result<stages::BuildGraph> {
+    use crate::request::DockerfileSource;
+    use anyhow::Context;
+    use std::io::Read;
+
+    let (name, bytes) = match &request.dockerfile {
+        DockerfileSource::Path(path) => (path.display().to_string(), read_dockerfile(path)?),
+        DockerfileSource::Stdin => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading the Dockerfile from standard input")?;
+            ("<stdin>".to_owned(), bytes)
+        }
+    };
+    let ast = parse_dockerfile(&name, &bytes)?;
+    let dockerfile = instructions::from_ast(&name, &ast)?;
+    Ok(stages::resolve(
+        dockerfile,
+        &request.build_args,
+        request.target.as_deref(),
+        &request.publish.platform,
+    )?)
 }

@@ -1,0 +1,431 @@
+//! The stage graph: global ARGs evaluated with `--build-arg`s and the platform ARGs, FROM
+//! lines expanded, bases and `COPY --from` / `RUN --mount from=` sources resolved to stages
+//! or images, cycles refused, and `--target` pruning the stages it does not need.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Error;
+use super::instructions::{
+    Command, Dockerfile, Instruction, Location, MountKind, Stage, edit_distance,
+};
+use super::shell::Lexer;
+use crate::oci::Platform;
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// `FROM scratch`: an empty filesystem.
+    Scratch,
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference, expanded (`debian:bookworm-slim`).
+    Image(String),
+}
+
+/// Where a `COPY --from` or `RUN --mount from=` takes files from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Stage(usize),
+    Image(String),
+}
+
+/// A stage with its base and sources resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedStage {
+    pub index: usize,
+    pub base: Base,
+    /// `FROM --platform=`, expanded and parsed.
+    pub platform: Option<Platform>,
+    /// Stages this stage needs (its base and every `--from`), without repeats.
+    pub stage_deps: BTreeSet<usize>,
+    /// Images named by `--from` (not stages), in order of first use.
+    pub image_sources: Vec<String>,
+}
+
+/// A Dockerfile resolved for one build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildGraph {
+    pub dockerfile: Dockerfile,
+    /// Global ARG values (platform ARGs, then the ARGs before the first FROM).
+    pub global_args: BTreeMap<String, String>,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    pub stages: Vec<ResolvedStage>,
+    /// The stage being built (`--target`, else the last).
+    pub target: usize,
+    /// The stages the target needs, in dependency order (every stage after what it needs).
+    pub needed: Vec<usize>,
+    /// `--build-arg`s no ARG of a needed stage declares (docker build warns about these).
+    pub unused_build_args: Vec<String>,
+}
+
+impl BuildGraph {
+    pub fn stage(&self, index: usize) -> &Stage {
+        &self.dockerfile.stages[index]
+    }
+
+    /// Where the `--from` of a command points, if it has one that names a stage.
+    pub fn resolve_from(&self, from: &str) -> Source {
+        resolve_source(&self.dockerfile.stages, from)
+            .unwrap_or_else(|_| Source::Image(from.to_owned()))
+    }
+}
+
+/// Build args every Dockerfile may use without declaring them globally; docker build does
+/// not warn when they go unused.
+const PREDEFINED_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "SOURCE_DATE_EPOCH",
+];
+
+/// The automatic platform ARGs of BuildKit for a build on this machine for `target`.
+pub fn platform_args(target: &Platform) -> BTreeMap<String, String> {
+    let build = Platform::linux_amd64();
+    let mut args = BTreeMap::new();
+    for (prefix, p) in [("TARGET", target), ("BUILD", &build)] {
+        args.insert(format!("{prefix}PLATFORM"), p.to_string());
+        args.insert(format!("{prefix}OS"), p.os.clone());
+        args.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        args.insert(
+            format!("{prefix}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        );
+    }
+    args
+}
+
+/// Resolves `dockerfile` for a build of `target` (or the last stage).
+pub fn resolve(
+    dockerfile: Dockerfile,
+    build_args: &BTreeMap<String, String>,
+    target: Option<&str>,
+    platform: &Platform,
+) -> Result<BuildGraph, Error> {
+    let file = dockerfile.file.clone();
+    let lexer = Lexer::new(dockerfile.escape);
+    let target_index = find_target(&dockerfile, target)?;
+
+    let mut global_args = platform_args(platform);
+    if let Some(name) = &dockerfile.stages[target_index].name {
+        global_args.insert("TARGETSTAGE".into(), name.clone());
+    }
+    let mut declared: BTreeSet<String> = BTreeSet::new();
+    for command in &dockerfile.meta_args {
+        let Instruction::Arg(decls) = &command.instruction else {
+            continue;
+        };
+        for decl in decls {
+            declared.insert(decl.key.clone());
+            let value = match (build_args.get(&decl.key), &decl.default) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(default)) => {
+                    Some(lexer.process_word(default, &global_args).map_err(|e| {
+                        located(&file, command.location, format!("ARG {}: {e}", decl.key))
+                    })?)
+                }
+                (None, None) => None,
+            };
+            if let Some(value) = value {
+                global_args.insert(decl.key.clone(), value);
+            }
+        }
+    }
+
+    let stages = &dockerfile.stages;
+    let mut resolved = Vec::with_capacity(stages.len());
+    for stage in stages {
+        resolved.push(resolve_stage(&file, stage, stages, &lexer, &global_args)?);
+    }
+    check_order_and_cycles(&file, stages, &resolved)?;
+
+    let needed = needed_stages(&resolved, target_index);
+    for &i in &needed {
+        for command in &stages[i].commands {
+            if let Instruction::Arg(decls) = &command.instruction {
+                declared.extend(decls.iter().map(|d| d.key.clone()));
+            }
+        }
+    }
+    let unused_build_args = build_args
+        .keys()
+        .filter(|k| !declared.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+
+    Ok(BuildGraph {
+        global_args,
+        build_args: build_args.clone(),
+        stages: resolved,
+        target: target_index,
+        needed,
+        unused_build_args,
+        dockerfile,
+    })
+}
+
+fn located(file: &str, at: Location, message: impl Into<String>) -> Error {
+    Error::new(file, message).at(at.line, Some(at.column))
+}
+
+fn stage_names(stages: &[Stage]) -> Vec<&str> {
+    stages.iter().filter_map(|s| s.name.as_deref()).collect()
+}
+
+fn find_target(dockerfile: &Dockerfile, target: Option<&str>) -> Result<usize, Error> {
+    let stages = &dockerfile.stages;
+    let Some(target) = target else {
+        return Ok(stages.len() - 1);
+    };
+    let wanted = target.to_lowercase();
+    if let Some(stage) = stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(wanted.as_str()))
+    {
+        return Ok(stage.index);
+    }
+    let names = stage_names(stages);
+    let mut message = format!("--target {target}: no stage named `{target}`");
+    if let Some(near) = closest(&wanted, &names) {
+        message.push_str(&format!(" (did you mean `{near}`?)"));
+    }
+    let hint = if names.is_empty() {
+        "no stage has a name; name one with `FROM image AS name`".to_owned()
+    } else {
+        format!("stages are: {}", names.join(", "))
+    };
+    Err(Error::new(dockerfile.file.clone(), message).with_hint(hint))
+}
+
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2 && *d < c.len())
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn resolve_stage(
+    file: &str,
+    stage: &Stage,
+    stages: &[Stage],
+    lexer: &Lexer,
+    global_args: &BTreeMap<String, String>,
+) -> Result<ResolvedStage, Error> {
+    let at = stage.location;
+    let base_name = lexer
+        .process_word(&stage.base, global_args)
+        .map_err(|e| located(file, at, format!("FROM {}: {e}", stage.base)))?;
+    if base_name.is_empty() {
+        return Err(located(
+            file,
+            at,
+            format!(
+                "FROM {}: the base name is empty after expanding variables",
+                stage.base
+            ),
+        )
+        .with_hint("give the ARG a default before the first FROM, or pass --build-arg"));
+    }
+    // A base names an earlier stage, as in BuildKit; later stages are not visible to FROM.
+    let lower = base_name.to_lowercase();
+    let base = if let Some(earlier) = stages[..stage.index]
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
+        Base::Stage(earlier.index)
+    } else if lower == "scratch" {
+        Base::Scratch
+    } else {
+        Base::Image(base_name)
+    };
+    let platform = match &stage.platform {
+        None => None,
+        Some(raw) => {
+            let expanded = lexer
+                .process_word(raw, global_args)
+                .map_err(|e| located(file, at, format!("FROM --platform={raw}: {e}")))?;
+            Some(
+                expanded
+                    .parse::<Platform>()
+                    .map_err(|e| located(file, at, format!("FROM --platform={raw}: {e}")))?,
+            )
+        }
+    };
+    let mut stage_deps = BTreeSet::new();
+    if let Base::Stage(i) = base {
+        stage_deps.insert(i);
+    }
+    let mut image_sources = Vec::new();
+    for command in &stage.commands {
+        for from in sources_of(command) {
+            match resolve_source(stages, from).map_err(|e| located(file, command.location, e))? {
+                Source::Stage(i) => {
+                    stage_deps.insert(i);
+                }
+                Source::Image(image) => {
+                    check_not_a_typo(file, command, &image, stages)?;
+                    if !image_sources.contains(&image) {
+                        image_sources.push(image);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ResolvedStage {
+        index: stage.index,
+        base,
+        platform,
+        stage_deps,
+        image_sources,
+    })
+}
+
+/// The `--from` values of a command: COPY's flag and RUN's mounts.
+fn sources_of(command: &Command) -> Vec<&str> {
+    match &command.instruction {
+        Instruction::Copy(copy) => copy.from.as_deref().into_iter().collect(),
+        Instruction::Run(run) => run
+            .mounts
+            .iter()
+            .filter(|m| matches!(m.kind, MountKind::Bind | MountKind::Cache))
+            .filter_map(|m| m.from.as_deref())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A `--from` value: a stage index, a stage name (any stage, as BuildKit looks them up), or an
+/// image. Variables are not expanded in `--from`, as in BuildKit.
+fn resolve_source(stages: &[Stage], from: &str) -> Result<Source, String> {
+    if from.contains('$') {
+        return Err(format!(
+            "--from={from}: variables are not expanded in --from; define a stage with `FROM ${{ARG}} AS name` using a global ARG and copy from that"
+        ));
+    }
+    if let Ok(index) = from.parse::<usize>() {
+        return if index < stages.len() {
+            Ok(Source::Stage(index))
+        } else {
+            Err(format!(
+                "--from={from}: invalid stage index {index}; the Dockerfile has {} stages (0 to {})",
+                stages.len(),
+                stages.len() - 1
+            ))
+        };
+    }
+    let lower = from.to_lowercase();
+    match stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
+        Some(stage) => Ok(Source::Stage(stage.index)),
+        None => Ok(Source::Image(from.to_owned())),
+    }
+}
+
+/// `COPY --from=buld` where a stage `build` exists is almost surely a typo: say so now
+/// instead of failing later on a registry lookup of an image called `buld`.
+fn check_not_a_typo(
+    file: &str,
+    command: &Command,
+    image: &str,
+    stages: &[Stage],
+) -> Result<(), Error> {
+    let plain_word = !image.contains(['/', ':', '@', '.']);
+    let names = stage_names(stages);
+    if !plain_word || names.is_empty() {
+        return Ok(());
+    }
+    let lower = image.to_lowercase();
+    if let Some(near) = closest(&lower, &names) {
+        return Err(located(
+            file,
+            command.location,
+            format!(
+                "{} --from={image}: no stage or image named `{image}` (did you mean `{near}`?)",
+                command.instruction.keyword()
+            ),
+        )
+        .with_hint(format!("stages are: {}", names.join(", "))));
+    }
+    Ok(())
+}
+
+/// A stage may only use stages defined before it (BuildKit dispatches in file order); a
+/// reference to itself or a later stage is a cycle or an ordering error, reported as such.
+fn check_order_and_cycles(
+    file: &str,
+    stages: &[Stage],
+    resolved: &[ResolvedStage],
+) -> Result<(), Error> {
+    for stage in resolved {
+        for &dep in &stage.stage_deps {
+            if dep < stage.index {
+                continue;
+            }
+            let here = &stages[stage.index];
+            let there = &stages[dep];
+            let command = here.commands.iter().find(|c| {
+                sources_of(c)
+                    .iter()
+                    .any(|f| matches!(resolve_source(stages, f), Ok(Source::Stage(i)) if i == dep))
+            });
+            let at = command.map_or(here.location, |c| c.location);
+            let message = if dep == stage.index || reaches(resolved, dep, stage.index) {
+                format!(
+                    "circular dependency between stages: `{}` uses `{}`, which needs `{}`",
+                    here.display_name(),
+                    there.display_name(),
+                    here.display_name()
+                )
+            } else {
+                format!(
+                    "stage `{}` copies from stage `{}`, which is defined after it; define `{}` first",
+                    here.display_name(),
+                    there.display_name(),
+                    there.display_name()
+                )
+            };
+            return Err(located(file, at, message));
+        }
+    }
+    Ok(())
+}
+
+/// Whether stage `from` needs stage `to`, directly or not.
+fn reaches(resolved: &[ResolvedStage], from: usize, to: usize) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from];
+    while let Some(i) = stack.pop() {
+        if i == to {
+            return true;
+        }
+        if seen.insert(i) {
+            stack.extend(resolved[i].stage_deps.iter().copied());
+        }
+    }
+    false
+}
+
+/// The stages `target` needs, in file order (which is dependency order once
+/// [`check_order_and_cycles`] has passed).
+fn needed_stages(resolved: &[ResolvedStage], target: usize) -> Vec<usize> {
+    let mut needed = BTreeSet::new();
+    let mut stack = vec![target];
+    while let Some(i) = stack.pop() {
+        if needed.insert(i) {
+            stack.extend(resolved[i].stage_deps.iter().copied());
+        }
+    }
+    needed.into_iter().collect()
+}
