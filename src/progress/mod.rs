@@ -1,5 +1,14 @@
-//! Progress reporting: the `Reporter` trait the library calls, and its renderers
-//! (tty, plain, quiet).
+//! Progress reporting: the [`Reporter`] trait the library calls, and its renderers for a
+//! terminal ([`tty`]), for logs and CI ([`plain`]) and for scripts (quiet: nothing).
+//!
+//! Library code never prints; it tells a reporter what happened. Only the renderers
+//! here write to the terminal, so `--progress quiet` really prints only the digest.
+
+pub mod plain;
+pub mod tty;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How progress is shown, after `auto` is resolved against the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,4 +19,53 @@ pub enum Mode {
     Plain,
     /// Only the image digest on stdout.
     Quiet,
+}
+
+/// Identifies one vertex of the build (a step, a pull, a push) across events.
+pub type VertexId = usize;
+
+/// What the library tells the user about. Every method has a default that does nothing, so
+/// a reporter implements only what it shows.
+pub trait Reporter: Send + Sync {
+    /// A vertex starts: `name` is what the user sees, e.g. `[build 4/9] RUN mix deps.get`.
+    fn started(&self, _id: VertexId, _name: &str) {}
+    /// A vertex was answered from the cache.
+    fn cached(&self, _id: VertexId, _name: &str) {}
+    /// A line of a vertex's output (RUN output, a cache-miss reason, a resolved digest).
+    fn log(&self, _id: VertexId, _line: &str) {}
+    /// Bytes done of a known or unknown total (downloads, uploads, layer writes).
+    fn progress(&self, _id: VertexId, _done: u64, _total: Option<u64>) {}
+    /// A vertex finished.
+    fn done(&self, _id: VertexId, _elapsed: Duration) {}
+    /// A vertex failed; the error itself is reported by the caller.
+    fn failed(&self, _id: VertexId, _elapsed: Duration) {}
+    /// Something the user should know that does not stop the build.
+    fn warning(&self, _message: &str) {}
+    /// A final line (image name, digest, size, cache figures).
+    fn summary(&self, _line: &str) {}
+}
+
+/// Reports nothing (`--progress quiet`, tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Reporter for Silent {}
+
+/// The reporter for a mode.
+pub fn reporter(mode: Mode) -> Arc<dyn Reporter> {
+    match mode {
+        Mode::Tty => Arc::new(tty::TtyReporter::new()),
+        Mode::Plain => Arc::new(plain::PlainReporter::new(std::io::stderr())),
+        Mode::Quiet => Arc::new(Silent),
+    }
+}
+
+/// Allocates vertex ids in order, as BuildKit numbers its `#N` lines.
+#[derive(Debug, Default)]
+pub struct Ids(std::sync::atomic::AtomicUsize);
+
+impl Ids {
+    pub fn next(&self) -> VertexId {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
 }

@@ -1,0 +1,746 @@
+//! Dispatch: a stage's instructions, in order, with ARG and ENV scoped as BuildKit scopes
+//! them, expanded into concrete steps (RUN, COPY/ADD, WORKDIR's mkdir) and the image config
+//! the stage ends with. Pure: no engine, no files, so every rule is a unit test.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::frontend::Error;
+use crate::frontend::instructions::{
+    ArgDecl, Command, CommandLine, Copy, Healthcheck, InlineFile, Instruction, Location, Mount, MountKind,
+};
+use crate::frontend::shell::{EnvGetter, Lexer};
+use crate::frontend::stages::{BuildGraph, Source};
+
+/// `PATH` of a Linux image that sets none, as Docker and BuildKit default it.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The comment BuildKit puts on history entries it writes; kept for tools that look for it.
+pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// The parts of an image config a Dockerfile reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageConfig {
+    /// `KEY=value`, in order.
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub working_dir: String,
+    pub user: String,
+    pub shell: Option<Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub exposed_ports: BTreeSet<String>,
+    pub volumes: BTreeSet<String>,
+    pub stop_signal: Option<String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub on_build: Vec<String>,
+    pub author: Option<String>,
+    /// Docker's `ArgsEscaped`, set by CMD as BuildKit sets it.
+    pub args_escaped: bool,
+}
+
+impl ImageConfig {
+    pub fn get_env(&self, key: &str) -> Option<&str> {
+        self.env.iter().find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+    }
+
+    /// Sets or replaces `key`, keeping its position when it exists (as BuildKit's addEnv).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        let entry = format!("{key}={value}");
+        match self.env.iter_mut().find(|kv| kv.split('=').next() == Some(key)) {
+            Some(existing) => *existing = entry,
+            None => self.env.push(entry),
+        }
+    }
+}
+
+/// One history entry of the image config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub created_by: String,
+    pub empty_layer: bool,
+}
+
+/// Where a COPY takes its files from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyFrom {
+    Context,
+    Stage(usize),
+    Image(String),
+}
+
+/// A step that changes the filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    Run(RunStep),
+    Copy(CopyStep),
+    /// WORKDIR creates its directory (owned by the current USER), as BuildKit does.
+    Mkdir { path: String, user: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStep {
+    /// The process to run, the shell already prepended for the shell form.
+    pub argv: Vec<String>,
+    /// `KEY=value`: the image's ENV, then the ARGs in scope, as a RUN sees them.
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+    /// `RUN --network=…`; `None` uses the build's `--network`.
+    pub network: Option<String>,
+    pub mounts: Vec<Mount>,
+    /// A heredoc script with a shebang, written to a file and executed, as docker build does.
+    pub script: Option<InlineFile>,
+    /// The ARGs in scope (with values), for the cache key and history.
+    pub build_args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyStep {
+    pub from: CopyFrom,
+    /// Source paths or globs, expanded, as written otherwise.
+    pub sources: Vec<String>,
+    /// Heredoc sources, expanded when their terminator was unquoted.
+    pub inline: Vec<InlineFile>,
+    /// Absolute destination; a trailing `/` means "into this directory".
+    pub dest: String,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub link: bool,
+    pub parents: bool,
+    pub exclude: Vec<String>,
+    pub is_add: bool,
+    pub unpack: Option<bool>,
+    pub checksum: Option<String>,
+}
+
+/// A filesystem step of a stage, located and named for progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub stage: usize,
+    pub location: Location,
+    /// What progress shows, e.g. `RUN mix deps.get --only prod` (ARGs expanded).
+    pub display: String,
+    /// Index of this step's entry in [`StagePlan::history`].
+    pub history: usize,
+    pub kind: StepKind,
+}
+
+/// What a stage does, after dispatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan {
+    pub stage: usize,
+    /// The stage's name for progress (`build`, or `stage-1`).
+    pub name: String,
+    pub steps: Vec<Step>,
+    /// The config the stage ends with.
+    pub config: ImageConfig,
+    /// The history entries this stage adds (after the base image's).
+    pub history: Vec<History>,
+    /// Warnings worth showing (secret-looking ENV/ARG names, …).
+    pub warnings: Vec<String>,
+}
+
+/// The variables an instruction sees: the image's ENV and the stage's ARGs, later
+/// definitions replacing earlier ones in place.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    vars: Vec<(String, String)>,
+}
+
+impl Scope {
+    fn set(&mut self, key: &str, value: &str) {
+        match self.vars.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_owned(),
+            None => self.vars.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
+    fn as_env(&self) -> Vec<String> {
+        self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+}
+
+impl EnvGetter for Scope {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Names that look like they hold a secret (`*_KEY`, `*SECRET*`, `*PASSWORD*`, `*TOKEN*`).
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_uppercase();
+    upper.ends_with("_KEY") || ["SECRET", "PASSWORD", "TOKEN"].iter().any(|w| upper.contains(w))
+}
+
+struct Dispatcher<'a> {
+    graph: &'a BuildGraph,
+    file: &'a str,
+    lexer: Lexer,
+    stage: usize,
+    scope: Scope,
+    config: ImageConfig,
+    /// ARGs declared in this stage, with their values, in order.
+    args: Vec<(String, String)>,
+    cmd_set: bool,
+    steps: Vec<Step>,
+    history: Vec<History>,
+    warnings: Vec<String>,
+}
+
+/// Dispatches stage `stage` of `graph` on top of `base`, the config of its base image or
+/// stage.
+pub fn dispatch_stage(graph: &BuildGraph, stage: usize, base: &ImageConfig) -> Result<StagePlan, Error> {
+    let mut config = base.clone();
+    if config.get_env("PATH").is_none() {
+        config.set_env("PATH", DEFAULT_PATH);
+    }
+    let triggers = std::mem::take(&mut config.on_build);
+    let mut scope = Scope::default();
+    for kv in &config.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        scope.set(k, v);
+    }
+    let file = graph.dockerfile.file.as_str();
+    let mut d = Dispatcher {
+        graph,
+        file,
+        lexer: Lexer::new(graph.dockerfile.escape),
+        stage,
+        scope,
+        config,
+        args: Vec::new(),
+        cmd_set: false,
+        steps: Vec::new(),
+        history: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let stage_def = graph.stage(stage);
+    // ONBUILD triggers of the base run first, located at the FROM line.
+    for trigger in triggers {
+        let command = parse_trigger(file, &trigger, stage_def.location)?;
+        d.dispatch(&command)?;
+    }
+    for command in &stage_def.commands {
+        d.dispatch(command)?;
+    }
+    Ok(StagePlan {
+        stage,
+        name: stage_def.display_name(),
+        steps: d.steps,
+        config: d.config,
+        history: d.history,
+        warnings: d.warnings,
+    })
+}
+
+/// An ONBUILD trigger from a base image's config, parsed as an instruction.
+fn parse_trigger(file: &str, trigger: &str, at: Location) -> Result<Command, Error> {
+    let located = |message: String| Error::new(file, message).at(at.line, Some(at.column));
+    let ast = crate::frontend::parser::parse(trigger.as_bytes())
+        .map_err(|e| located(format!("ONBUILD trigger `{trigger}` of the base image: {}", e.message)))?;
+    let [node] = ast.nodes.as_slice() else {
+        return Err(located(format!("ONBUILD trigger `{trigger}` of the base image is not one instruction")));
+    };
+    if matches!(node.keyword.as_str(), "from" | "onbuild" | "maintainer") {
+        return Err(located(format!("ONBUILD trigger `{trigger}`: {} is not allowed as a trigger", node.keyword.to_uppercase())));
+    }
+    let mut command = crate::frontend::instructions::parse_command(file, node)?;
+    command.location = at;
+    Ok(command)
+}
+
+impl Dispatcher<'_> {
+    fn error(&self, at: Location, message: impl Into<String>) -> Error {
+        Error::new(self.file, message).at(at.line, Some(at.column))
+    }
+
+    fn expand(&self, at: Location, word: &str) -> Result<String, Error> {
+        self.lexer.process_word(word, &self.scope).map_err(|e| self.error(at, e.to_string()))
+    }
+
+    fn expand_words(&self, at: Location, word: &str) -> Result<Vec<String>, Error> {
+        self.lexer.process_words(word, &self.scope).map_err(|e| self.error(at, e.to_string()))
+    }
+
+    fn record(&mut self, created_by: String, empty_layer: bool) -> usize {
+        self.history.push(History { created_by, empty_layer });
+        self.history.len() - 1
+    }
+
+    fn push_step(&mut self, command: &Command, display: String, created_by: String, kind: StepKind) {
+        let history = self.record(created_by, false);
+        self.steps.push(Step { stage: self.stage, location: command.location, display, history, kind });
+    }
+
+    fn warn_secret(&mut self, keyword: &str, name: &str, at: Location) {
+        if looks_secret(name) {
+            self.warnings.push(format!(
+                "{}:{}: {keyword} {name}: the name looks like a secret, and {keyword} values are baked into the image where anyone who pulls it can read them; read secrets at start-up instead (config/runtime.exs with System.get_env in an Elixir release) or use RUN --mount=type=secret",
+                self.file, at.line
+            ));
+        }
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    fn with_shell(&self, args: &[String]) -> Vec<String> {
+        let mut argv = self.shell();
+        argv.push(args.join(" "));
+        argv
+    }
+
+    fn dispatch(&mut self, command: &Command) -> Result<(), Error> {
+        let at = command.location;
+        match &command.instruction {
+            Instruction::Env(pairs) => {
+                let mut message = String::from("ENV");
+                for pair in pairs {
+                    let key = self.expand(at, &pair.key)?;
+                    let value = self.expand(at, &pair.value)?;
+                    if key.is_empty() {
+                        return Err(self.error(at, "ENV names can not be blank"));
+                    }
+                    self.warn_secret("ENV", &key, at);
+                    message.push_str(&format!(" {key}={value}"));
+                    self.scope.set(&key, &value);
+                    self.config.set_env(&key, &value);
+                }
+                self.record(message, true);
+            }
+            Instruction::Arg(decls) => self.dispatch_arg(decls, at)?,
+            Instruction::Label(pairs) => {
+                let mut message = String::from("LABEL");
+                for pair in pairs {
+                    let key = self.expand(at, &pair.key)?;
+                    let value = self.expand(at, &pair.value)?;
+                    message.push_str(&format!(" {key}={value}"));
+                    self.config.labels.insert(key, value);
+                }
+                self.record(message, true);
+            }
+            Instruction::Maintainer(name) => {
+                self.config.author = Some(name.clone());
+                self.record(format!("MAINTAINER {name}"), true);
+            }
+            Instruction::Workdir(path) => {
+                let path = self.expand(at, path)?;
+                let dir = normalize_workdir(&self.config.working_dir, &path)
+                    .ok_or_else(|| self.error(at, format!("WORKDIR {path}: not a usable directory")))?;
+                self.config.working_dir = dir.clone();
+                if dir == "/" {
+                    self.record(format!("WORKDIR {dir}"), true);
+                } else {
+                    let user = self.config.user.clone();
+                    self.push_step(command, format!("WORKDIR {dir}"), format!("WORKDIR {dir}"), StepKind::Mkdir { path: dir, user });
+                }
+            }
+            Instruction::User(user) => {
+                let user = self.expand(at, user)?;
+                if user.is_empty() {
+                    return Err(self.error(at, "USER is empty after expanding variables"));
+                }
+                self.config.user = user.clone();
+                self.record(format!("USER {user}"), true);
+            }
+            Instruction::Expose(ports) => {
+                let mut all = BTreeSet::new();
+                for word in ports {
+                    for port in self.expand_words(at, word)? {
+                        all.extend(expand_port_spec(&port).map_err(|e| self.error(at, format!("EXPOSE {port}: {e}")))?);
+                    }
+                }
+                let listed: Vec<String> = all.iter().map(|p| format!("{p}:{{}}")).collect();
+                self.config.exposed_ports.extend(all);
+                self.record(format!("EXPOSE map[{}]", listed.join(" ")), true);
+            }
+            Instruction::Volume(volumes) => {
+                let mut expanded = Vec::new();
+                for v in volumes {
+                    let v = self.expand(at, v)?;
+                    if v.is_empty() {
+                        return Err(self.error(at, "VOLUME specified can not be an empty string"));
+                    }
+                    expanded.push(v);
+                }
+                self.record(format!("VOLUME [{}]", expanded.join(" ")), true);
+                self.config.volumes.extend(expanded);
+            }
+            Instruction::StopSignal(signal) => {
+                let signal = self.expand(at, signal)?;
+                if !valid_signal(&signal) {
+                    return Err(self.error(at, format!("STOPSIGNAL {signal}: not a signal (e.g. SIGTERM, SIGINT or 15)")));
+                }
+                self.record(format!("STOPSIGNAL {signal}"), true);
+                self.config.stop_signal = Some(signal);
+            }
+            Instruction::Shell(shell) => {
+                self.record(format!("SHELL [{}]", shell.join(" ")), true);
+                self.config.shell = Some(shell.clone());
+            }
+            Instruction::Cmd(line) => {
+                let args = self.command_args(line);
+                self.record(format!("CMD {}", go_quoted_list(&args)), true);
+                self.config.cmd = Some(args);
+                self.config.args_escaped = true;
+                self.cmd_set = true;
+            }
+            Instruction::Entrypoint(line) => {
+                let args = self.command_args(line);
+                self.record(format!("ENTRYPOINT {}", go_quoted_list(&args)), true);
+                self.config.entrypoint = if args.is_empty() && !line.prepend_shell { None } else { Some(args) };
+                // An ENTRYPOINT drops an inherited CMD, unless this stage set one.
+                if !self.cmd_set {
+                    self.config.cmd = None;
+                }
+            }
+            Instruction::Healthcheck(h) => {
+                self.record(format!("HEALTHCHECK {}", go_quoted_list(&h.test)), true);
+                self.config.healthcheck = Some(h.clone());
+            }
+            Instruction::Onbuild(trigger) => self.config.on_build.push(trigger.clone()),
+            Instruction::Run(run) => self.dispatch_run(command, run)?,
+            Instruction::Copy(copy) => self.dispatch_copy(command, copy)?,
+        }
+        Ok(())
+    }
+
+    /// CMD/ENTRYPOINT arguments: the exec form as written, the shell form through SHELL.
+    fn command_args(&self, line: &CommandLine) -> Vec<String> {
+        if line.prepend_shell && !line.args.is_empty() { self.with_shell(&line.args) } else { line.args.clone() }
+    }
+
+    fn dispatch_arg(&mut self, decls: &[ArgDecl], at: Location) -> Result<(), Error> {
+        let mut parts = Vec::new();
+        for decl in decls {
+            self.warn_secret("ARG", &decl.key, at);
+            let from_build = self.graph.build_args.get(&decl.key).cloned();
+            let value = match (&from_build, &decl.default) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(default)) => Some(self.expand(at, default)?),
+                // A bare `ARG NAME` in a stage takes the global ARG's value.
+                (None, None) => self.graph.global_args.get(&decl.key).cloned(),
+            };
+            match &value {
+                Some(v) => {
+                    parts.push(format!("{}={v}", decl.key));
+                    self.scope.set(&decl.key, v);
+                    match self.args.iter_mut().find(|(k, _)| *k == decl.key) {
+                        Some(slot) => slot.1 = v.clone(),
+                        None => self.args.push((decl.key.clone(), v.clone())),
+                    }
+                }
+                None => parts.push(decl.key.clone()),
+            }
+        }
+        self.record(format!("ARG {}", parts.join(" ")), true);
+        Ok(())
+    }
+
+    fn dispatch_run(&mut self, command: &Command, run: &crate::frontend::instructions::Run) -> Result<(), Error> {
+        let at = command.location;
+        let line = &run.command;
+        let mut script = None;
+        let args: Vec<String> = match line.heredocs.as_slice() {
+            [] => line.args.clone(),
+            [doc] if line.args.len() == 1 && is_heredoc_marker(&line.args[0]) => {
+                let data = if doc.chomp { chomp(&doc.data) } else { doc.data.clone() };
+                if data.starts_with("#!") {
+                    script = Some(InlineFile { name: doc.name.clone(), data, expand: false, chomp: false });
+                    vec![format!("/dev/pipes/{}", doc.name)]
+                } else {
+                    vec![data]
+                }
+            }
+            docs => {
+                // `RUN python3 <<EOF` and friends: hand the whole text to the shell.
+                let mut text = line.args.join(" ");
+                for doc in docs {
+                    text.push('\n');
+                    text.push_str(&doc.data);
+                    text.push_str(&doc.name);
+                }
+                vec![text]
+            }
+        };
+        let argv = if line.prepend_shell && script.is_none() { self.with_shell(&args) } else { args };
+        let mut mounts = Vec::new();
+        for mount in &run.mounts {
+            let mut m = mount.clone();
+            for field in [&mut m.target, &mut m.source, &mut m.id] {
+                if let Some(v) = field {
+                    *v = self.expand(at, v)?;
+                }
+            }
+            if m.kind == MountKind::Cache && m.id.is_none() {
+                m.id = m.target.clone();
+            }
+            if let Some(target) = &m.target
+                && !target.starts_with('/')
+            {
+                m.target = Some(join_path(&self.config.working_dir, target));
+            }
+            mounts.push(m);
+        }
+        let history = format!("RUN {} # buildkit", run_command_string(&argv, &self.args));
+        let display = format!("RUN {}", self.lexer.process_word(&command_text(command), &self.scope).unwrap_or_else(|_| command_text(command)));
+        let step = RunStep {
+            argv,
+            env: self.scope.as_env(),
+            workdir: if self.config.working_dir.is_empty() { "/".into() } else { self.config.working_dir.clone() },
+            user: self.config.user.clone(),
+            network: run.network.clone(),
+            mounts,
+            script,
+            build_args: self.args.clone(),
+        };
+        self.push_step(command, display, history, StepKind::Run(step));
+        Ok(())
+    }
+
+    fn dispatch_copy(&mut self, command: &Command, copy: &Copy) -> Result<(), Error> {
+        let at = command.location;
+        let keyword = if copy.is_add { "ADD" } else { "COPY" };
+        let from = match &copy.from {
+            None => CopyFrom::Context,
+            Some(f) => match self.graph.resolve_from(f) {
+                Source::Stage(i) => CopyFrom::Stage(i),
+                Source::Image(image) => CopyFrom::Image(image),
+            },
+        };
+        let mut sources = Vec::with_capacity(copy.sources.len());
+        for src in &copy.sources {
+            let src = self.expand(at, src)?;
+            if copy.is_add && (src.starts_with("http://") || src.starts_with("https://") || src.starts_with("git@")) {
+                return Err(self.error(at, format!("ADD {src}: adding from a URL is not supported by imgbuild"))
+                    .with_hint("download it in a RUN step (curl -fsSLo …) or fetch it before the build"));
+            }
+            sources.push(src);
+        }
+        let mut inline = Vec::with_capacity(copy.inline.len());
+        for doc in &copy.inline {
+            let mut data = if doc.chomp { chomp(&doc.data) } else { doc.data.clone() };
+            if doc.expand {
+                data = self.lexer.process_word_raw(&data, &self.scope).map_err(|e| self.error(at, e.to_string()))?;
+            }
+            inline.push(InlineFile { name: doc.name.clone(), data, expand: doc.expand, chomp: doc.chomp });
+        }
+        let dest_raw = self.expand(at, &copy.dest)?;
+        let dest = dest_path(&self.config.working_dir, &dest_raw);
+        if sources.len() + inline.len() > 1 && !dest.ends_with('/') {
+            return Err(self.error(at, format!("{keyword} with more than one source needs a directory destination ending in `/`, not `{dest_raw}`"))
+                .with_hint(format!("write `{dest_raw}/`")));
+        }
+        let chown = copy.chown.as_deref().map(|c| self.expand(at, c)).transpose()?.filter(|c| !c.is_empty());
+        let chmod = copy.chmod.as_deref().map(|c| self.expand(at, c)).transpose()?.filter(|c| !c.is_empty());
+        if let Some(mode) = &chmod
+            && u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o7777)
+        {
+            return Err(self.error(at, format!("{keyword} --chmod={mode}: expected an octal mode such as 0755")));
+        }
+        let mut created_by = String::from(keyword);
+        if let Some(f) = &copy.from {
+            created_by.push_str(&format!(" --from={f}"));
+        }
+        if let Some(c) = &chown {
+            created_by.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(c) = &chmod {
+            created_by.push_str(&format!(" --chmod={c}"));
+        }
+        for s in &sources {
+            created_by.push(' ');
+            created_by.push_str(s);
+        }
+        for doc in &inline {
+            created_by.push_str(&format!(" <<{}", doc.name));
+        }
+        created_by.push(' ');
+        created_by.push_str(&dest_raw);
+        let display = created_by.clone();
+        created_by.push_str(" # buildkit");
+        let step = CopyStep {
+            from,
+            sources,
+            inline,
+            dest,
+            chown,
+            chmod,
+            link: copy.link,
+            parents: copy.parents,
+            exclude: copy.exclude.clone(),
+            is_add: copy.is_add,
+            unpack: copy.unpack,
+            checksum: copy.checksum.clone(),
+        };
+        self.push_step(command, display, created_by, StepKind::Copy(step));
+        Ok(())
+    }
+}
+
+/// The instruction's text after the keyword, for display.
+fn command_text(command: &Command) -> String {
+    let source = command.source.trim_start();
+    let rest = source.split_once(char::is_whitespace).map_or("", |(_, r)| r);
+    rest.trim().to_owned()
+}
+
+fn is_heredoc_marker(arg: &str) -> bool {
+    let Some(rest) = arg.strip_prefix("<<") else { return false };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let name = rest.trim_matches(|c| c == '"' || c == '\'');
+    !name.is_empty() && !name.contains(char::is_whitespace)
+}
+
+/// `<<-`: strips leading tabs from every line.
+fn chomp(data: &str) -> String {
+    data.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
+}
+
+/// BuildKit's history text for RUN: `|2 A=1 B=2 /bin/sh -c make` when ARGs are in scope.
+fn run_command_string(argv: &[String], args: &[(String, String)]) -> String {
+    let mut parts = Vec::new();
+    if !args.is_empty() {
+        parts.push(format!("|{}", args.len()));
+        parts.extend(args.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    parts.extend(argv.iter().cloned());
+    parts.join(" ")
+}
+
+/// Go's `fmt.Sprintf("%q", []string{…})`: `["a" "b"]`.
+fn go_quoted_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// Lexically cleans an absolute path (`/a/./b/../c` → `/a/c`), like Go's `path.Clean`.
+pub fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn join_path(base: &str, rel: &str) -> String {
+    let base = if base.is_empty() { "/" } else { base };
+    clean_path(&format!("{base}/{rel}"))
+}
+
+/// WORKDIR: relative paths are relative to the current one.
+fn normalize_workdir(current: &str, requested: &str) -> Option<String> {
+    if requested.is_empty() {
+        return None;
+    }
+    Some(if requested.starts_with('/') { clean_path(requested) } else { join_path(current, requested) })
+}
+
+/// A COPY destination made absolute against WORKDIR, keeping a trailing `/` (and making
+/// `.` mean the directory itself), as BuildKit's `pathRelativeToWorkingDir`.
+fn dest_path(workdir: &str, dest: &str) -> String {
+    let dir_like = dest.ends_with('/') || dest == "." || dest.is_empty() || dest.ends_with("/.");
+    let joined = if dest.starts_with('/') { clean_path(dest) } else { join_path(workdir, dest) };
+    if dir_like && joined != "/" { format!("{joined}/") } else { joined }
+}
+
+/// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, … (ranges expanded, as Docker does).
+fn expand_port_spec(spec: &str) -> Result<Vec<String>, String> {
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let proto = proto.to_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("unknown protocol `{proto}` (tcp, udp or sctp)"));
+    }
+    let parse = |p: &str| p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("`{p}` is not a port number"));
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let p = parse(ports)?;
+            (p, p)
+        }
+    };
+    if end < start {
+        return Err(format!("the range {start}-{end} is backwards"));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Signal names Docker accepts (`SIGTERM`, `TERM`, `SIGRTMIN+3`) or numbers.
+fn valid_signal(signal: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG",
+        "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+    ];
+    if let Ok(n) = signal.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    let upper = signal.to_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let base = name.split(['+', '-']).next().unwrap_or(name);
+    NAMES.contains(&base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean_path("/../.."), "/");
+        assert_eq!(dest_path("/app", "./"), "/app/");
+        assert_eq!(dest_path("/app", "."), "/app/");
+        assert_eq!(dest_path("/app", "lib"), "/app/lib");
+        assert_eq!(dest_path("", "lib/"), "/lib/");
+        assert_eq!(dest_path("/app", "/etc/x"), "/etc/x");
+        assert_eq!(dest_path("/app", "/"), "/");
+        assert_eq!(normalize_workdir("/app", "sub").as_deref(), Some("/app/sub"));
+        assert_eq!(normalize_workdir("", "rel").as_deref(), Some("/rel"));
+        assert_eq!(normalize_workdir("/app", "/x/../y").as_deref(), Some("/y"));
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(expand_port_spec("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expand_port_spec("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(expand_port_spec("8000-8002").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        for bad in ["x", "0", "80/icmp", "9-8", "70000"] {
+            assert!(expand_port_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        for ok in ["SIGTERM", "term", "9", "SIGRTMIN+3"] {
+            assert!(valid_signal(ok), "{ok}");
+        }
+        for bad in ["SIGNOPE", "0", "99", ""] {
+            assert!(!valid_signal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        for name in ["API_KEY", "SECRET_KEY_BASE", "db_password", "GITHUB_TOKEN", "MySecret"] {
+            assert!(looks_secret(name), "{name}");
+        }
+        for name in ["MIX_ENV", "PORT", "KEYBOARD", "LANG"] {
+            assert!(!looks_secret(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn history_strings() {
+        assert_eq!(go_quoted_list(&["/app/bin/hello".into(), "start".into()]), r#"["/app/bin/hello" "start"]"#);
+        assert_eq!(run_command_string(&["/bin/sh".into(), "-c".into(), "make".into()], &[("A".into(), "1".into())]), "|1 A=1 /bin/sh -c make");
+        assert_eq!(chomp("\t\ta\n\tb\n"), "a\nb\n");
+    }
+}
