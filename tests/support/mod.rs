@@ -1,0 +1,197 @@
+//! Shared by the integration tests (`mod support;`): the real test environment
+//! (Docker engine, registry, busybox image) started by `scripts/test-env`, and
+//! small helpers to drive it.
+//!
+//! A test that needs the environment calls [`env()`]; if the environment
+//! cannot be started the test fails with the script's error, it never skips.
+
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Debian's Docker client. A newer client may sit earlier in PATH
+/// (`/usr/local/bin/docker`); the tests always use Debian's, like the engine.
+pub const DOCKER_CLI: &str = "/usr/bin/docker";
+
+/// What `scripts/test-env` exports; the variable names are its contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestEnv {
+    /// `DOCKER_HOST` value of the engine, e.g. `unix:///var/tmp/imgbuild-test-env/docker.sock`.
+    pub docker_host: String,
+    /// Registry address without scheme, e.g. `127.0.0.1:5000` (plain HTTP).
+    pub registry: String,
+    /// A tiny image present in the engine: busybox with its applets.
+    pub busybox_image: String,
+    /// The environment's state dir (daemon logs, registry storage).
+    pub state_dir: PathBuf,
+}
+
+const VAR_DOCKER_HOST: &str = "IMGBUILD_TEST_DOCKER_HOST";
+const VAR_REGISTRY: &str = "IMGBUILD_TEST_REGISTRY";
+const VAR_BUSYBOX_IMAGE: &str = "IMGBUILD_TEST_BUSYBOX_IMAGE";
+const VAR_STATE_DIR: &str = "IMGBUILD_TEST_ENV_DIR";
+
+impl TestEnv {
+    /// Builds the environment from variables looked up by `get`; `None` if any is missing.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Option<TestEnv> {
+        Some(TestEnv {
+            docker_host: get(VAR_DOCKER_HOST)?,
+            registry: get(VAR_REGISTRY)?,
+            busybox_image: get(VAR_BUSYBOX_IMAGE)?,
+            state_dir: PathBuf::from(get(VAR_STATE_DIR)?),
+        })
+    }
+
+    /// The path of the engine's unix socket, if it is reached through one.
+    pub fn docker_socket(&self) -> Option<&Path> {
+        self.docker_host.strip_prefix("unix://").map(Path::new)
+    }
+}
+
+/// The test environment, started once per test process. When `scripts/test`
+/// (or `eval "$(scripts/test-env)"`) already exported the `IMGBUILD_TEST_*`
+/// variables they are used as they are; otherwise `scripts/test-env` runs,
+/// which is cheap when everything is already up and safe to run from several
+/// test processes at once (it takes a lock).
+pub fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        TestEnv::from_vars(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(start_environment)
+    })
+}
+
+/// Path of `scripts/test-env` in this checkout.
+pub fn test_env_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-env")
+}
+
+/// Runs `scripts/test-env` and returns its exports; panics with its stderr on failure.
+pub fn run_test_env_script() -> HashMap<String, String> {
+    let script = test_env_script();
+    let output = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{} failed ({}), so the test environment is not available:\n{stderr}",
+        script.display(),
+        output.status,
+    );
+    let stdout = String::from_utf8(output.stdout)
+        .unwrap_or_else(|e| panic!("{} printed non-UTF-8 exports: {e}", script.display()));
+    parse_exports(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            script.display()
+        )
+    })
+}
+
+fn start_environment() -> TestEnv {
+    let exports = run_test_env_script();
+    TestEnv::from_vars(|name| exports.get(name).cloned()).unwrap_or_else(|| {
+        panic!(
+            "{} did not export all of {VAR_DOCKER_HOST}, {VAR_REGISTRY}, {VAR_BUSYBOX_IMAGE}, \
+             {VAR_STATE_DIR}; it printed: {exports:?}",
+            test_env_script().display()
+        )
+    })
+}
+
+/// Parses the `export KEY=VALUE` lines `scripts/test-env` prints. Its values
+/// are never quoted (the script refuses paths that would need quoting), so
+/// any other line is an error rather than something to guess about.
+pub fn parse_exports(stdout: &str) -> Result<HashMap<String, String>, String> {
+    stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.strip_prefix("export ")
+                .and_then(|assignment| assignment.split_once('='))
+                .filter(|(key, _)| !key.is_empty())
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .ok_or_else(|| format!("not an `export KEY=VALUE` line: {line:?}"))
+        })
+        .collect()
+}
+
+/// Path of the `imgbuild` binary cargo built for these tests.
+pub fn imgbuild_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_imgbuild"))
+}
+
+/// An `imgbuild` command aimed at the test engine (`DOCKER_HOST` set).
+pub fn imgbuild() -> Command {
+    let mut command = Command::new(imgbuild_bin());
+    command.env("DOCKER_HOST", &env().docker_host);
+    command
+}
+
+/// Runs Debian's `docker` client against the test engine.
+pub fn docker<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(DOCKER_CLI)
+        .args(args)
+        .env("DOCKER_HOST", &env().docker_host)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {DOCKER_CLI}: {e}"))
+}
+
+/// Runs `docker` and returns its stdout; panics with its stderr if it fails.
+pub fn docker_ok<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<S> = args.into_iter().collect();
+    let output = docker(&args);
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(
+        output.status.success(),
+        "docker {} failed ({}):\n{}",
+        shown.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `http://REGISTRY/PATH` for the test registry (plain HTTP on 127.0.0.1).
+pub fn registry_url(path: &str) -> String {
+    format!("http://{}/{}", env().registry, path.trim_start_matches('/'))
+}
+
+/// A name no other test, parallel test process or earlier run uses (the
+/// registry keeps what earlier runs pushed), for repositories, tags and
+/// containers: `imgbuild-test-PREFIX-SECONDS-PID-N`.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!(
+        "imgbuild-test-{prefix}-{seconds}-{}-{n}",
+        std::process::id()
+    )
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("imgbuild-test-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+}
