@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::frontend::Error;
 use crate::frontend::instructions::{
-    ArgDecl, Command, CommandLine, Copy, Healthcheck, InlineFile, Instruction, Location, Mount, MountKind,
+    ArgDecl, Command, CommandLine, Copy, Healthcheck, InlineFile, Instruction, Location, Mount,
+    MountKind,
 };
 use crate::frontend::shell::{EnvGetter, Lexer};
 use crate::frontend::stages::{BuildGraph, Source};
@@ -40,13 +41,21 @@ pub struct ImageConfig {
 
 impl ImageConfig {
     pub fn get_env(&self, key: &str) -> Option<&str> {
-        self.env.iter().find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+        self.env.iter().find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v)
+        })
     }
 
     /// Sets or replaces `key`, keeping its position when it exists (as BuildKit's addEnv).
     pub fn set_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
-        match self.env.iter_mut().find(|kv| kv.split('=').next() == Some(key)) {
+        match self
+            .env
+            .iter_mut()
+            .find(|kv| kv.split('=').next() == Some(key))
+        {
             Some(existing) => *existing = entry,
             None => self.env.push(entry),
         }
@@ -74,7 +83,10 @@ pub enum StepKind {
     Run(RunStep),
     Copy(CopyStep),
     /// WORKDIR creates its directory (owned by the current USER), as BuildKit does.
-    Mkdir { path: String, user: String },
+    Mkdir {
+        path: String,
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,14 +174,20 @@ impl Scope {
 
 impl EnvGetter for Scope {
     fn get(&self, key: &str) -> Option<&str> {
-        self.vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Names that look like they hold a secret (`*_KEY`, `*SECRET*`, `*PASSWORD*`, `*TOKEN*`).
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_uppercase();
-    upper.ends_with("_KEY") || ["SECRET", "PASSWORD", "TOKEN"].iter().any(|w| upper.contains(w))
+    upper.ends_with("_KEY")
+        || ["SECRET", "PASSWORD", "TOKEN"]
+            .iter()
+            .any(|w| upper.contains(w))
 }
 
 struct Dispatcher<'a> {
@@ -189,7 +207,11 @@ struct Dispatcher<'a> {
 
 /// Dispatches stage `stage` of `graph` on top of `base`, the config of its base image or
 /// stage.
-pub fn dispatch_stage(graph: &BuildGraph, stage: usize, base: &ImageConfig) -> Result<StagePlan, Error> {
+pub fn dispatch_stage(
+    graph: &BuildGraph,
+    stage: usize,
+    base: &ImageConfig,
+) -> Result<StagePlan, Error> {
     let mut config = base.clone();
     if config.get_env("PATH").is_none() {
         config.set_env("PATH", DEFAULT_PATH);
@@ -236,13 +258,22 @@ pub fn dispatch_stage(graph: &BuildGraph, stage: usize, base: &ImageConfig) -> R
 /// An ONBUILD trigger from a base image's config, parsed as an instruction.
 fn parse_trigger(file: &str, trigger: &str, at: Location) -> Result<Command, Error> {
     let located = |message: String| Error::new(file, message).at(at.line, Some(at.column));
-    let ast = crate::frontend::parser::parse(trigger.as_bytes())
-        .map_err(|e| located(format!("ONBUILD trigger `{trigger}` of the base image: {}", e.message)))?;
+    let ast = crate::frontend::parser::parse(trigger.as_bytes()).map_err(|e| {
+        located(format!(
+            "ONBUILD trigger `{trigger}` of the base image: {}",
+            e.message
+        ))
+    })?;
     let [node] = ast.nodes.as_slice() else {
-        return Err(located(format!("ONBUILD trigger `{trigger}` of the base image is not one instruction")));
+        return Err(located(format!(
+            "ONBUILD trigger `{trigger}` of the base image is not one instruction"
+        )));
     };
     if matches!(node.keyword.as_str(), "from" | "onbuild" | "maintainer") {
-        return Err(located(format!("ONBUILD trigger `{trigger}`: {} is not allowed as a trigger", node.keyword.to_uppercase())));
+        return Err(located(format!(
+            "ONBUILD trigger `{trigger}`: {} is not allowed as a trigger",
+            node.keyword.to_uppercase()
+        )));
     }
     let mut command = crate::frontend::instructions::parse_command(file, node)?;
     command.location = at;
@@ -255,21 +286,40 @@ impl Dispatcher<'_> {
     }
 
     fn expand(&self, at: Location, word: &str) -> Result<String, Error> {
-        self.lexer.process_word(word, &self.scope).map_err(|e| self.error(at, e.to_string()))
+        self.lexer
+            .process_word(word, &self.scope)
+            .map_err(|e| self.error(at, e.to_string()))
     }
 
     fn expand_words(&self, at: Location, word: &str) -> Result<Vec<String>, Error> {
-        self.lexer.process_words(word, &self.scope).map_err(|e| self.error(at, e.to_string()))
+        self.lexer
+            .process_words(word, &self.scope)
+            .map_err(|e| self.error(at, e.to_string()))
     }
 
     fn record(&mut self, created_by: String, empty_layer: bool) -> usize {
-        self.history.push(History { created_by, empty_layer });
+        self.history.push(History {
+            created_by,
+            empty_layer,
+        });
         self.history.len() - 1
     }
 
-    fn push_step(&mut self, command: &Command, display: String, created_by: String, kind: StepKind) {
+    fn push_step(
+        &mut self,
+        command: &Command,
+        display: String,
+        created_by: String,
+        kind: StepKind,
+    ) {
         let history = self.record(created_by, false);
-        self.steps.push(Step { stage: self.stage, location: command.location, display, history, kind });
+        self.steps.push(Step {
+            stage: self.stage,
+            location: command.location,
+            display,
+            history,
+            kind,
+        });
     }
 
     fn warn_secret(&mut self, keyword: &str, name: &str, at: Location) {
@@ -282,7 +332,10 @@ impl Dispatcher<'_> {
     }
 
     fn shell(&self) -> Vec<String> {
-        self.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+        self.config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }
 
     fn with_shell(&self, args: &[String]) -> Vec<String> {
@@ -326,14 +379,20 @@ impl Dispatcher<'_> {
             }
             Instruction::Workdir(path) => {
                 let path = self.expand(at, path)?;
-                let dir = normalize_workdir(&self.config.working_dir, &path)
-                    .ok_or_else(|| self.error(at, format!("WORKDIR {path}: not a usable directory")))?;
+                let dir = normalize_workdir(&self.config.working_dir, &path).ok_or_else(|| {
+                    self.error(at, format!("WORKDIR {path}: not a usable directory"))
+                })?;
                 self.config.working_dir = dir.clone();
                 if dir == "/" {
                     self.record(format!("WORKDIR {dir}"), true);
                 } else {
                     let user = self.config.user.clone();
-                    self.push_step(command, format!("WORKDIR {dir}"), format!("WORKDIR {dir}"), StepKind::Mkdir { path: dir, user });
+                    self.push_step(
+                        command,
+                        format!("WORKDIR {dir}"),
+                        format!("WORKDIR {dir}"),
+                        StepKind::Mkdir { path: dir, user },
+                    );
                 }
             }
             Instruction::User(user) => {
@@ -348,7 +407,10 @@ impl Dispatcher<'_> {
                 let mut all = BTreeSet::new();
                 for word in ports {
                     for port in self.expand_words(at, word)? {
-                        all.extend(expand_port_spec(&port).map_err(|e| self.error(at, format!("EXPOSE {port}: {e}")))?);
+                        all.extend(
+                            expand_port_spec(&port)
+                                .map_err(|e| self.error(at, format!("EXPOSE {port}: {e}")))?,
+                        );
                     }
                 }
                 let listed: Vec<String> = all.iter().map(|p| format!("{p}:{{}}")).collect();
@@ -370,7 +432,10 @@ impl Dispatcher<'_> {
             Instruction::StopSignal(signal) => {
                 let signal = self.expand(at, signal)?;
                 if !valid_signal(&signal) {
-                    return Err(self.error(at, format!("STOPSIGNAL {signal}: not a signal (e.g. SIGTERM, SIGINT or 15)")));
+                    return Err(self.error(
+                        at,
+                        format!("STOPSIGNAL {signal}: not a signal (e.g. SIGTERM, SIGINT or 15)"),
+                    ));
                 }
                 self.record(format!("STOPSIGNAL {signal}"), true);
                 self.config.stop_signal = Some(signal);
@@ -389,7 +454,11 @@ impl Dispatcher<'_> {
             Instruction::Entrypoint(line) => {
                 let args = self.command_args(line);
                 self.record(format!("ENTRYPOINT {}", go_quoted_list(&args)), true);
-                self.config.entrypoint = if args.is_empty() && !line.prepend_shell { None } else { Some(args) };
+                self.config.entrypoint = if args.is_empty() && !line.prepend_shell {
+                    None
+                } else {
+                    Some(args)
+                };
                 // An ENTRYPOINT drops an inherited CMD, unless this stage set one.
                 if !self.cmd_set {
                     self.config.cmd = None;
@@ -408,7 +477,11 @@ impl Dispatcher<'_> {
 
     /// CMD/ENTRYPOINT arguments: the exec form as written, the shell form through SHELL.
     fn command_args(&self, line: &CommandLine) -> Vec<String> {
-        if line.prepend_shell && !line.args.is_empty() { self.with_shell(&line.args) } else { line.args.clone() }
+        if line.prepend_shell && !line.args.is_empty() {
+            self.with_shell(&line.args)
+        } else {
+            line.args.clone()
+        }
     }
 
     fn dispatch_arg(&mut self, decls: &[ArgDecl], at: Location) -> Result<(), Error> {
@@ -438,16 +511,29 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    fn dispatch_run(&mut self, command: &Command, run: &crate::frontend::instructions::Run) -> Result<(), Error> {
+    fn dispatch_run(
+        &mut self,
+        command: &Command,
+        run: &crate::frontend::instructions::Run,
+    ) -> Result<(), Error> {
         let at = command.location;
         let line = &run.command;
         let mut script = None;
         let args: Vec<String> = match line.heredocs.as_slice() {
             [] => line.args.clone(),
             [doc] if line.args.len() == 1 && is_heredoc_marker(&line.args[0]) => {
-                let data = if doc.chomp { chomp(&doc.data) } else { doc.data.clone() };
+                let data = if doc.chomp {
+                    chomp(&doc.data)
+                } else {
+                    doc.data.clone()
+                };
                 if data.starts_with("#!") {
-                    script = Some(InlineFile { name: doc.name.clone(), data, expand: false, chomp: false });
+                    script = Some(InlineFile {
+                        name: doc.name.clone(),
+                        data,
+                        expand: false,
+                        chomp: false,
+                    });
                     vec![format!("/dev/pipes/{}", doc.name)]
                 } else {
                     vec![data]
@@ -464,7 +550,11 @@ impl Dispatcher<'_> {
                 vec![text]
             }
         };
-        let argv = if line.prepend_shell && script.is_none() { self.with_shell(&args) } else { args };
+        let argv = if line.prepend_shell && script.is_none() {
+            self.with_shell(&args)
+        } else {
+            args
+        };
         let mut mounts = Vec::new();
         for mount in &run.mounts {
             let mut m = mount.clone();
@@ -484,11 +574,20 @@ impl Dispatcher<'_> {
             mounts.push(m);
         }
         let history = format!("RUN {} # buildkit", run_command_string(&argv, &self.args));
-        let display = format!("RUN {}", self.lexer.process_word(&command_text(command), &self.scope).unwrap_or_else(|_| command_text(command)));
+        let display = format!(
+            "RUN {}",
+            self.lexer
+                .process_word(&command_text(command), &self.scope)
+                .unwrap_or_else(|_| command_text(command))
+        );
         let step = RunStep {
             argv,
             env: self.scope.as_env(),
-            workdir: if self.config.working_dir.is_empty() { "/".into() } else { self.config.working_dir.clone() },
+            workdir: if self.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                self.config.working_dir.clone()
+            },
             user: self.config.user.clone(),
             network: run.network.clone(),
             mounts,
@@ -512,19 +611,41 @@ impl Dispatcher<'_> {
         let mut sources = Vec::with_capacity(copy.sources.len());
         for src in &copy.sources {
             let src = self.expand(at, src)?;
-            if copy.is_add && (src.starts_with("http://") || src.starts_with("https://") || src.starts_with("git@")) {
-                return Err(self.error(at, format!("ADD {src}: adding from a URL is not supported by imgbuild"))
-                    .with_hint("download it in a RUN step (curl -fsSLo …) or fetch it before the build"));
+            if copy.is_add
+                && (src.starts_with("http://")
+                    || src.starts_with("https://")
+                    || src.starts_with("git@"))
+            {
+                return Err(self
+                    .error(
+                        at,
+                        format!("ADD {src}: adding from a URL is not supported by imgbuild"),
+                    )
+                    .with_hint(
+                        "download it in a RUN step (curl -fsSLo …) or fetch it before the build",
+                    ));
             }
             sources.push(src);
         }
         let mut inline = Vec::with_capacity(copy.inline.len());
         for doc in &copy.inline {
-            let mut data = if doc.chomp { chomp(&doc.data) } else { doc.data.clone() };
+            let mut data = if doc.chomp {
+                chomp(&doc.data)
+            } else {
+                doc.data.clone()
+            };
             if doc.expand {
-                data = self.lexer.process_word_raw(&data, &self.scope).map_err(|e| self.error(at, e.to_string()))?;
+                data = self
+                    .lexer
+                    .process_word_raw(&data, &self.scope)
+                    .map_err(|e| self.error(at, e.to_string()))?;
             }
-            inline.push(InlineFile { name: doc.name.clone(), data, expand: doc.expand, chomp: doc.chomp });
+            inline.push(InlineFile {
+                name: doc.name.clone(),
+                data,
+                expand: doc.expand,
+                chomp: doc.chomp,
+            });
         }
         let dest_raw = self.expand(at, &copy.dest)?;
         let dest = dest_path(&self.config.working_dir, &dest_raw);
@@ -532,12 +653,25 @@ impl Dispatcher<'_> {
             return Err(self.error(at, format!("{keyword} with more than one source needs a directory destination ending in `/`, not `{dest_raw}`"))
                 .with_hint(format!("write `{dest_raw}/`")));
         }
-        let chown = copy.chown.as_deref().map(|c| self.expand(at, c)).transpose()?.filter(|c| !c.is_empty());
-        let chmod = copy.chmod.as_deref().map(|c| self.expand(at, c)).transpose()?.filter(|c| !c.is_empty());
+        let chown = copy
+            .chown
+            .as_deref()
+            .map(|c| self.expand(at, c))
+            .transpose()?
+            .filter(|c| !c.is_empty());
+        let chmod = copy
+            .chmod
+            .as_deref()
+            .map(|c| self.expand(at, c))
+            .transpose()?
+            .filter(|c| !c.is_empty());
         if let Some(mode) = &chmod
             && u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o7777)
         {
-            return Err(self.error(at, format!("{keyword} --chmod={mode}: expected an octal mode such as 0755")));
+            return Err(self.error(
+                at,
+                format!("{keyword} --chmod={mode}: expected an octal mode such as 0755"),
+            ));
         }
         let mut created_by = String::from(keyword);
         if let Some(f) = &copy.from {
@@ -582,12 +716,16 @@ impl Dispatcher<'_> {
 /// The instruction's text after the keyword, for display.
 fn command_text(command: &Command) -> String {
     let source = command.source.trim_start();
-    let rest = source.split_once(char::is_whitespace).map_or("", |(_, r)| r);
+    let rest = source
+        .split_once(char::is_whitespace)
+        .map_or("", |(_, r)| r);
     rest.trim().to_owned()
 }
 
 fn is_heredoc_marker(arg: &str) -> bool {
-    let Some(rest) = arg.strip_prefix("<<") else { return false };
+    let Some(rest) = arg.strip_prefix("<<") else {
+        return false;
+    };
     let rest = rest.strip_prefix('-').unwrap_or(rest);
     let name = rest.trim_matches(|c| c == '"' || c == '\'');
     !name.is_empty() && !name.contains(char::is_whitespace)
@@ -595,7 +733,9 @@ fn is_heredoc_marker(arg: &str) -> bool {
 
 /// `<<-`: strips leading tabs from every line.
 fn chomp(data: &str) -> String {
-    data.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
+    data.split_inclusive('\n')
+        .map(|l| l.trim_start_matches('\t'))
+        .collect()
 }
 
 /// BuildKit's history text for RUN: `|2 A=1 B=2 /bin/sh -c make` when ARGs are in scope.
@@ -640,15 +780,27 @@ fn normalize_workdir(current: &str, requested: &str) -> Option<String> {
     if requested.is_empty() {
         return None;
     }
-    Some(if requested.starts_with('/') { clean_path(requested) } else { join_path(current, requested) })
+    Some(if requested.starts_with('/') {
+        clean_path(requested)
+    } else {
+        join_path(current, requested)
+    })
 }
 
 /// A COPY destination made absolute against WORKDIR, keeping a trailing `/` (and making
 /// `.` mean the directory itself), as BuildKit's `pathRelativeToWorkingDir`.
 fn dest_path(workdir: &str, dest: &str) -> String {
     let dir_like = dest.ends_with('/') || dest == "." || dest.is_empty() || dest.ends_with("/.");
-    let joined = if dest.starts_with('/') { clean_path(dest) } else { join_path(workdir, dest) };
-    if dir_like && joined != "/" { format!("{joined}/") } else { joined }
+    let joined = if dest.starts_with('/') {
+        clean_path(dest)
+    } else {
+        join_path(workdir, dest)
+    };
+    if dir_like && joined != "/" {
+        format!("{joined}/")
+    } else {
+        joined
+    }
 }
 
 /// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, … (ranges expanded, as Docker does).
@@ -658,7 +810,12 @@ fn expand_port_spec(spec: &str) -> Result<Vec<String>, String> {
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return Err(format!("unknown protocol `{proto}` (tcp, udp or sctp)"));
     }
-    let parse = |p: &str| p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("`{p}` is not a port number"));
+    let parse = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{p}` is not a port number"))
+    };
     let (start, end) = match ports.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
         None => {
@@ -675,9 +832,10 @@ fn expand_port_spec(spec: &str) -> Result<Vec<String>, String> {
 /// Signal names Docker accepts (`SIGTERM`, `TERM`, `SIGRTMIN+3`) or numbers.
 fn valid_signal(signal: &str) -> bool {
     const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG",
-        "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+        "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+        "RTMIN", "RTMAX",
     ];
     if let Ok(n) = signal.parse::<u32>() {
         return (1..=64).contains(&n);
@@ -702,7 +860,10 @@ mod tests {
         assert_eq!(dest_path("", "lib/"), "/lib/");
         assert_eq!(dest_path("/app", "/etc/x"), "/etc/x");
         assert_eq!(dest_path("/app", "/"), "/");
-        assert_eq!(normalize_workdir("/app", "sub").as_deref(), Some("/app/sub"));
+        assert_eq!(
+            normalize_workdir("/app", "sub").as_deref(),
+            Some("/app/sub")
+        );
         assert_eq!(normalize_workdir("", "rel").as_deref(), Some("/rel"));
         assert_eq!(normalize_workdir("/app", "/x/../y").as_deref(), Some("/y"));
     }
@@ -711,7 +872,10 @@ mod tests {
     fn ports() {
         assert_eq!(expand_port_spec("80").unwrap(), ["80/tcp"]);
         assert_eq!(expand_port_spec("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(expand_port_spec("8000-8002").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert_eq!(
+            expand_port_spec("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
         for bad in ["x", "0", "80/icmp", "9-8", "70000"] {
             assert!(expand_port_spec(bad).is_err(), "{bad}");
         }
@@ -729,7 +893,13 @@ mod tests {
 
     #[test]
     fn secrets() {
-        for name in ["API_KEY", "SECRET_KEY_BASE", "db_password", "GITHUB_TOKEN", "MySecret"] {
+        for name in [
+            "API_KEY",
+            "SECRET_KEY_BASE",
+            "db_password",
+            "GITHUB_TOKEN",
+            "MySecret",
+        ] {
             assert!(looks_secret(name), "{name}");
         }
         for name in ["MIX_ENV", "PORT", "KEYBOARD", "LANG"] {
@@ -739,8 +909,17 @@ mod tests {
 
     #[test]
     fn history_strings() {
-        assert_eq!(go_quoted_list(&["/app/bin/hello".into(), "start".into()]), r#"["/app/bin/hello" "start"]"#);
-        assert_eq!(run_command_string(&["/bin/sh".into(), "-c".into(), "make".into()], &[("A".into(), "1".into())]), "|1 A=1 /bin/sh -c make");
+        assert_eq!(
+            go_quoted_list(&["/app/bin/hello".into(), "start".into()]),
+            r#"["/app/bin/hello" "start"]"#
+        );
+        assert_eq!(
+            run_command_string(
+                &["/bin/sh".into(), "-c".into(), "make".into()],
+                &[("A".into(), "1".into())]
+            ),
+            "|1 A=1 /bin/sh -c make"
+        );
         assert_eq!(chomp("\t\ta\n\tb\n"), "a\nb\n");
     }
 }

@@ -24,7 +24,12 @@ struct State<W> {
 
 impl<W: Write + Send> PlainReporter<W> {
     pub fn new(out: W) -> Self {
-        PlainReporter { state: Mutex::new(State { out, started: HashMap::new() }) }
+        PlainReporter {
+            state: Mutex::new(State {
+                out,
+                started: HashMap::new(),
+            }),
+        }
     }
 
     /// Writes a line; a reporter that cannot write (a closed pipe) keeps the build going.
@@ -59,8 +64,16 @@ impl<W: Write + Send> Reporter for PlainReporter<W> {
 
     fn log(&self, id: VertexId, line: &str) {
         self.with(|s| {
-            let elapsed = s.started.get(&id).map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
-            writeln!(s.out, "#{id} {elapsed:.3} {}", line.trim_end_matches(['\r', '\n']))
+            let elapsed = s
+                .started
+                .get(&id)
+                .map(|t| t.elapsed().as_secs_f64())
+                .unwrap_or(0.0);
+            writeln!(
+                s.out,
+                "#{id} {elapsed:.3} {}",
+                line.trim_end_matches(['\r', '\n'])
+            )
         });
     }
 
@@ -96,8 +109,19 @@ mod tests {
         let out = String::from_utf8(r.into_inner().unwrap()).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[1], "#1 [build 1/3] FROM debian");
-        assert!(lines[2].starts_with("#1 0.0") && lines[2].ends_with(" resolved sha256:abc"), "{}", lines[2]);
+        assert!(
+            lines[2].starts_with("#1 0.0") && lines[2].ends_with(" resolved sha256:abc"),
+            "{}",
+            lines[2]
+        );
         assert_eq!(lines[3], "#1 DONE 1.2s");
-        assert_eq!(&lines[5..], ["#2 [build 2/3] WORKDIR /app", "#2 CACHED", "WARNING: build-arg FOO was not consumed"]);
+        assert_eq!(
+            &lines[5..],
+            [
+                "#2 [build 2/3] WORKDIR /app",
+                "#2 CACHED",
+                "WARNING: build-arg FOO was not consumed"
+            ]
+        );
     }
 }

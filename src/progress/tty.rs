@@ -22,7 +22,10 @@ impl Default for TtyReporter {
 
 impl TtyReporter {
     pub fn new() -> Self {
-        TtyReporter { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::new(HashMap::new()) }
+        TtyReporter {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 
     fn running_style() -> ProgressStyle {
@@ -45,7 +48,10 @@ fn truncate(line: &str, max: usize) -> String {
     if line.chars().count() <= max {
         line.to_owned()
     } else {
-        line.chars().take(max.saturating_sub(1)).chain(['…']).collect()
+        line.chars()
+            .take(max.saturating_sub(1))
+            .chain(['…'])
+            .collect()
     }
 }
 
@@ -61,7 +67,9 @@ impl Reporter for TtyReporter {
     }
 
     fn cached(&self, _id: VertexId, name: &str) {
-        let _ = self.multi.println(format!("  CACHED {}", truncate(name, 90)));
+        let _ = self
+            .multi
+            .println(format!("  CACHED {}", truncate(name, 90)));
     }
 
     fn log(&self, id: VertexId, line: &str) {
@@ -74,18 +82,26 @@ impl Reporter for TtyReporter {
 
     fn progress(&self, id: VertexId, done: u64, total: Option<u64>) {
         let text = match total {
-            Some(t) => format!("{} / {}", indicatif::HumanBytes(done), indicatif::HumanBytes(t)),
+            Some(t) => format!(
+                "{} / {}",
+                indicatif::HumanBytes(done),
+                indicatif::HumanBytes(t)
+            ),
             None => indicatif::HumanBytes(done).to_string(),
         };
         self.log(id, &text);
     }
 
     fn done(&self, id: VertexId, elapsed: Duration) {
-        self.finished(id, |name| format!("  ✔ {} {:.1}s", truncate(name, 90), elapsed.as_secs_f64()));
+        self.finished(id, |name| {
+            format!("  ✔ {} {:.1}s", truncate(name, 90), elapsed.as_secs_f64())
+        });
     }
 
     fn failed(&self, id: VertexId, elapsed: Duration) {
-        self.finished(id, |name| format!("  ✘ {} {:.1}s", truncate(name, 90), elapsed.as_secs_f64()));
+        self.finished(id, |name| {
+            format!("  ✘ {} {:.1}s", truncate(name, 90), elapsed.as_secs_f64())
+        });
     }
 
     fn warning(&self, message: &str) {
