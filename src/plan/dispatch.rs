@@ -558,10 +558,8 @@ impl Dispatcher<'_> {
         let mut mounts = Vec::new();
         for mount in &run.mounts {
             let mut m = mount.clone();
-            for field in [&mut m.target, &mut m.source, &mut m.id] {
-                if let Some(v) = field {
-                    *v = self.expand(at, v)?;
-                }
+            for v in [&mut m.target, &mut m.source, &mut m.id].into_iter().flatten() {
+                *v = self.expand(at, v)?;
             }
             if m.kind == MountKind::Cache && m.id.is_none() {
                 m.id = m.target.clone();
