@@ -558,7 +558,10 @@ impl Dispatcher<'_> {
         let mut mounts = Vec::new();
         for mount in &run.mounts {
             let mut m = mount.clone();
-            for v in [&mut m.target, &mut m.source, &mut m.id].into_iter().flatten() {
+            for v in [&mut m.target, &mut m.source, &mut m.id]
+                .into_iter()
+                .flatten()
+            {
                 *v = self.expand(at, v)?;
             }
             if m.kind == MountKind::Cache && m.id.is_none() {
