@@ -429,3 +429,94 @@ fn needed_stages(resolved: &[ResolvedStage], target: usize) -> Vec<usize> {
     }
     needed.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::{instructions, parse_dockerfile};
+
+    fn graph_with(text: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<BuildGraph, Error> {
+        let ast = parse_dockerfile("Dockerfile", text.as_bytes())?;
+        let dockerfile = instructions::from_ast("Dockerfile", &ast)?;
+        let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        resolve(dockerfile, &args, target, &Platform::linux_amd64())
+    }
+
+    fn graph(text: &str) -> BuildGraph {
+        graph_with(text, &[], None).unwrap()
+    }
+
+    fn error(text: &str, target: Option<&str>) -> String {
+        let e = graph_with(text, &[], target).unwrap_err();
+        match &e.hint {
+            Some(h) => format!("{e} | hint: {h}"),
+            None => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn global_args_reach_from_lines() {
+        let g = graph_with(
+            "ARG BASE=debian\nARG TAG=bookworm\nFROM ${BASE}:${TAG}-slim AS app\n",
+            &[("TAG", "trixie")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(g.stages[0].base, Base::Image("debian:trixie-slim".into()));
+        assert_eq!(g.global_args.get("BASE").map(String::as_str), Some("debian"));
+        assert_eq!(g.global_args.get("TARGETARCH").map(String::as_str), Some("amd64"));
+    }
+
+    #[test]
+    fn platform_args_are_predefined() {
+        let g = graph("FROM --platform=$BUILDPLATFORM busybox AS b\nFROM b\n");
+        assert_eq!(g.stages[0].platform, Some(Platform::linux_amd64()));
+        assert_eq!(g.stages[1].base, Base::Stage(0));
+        assert_eq!(graph("FROM scratch\n").stages[0].base, Base::Scratch);
+    }
+
+    #[test]
+    fn target_prunes_unneeded_stages() {
+        let text = "FROM a AS deps\nFROM b AS unrelated\nFROM deps AS build\nCOPY --from=unrelated /x /x\nFROM c AS app\nCOPY --from=build /r /r\nFROM d AS test\n";
+        let g = graph_with(text, &[], Some("app")).unwrap();
+        assert_eq!(g.target, 3);
+        assert_eq!(g.needed, [0, 1, 2, 3]);
+        let g = graph_with(text, &[], Some("BUILD")).unwrap();
+        assert_eq!(g.needed, [0, 1, 2]);
+        assert_eq!(graph(text).needed, [4]);
+    }
+
+    #[test]
+    fn from_sources_resolve_to_stages_indices_or_images() {
+        let g = graph("FROM a AS one\nFROM b\nCOPY --from=0 /a /a\nCOPY --from=ONE /b /b\nCOPY --from=nginx:1.25 /c /c\nRUN --mount=type=bind,from=one,target=/m true\n");
+        assert_eq!(g.stages[1].stage_deps, BTreeSet::from([0]));
+        assert_eq!(g.stages[1].image_sources, ["nginx:1.25"]);
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let two = "FROM a AS build\nFROM b AS app\nCOPY --from=buld /x /x\n";
+        assert_eq!(
+            error(two, None),
+            "Dockerfile:3:1: COPY --from=buld: no stage or image named `buld` (did you mean `build`?) | hint: stages are: build, app"
+        );
+        assert_eq!(
+            error(two.replace("buld", "build").as_str(), Some("ap")),
+            "Dockerfile: --target ap: no stage named `ap` (did you mean `app`?) | hint: stages are: build, app"
+        );
+        assert!(error("FROM a AS x\nCOPY --from=x /a /a\n", None).contains("circular dependency"));
+        assert!(error("FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\nCOPY --from=x /b /b\n", None).contains("circular dependency"));
+        assert!(error("FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\n", None).contains("defined after it"));
+        assert!(error("FROM a\nCOPY --from=5 /a /a\n", None).contains("invalid stage index 5"));
+        assert!(error("FROM a\nCOPY --from=$X /a /a\n", None).contains("variables are not expanded in --from"));
+        assert!(error("ARG B\nFROM $B\n", None).contains("empty after expanding"));
+        assert!(error("FROM a AS x\nFROM b AS X\n", None).contains("duplicate stage name"));
+    }
+
+    #[test]
+    fn unused_build_args_are_reported() {
+        let g = graph_with("ARG USED\nFROM a\nARG IN_STAGE\n", &[("USED", "1"), ("IN_STAGE", "2"), ("UNUSED", "3"), ("HTTP_PROXY", "p")], None)
+            .unwrap();
+        assert_eq!(g.unused_build_args, ["UNUSED"]);
+    }
+}
