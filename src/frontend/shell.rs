@@ -18,6 +18,12 @@
 //! [`Lexer::process_words`] also splits the result into words, like a shell does, but only
 //! on whitespace that came from unquoted text or unquoted expansions.
 //!
+//! Deliberate differences from BuildKit, none of which a working Dockerfile can notice:
+//! `${` nested more than 100 deep is an error (instead of unbounded recursion); in
+//! `process_words`, text before a `${V:-word}` stays in its word (the newest lex.go shares one
+//! buffer between nesting levels and loses it); `${x` reports a missing `}` where BuildKit
+//! prints `unsupported modifier (\u{fffd})`.
+//!
 //! No shell-expansion crate reproduces BuildKit's dialect (its error cases, its
 //! `SkipUnsetEnv` output, its pattern rules), so the lexer is written here; patterns use the
 //! `regex` crate, as BuildKit uses Go's `regexp`, for the same leftmost-first results in
