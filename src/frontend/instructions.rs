@@ -1228,32 +1228,60 @@ mod typed_tests {
         assert_eq!(d.stages.len(), 2);
         assert_eq!(d.stages[0].name.as_deref(), Some("build"));
         assert_eq!(d.stages[0].base, "debian:$V");
-        let Instruction::Copy(copy) = &d.stages[0].commands[1].instruction else { panic!() };
+        let Instruction::Copy(copy) = &d.stages[0].commands[1].instruction else {
+            panic!()
+        };
         assert_eq!(copy.from.as_deref(), Some("x"));
         assert_eq!(copy.chown.as_deref(), Some("nobody:root"));
-        assert_eq!((copy.sources.as_slice(), copy.dest.as_str()), (&["a".to_string()][..], "b/"));
+        assert_eq!(
+            (copy.sources.as_slice(), copy.dest.as_str()),
+            (&["a".to_string()][..], "b/")
+        );
         assert_eq!(d.stages[0].commands[1].location.line, 4);
-        let Instruction::Cmd(cmd) = &d.stages[1].commands[0].instruction else { panic!() };
+        let Instruction::Cmd(cmd) = &d.stages[1].commands[0].instruction else {
+            panic!()
+        };
         assert!(!cmd.prepend_shell);
     }
 
     #[test]
     fn located_errors() {
-        assert_eq!(err("FROM a\n\nRUNN make\n"), "Dockerfile:3:1: unknown instruction: RUNN (did you mean RUN?)");
-        assert_eq!(err("FROM a\n  copyy a b\n"), "Dockerfile:2:3: unknown instruction: copyy (did you mean COPY?)");
-        assert_eq!(err("FROM a\nFLURB x\n"), "Dockerfile:2:1: unknown instruction: FLURB");
-        assert_eq!(err("RUN make\nFROM a\n"), "Dockerfile:1:1: RUN before the first FROM: only ARG may come before FROM");
-        assert!(err("FROM a\nCOPY onlyone\n").starts_with("Dockerfile:2:1: COPY requires at least two arguments"));
+        assert_eq!(
+            err("FROM a\n\nRUNN make\n"),
+            "Dockerfile:3:1: unknown instruction: RUNN (did you mean RUN?)"
+        );
+        assert_eq!(
+            err("FROM a\n  copyy a b\n"),
+            "Dockerfile:2:3: unknown instruction: copyy (did you mean COPY?)"
+        );
+        assert_eq!(
+            err("FROM a\nFLURB x\n"),
+            "Dockerfile:2:1: unknown instruction: FLURB"
+        );
+        assert_eq!(
+            err("RUN make\nFROM a\n"),
+            "Dockerfile:1:1: RUN before the first FROM: only ARG may come before FROM"
+        );
+        assert!(
+            err("FROM a\nCOPY onlyone\n")
+                .starts_with("Dockerfile:2:1: COPY requires at least two arguments")
+        );
         assert!(err("FROM a\nCOPY --form=x a b\n").contains("unknown flag: --form (COPY accepts --chown, --chmod, --link, --exclude, --from, --parents)"));
         assert!(err("FROM a\nCOPY --from a b\n").contains("missing a value on flag: --from"));
         assert!(err("FROM a\nWORKDIR a b\n").contains("WORKDIR requires exactly one argument"));
-        assert!(err("FROM a\nSHELL /bin/bash -c\n").contains("SHELL requires the arguments to be in JSON form"));
+        assert!(
+            err("FROM a\nSHELL /bin/bash -c\n")
+                .contains("SHELL requires the arguments to be in JSON form")
+        );
         assert!(err("FROM a\nHEALTHCHECK --interval=soon CMD true\n").contains("not a duration"));
         assert!(err("FROM a\nONBUILD ONBUILD RUN x\n").contains("ONBUILD ONBUILD"));
         assert!(err("FROM a b c d\n").contains("FROM requires either one or three arguments"));
         assert!(err("FROM a AS 1x\n").contains("invalid name for build stage"));
         assert!(err("ARG X=1\n").contains("no FROM instruction"));
-        assert!(err("# syntax=example.com/frontend:1\nFROM a\n").starts_with("Dockerfile:1: unsupported syntax"));
+        assert!(
+            err("# syntax=example.com/frontend:1\nFROM a\n")
+                .starts_with("Dockerfile:1: unsupported syntax")
+        );
         assert!(parse("# syntax=docker/dockerfile:1.7-labs\nFROM a\n").is_ok());
         assert!(parse("# syntax=docker.io/docker/dockerfile:1@sha256:abc\nFROM a\n").is_ok());
     }
@@ -1261,30 +1289,44 @@ mod typed_tests {
     #[test]
     fn healthcheck_forms() {
         let d = parse("FROM a\nHEALTHCHECK --interval=30s --retries=3 CMD curl -f http://localhost/ || exit 1\nHEALTHCHECK NONE\nHEALTHCHECK CMD [\"true\"]\n").unwrap();
-        let Instruction::Healthcheck(h) = &d.stages[0].commands[0].instruction else { panic!() };
+        let Instruction::Healthcheck(h) = &d.stages[0].commands[0].instruction else {
+            panic!()
+        };
         assert_eq!(h.test, ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]);
         assert_eq!(h.interval, Some(Duration::from_secs(30)));
         assert_eq!(h.retries, Some(3));
-        let Instruction::Healthcheck(h) = &d.stages[0].commands[1].instruction else { panic!() };
+        let Instruction::Healthcheck(h) = &d.stages[0].commands[1].instruction else {
+            panic!()
+        };
         assert_eq!(h.test, ["NONE"]);
-        let Instruction::Healthcheck(h) = &d.stages[0].commands[2].instruction else { panic!() };
+        let Instruction::Healthcheck(h) = &d.stages[0].commands[2].instruction else {
+            panic!()
+        };
         assert_eq!(h.test, ["CMD", "true"]);
     }
 
     #[test]
     fn onbuild_keeps_the_trigger_text() {
         let d = parse("FROM a\nONBUILD   COPY . /src\n").unwrap();
-        assert_eq!(d.stages[0].commands[0].instruction, Instruction::Onbuild("COPY . /src".into()));
+        assert_eq!(
+            d.stages[0].commands[0].instruction,
+            Instruction::Onbuild("COPY . /src".into())
+        );
     }
 
     #[test]
     fn heredoc_sources_are_inline_files() {
-        let d = parse("FROM a\nCOPY <<EOF /etc/motd\nhello\nEOF\nRUN <<EOF\necho hi\nEOF\n").unwrap();
-        let Instruction::Copy(copy) = &d.stages[0].commands[0].instruction else { panic!() };
+        let d =
+            parse("FROM a\nCOPY <<EOF /etc/motd\nhello\nEOF\nRUN <<EOF\necho hi\nEOF\n").unwrap();
+        let Instruction::Copy(copy) = &d.stages[0].commands[0].instruction else {
+            panic!()
+        };
         assert!(copy.sources.is_empty());
         assert_eq!(copy.inline[0].data, "hello\n");
         assert_eq!(copy.dest, "/etc/motd");
-        let Instruction::Run(run) = &d.stages[0].commands[1].instruction else { panic!() };
+        let Instruction::Run(run) = &d.stages[0].commands[1].instruction else {
+            panic!()
+        };
         assert_eq!(run.command.heredocs[0].data, "echo hi\n");
     }
 }

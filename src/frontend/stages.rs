@@ -435,10 +435,17 @@ mod tests {
     use super::*;
     use crate::frontend::{instructions, parse_dockerfile};
 
-    fn graph_with(text: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<BuildGraph, Error> {
+    fn graph_with(
+        text: &str,
+        args: &[(&str, &str)],
+        target: Option<&str>,
+    ) -> Result<BuildGraph, Error> {
         let ast = parse_dockerfile("Dockerfile", text.as_bytes())?;
         let dockerfile = instructions::from_ast("Dockerfile", &ast)?;
-        let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let args = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         resolve(dockerfile, &args, target, &Platform::linux_amd64())
     }
 
@@ -463,8 +470,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(g.stages[0].base, Base::Image("debian:trixie-slim".into()));
-        assert_eq!(g.global_args.get("BASE").map(String::as_str), Some("debian"));
-        assert_eq!(g.global_args.get("TARGETARCH").map(String::as_str), Some("amd64"));
+        assert_eq!(
+            g.global_args.get("BASE").map(String::as_str),
+            Some("debian")
+        );
+        assert_eq!(
+            g.global_args.get("TARGETARCH").map(String::as_str),
+            Some("amd64")
+        );
     }
 
     #[test]
@@ -488,7 +501,9 @@ mod tests {
 
     #[test]
     fn from_sources_resolve_to_stages_indices_or_images() {
-        let g = graph("FROM a AS one\nFROM b\nCOPY --from=0 /a /a\nCOPY --from=ONE /b /b\nCOPY --from=nginx:1.25 /c /c\nRUN --mount=type=bind,from=one,target=/m true\n");
+        let g = graph(
+            "FROM a AS one\nFROM b\nCOPY --from=0 /a /a\nCOPY --from=ONE /b /b\nCOPY --from=nginx:1.25 /c /c\nRUN --mount=type=bind,from=one,target=/m true\n",
+        );
         assert_eq!(g.stages[1].stage_deps, BTreeSet::from([0]));
         assert_eq!(g.stages[1].image_sources, ["nginx:1.25"]);
     }
@@ -505,18 +520,39 @@ mod tests {
             "Dockerfile: --target ap: no stage named `ap` (did you mean `app`?) | hint: stages are: build, app"
         );
         assert!(error("FROM a AS x\nCOPY --from=x /a /a\n", None).contains("circular dependency"));
-        assert!(error("FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\nCOPY --from=x /b /b\n", None).contains("circular dependency"));
-        assert!(error("FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\n", None).contains("defined after it"));
+        assert!(
+            error(
+                "FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\nCOPY --from=x /b /b\n",
+                None
+            )
+            .contains("circular dependency")
+        );
+        assert!(
+            error("FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\n", None)
+                .contains("defined after it")
+        );
         assert!(error("FROM a\nCOPY --from=5 /a /a\n", None).contains("invalid stage index 5"));
-        assert!(error("FROM a\nCOPY --from=$X /a /a\n", None).contains("variables are not expanded in --from"));
+        assert!(
+            error("FROM a\nCOPY --from=$X /a /a\n", None)
+                .contains("variables are not expanded in --from")
+        );
         assert!(error("ARG B\nFROM $B\n", None).contains("empty after expanding"));
         assert!(error("FROM a AS x\nFROM b AS X\n", None).contains("duplicate stage name"));
     }
 
     #[test]
     fn unused_build_args_are_reported() {
-        let g = graph_with("ARG USED\nFROM a\nARG IN_STAGE\n", &[("USED", "1"), ("IN_STAGE", "2"), ("UNUSED", "3"), ("HTTP_PROXY", "p")], None)
-            .unwrap();
+        let g = graph_with(
+            "ARG USED\nFROM a\nARG IN_STAGE\n",
+            &[
+                ("USED", "1"),
+                ("IN_STAGE", "2"),
+                ("UNUSED", "3"),
+                ("HTTP_PROXY", "p"),
+            ],
+            None,
+        )
+        .unwrap();
         assert_eq!(g.unused_build_args, ["UNUSED"]);
     }
 }

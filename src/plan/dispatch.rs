@@ -636,9 +636,11 @@ impl Dispatcher<'_> {
                 doc.data.clone()
             };
             if doc.expand {
-                data = self
-                    .lexer
-                    .process_word_raw(&data, &self.scope)
+                // Heredoc bodies keep their quotes: BuildKit expands them with
+                // SkipProcessQuotes and the default escape token.
+                data = Lexer::new('\\')
+                    .skip_process_quotes(true)
+                    .process_word(&data, &self.scope)
                     .map_err(|e| self.error(at, e.to_string()))?;
             }
             inline.push(InlineFile {
