@@ -926,3 +926,222 @@ mod tests {
         assert_eq!(chomp("\t\ta\n\tb\n"), "a\nb\n");
     }
 }
+
+#[cfg(test)]
+mod dispatch_tests {
+    use super::*;
+    use crate::frontend::{instructions, parse_dockerfile, stages};
+    use crate::oci::Platform;
+
+    fn plan_with(
+        text: &str,
+        args: &[(&str, &str)],
+        stage: usize,
+        base: &ImageConfig,
+    ) -> Result<StagePlan, Error> {
+        let ast = parse_dockerfile("Dockerfile", text.as_bytes())?;
+        let dockerfile = instructions::from_ast("Dockerfile", &ast)?;
+        let args = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let graph = stages::resolve(dockerfile, &args, None, &Platform::linux_amd64())?;
+        dispatch_stage(&graph, stage, base)
+    }
+
+    fn plan(text: &str) -> StagePlan {
+        plan_with(text, &[], 0, &ImageConfig::default()).unwrap()
+    }
+
+    fn run(step: &Step) -> &RunStep {
+        match &step.kind {
+            StepKind::Run(r) => r,
+            other => panic!("not a RUN: {other:?}"),
+        }
+    }
+
+    fn copy(step: &Step) -> &CopyStep {
+        match &step.kind {
+            StepKind::Copy(c) => c,
+            other => panic!("not a COPY: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn elixir_build_stage() {
+        let p = plan(
+            "FROM elixir AS build\nWORKDIR /app\nENV MIX_ENV=prod\nCOPY mix.exs mix.lock ./\nRUN mix deps.get --only $MIX_ENV\nCOPY lib lib\n",
+        );
+        assert_eq!(p.name, "build");
+        assert_eq!(p.steps.len(), 4);
+        assert_eq!(
+            p.steps[0].kind,
+            StepKind::Mkdir {
+                path: "/app".into(),
+                user: String::new()
+            }
+        );
+        let c = copy(&p.steps[1]);
+        assert_eq!(
+            (c.sources.clone(), c.dest.as_str()),
+            (vec!["mix.exs".to_string(), "mix.lock".to_string()], "/app/")
+        );
+        let r = run(&p.steps[2]);
+        assert_eq!(r.argv, ["/bin/sh", "-c", "mix deps.get --only $MIX_ENV"]);
+        assert_eq!(r.workdir, "/app");
+        assert!(r.env.contains(&"MIX_ENV=prod".to_string()));
+        assert!(r.env.contains(&format!("PATH={DEFAULT_PATH}")));
+        assert_eq!(p.steps[2].display, "RUN mix deps.get --only prod");
+        assert_eq!(copy(&p.steps[3]).dest, "/app/lib");
+        assert_eq!(p.config.working_dir, "/app");
+        assert_eq!(p.config.get_env("MIX_ENV"), Some("prod"));
+        let created: Vec<&str> = p.history.iter().map(|h| h.created_by.as_str()).collect();
+        assert_eq!(created[0], "WORKDIR /app");
+        assert_eq!(created[1], "ENV MIX_ENV=prod");
+        assert_eq!(created[2], "COPY mix.exs mix.lock ./ # buildkit");
+        assert_eq!(
+            created[3],
+            "RUN /bin/sh -c mix deps.get --only $MIX_ENV # buildkit"
+        );
+        assert!(p.history[1].empty_layer && !p.history[2].empty_layer);
+    }
+
+    #[test]
+    fn args_scope_as_in_buildkit() {
+        let text = "ARG V=global\nARG ONLY_GLOBAL=g\nFROM a\nARG V\nARG D=default-$V\nARG UNSET\nRUN echo $V $D $ONLY_GLOBAL\nENV V=env\nRUN true\n";
+        let p = plan_with(text, &[], 0, &ImageConfig::default()).unwrap();
+        let first = run(&p.steps[0]);
+        assert!(first.env.contains(&"V=global".to_string()));
+        assert!(first.env.contains(&"D=default-global".to_string()));
+        assert!(
+            !first
+                .env
+                .iter()
+                .any(|e| e.starts_with("ONLY_GLOBAL=") || e.starts_with("UNSET="))
+        );
+        assert_eq!(
+            first.build_args,
+            [
+                ("V".to_string(), "global".to_string()),
+                ("D".to_string(), "default-global".to_string())
+            ]
+        );
+        assert_eq!(
+            p.history[3].created_by,
+            "RUN |2 V=global D=default-global /bin/sh -c echo $V $D $ONLY_GLOBAL # buildkit"
+        );
+        // ENV replaces the ARG's value for later steps, and only ENV reaches the config.
+        assert!(run(&p.steps[1]).env.contains(&"V=env".to_string()));
+        assert_eq!(p.config.get_env("V"), Some("env"));
+        assert_eq!(p.config.get_env("D"), None);
+        // --build-arg wins over defaults.
+        let p = plan_with(text, &[("D", "cli")], 0, &ImageConfig::default()).unwrap();
+        assert!(run(&p.steps[0]).env.contains(&"D=cli".to_string()));
+    }
+
+    #[test]
+    fn config_instructions() {
+        let base = ImageConfig {
+            cmd: Some(vec!["base".into()]),
+            env: vec!["PATH=/bin".into()],
+            ..Default::default()
+        };
+        let p = plan_with(
+            "FROM a\nUSER nobody\nEXPOSE 4000 53/udp 8000-8001\nLABEL a=b \"c d\"=e\nENTRYPOINT [\"/x\"]\nSTOPSIGNAL SIGINT\nVOLUME /data\nSHELL [\"/bin/bash\", \"-c\"]\nCMD echo hi\n",
+            &[],
+            0,
+            &base,
+        )
+        .unwrap();
+        assert!(p.steps.is_empty());
+        assert_eq!(p.config.user, "nobody");
+        assert_eq!(
+            p.config
+                .exposed_ports
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["4000/tcp", "53/udp", "8000/tcp", "8001/tcp"]
+        );
+        assert_eq!(p.config.labels.get("c d").map(String::as_str), Some("e"));
+        assert_eq!(
+            p.config.entrypoint.as_deref(),
+            Some(&["/x".to_string()][..])
+        );
+        assert_eq!(
+            p.config.cmd.as_deref(),
+            Some(&["/bin/bash".to_string(), "-c".into(), "echo hi".into()][..])
+        );
+        assert_eq!(p.config.get_env("PATH"), Some("/bin"));
+        assert_eq!(p.config.stop_signal.as_deref(), Some("SIGINT"));
+        // An ENTRYPOINT drops an inherited CMD.
+        let p = plan_with("FROM a\nENTRYPOINT [\"/x\"]\n", &[], 0, &base).unwrap();
+        assert_eq!(p.config.cmd, None);
+    }
+
+    #[test]
+    fn run_heredocs() {
+        let p = plan(
+            "FROM a\nRUN <<EOF\necho one\necho two\nEOF\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\nRUN cat <<A > /f\nx\nA\n",
+        );
+        assert_eq!(
+            run(&p.steps[0]).argv,
+            ["/bin/sh", "-c", "echo one\necho two\n"]
+        );
+        let script = run(&p.steps[1]);
+        assert_eq!(script.argv, ["/dev/pipes/EOF"]);
+        assert_eq!(
+            script.script.as_ref().map(|s| s.data.as_str()),
+            Some("#!/usr/bin/env python3\nprint(1)\n")
+        );
+        assert_eq!(
+            run(&p.steps[2]).argv,
+            ["/bin/sh", "-c", "cat <<A > /f\nx\nA"]
+        );
+    }
+
+    #[test]
+    fn copy_heredoc_expands_unless_quoted() {
+        let p = plan(
+            "FROM a\nENV N=world\nCOPY <<EOF /hello\nhello \"$N\"\nEOF\nCOPY <<'EOF' /raw\n$N\nEOF\n",
+        );
+        assert_eq!(copy(&p.steps[0]).inline[0].data, "hello \"world\"\n");
+        assert_eq!(copy(&p.steps[1]).inline[0].data, "$N\n");
+    }
+
+    #[test]
+    fn onbuild_triggers_run_first_and_are_not_inherited() {
+        let base = ImageConfig {
+            on_build: vec!["RUN echo triggered".into()],
+            ..Default::default()
+        };
+        let p = plan_with("FROM a\nRUN echo mine\nONBUILD RUN later\n", &[], 0, &base).unwrap();
+        assert_eq!(run(&p.steps[0]).argv[2], "echo triggered");
+        assert_eq!(run(&p.steps[1]).argv[2], "echo mine");
+        assert_eq!(p.config.on_build, ["RUN later"]);
+    }
+
+    #[test]
+    fn dispatch_errors() {
+        let err = |t: &str| {
+            plan_with(t, &[], 0, &ImageConfig::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err("FROM a\nCOPY a b c\n").contains("needs a directory destination ending in `/`")
+        );
+        assert!(err("FROM a\nADD https://example.com/x /x\n").contains("URL is not supported"));
+        assert!(err("FROM a\nCOPY --chmod=999 a /a\n").contains("octal mode"));
+        assert!(err("FROM a\nEXPOSE http\n").starts_with("Dockerfile:2:1: EXPOSE http"));
+        assert!(err("FROM a\nSTOPSIGNAL SIGFOO\n").contains("not a signal"));
+        assert!(err("FROM a\nENV X=${Y:?Y is required}\n").contains("Y is required"));
+    }
+
+    #[test]
+    fn secret_looking_names_warn() {
+        let p = plan("FROM a\nARG API_TOKEN\nENV SECRET_KEY_BASE=x\nENV PORT=4000\n");
+        assert_eq!(p.warnings.len(), 2);
+        assert!(p.warnings[0].contains("API_TOKEN") && p.warnings[1].contains("runtime.exs"));
+    }
+}
