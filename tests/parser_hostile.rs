@@ -122,8 +122,113 @@ const TOKENS: &[&[u8]] = &[
     b"CMD\n",
 ];
 
+/// Tokens mostly separated by spaces, sometimes glued together or split by newlines.
 fn token_soup() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(prop::sample::select(TOKENS), 0..160).prop_map(|tokens| tokens.concat())
+    let separator = prop::sample::select(vec![&b" "[..], b" ", b" ", b"", b"\n"]);
+    prop::collection::vec((prop::sample::select(TOKENS), separator), 0..160).prop_map(|tokens| {
+        tokens
+            .into_iter()
+            .flat_map(|(token, separator)| [token, separator])
+            .collect::<Vec<_>>()
+            .concat()
+    })
+}
+
+/// JSON-form instructions with strings, other values, broken syntax.
+fn json_like() -> impl Strategy<Value = Vec<u8>> {
+    let keyword = prop::sample::select(vec![
+        &b"RUN"[..],
+        b"CMD",
+        b"COPY",
+        b"VOLUME",
+        b"HEALTHCHECK CMD",
+        b"ONBUILD RUN",
+        b"SHELL",
+    ]);
+    let element = prop::sample::select(vec![
+        &b"\"a\""[..],
+        b"\"b c\"",
+        b"\"\\u00e9\"",
+        b"\"\\ud800\"",
+        b"\"\\\"\"",
+        b"\"<<EOF\"",
+        b"1",
+        b"1e999",
+        b"-0.5",
+        b"null",
+        b"true",
+        b"[]",
+        b"{}",
+        b"{\"k\": [1]}",
+        b"'x'",
+        b"\"\xFF\"",
+        b"\"\t\"",
+        b"",
+    ]);
+    let separator = prop::sample::select(vec![&b","[..], b", ", b" ", b",,"]);
+    let ending = prop::sample::select(vec![&b"]"[..], b"]", b" ]\t", b"", b"] x", b"]]"]);
+    let instruction = (
+        keyword,
+        prop::collection::vec((element, separator), 0..6),
+        ending,
+    )
+        .prop_map(|(keyword, elements, ending)| {
+            let mut line = keyword.to_vec();
+            line.extend(b" [");
+            for (i, (element, separator)) in elements.iter().enumerate() {
+                if i > 0 {
+                    line.extend(*separator);
+                }
+                line.extend(*element);
+            }
+            line.extend(ending);
+            line.push(b'\n');
+            line
+        });
+    prop::collection::vec(instruction, 1..6).prop_map(|lines| lines.concat())
+}
+
+/// Heredoc instructions, bodies and terminators, sometimes mismatched.
+fn heredoc_like() -> impl Strategy<Value = Vec<u8>> {
+    let opener = prop::sample::select(vec![
+        &b"RUN <<EOF"[..],
+        b"RUN <<-EOF",
+        b"COPY <<EOF /f",
+        b"ADD <<'EOF' <<\"X\" /d",
+        b"RUN cat <<  EOF",
+        b"ONBUILD RUN <<EOF",
+        b"RUN 3<<EOF",
+        b"RUN <<E\\ F",
+        b"RUN <<${X}",
+        b"RUN <<EOF \\",
+        b"RUN [\"<<EOF\"]",
+        b"USER <<EOF",
+    ]);
+    let body = prop::sample::select(vec![
+        &b"EOF"[..],
+        b"\tEOF",
+        b"EOF ",
+        b"X",
+        b"E F",
+        b"${X}",
+        b"echo hi",
+        b"# comment",
+        b"FROM x",
+        b"\\",
+        b"",
+        b"\xFF",
+        b"EOF\r",
+    ]);
+    let block = (opener, prop::collection::vec(body, 0..6)).prop_map(|(opener, body)| {
+        let mut text = opener.to_vec();
+        for line in body {
+            text.push(b'\n');
+            text.extend(line);
+        }
+        text.push(b'\n');
+        text
+    });
+    prop::collection::vec(block, 1..5).prop_map(|blocks| blocks.concat())
 }
 
 /// Lines that look like a Dockerfile: a keyword, then a token soup.
@@ -153,6 +258,16 @@ proptest! {
 
     #[test]
     fn dockerfile_like_text_never_panics(input in dockerfile_like()) {
+        parse_and_check(&input);
+    }
+
+    #[test]
+    fn json_forms_never_panic(input in json_like()) {
+        parse_and_check(&input);
+    }
+
+    #[test]
+    fn heredocs_never_panic(input in heredoc_like()) {
         parse_and_check(&input);
     }
 }
