@@ -1268,7 +1268,7 @@ mod typed_tests {
         );
         assert!(err("FROM a\nCOPY --form=x a b\n").contains("unknown flag: --form (COPY accepts --chown, --chmod, --link, --exclude, --from, --parents)"));
         assert!(err("FROM a\nCOPY --from a b\n").contains("missing a value on flag: --from"));
-        assert!(err("FROM a\nWORKDIR a b\n").contains("WORKDIR requires exactly one argument"));
+        assert!(err("FROM a\nWORKDIR\n").contains("WORKDIR requires exactly one argument"));
         assert!(
             err("FROM a\nSHELL /bin/bash -c\n")
                 .contains("SHELL requires the arguments to be in JSON form")
