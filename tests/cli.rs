@@ -1,0 +1,171 @@
+//! The command line as users meet it: exit status, error text, and no panic whatever the
+//! input (binary junk, huge files, invalid UTF-8, a directory given as the Dockerfile).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn imgbuild(args: &[&str], dir: &Path) -> Output {
+    Command::new(support::imgbuild_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("imgbuild runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Exit 2, an `error:` line, and none of the signs of a panic.
+fn assert_input_error(out: &Output, what: &str) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{what}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{what}: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn debug_parse_prints_buildkits_dump() {
+    let dir = support::tempdir();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM a AS b\nRUN [\"x\", \"y\"]\nENV k=v\n",
+    )
+    .unwrap();
+    let out = imgbuild(&["debug", "parse", "Dockerfile"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "(from \"a\" \"AS\" \"b\")\n(run \"x\" \"y\")\n(env \"k\" \"v\" \"=\")\n"
+    );
+}
+
+#[test]
+fn hostile_dockerfiles_are_input_errors_not_panics() {
+    let dir = support::tempdir();
+    let mut junk = Vec::new();
+    let mut x: u32 = 12345;
+    for _ in 0..200_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        junk.push((x >> 16) as u8);
+    }
+    let mut big = Vec::new();
+    while big.len() < 10 * 1024 * 1024 {
+        big.extend_from_slice(b"RUN echo \xff\xfe invalid utf-8 \\\n  and a continuation\n");
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("junk", junk),
+        ("nul bytes", b"FROM a\0b\nRUN \0\0\0\n".to_vec()),
+        ("invalid utf-8 only", b"\xff\xfe\xfd\n\x80\n".to_vec()),
+        ("ten megabytes without FROM", big),
+        (
+            "one long line",
+            [b"FROM a\nRUN ".as_slice(), &vec![b'x'; 200_000]].concat(),
+        ),
+        (
+            "unterminated heredoc",
+            b"FROM a\nRUN <<EOF\necho\n".to_vec(),
+        ),
+        (
+            "invalid utf-8 in a RUN",
+            b"FROM a\nRUN echo \xff\n".to_vec(),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let file = dir.path().join("Dockerfile");
+        std::fs::write(&file, &bytes).unwrap();
+        // `debug parse` accepts what BuildKit accepts (invalid UTF-8 included); whatever it
+        // refuses must be a clean input error.
+        let out = imgbuild(&["debug", "parse", "Dockerfile"], dir.path());
+        if out.status.code() != Some(0) {
+            assert_input_error(&out, what);
+        }
+        // A build refuses all of these before touching an engine.
+        let out = imgbuild(&["build", "--progress", "plain", "."], dir.path());
+        assert_input_error(&out, what);
+    }
+}
+
+#[test]
+fn missing_and_directory_dockerfiles_say_what_to_do() {
+    let dir = support::tempdir();
+    let out = imgbuild(&["."], dir.path());
+    let stderr = assert_input_error(&out, "missing Dockerfile");
+    assert!(
+        stderr.contains("./Dockerfile: cannot read the Dockerfile: no such file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+
+    std::fs::create_dir(dir.path().join("Dockerfile")).unwrap();
+    let out = imgbuild(&["debug", "parse", "Dockerfile"], dir.path());
+    let stderr = assert_input_error(&out, "directory");
+    assert!(
+        stderr.contains("Dockerfile: is a directory, not a Dockerfile"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dockerfile_errors_are_located() {
+    let dir = support::tempdir();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM a AS build\nRUN make\n\nRUNN make\n",
+    )
+    .unwrap();
+    let out = imgbuild(&["."], dir.path());
+    let stderr = assert_input_error(&out, "unknown instruction");
+    assert!(
+        stderr
+            .starts_with("error: ./Dockerfile:4:1: unknown instruction: RUNN (did you mean RUN?)"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM a AS build\nFROM b AS app\nCOPY --from=buld /x /x\n",
+    )
+    .unwrap();
+    let out = imgbuild(&["."], dir.path());
+    let stderr = assert_input_error(&out, "typo in --from");
+    assert!(stderr.contains("./Dockerfile:3:1: COPY --from=buld: no stage or image named `buld` (did you mean `build`?)"), "{stderr}");
+    assert!(stderr.contains("hint: stages are: build, app"), "{stderr}");
+
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nCOPY --from=one /y /y\n",
+    )
+    .unwrap();
+    let out = imgbuild(&["."], dir.path());
+    let stderr = assert_input_error(&out, "cycle");
+    assert!(
+        stderr.contains("circular dependency between stages"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let dir = support::tempdir();
+    for (args, flag) in [
+        (vec!["--output", "type=tarball", "."], "--output"),
+        (vec!["--network", "bridge", "."], "--network"),
+        (vec!["--progress", "fancy", "."], "--progress"),
+        (vec!["--push", "."], "--push"),
+    ] {
+        let out = imgbuild(&args, dir.path());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
