@@ -78,16 +78,21 @@ impl Client {
         })
     }
 
-    /// Whether a registry is spoken to over plain HTTP / unverified TLS: listed with
-    /// `--insecure-registry` (as `host` or `host:port`), or on the loopback, as Docker allows.
-    pub fn is_insecure(&self, host: &str) -> bool {
+    /// Whether plain HTTP may be used for a host: listed with `--insecure-registry` (as
+    /// `host` or `host:port`), or on the loopback, as Docker allows.
+    pub fn allows_plain_http(&self, host: &str) -> bool {
+        is_loopback(strip_port(host)) || self.is_listed_insecure(host)
+    }
+
+    /// Whether TLS certificates go unverified for a host: only for hosts listed with
+    /// `--insecure-registry`. Unlike Docker, a loopback registry that speaks TLS is still
+    /// verified (against the system roots and `SSL_CERT_FILE`); it may speak plain HTTP.
+    pub fn is_listed_insecure(&self, host: &str) -> bool {
         let bare = strip_port(host);
-        is_loopback(bare)
-            || self
-                .options
-                .insecure
-                .iter()
-                .any(|entry| entry == host || entry == bare)
+        self.options
+            .insecure
+            .iter()
+            .any(|entry| entry == host || entry == bare)
     }
 
     /// The endpoints a pull from `registry` tries, mirrors first.
@@ -95,12 +100,18 @@ impl Client {
         &self,
         registry: &str,
         progress: &dyn Progress,
-    ) -> Vec<Result<Arc<Endpoint>>> {
+    ) -> Vec<(String, Result<Arc<Endpoint>>)> {
         let mut endpoints = Vec::new();
         if let Some(mirror) = self.options.mirrors.get(registry) {
-            endpoints.push(self.mirror_endpoint(mirror, progress).await);
+            endpoints.push((
+                format!("mirror {mirror}"),
+                self.mirror_endpoint(mirror, progress).await,
+            ));
         }
-        endpoints.push(self.registry_endpoint(registry, progress).await);
+        endpoints.push((
+            registry.to_owned(),
+            self.registry_endpoint(registry, progress).await,
+        ));
         endpoints
     }
 
@@ -111,13 +122,14 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<Arc<Endpoint>> {
         let host = api_host(registry).to_owned();
-        let schemes: &[&str] = if self.is_insecure(registry) || self.is_insecure(&host) {
+        let schemes: &[&str] = if self.allows_plain_http(registry) || self.allows_plain_http(&host)
+        {
             // Docker's order for insecure registries: TLS first, then plain HTTP.
             &["https", "http"]
         } else {
             &["https"]
         };
-        let insecure = schemes.len() > 1;
+        let insecure = self.is_listed_insecure(registry) || self.is_listed_insecure(&host);
         let bases = schemes
             .iter()
             .map(|scheme| {
@@ -152,7 +164,7 @@ impl Client {
             (Some(h), None) => h.to_owned(),
             (None, _) => return Err(Error::Client(format!("mirror `{mirror}` has no host"))),
         };
-        let insecure = self.is_insecure(&host);
+        let insecure = self.is_listed_insecure(&host);
         self.endpoint(
             format!("mirror {mirror}"),
             &host,
@@ -198,6 +210,12 @@ impl Client {
         let mut errors = Vec::new();
         let count = bases.len();
         for (i, base) in bases.into_iter().enumerate() {
+            let via = if base.scheme() == "https" {
+                "over HTTPS"
+            } else {
+                "over plain HTTP"
+            }
+            .to_owned();
             let url = base
                 .join("v2/")
                 .map_err(|e| Error::Client(format!("bad registry URL {base}: {e}")))?;
@@ -218,7 +236,7 @@ impl Client {
             let response = match answer {
                 Ok(r) => r,
                 Err(e) => {
-                    errors.push(e);
+                    errors.push((via, e));
                     continue;
                 }
             };
@@ -240,9 +258,11 @@ impl Client {
                 _ => {
                     let request = describe(&Method::GET, &url);
                     let err = transport::status_error(&request, response).await;
-                    return Err(Error::Client(format!(
-                        "{err}; is this a registry (distribution API v2)?"
-                    )));
+                    errors.push((
+                        via,
+                        Error::Client(format!("{err}; is this a registry (distribution API v2)?")),
+                    ));
+                    break;
                 }
             };
             return Ok(Arc::new(Endpoint {
@@ -255,10 +275,10 @@ impl Client {
             }));
         }
         Err(match errors.len() {
-            1 => errors.remove(0),
+            1 => errors.remove(0).1,
             _ => Error::AllEndpointsFailed {
                 what: format!("cannot reach {host}"),
-                attempts: errors,
+                attempts: errors.into_iter().collect(),
             },
         })
     }
@@ -477,7 +497,7 @@ impl Session<'_> {
         let client = self
             .client
             .transport
-            .client(self.client.is_insecure(&realm_host));
+            .client(self.client.is_listed_insecure(&realm_host));
         let auth = self.endpoint.auth.clone();
         let (method, url) = match &auth {
             Some(Auth::IdentityToken(_)) => (Method::POST, realm.clone()),
@@ -639,7 +659,7 @@ mod tests {
             "build.internal:443",
             "other.example.com:5000",
         ] {
-            assert!(client.is_insecure(host), "{host}");
+            assert!(client.allows_plain_http(host), "{host}");
         }
         for host in [
             "docker.io",
@@ -647,7 +667,10 @@ mod tests {
             "example.com",
             "10.0.0.1:5000",
         ] {
-            assert!(!client.is_insecure(host), "{host}");
+            assert!(!client.allows_plain_http(host), "{host}");
         }
+        // Loopback may be plain HTTP, but its certificates are still checked.
+        assert!(!client.is_listed_insecure("127.0.0.1:5000"));
+        assert!(client.is_listed_insecure("build.internal:443"));
     }
 }

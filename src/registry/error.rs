@@ -89,8 +89,12 @@ pub enum Error {
     Client(String),
 
     /// Every endpoint tried (mirrors, then the registry itself) failed.
-    #[error("{what}: {}", .attempts.iter().map(|e| with_causes(e)).collect::<Vec<_>>().join("; then "))]
-    AllEndpointsFailed { what: String, attempts: Vec<Error> },
+    #[error("{what}: {}", .attempts.iter().map(|(via, e)| format!("{via}: {}", with_causes(e))).collect::<Vec<_>>().join("; then "))]
+    AllEndpointsFailed {
+        what: String,
+        /// Each endpoint tried, and how it failed.
+        attempts: Vec<(String, Error)>,
+    },
 }
 
 impl Error {

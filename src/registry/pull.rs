@@ -107,7 +107,7 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<PulledImage> {
         let mut failures = Vec::new();
-        for endpoint in self.pull_endpoints(reference.registry(), progress).await {
+        for (via, endpoint) in self.pull_endpoints(reference.registry(), progress).await {
             let attempt = match endpoint {
                 Ok(endpoint) => {
                     self.pull_from(endpoint, reference, platform, store, progress)
@@ -117,13 +117,13 @@ impl Client {
             };
             match attempt {
                 Ok(image) => return Ok(image),
-                Err(e) => failures.push(e),
+                Err(e) => failures.push((via, e)),
             }
         }
         Err(match failures.len() {
-            1 => failures.remove(0),
+            1 => failures.remove(0).1,
             _ => Error::AllEndpointsFailed {
-                what: format!("pulling {reference}"),
+                what: format!("cannot pull {reference}"),
                 attempts: failures,
             },
         })
