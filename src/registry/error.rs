@@ -79,6 +79,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A blob transfer restarted until the retry bound.
+    #[error("{what} failed {attempts} times; giving up")]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        #[source]
+        source: Box<Error>,
+    },
+
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
 

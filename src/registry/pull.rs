@@ -380,13 +380,20 @@ async fn fetch_blob(
             Err(e) if e.is_transient() && attempt < policy.max_attempts => {
                 let delay = policy.backoff(attempt);
                 progress.on_retry(
-                    &format!("download of {digest}"),
+                    &format!("download of blob {digest}"),
                     attempt,
                     delay,
                     &super::error::with_causes(&e),
                 );
                 tokio::time::sleep(delay).await;
                 attempt += 1;
+            }
+            Err(e) if e.is_transient() => {
+                return Err(Error::GaveUp {
+                    what: format!("download of blob {digest}"),
+                    attempts: attempt,
+                    source: Box::new(e),
+                });
             }
             Err(e) => return Err(e),
         }
