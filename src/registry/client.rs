@@ -236,6 +236,15 @@ impl Client {
             let response = match answer {
                 Ok(r) => r,
                 Err(e) => {
+                    let chain = super::error::with_causes(&e);
+                    let e = if chain.contains("certificate") {
+                        Error::Client(format!(
+                            "{chain} (trust its CA with SSL_CERT_FILE=FILE, or use \
+                             --insecure-registry {host} to skip verification)"
+                        ))
+                    } else {
+                        e
+                    };
                     errors.push((via, e));
                     continue;
                 }
@@ -354,8 +363,11 @@ impl Session<'_> {
         retry: Retry,
     ) -> Result<Response> {
         let mut refreshed = false;
+        // The token a 401 answered, so a concurrent request's fresh token is reused
+        // rather than fetched again.
+        let mut rejected: Option<Secret> = None;
         loop {
-            let authorization = self.authorization(refreshed).await?;
+            let (authorization, token) = self.authorization(rejected.as_ref()).await?;
             let client = self.client.transport.client(self.endpoint.insecure);
             let build = || {
                 let request = client.request(method.clone(), url.clone());
@@ -394,6 +406,7 @@ impl Session<'_> {
                     *current = Some(scheme);
                 }
                 refreshed = true;
+                rejected = token;
                 continue;
             }
             let detail = transport::status_error(&describe(&method, url), response).await;
@@ -430,7 +443,10 @@ impl Session<'_> {
     }
 
     /// The `Authorization` header for the current scheme, fetching a token when needed.
-    async fn authorization(&self, refresh: bool) -> Result<Option<HeaderValue>> {
+    async fn authorization(
+        &self,
+        rejected: Option<&Secret>,
+    ) -> Result<(Option<HeaderValue>, Option<Secret>)> {
         let scheme = self
             .endpoint
             .scheme
@@ -438,7 +454,7 @@ impl Session<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let value = match (scheme, &self.endpoint.auth) {
-            (None, _) | (Some(AuthScheme::Basic { .. }), None) => return Ok(None),
+            (None, _) | (Some(AuthScheme::Basic { .. }), None) => return Ok((None, None)),
             (Some(AuthScheme::Basic { .. }), Some(Auth::Basic { username, password })) => {
                 let pair = format!("{username}:{}", password.expose());
                 format!(
@@ -453,19 +469,32 @@ impl Session<'_> {
                 ));
             }
             (Some(AuthScheme::Bearer(challenge)), _) => {
-                format!("Bearer {}", self.token(&challenge, refresh).await?.expose())
+                let token = self.token(&challenge, rejected).await?;
+                let mut header = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        self.auth_failure(
+                            "the token service sent a token that is not valid in an HTTP header"
+                                .into(),
+                        )
+                    })?;
+                header.set_sensitive(true);
+                return Ok((Some(header), Some(token)));
             }
         };
         let mut header = HeaderValue::from_str(&value).map_err(|_| {
             self.auth_failure("the credentials are not valid in an HTTP header".into())
         })?;
         header.set_sensitive(true);
-        Ok(Some(header))
+        Ok((Some(header), None))
     }
 
     /// A token for this session's scopes (and any the registry asked for), cached until it
     /// nearly expires.
-    async fn token(&self, challenge: &BearerChallenge, refresh: bool) -> Result<Secret> {
+    async fn token(
+        &self,
+        challenge: &BearerChallenge,
+        rejected: Option<&Secret>,
+    ) -> Result<Secret> {
         let mut scopes = self.scopes.clone();
         for scope in &challenge.scopes {
             if !scopes.contains(scope) {
@@ -474,9 +503,9 @@ impl Session<'_> {
         }
         let key = scopes.join(" ");
         let mut tokens = self.endpoint.tokens.lock().await;
-        if !refresh
-            && let Some(token) = tokens.get(&key)
+        if let Some(token) = tokens.get(&key)
             && token.expires > Instant::now()
+            && rejected != Some(&token.value)
         {
             return Ok(token.value.clone());
         }
@@ -487,7 +516,7 @@ impl Session<'_> {
     }
 
     async fn fetch_token(&self, challenge: &BearerChallenge, scopes: &[String]) -> Result<Token> {
-        let mut realm = Url::parse(&challenge.realm).map_err(|e| {
+        let realm = Url::parse(&challenge.realm).map_err(|e| {
             self.auth_failure(format!(
                 "the token realm `{}` is not a URL ({e})",
                 challenge.realm
@@ -502,8 +531,9 @@ impl Session<'_> {
         let (method, url) = match &auth {
             Some(Auth::IdentityToken(_)) => (Method::POST, realm.clone()),
             _ => {
+                let mut url = realm.clone();
                 {
-                    let mut query = realm.query_pairs_mut();
+                    let mut query = url.query_pairs_mut();
                     if let Some(service) = &challenge.service {
                         query.append_pair("service", service);
                     }
@@ -511,7 +541,7 @@ impl Session<'_> {
                         query.append_pair("scope", scope);
                     }
                 }
-                (Method::GET, realm.clone())
+                (Method::GET, url)
             }
         };
         let service = challenge.service.clone().unwrap_or_default();
