@@ -512,3 +512,101 @@ async fn missing_images_and_registries_give_clear_errors() {
         "HTTPS is tried first: {message}"
     );
 }
+
+/// Records what the library reports.
+#[derive(Default)]
+struct Recorder {
+    events: std::sync::Mutex<Vec<String>>,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl imgbuild::registry::Progress for Recorder {
+    fn on_resolved(
+        &self,
+        reference: &imgbuild::registry::Reference,
+        digest: &oci_spec::image::Digest,
+    ) {
+        self.push(format!("resolved {reference} {digest}"));
+    }
+    fn on_blob_start(&self, digest: &oci_spec::image::Digest, size: u64) {
+        self.push(format!("start {digest} {size}"));
+    }
+    fn on_blob_progress(&self, _digest: &oci_spec::image::Digest, bytes: u64) {
+        self.bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn on_blob_done(
+        &self,
+        digest: &oci_spec::image::Digest,
+        outcome: &imgbuild::registry::BlobOutcome,
+    ) {
+        self.push(format!("done {digest} {outcome:?}"));
+    }
+}
+
+impl Recorder {
+    fn push(&self, event: String) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+    fn take(&self) -> (Vec<String>, u64) {
+        let mut events =
+            std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
+        events.sort();
+        (
+            events,
+            self.bytes.swap(0, std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_reported_for_every_blob_and_the_resolved_tag() {
+    let registry = TestRegistry::start();
+    let (_dir, store) = new_store();
+    let image = TestImage::oci(
+        "progress",
+        vec![layer("pr1", 300 << 10), layer("pr2", 3 << 10)],
+    );
+    let tag = reference(&format!("{}/team/progress:1", registry.host()));
+    let recorder = Recorder::default();
+    let client = client(&RegistryOptions::default());
+    // Pull and push futures can be spawned onto a runtime.
+    let push = client.push(&image, std::slice::from_ref(&tag), &store, &recorder);
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    assert_send(push).await.unwrap_or_else(|e| panic!("{e}"));
+    let (events, bytes) = recorder.take();
+    let mut expected: Vec<String> = image
+        .blob_digests()
+        .iter()
+        .flat_map(|d| {
+            let size = image.blob(d).map_or(0, <[u8]>::len);
+            [format!("start {d} {size}"), format!("done {d} Uploaded")]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(events, expected);
+    assert_eq!(bytes, image.total_size());
+
+    let (_dir2, pull_store) = new_store();
+    let platform = Platform::default();
+    let pull = client.pull(&tag, &platform, &pull_store, &recorder);
+    assert_send(pull).await.unwrap_or_else(|e| panic!("{e}"));
+    let (events, bytes) = recorder.take();
+    let mut expected: Vec<String> = image
+        .blob_digests()
+        .iter()
+        .flat_map(|d| {
+            let size = image.blob(d).map_or(0, <[u8]>::len);
+            [format!("start {d} {size}"), format!("done {d} Downloaded")]
+        })
+        .collect();
+    expected.push(format!("resolved {tag} {}", image.digest()));
+    expected.sort();
+    assert_eq!(events, expected);
+    assert_eq!(bytes, image.total_size());
+}

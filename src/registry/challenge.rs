@@ -299,4 +299,21 @@ mod tests {
         let unterminated = parse_www_authenticate("Bearer realm=\"http://x");
         assert_eq!(unterminated[0].param("realm"), Some("http://x"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_parses_without_panicking(header in ".{0,200}") {
+            let _ = select_scheme(&parse_www_authenticate(&header));
+        }
+
+        #[test]
+        fn quoted_values_round_trip(value in "[ -~]{0,40}") {
+            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+            let header = format!("Bearer realm=\"{escaped}\",service=x");
+            let challenges = parse_www_authenticate(&header);
+            proptest::prop_assert_eq!(challenges.len(), 1);
+            proptest::prop_assert_eq!(challenges[0].param("realm"), Some(value.as_str()));
+            proptest::prop_assert_eq!(challenges[0].param("service"), Some("x"));
+        }
+    }
 }

@@ -495,12 +495,7 @@ impl Session<'_> {
         challenge: &BearerChallenge,
         rejected: Option<&Secret>,
     ) -> Result<Secret> {
-        let mut scopes = self.scopes.clone();
-        for scope in &challenge.scopes {
-            if !scopes.contains(scope) {
-                scopes.push(scope.clone());
-            }
-        }
+        let scopes = merge_scopes(&self.scopes, &challenge.scopes);
         let key = scopes.join(" ");
         let mut tokens = self.endpoint.tokens.lock().await;
         if let Some(token) = tokens.get(&key)
@@ -617,6 +612,47 @@ impl Session<'_> {
     }
 }
 
+/// Our scopes plus those a challenge asked for, one per resource with the union of their
+/// actions: `repository:a:pull,push` and `repository:a:push,pull` are one scope.
+pub(crate) fn merge_scopes(ours: &[String], asked: &[String]) -> Vec<String> {
+    let mut merged: Vec<(String, Vec<String>)> = Vec::new();
+    for scope in ours.iter().chain(asked) {
+        let (resource, actions) = match scope.rsplit_once(':') {
+            Some((resource, actions)) if resource.contains(':') => (resource, actions),
+            _ => (scope.as_str(), ""),
+        };
+        let entry = match merged.iter().position(|(r, _)| r == resource) {
+            Some(i) => &mut merged[i].1,
+            None => {
+                merged.push((resource.to_owned(), Vec::new()));
+                let last = merged.len() - 1;
+                &mut merged[last].1
+            }
+        };
+        for action in actions.split(',').filter(|a| !a.is_empty()) {
+            if !entry.iter().any(|a| a == action) {
+                entry.push(action.to_owned());
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(resource, mut actions)| {
+            // pull before push, as registries write them; others after, sorted.
+            actions.sort_by_key(|a| match a.as_str() {
+                "pull" => (0, String::new()),
+                "push" => (1, String::new()),
+                other => (2, other.to_owned()),
+            });
+            if actions.is_empty() {
+                resource
+            } else {
+                format!("{resource}:{}", actions.join(","))
+            }
+        })
+        .collect()
+}
+
 fn challenges_of(response: &Response) -> Vec<super::challenge::Challenge> {
     response
         .headers()
@@ -670,6 +706,27 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_merge_per_resource() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            merge_scopes(
+                &s(&["repository:team/app:pull,push", "repository:base:pull"]),
+                &s(&[
+                    "repository:team/app:push,pull",
+                    "repository:base:delete",
+                    "registry:catalog:*"
+                ])
+            ),
+            s(&[
+                "repository:team/app:pull,push",
+                "repository:base:pull,delete",
+                "registry:catalog:*"
+            ])
+        );
+        assert_eq!(merge_scopes(&s(&["odd"]), &[]), s(&["odd"]));
+    }
 
     #[test]
     fn loopback_and_listed_hosts_are_insecure() {

@@ -179,13 +179,16 @@ impl Client {
                 blobs.push(layer);
             }
         }
-        let results: Vec<Result<Option<u64>>> = stream::iter(blobs.iter().map(|descriptor| {
-            let session = &session;
-            async move { fetch_blob(session, descriptor, store).await }
-        }))
-        .buffer_unordered(self.config.max_concurrent_downloads.max(1))
-        .collect()
-        .await;
+        // The futures are made up front: a stream over a borrowing closure would make the
+        // whole pull future not `Send`.
+        let fetches: Vec<_> = blobs
+            .iter()
+            .map(|descriptor| fetch_blob(&session, descriptor, store))
+            .collect();
+        let results: Vec<Result<Option<u64>>> = stream::iter(fetches)
+            .buffer_unordered(self.config.max_concurrent_downloads.max(1))
+            .collect()
+            .await;
         let mut stats = PullStats::default();
         for result in results {
             match result? {

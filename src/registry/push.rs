@@ -152,22 +152,19 @@ impl Client {
         let session = self.session(endpoint, repository, scopes, progress);
 
         let outcomes = Mutex::new(Vec::new());
-        let results: Vec<Result<()>> = stream::iter(blobs.iter().map(|blob| {
-            let session = &session;
-            let from = mount_from.get(&blob.digest().to_string()).cloned();
-            let outcomes = &outcomes;
-            async move {
-                let outcome = push_blob(session, image, blob, from.as_deref()).await?;
-                outcomes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((blob.size(), outcome));
-                Ok(())
-            }
-        }))
-        .buffer_unordered(self.config.max_concurrent_uploads.max(1))
-        .collect()
-        .await;
+        // The futures are made up front: a stream over a borrowing closure would make the
+        // whole push future not `Send`.
+        let uploads: Vec<_> = blobs
+            .iter()
+            .map(|blob| {
+                let from = mount_from.get(blob.digest().as_ref()).cloned();
+                push_blob_recorded(&session, image, blob, from, &outcomes)
+            })
+            .collect();
+        let results: Vec<Result<()>> = stream::iter(uploads)
+            .buffer_unordered(self.config.max_concurrent_uploads.max(1))
+            .collect()
+            .await;
         for (size, outcome) in outcomes.into_inner().unwrap_or_else(|p| p.into_inner()) {
             match outcome {
                 BlobOutcome::Uploaded => {
@@ -225,6 +222,21 @@ async fn put_manifest(
             session.endpoint.host
         )));
     }
+    Ok(())
+}
+
+async fn push_blob_recorded(
+    session: &Session<'_>,
+    image: &dyn Image,
+    blob: &Descriptor,
+    mount_from: Option<String>,
+    outcomes: &Mutex<Vec<(u64, BlobOutcome)>>,
+) -> Result<()> {
+    let outcome = push_blob(session, image, blob, mount_from.as_deref()).await?;
+    outcomes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((blob.size(), outcome));
     Ok(())
 }
 

@@ -451,4 +451,19 @@ mod tests {
             format!("sha256:{HEX}")
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_errors_without_panicking(input in "\\PC{0,80}") {
+            let _ = Reference::parse(&input);
+        }
+
+        #[test]
+        fn parsed_references_print_as_they_parse(input in "([a-z0-9]{1,8}(\\.[a-z]{2,5})?(:[0-9]{2,5})?/)?[a-z0-9]{1,10}(/[a-z0-9]{1,10}){0,2}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,20})?") {
+            if let Ok(parsed) = Reference::parse(&input) {
+                let again = Reference::parse(&parsed.to_string());
+                proptest::prop_assert_eq!(again.ok(), Some(parsed));
+            }
+        }
+    }
 }
