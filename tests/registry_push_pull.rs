@@ -518,6 +518,7 @@ async fn missing_images_and_registries_give_clear_errors() {
 struct Recorder {
     events: std::sync::Mutex<Vec<String>>,
     bytes: std::sync::atomic::AtomicU64,
+    retries: std::sync::atomic::AtomicUsize,
 }
 
 impl imgbuild::registry::Progress for Recorder {
@@ -609,4 +610,110 @@ async fn progress_is_reported_for_every_blob_and_the_resolved_tag() {
     expected.sort();
     assert_eq!(events, expected);
     assert_eq!(bytes, image.total_size());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_hub_references_are_pulled_from_their_mirror_without_contacting_docker_hub() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(registry.port).await;
+    let (_dir, store) = new_store();
+    let image = TestImage::docker("hub", vec![layer("hub", 8 << 10)]);
+    client(&RegistryOptions::default())
+        .push(
+            &image,
+            &[reference(&format!(
+                "{}/library/debian:bookworm-slim",
+                registry.host()
+            ))],
+            &store,
+            &NoProgress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let options = RegistryOptions {
+        mirrors: [("docker.io".to_owned(), format!("http://{}", proxy.host()))].into(),
+        ..RegistryOptions::default()
+    };
+    let recorder = Recorder::default();
+    let (_dir2, pull_store) = new_store();
+    let pulled = client(&options)
+        .pull(
+            &reference("debian:bookworm-slim"),
+            &Platform::default(),
+            &pull_store,
+            &recorder,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pulled.manifest_digest(), &image.digest());
+    assert_eq!(
+        pulled.reference().to_string(),
+        "docker.io/library/debian:bookworm-slim"
+    );
+    assert_eq!(
+        proxy.count("HEAD", "/v2/library/debian/manifests/bookworm-slim"),
+        1
+    );
+    // Nothing was retried: Docker Hub (unreachable here) was never tried.
+    assert_eq!(
+        recorder.retries.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    let sources = pull_store.sources(&image.layer_digests()[0]);
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.registry == "docker.io" && s.repository == "library/debian"),
+        "{sources:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_run_concurrently_up_to_the_configured_bound() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(registry.port).await;
+    let (_dir, store) = new_store();
+    let layers = (0..6)
+        .map(|i| layer(&format!("conc{i}"), 16 << 10))
+        .collect();
+    let image = TestImage::oci("concurrency", layers);
+    let config = imgbuild::registry::ClientConfig {
+        max_concurrent_uploads: 3,
+        max_concurrent_downloads: 2,
+        ..registry_support::test_config()
+    };
+    let tag = reference(&format!("{}/team/conc:1", proxy.host()));
+    let client = |config: &imgbuild::registry::ClientConfig| {
+        imgbuild::registry::Client::with_config(
+            &RegistryOptions::default(),
+            imgbuild::registry::Credentials::anonymous(),
+            config.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    proxy.add_fault(
+        "HEAD",
+        "/blobs/sha256:",
+        registry_support::proxy::Action::Delay(200),
+        100,
+    );
+    client(&config)
+        .push(&image, std::slice::from_ref(&tag), &store, &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(proxy.max_in_flight(), 3);
+
+    proxy.clear();
+    proxy.add_fault(
+        "GET",
+        "/blobs/sha256:",
+        registry_support::proxy::Action::Delay(200),
+        100,
+    );
+    let (_dir2, pull_store) = new_store();
+    client(&config)
+        .pull(&tag, &Platform::default(), &pull_store, &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(proxy.max_in_flight(), 2);
 }

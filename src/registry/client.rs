@@ -40,6 +40,20 @@ impl std::fmt::Debug for Client {
     }
 }
 
+pub(crate) enum PullTarget {
+    Mirror(String),
+    Registry(String),
+}
+
+impl std::fmt::Display for PullTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PullTarget::Mirror(url) => write!(f, "mirror {url}"),
+            PullTarget::Registry(registry) => f.write_str(registry),
+        }
+    }
+}
+
 /// One place registry requests go to: a registry's API host, or a mirror.
 pub(crate) struct Endpoint {
     /// The registry name credentials and blob sources are filed under (`host:port`).
@@ -95,24 +109,26 @@ impl Client {
             .any(|entry| entry == host || entry == bare)
     }
 
-    /// The endpoints a pull from `registry` tries, mirrors first.
-    pub(crate) async fn pull_endpoints(
-        &self,
-        registry: &str,
-        progress: &dyn Progress,
-    ) -> Vec<(String, Result<Arc<Endpoint>>)> {
-        let mut endpoints = Vec::new();
+    /// Where a pull from `registry` goes, in order: its mirror, then the registry itself.
+    /// Endpoints are only contacted when their turn comes.
+    pub(crate) fn pull_targets(&self, registry: &str) -> Vec<PullTarget> {
+        let mut targets = Vec::new();
         if let Some(mirror) = self.options.mirrors.get(registry) {
-            endpoints.push((
-                format!("mirror {mirror}"),
-                self.mirror_endpoint(mirror, progress).await,
-            ));
+            targets.push(PullTarget::Mirror(mirror.clone()));
         }
-        endpoints.push((
-            registry.to_owned(),
-            self.registry_endpoint(registry, progress).await,
-        ));
-        endpoints
+        targets.push(PullTarget::Registry(registry.to_owned()));
+        targets
+    }
+
+    pub(crate) async fn pull_endpoint(
+        &self,
+        target: &PullTarget,
+        progress: &dyn Progress,
+    ) -> Result<Arc<Endpoint>> {
+        match target {
+            PullTarget::Mirror(url) => self.mirror_endpoint(url, progress).await,
+            PullTarget::Registry(registry) => self.registry_endpoint(registry, progress).await,
+        }
     }
 
     /// The registry's own API endpoint (pushes never go to mirrors).

@@ -7,7 +7,7 @@
 //! &dyn oci::Image ─► Client::push ─► HEAD / mount / upload each blob ─► manifest ─► tags
 //! ```
 //!
-//! * [`reference`]: Docker's reference grammar and normalisation.
+//! * [`reference`](mod@reference): Docker's reference grammar and normalisation.
 //! * [`challenge`]: `WWW-Authenticate` parsing (pure, fuzzable).
 //! * [`credentials`]: `config.json`, credential helpers, masked secrets.
 //! * `transport`: TLS roots, timeouts, retries with backoff, safe request descriptions.

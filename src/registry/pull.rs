@@ -107,8 +107,8 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<PulledImage> {
         let mut failures = Vec::new();
-        for (via, endpoint) in self.pull_endpoints(reference.registry(), progress).await {
-            let attempt = match endpoint {
+        for target in self.pull_targets(reference.registry()) {
+            let attempt = match self.pull_endpoint(&target, progress).await {
                 Ok(endpoint) => {
                     self.pull_from(endpoint, reference, platform, store, progress)
                         .await
@@ -117,7 +117,7 @@ impl Client {
             };
             match attempt {
                 Ok(image) => return Ok(image),
-                Err(e) => failures.push((via, e)),
+                Err(e) => failures.push((target.to_string(), e)),
             }
         }
         Err(match failures.len() {

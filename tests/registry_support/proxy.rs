@@ -97,6 +97,8 @@ pub enum Action {
     CutResponseAfter(usize),
     /// Forward with one byte of the response body flipped.
     CorruptResponse,
+    /// Wait this many milliseconds, then forward (to make transfers overlap).
+    Delay(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +112,8 @@ pub struct Fault {
 }
 
 struct State {
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
     upstream: String,
     client: reqwest::Client,
     log: Mutex<Vec<Logged>>,
@@ -126,6 +130,8 @@ impl Proxy {
     /// A proxy to `http://127.0.0.1:<upstream_port>`.
     pub async fn start(upstream_port: u16) -> Proxy {
         let state = Arc::new(State {
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
             upstream: format!("http://127.0.0.1:{upstream_port}"),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -173,6 +179,16 @@ impl Proxy {
 
     pub fn clear(&self) {
         lock(&self.state.log).clear();
+        self.state
+            .max_in_flight
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The most requests handled at the same time since the last `clear`.
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Requests whose method is `method` and whose path contains `part`.
@@ -218,6 +234,15 @@ fn take_fault(state: &State, method: &str, path: &str) -> Option<Action> {
 }
 
 async fn handle(state: Arc<State>, request: Request<Bytes>) -> Handled {
+    use std::sync::atomic::Ordering;
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let handled = forward(&state, request).await;
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    handled
+}
+
+async fn forward(state: &State, request: Request<Bytes>) -> Handled {
     let method = request.method().as_str().to_owned();
     let path = request
         .uri()
@@ -234,7 +259,10 @@ async fn handle(state: Arc<State>, request: Request<Bytes>) -> Handled {
             response_bytes,
         });
     };
-    let fault = take_fault(&state, &method, &path);
+    let fault = take_fault(state, &method, &path);
+    if let Some(Action::Delay(ms)) = &fault {
+        tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+    }
     match &fault {
         Some(Action::Status(status, retry_after)) => {
             let body =
