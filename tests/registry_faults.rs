@@ -301,3 +301,52 @@ async fn an_image_whose_blob_is_corrupt_is_not_pushed_and_not_tagged() {
         assert!(!registry.has_blob(digest.digest()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_image_blob_fails_at_once_and_writes_no_tag() {
+    struct Missing(TestImage);
+    impl imgbuild::oci::Image for Missing {
+        fn raw_manifest(&self) -> &[u8] {
+            self.0.raw_manifest()
+        }
+        fn manifest_media_type(&self) -> &str {
+            self.0.manifest_media_type()
+        }
+        fn manifest(&self) -> &oci_spec::image::ImageManifest {
+            self.0.manifest()
+        }
+        fn raw_config(&self) -> &[u8] {
+            self.0.raw_config()
+        }
+        fn open_blob(
+            &self,
+            digest: &oci_spec::image::Digest,
+        ) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{digest}: no such file"),
+            ))
+        }
+    }
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(registry.port).await;
+    let (_dir, store) = new_store();
+    let image = Missing(TestImage::oci("missing", vec![layer("missing", 4 << 10)]));
+    let message = client(&RegistryOptions::default())
+        .push(
+            &image,
+            &[reference(&format!("{}/team/missing:1", proxy.host()))],
+            &store,
+            &NoProgress,
+        )
+        .await
+        .err()
+        .map(|e| with_causes(&e))
+        .unwrap_or_default();
+    assert!(message.starts_with("opening blob sha256:"), "{message}");
+    assert!(message.ends_with("no such file"), "{message}");
+    // Not retried, and no upload session was started for it.
+    assert_eq!(proxy.count("HEAD", "/blobs/sha256:"), 2);
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), 0);
+    assert!(registry.tags("team/missing").is_empty());
+}

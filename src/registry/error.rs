@@ -119,7 +119,7 @@ impl Error {
         match self {
             Error::Transport { .. } => true,
             Error::Status { status, .. } => *status == 429 || (*status >= 500 && *status != 501),
-            Error::Io { .. } => true,
+            // Local I/O (an image's blob that cannot be read) does not get better by retrying.
             _ => false,
         }
     }

@@ -299,6 +299,11 @@ async fn push_blob_once(
         _ => return Err(status_error(&describe(&Method::HEAD, &blob_url), head).await),
     }
 
+    // Opened before any upload session starts, so a local failure leaves none behind.
+    let what = format!("blob {digest} of the image");
+    let mut reader = blocking(|| image.open_blob(digest))
+        .map_err(|e| Error::io(format!("opening {what}"), e))?;
+
     let mut start = session.url("blobs/uploads/")?;
     if let Some(from) = mount_from {
         start
@@ -326,9 +331,6 @@ async fn push_blob_once(
     }
     let location = session.location(&response)?;
 
-    let what = format!("blob {digest} of the image");
-    let mut reader = blocking(|| image.open_blob(digest))
-        .map_err(|e| Error::io(format!("opening {what}"), e))?;
     let size = blob.size();
     let config = &session.client.config;
     let mut hasher = Sha256::new();
