@@ -65,6 +65,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::frontend::Error>() {
             return e.hint.clone();
         }
+        if let Some(e) = cause.downcast_ref::<crate::engine::Error>() {
+            return e.hint().map(str::to_owned);
+        }
         None
     })
 }
