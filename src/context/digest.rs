@@ -1,7 +1,7 @@
 //! The digest of a selection: a canonical, versioned serialisation of its entries hashed
 //! with SHA-256, file contents streamed through SHA-256 on several threads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +41,8 @@ pub(super) fn digest(root: &Path, selection: &Selection) -> Result<SelectionDige
     let mut hasher = Sha256::new();
     hasher.update(FORMAT);
     let mut files = BTreeMap::new();
+    // Hard links name an earlier entry: their source file has its content.
+    let mut by_target: HashMap<&str, [u8; 32]> = HashMap::new();
     for (entry, content) in selection.entries.iter().zip(&by_entry) {
         field(&mut hasher, entry.target.as_bytes());
         let (tag, payload): (&[u8], Vec<u8>) = match (&entry.kind, content) {
@@ -57,7 +59,12 @@ pub(super) fn digest(root: &Path, selection: &Selection) -> Result<SelectionDige
         field(&mut hasher, &entry.mode.to_be_bytes());
         field(&mut hasher, &[u8::from(entry.implicit)]);
         field(&mut hasher, &payload);
+        let content = match &entry.kind {
+            EntryKind::Hardlink { target } => by_target.get(target.as_str()).copied(),
+            _ => *content,
+        };
         if let Some(hash) = content {
+            by_target.insert(&entry.target, hash);
             files.insert(
                 relative(root, &entry.source),
                 format!("sha256:{}", hex::encode(hash)),

@@ -160,8 +160,9 @@ pub struct SelectionDigest {
     /// `sha256:…` over every entry: target path, type, mode, and the content of files and
     /// archives, the target of symlinks and hard links.
     pub digest: String,
-    /// `sha256:…` of each regular file and archive read, by path relative to the context
-    /// root, so a cache miss can say which file changed.
+    /// `sha256:…` of the content of each regular file (hard links included) and archive,
+    /// by source path relative to the context root, so a cache miss can say which file
+    /// changed.
     pub files: BTreeMap<String, String>,
 }
 

@@ -181,7 +181,7 @@ impl<'a> Selector<'a> {
         // BuildKit lists the directory before the wildcard, so it must exist even when
         // the wildcard may match nothing.
         let base_resolved = self.resolve(base, true).map_err(|e| match e {
-            ResolveError::NotFound(_) | ResolveError::Excluded(_) => self.ctx.context_error(
+            ResolveError::NotFound(ref missing) | ResolveError::Excluded(ref missing) => self.ctx.context_error(
                 format!(
                     "{} {src}: the directory `{}` before the wildcard is not in the build context",
                     self.keyword,
@@ -190,7 +190,7 @@ impl<'a> Selector<'a> {
                 format!(
                     "a wildcard may match nothing, but the directory before it must exist; \
                      to make it optional, put a wildcard in it too (e.g. `{}`)",
-                    optional_hint(base, pattern)
+                    optional_hint(base, pattern, missing.split('/').count())
                 ),
             ),
             e => self.resolve_error(src, e),
@@ -898,15 +898,17 @@ fn not_utf8(rel: &str) -> Error {
     .into()
 }
 
-/// `folder/b/*` → `folder/[b]/*`: the last directory before the wildcard made a pattern.
-fn optional_hint(base: &[String], pattern: &[String]) -> String {
+/// `folder/b/*` → `folder/[b]/*`: the first missing directory (the `depth`-th component)
+/// made a pattern, so the wildcard's base exists.
+fn optional_hint(base: &[String], pattern: &[String], depth: usize) -> String {
     let mut parts: Vec<String> = base.to_vec();
-    if let Some(last) = parts.last_mut()
-        && let Some(first) = last.chars().next()
+    let index = depth.clamp(1, parts.len().max(1)) - 1;
+    if let Some(missing) = parts.get_mut(index)
+        && let Some(first) = missing.chars().next()
     {
-        *last = format!(
+        *missing = format!(
             "[{first}]{}",
-            last.get(first.len_utf8()..).unwrap_or_default()
+            missing.get(first.len_utf8()..).unwrap_or_default()
         );
     }
     parts.extend(pattern.iter().cloned());
