@@ -31,6 +31,19 @@ impl Fixture {
         Fixture { dir }
     }
 
+    /// Like [`Fixture::new`], in `/dev/shm` when it is there (a tmpfs).
+    pub fn in_memory() -> Fixture {
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .expect("a temporary directory");
+        fs::create_dir(dir.path().join("ctx")).expect("the context directory");
+        Fixture { dir }
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("ctx")
     }

@@ -1,56 +1,48 @@
 //! The digest of a selection: a canonical, versioned serialisation of its entries hashed
 //! with SHA-256, file contents streamed through SHA-256 on several threads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
 use super::archive::open_no_follow;
-use super::{EntryKind, Error, Selection, SelectionDigest};
+use super::path::compare;
+use super::{Entry, EntryKind, Error, Selection, SelectionDigest};
 
 /// Bump when the serialisation changes, so old cache keys can never collide with new ones.
 const FORMAT: &[u8] = b"imgbuild.context.selection.v1\n";
-/// Below this many files, threads cost more than they save.
-const PARALLEL_FROM: usize = 64;
+/// Below this many bytes to hash, threads cost more than they save (see `hash_contents`).
+const PARALLEL_FROM_BYTES: u64 = 64 << 20;
+/// Entries claimed at a time by a hashing thread.
+const CHUNK: usize = 32;
 const BUFFER: usize = 256 * 1024;
 
-pub(super) fn digest(root: &Path, selection: &Selection) -> Result<SelectionDigest, Error> {
-    // Regular files and archives are read; everything else is described by its entry.
-    let jobs: Vec<(usize, &Path, Option<u64>)> = selection
-        .entries
-        .iter()
-        .enumerate()
-        .filter_map(|(index, entry)| match entry.kind {
-            EntryKind::File { size, .. } => Some((index, entry.source.as_path(), Some(size))),
-            EntryKind::Archive => Some((index, entry.source.as_path(), None)),
-            _ => None,
-        })
-        .collect();
-    let hashes = hash_all(&jobs)?;
-    let mut by_entry: Vec<Option<[u8; 32]>> = vec![None; selection.entries.len()];
-    for ((index, _, _), hash) in jobs.iter().zip(&hashes) {
-        if let Some(slot) = by_entry.get_mut(*index) {
-            *slot = Some(*hash);
-        }
-    }
+type Hash = [u8; 32];
 
+/// What one hashing thread did: hashes by entry index, and the error that stopped it.
+struct Outcome {
+    done: Vec<(usize, Hash)>,
+    failure: Option<(usize, Error)>,
+}
+
+pub(super) fn digest(root: &Path, selection: &Selection) -> Result<SelectionDigest, Error> {
+    let entries = &selection.entries;
+    let contents = hash_contents(entries)?;
     let mut hasher = Sha256::new();
     hasher.update(FORMAT);
     let mut files = BTreeMap::new();
-    // Hard links name an earlier entry: their source file has its content.
-    let mut by_target: HashMap<&str, [u8; 32]> = HashMap::new();
-    for (entry, content) in selection.entries.iter().zip(&by_entry) {
+    for (entry, content) in entries.iter().zip(&contents) {
         field(&mut hasher, entry.target.as_bytes());
-        let (tag, payload): (&[u8], Vec<u8>) = match (&entry.kind, content) {
-            (EntryKind::Dir, _) => (b"dir", Vec::new()),
-            (EntryKind::File { .. }, Some(hash)) => (b"file", hash.to_vec()),
-            (EntryKind::Archive, Some(hash)) => (b"archive", hash.to_vec()),
-            (EntryKind::Symlink { target }, _) => (b"symlink", target.as_bytes().to_vec()),
-            (EntryKind::Hardlink { target }, _) => (b"hardlink", target.as_bytes().to_vec()),
+        let (tag, payload): (&[u8], &[u8]) = match (&entry.kind, content) {
+            (EntryKind::Dir, _) => (b"dir", b""),
+            (EntryKind::File { .. }, Some(hash)) => (b"file", hash),
+            (EntryKind::Archive, Some(hash)) => (b"archive", hash),
+            (EntryKind::Symlink { target }, _) => (b"symlink", target.as_bytes()),
+            (EntryKind::Hardlink { target }, _) => (b"hardlink", target.as_bytes()),
             (EntryKind::File { .. } | EntryKind::Archive, None) => {
                 anyhow::bail!("internal error: `{}` was not hashed", entry.target)
             }
@@ -58,13 +50,16 @@ pub(super) fn digest(root: &Path, selection: &Selection) -> Result<SelectionDige
         field(&mut hasher, tag);
         field(&mut hasher, &entry.mode.to_be_bytes());
         field(&mut hasher, &[u8::from(entry.implicit)]);
-        field(&mut hasher, &payload);
+        field(&mut hasher, payload);
+        // A hard link's source file has the content of the entry it names.
         let content = match &entry.kind {
-            EntryKind::Hardlink { target } => by_target.get(target.as_str()).copied(),
+            EntryKind::Hardlink { target } => entries
+                .binary_search_by(|e| compare(&e.target, target))
+                .ok()
+                .and_then(|i| contents.get(i).copied().flatten()),
             _ => *content,
         };
         if let Some(hash) = content {
-            by_target.insert(&entry.target, hash);
             files.insert(
                 relative(root, &entry.source),
                 format!("sha256:{}", hex::encode(hash)),
@@ -91,51 +86,103 @@ fn relative(root: &Path, source: &Path) -> String {
         .into_owned()
 }
 
-/// Hashes every job, on up to four threads pulling from a shared counter (small files
-/// cost a syscall each, large ones SHA-256 time: both spread well). Results come back in
-/// job order; the first error in job order wins, so failures are deterministic.
-fn hash_all(jobs: &[(usize, &Path, Option<u64>)]) -> Result<Vec<[u8; 32]>, Error> {
-    let threads = if jobs.len() < PARALLEL_FROM {
+/// What is read of an entry: a regular file (whose size must not have changed) or an
+/// archive.
+fn to_read(entry: &Entry) -> Option<Option<u64>> {
+    match entry.kind {
+        EntryKind::File { size, .. } => Some(Some(size)),
+        EntryKind::Archive => Some(None),
+        _ => None,
+    }
+}
+
+/// The content hash of every file and archive entry (`None` for the others). On failure
+/// the error of the first entry that failed is returned, so failures are deterministic.
+///
+/// Threads pull chunks of entries from a shared counter, but only when there are many
+/// bytes to hash. Measured here (debug build, files in tmpfs, 2 cores shared with other
+/// builds at load 5–8): 100,000 small files hash in 0.75–0.85 s on one thread and
+/// 1.0–1.1 s on two (the cost is syscalls, which contend); 800 MiB go at 1.0 GB/s on one
+/// thread and 1.1–2.1 GB/s on two (SHA-256 time splits across cores).
+fn hash_contents(entries: &[Entry]) -> Result<Vec<Option<Hash>>, Error> {
+    let bytes: u64 = entries
+        .iter()
+        .map(|e| match e.kind {
+            EntryKind::File { size, .. } => size,
+            _ => 0,
+        })
+        .sum();
+    let threads = if bytes < PARALLEL_FROM_BYTES {
         1
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
     };
     let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
     let work = || {
         let mut buffer = vec![0u8; BUFFER];
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((_, path, size)) = jobs.get(i) else {
+        let mut done: Vec<(usize, Hash)> = Vec::new();
+        let mut failure: Option<(usize, Error)> = None;
+        'claim: while !failed.load(Ordering::Relaxed) {
+            let start = next.fetch_add(CHUNK, Ordering::Relaxed);
+            if start >= entries.len() {
                 break;
-            };
-            done.push((i, hash_file(path, *size, &mut buffer)));
+            }
+            for i in start..(start + CHUNK).min(entries.len()) {
+                let Some(entry) = entries.get(i) else { break };
+                let Some(size) = to_read(entry) else { continue };
+                match hash_file(&entry.source, size, &mut buffer) {
+                    Ok(hash) => done.push((i, hash)),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        failure = Some((i, e));
+                        break 'claim;
+                    }
+                }
+            }
         }
-        done
+        Outcome { done, failure }
     };
-    let mut results: Vec<(usize, Result<[u8; 32], Error>)> = if threads == 1 {
-        work()
+    let outcomes: Vec<Outcome> = if threads == 1 {
+        vec![work()]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
-            let mut all = Vec::with_capacity(jobs.len());
-            for handle in handles {
-                match handle.join() {
-                    Ok(done) => all.extend(done),
-                    Err(_) => all.push((0, Err(anyhow::anyhow!("a hashing thread panicked")))),
-                }
-            }
-            all
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| Outcome {
+                        done: Vec::new(),
+                        failure: Some((0, anyhow::anyhow!("a hashing thread panicked"))),
+                    })
+                })
+                .collect()
         })
     };
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, hash)| hash).collect()
+    let mut contents: Vec<Option<Hash>> = vec![None; entries.len()];
+    let mut first_failure: Option<(usize, Error)> = None;
+    for Outcome { done, failure } in outcomes {
+        for (i, hash) in done {
+            if let Some(slot) = contents.get_mut(i) {
+                *slot = Some(hash);
+            }
+        }
+        if let Some((i, e)) = failure
+            && first_failure.as_ref().is_none_or(|(first, _)| i < *first)
+        {
+            first_failure = Some((i, e));
+        }
+    }
+    match first_failure {
+        Some((_, e)) => Err(e),
+        None => Ok(contents),
+    }
 }
 
 /// Streams one file through SHA-256, refusing one that changed type or size since it was
 /// selected (the layer writer reads it again: the key must describe what it writes).
-fn hash_file(path: &Path, size: Option<u64>, buffer: &mut [u8]) -> Result<[u8; 32], Error> {
-    let shown = || PathBuf::from(path).display().to_string();
+fn hash_file(path: &Path, size: Option<u64>, buffer: &mut [u8]) -> Result<Hash, Error> {
+    let shown = || path.display().to_string();
     let mut file = open_no_follow(path).with_context(|| format!("reading `{}`", shown()))?;
     let meta = file
         .metadata()

@@ -719,37 +719,38 @@ impl<'a> Selector<'a> {
         candidates.sort_by(|a, b| {
             compare(&a.entry.target, &b.entry.target).then(archive_last(a).cmp(&archive_last(b)))
         });
-        let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
-        for candidate in candidates {
-            let Some(previous) = kept.last_mut() else {
-                kept.push(candidate);
-                continue;
-            };
-            let same_target = previous.entry.target == candidate.entry.target;
-            let archive = matches!(candidate.entry.kind, EntryKind::Archive)
-                || matches!(previous.entry.kind, EntryKind::Archive);
-            if !same_target || archive {
-                kept.push(candidate);
-                continue;
+        // In place (a large context must not need a second list): `later` is dropped
+        // after its data moves into `earlier` when it wins.
+        let mut conflict: Option<String> = None;
+        candidates.dedup_by(|later, earlier| {
+            let archive = matches!(later.entry.kind, EntryKind::Archive)
+                || matches!(earlier.entry.kind, EntryKind::Archive);
+            if later.entry.target != earlier.entry.target || archive {
+                return false;
             }
-            let previous_dir = previous.entry.kind == EntryKind::Dir;
-            let this_dir = candidate.entry.kind == EntryKind::Dir;
-            if previous_dir != this_dir {
-                return Err(self.ctx.context_error(
-                    format!(
-                        "{}: `{}` would be both a directory and a file: two sources write there",
-                        self.keyword, candidate.entry.target
-                    ),
-                    "copy the sources in separate steps or to different destinations",
-                ));
+            let earlier_dir = earlier.entry.kind == EntryKind::Dir;
+            let later_dir = later.entry.kind == EntryKind::Dir;
+            if earlier_dir != later_dir {
+                conflict.get_or_insert_with(|| later.entry.target.clone());
+                return false;
             }
             // A copied directory takes over the implicit one; otherwise the later wins.
-            if !(this_dir && candidate.entry.implicit && !previous.entry.implicit) {
-                *previous = candidate;
+            if !(later_dir && later.entry.implicit && !earlier.entry.implicit) {
+                std::mem::swap(later, earlier);
             }
+            true
+        });
+        if let Some(target) = conflict {
+            return Err(self.ctx.context_error(
+                format!(
+                    "{}: `{target}` would be both a directory and a file: two sources write there",
+                    self.keyword
+                ),
+                "copy the sources in separate steps or to different destinations",
+            ));
         }
         let mut first_of_inode: HashMap<(usize, u64, u64), String> = HashMap::new();
-        let entries = kept
+        let entries = candidates
             .into_iter()
             .map(|candidate| {
                 let mut entry = candidate.entry;
