@@ -216,6 +216,17 @@ fn several_wildcard_matches_need_a_directory_destination() {
         imgbuild::error::hint(&error).as_deref(),
         Some("write `/notes/`")
     );
+    // Several named sources too (the Dockerfile front end checks the `/` first).
+    let error = select(&ctx, &["a.txt", "nomatch*", "b.txt"], "/notes").unwrap_err();
+    assert_eq!(
+        error_text(&error),
+        "COPY a.txt nomatch* b.txt /notes: 2 sources match, so the destination must be a directory ending in `/`"
+    );
+    assert_eq!(
+        targets(&select(&ctx, &["nomatch*", "b.txt"], "/notes").unwrap()),
+        ["/notes"],
+        "one match: copied as the destination file"
+    );
     // An existing directory in the image is a directory destination too.
     let ok = ctx
         .select(
@@ -675,5 +686,27 @@ fn deep_trees_are_walked_without_recursion() {
             .unwrap()
             .target
             .ends_with("/d/leaf")
+    );
+}
+
+#[test]
+fn names_that_are_not_utf8_are_refused_not_dropped() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fixture::new();
+    f.file("d/ok.txt", "", 0o644);
+    let bad = std::ffi::OsStr::from_bytes(b"bad\xff.txt");
+    std::fs::write(f.path("d").join(bad), "").unwrap();
+    let ctx = f.context();
+    for source in ["d", "d/*.txt"] {
+        let error = select(&ctx, &[source], "/x/").unwrap_err();
+        assert!(is_input_error(&error));
+        assert_eq!(
+            error_text(&error),
+            "`d/bad\u{fffd}.txt` in the build context has a name that is not UTF-8"
+        );
+    }
+    assert_eq!(
+        targets(&select(&ctx, &["d/ok*"], "/x/").unwrap()),
+        ["/x", "/x/ok.txt"]
     );
 }

@@ -44,6 +44,9 @@ use ignore_shim::DockerIgnore;
 /// Errors of this module: see the module documentation for how input errors are marked.
 pub type Error = anyhow::Error;
 
+/// Up to this many `.dockerignore` lines, an error names the line that excludes a source.
+const MAX_LINES_TO_EXPLAIN: usize = 1000;
+
 /// An opened build context: its canonical root and its `.dockerignore` rules.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -251,6 +254,10 @@ impl Context {
     fn excluding_line(&self, rel_path: &str) -> Option<(usize, String)> {
         let text = String::from_utf8_lossy(&self.ignore_text);
         let lines: Vec<&str> = text.split('\n').collect();
+        // One parse per line: quadratic, so only for files of a sensible size.
+        if lines.len() > MAX_LINES_TO_EXPLAIN {
+            return None;
+        }
         // The last line whose addition turns the path from visible to excluded decides.
         let mut found = None;
         let mut before = false;

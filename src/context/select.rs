@@ -146,6 +146,19 @@ impl<'a> Selector<'a> {
                 self.add_source(src, dest, &dest_clean, into_dir)?;
             }
         }
+        // The Dockerfile front end refuses several sources without a trailing `/`; what
+        // reaches here with several matches must have a directory destination too.
+        if self.source_index > 1 && !into_dir && !self.opts.parents {
+            return Err(self.ctx.context_error(
+                format!(
+                    "{} {} {dest}: {} sources match, so the destination must be a directory ending in `/`",
+                    self.keyword,
+                    sources.join(" "),
+                    self.source_index
+                ),
+                format!("write `{dest}/`"),
+            ));
+        }
         self.finish()
     }
 
@@ -526,10 +539,11 @@ impl<'a> Selector<'a> {
             let mut next = Vec::new();
             for (dir, relative) in frontier {
                 for name in read_dir_sorted(&self.ctx.root.join(&dir))? {
-                    let Some(name) = name.to_str() else { continue };
-                    if !glob.matches(name) {
+                    if !glob.matches(&name.to_string_lossy()) {
                         continue;
                     }
+                    let name = name_str(&dir, &name)?;
+                    let name = name.as_str();
                     let rel = join(&dir, name);
                     let meta = lstat(&self.ctx.root.join(&rel))?;
                     let resolved = Resolved { rel, meta };
