@@ -193,21 +193,13 @@ impl<'a> Selector<'a> {
             })?;
         // BuildKit lists the directory before the wildcard, so it must exist even when
         // the wildcard may match nothing.
-        let base_resolved = self.resolve(base, true).map_err(|e| match e {
-            ResolveError::NotFound(ref missing) | ResolveError::Excluded(ref missing) => self.ctx.context_error(
-                format!(
-                    "{} {src}: the directory `{}` before the wildcard is not in the build context",
-                    self.keyword,
-                    base.join("/")
-                ),
-                format!(
-                    "a wildcard may match nothing, but the directory before it must exist; \
-                     to make it optional, put a wildcard in it too (e.g. `{}`)",
-                    optional_hint(base, pattern, missing.split('/').count())
-                ),
-            ),
-            e => self.resolve_error(src, e),
-        })?;
+        let base_resolved = match self.resolve(base, true) {
+            Ok(resolved) => resolved,
+            Err(ResolveError::NotFound(missing) | ResolveError::Excluded(missing)) => {
+                return Err(self.missing_wildcard_base(src, base, pattern, &missing));
+            }
+            Err(e) => return Err(self.resolve_error(src, e)),
+        };
         let matches = self.expand(&base_resolved, &globs)?;
         let matches: Vec<(Resolved, String)> = matches
             .into_iter()
@@ -806,6 +798,27 @@ impl<'a> Selector<'a> {
                 "paths in {} are relative to the build context, {}",
                 self.keyword,
                 self.ctx.root.display()
+            ),
+        )
+    }
+
+    fn missing_wildcard_base(
+        &self,
+        src: &str,
+        base: &[String],
+        pattern: &[String],
+        missing: &str,
+    ) -> Error {
+        self.ctx.context_error(
+            format!(
+                "{} {src}: the directory `{}` before the wildcard is not in the build context",
+                self.keyword,
+                base.join("/")
+            ),
+            format!(
+                "a wildcard may match nothing, but the directory before it must exist; \
+                 to make it optional, put a wildcard in it too (e.g. `{}`)",
+                optional_hint(base, pattern, missing.split('/').count())
             ),
         )
     }
