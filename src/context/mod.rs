@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::error::InputError;
+// TODO(merge): use crate::frontend::dockerignore::DockerIgnore.
 use ignore_shim::DockerIgnore;
 
 /// Errors of this module: see the module documentation for how input errors are marked.

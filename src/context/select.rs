@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::glob::{Glob, has_wildcards};
+// TODO(merge): use crate::frontend::dockerignore::DockerIgnore.
 use super::ignore_shim::DockerIgnore;
 use super::path::{clean_dest, clean_source, compare, join};
 use super::{
