@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod context;
 pub mod engine;
 pub mod error;
 pub mod frontend;
