@@ -1,8 +1,15 @@
 //! OCI images written directly: deterministic layers, config, manifest, index, layout and
 //! archive I/O.
 
+mod blobs;
+mod digest;
+mod error;
 mod image;
+pub mod layer;
 
+pub use blobs::BlobStore;
+pub use digest::{HashingWriter, VerifyingReader, sha256_digest};
+pub use error::{Error, Result};
 pub use image::Image;
 
 use std::fmt;
