@@ -69,6 +69,37 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A reader that hashes and counts what is read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// The inner reader, the digest and the number of bytes read so far.
+    pub fn finish(self) -> (R, Digest, u64) {
+        (self.inner, digest_of(self.hasher), self.read)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or(buf));
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// A reader that checks, at the end of the data, that it had the expected digest and size.
 /// A mismatch is an `InvalidData` error wrapping [`Error::CorruptBlob`], so it names the blob
 /// wherever it surfaces.

@@ -1,16 +1,36 @@
 //! OCI images written directly: deterministic layers, config, manifest, index, layout and
 //! archive I/O.
 
+mod assembled;
 mod blobs;
+mod config;
 mod digest;
+mod docker_archive;
 mod error;
 mod image;
+mod json;
 pub mod layer;
+mod layout;
+pub mod manifest;
+mod publish;
+mod source;
+mod validate;
 
+pub use assembled::{AssembledImage, append_layers, scratch};
 pub use blobs::BlobStore;
-pub use digest::{HashingWriter, VerifyingReader, sha256_digest};
+pub use config::{Healthcheck, ImageConfig, rfc3339};
+pub use digest::{HashingReader, HashingWriter, VerifyingReader, sha256_digest};
+pub use docker_archive::{DockerArchiveImage, open_docker_archive, with_default_tag};
 pub use error::{Error, Result};
 pub use image::Image;
+pub use json::canonical_json;
+pub use layer::{AddOptions, LayerBuilder, LayerOptions, WrittenLayer};
+pub use layout::{LayoutImage, REF_NAME, open_oci_layout};
+pub use publish::{
+    DockerArchive, DockerArchiveOptions, OciDir, OciTar, Publish, Published, write_docker_archive,
+    write_oci_archive, write_oci_dir,
+};
+pub use validate::validate_image;
 
 use std::fmt;
 use std::str::FromStr;
