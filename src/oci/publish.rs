@@ -310,6 +310,17 @@ impl<'a> ArchiveWriter<'a> {
                 exact.left
             )));
         }
+        // Reading on to the end lets a verifying reader check the digest, and catches a
+        // source longer than announced.
+        let mut extra = [0u8; 1];
+        let more = data
+            .read(&mut extra)
+            .context(|| format!("writing {name} into the archive"))?;
+        if more != 0 {
+            return Err(Error::invalid(format!(
+                "{name} is longer than its {size} bytes"
+            )));
+        }
         Ok(())
     }
 
