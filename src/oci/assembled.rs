@@ -189,3 +189,70 @@ impl Image for Scratch {
             .ok_or_else(|| not_in_image(digest))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::manifest::DOCKER_LAYER_GZIP;
+    use crate::oci::validate::validate_image;
+    use crate::oci::{BlobStore, Compression, LayerBuilder, LayerOptions};
+    use std::io::Read;
+
+    /// A base whose manifest uses Docker's media types, as Docker Hub images do.
+    struct DockerTyped(AssembledImage, ImageManifest);
+
+    impl Image for DockerTyped {
+        fn raw_manifest(&self) -> &[u8] {
+            self.0.raw_manifest()
+        }
+        fn manifest_media_type(&self) -> &str {
+            self.0.manifest_media_type()
+        }
+        fn manifest(&self) -> &ImageManifest {
+            &self.1
+        }
+        fn raw_config(&self) -> &[u8] {
+            self.0.raw_config()
+        }
+        fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+            self.0.open_blob(digest)
+        }
+    }
+
+    #[test]
+    fn base_blobs_pass_through_and_new_layers_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let layer = |content: &'static [u8]| {
+            let mut b = LayerBuilder::new(store.clone(), LayerOptions::new(Compression::Gzip, 0));
+            let meta = crate::oci::layer::EntryMeta {
+                mode: 0o644,
+                owner: crate::oci::layer::Ownership::ROOT,
+            };
+            b.add_bytes("/f", content, meta).unwrap();
+            b.write().unwrap()
+        };
+        let empty = scratch(&Platform::linux_amd64(), 0).unwrap();
+        let mut config = empty.config().unwrap();
+        config.push_history("ADD f /", false).unwrap();
+        let base = append_layers(empty, &[layer(b"base")], config).unwrap();
+        let mut docker_manifest = base.manifest().clone();
+        for l in docker_manifest.layers_mut() {
+            l.set_media_type(MediaType::Other(DOCKER_LAYER_GZIP.into()));
+        }
+        let base: Arc<dyn Image> = Arc::new(DockerTyped(base, docker_manifest));
+
+        let mut config = base.config().unwrap();
+        config.push_history("COPY f /", false).unwrap();
+        let top = layer(b"top");
+        let app = append_layers(base.clone(), std::slice::from_ref(&top), config).unwrap();
+        let first = &app.layers()[0];
+        assert_eq!(first.digest(), base.layers()[0].digest());
+        assert_eq!(first.size(), base.layers()[0].size());
+        assert_eq!(first.media_type(), &MediaType::ImageLayerGzip);
+        assert_eq!(app.layers()[1], top.descriptor);
+        assert_eq!(app.diff_ids().unwrap()[1], top.diff_id);
+        validate_image(&app).unwrap();
+        assert!(app.open_blob(&crate::oci::sha256_digest(b"nope")).is_err());
+    }
+}

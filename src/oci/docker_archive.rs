@@ -223,3 +223,33 @@ impl Image for DockerArchiveImage {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tags_like_docker() {
+        assert_eq!(with_default_tag("app"), "app:latest");
+        assert_eq!(
+            with_default_tag("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
+        assert_eq!(
+            with_default_tag("localhost:5000/app:1"),
+            "localhost:5000/app:1"
+        );
+        assert_eq!(with_default_tag("app@sha256:00"), "app@sha256:00");
+    }
+
+    #[test]
+    fn config_names_carry_their_digest() {
+        let hex = "a".repeat(64);
+        assert_eq!(hex_in_name(&format!("{hex}.json")), Some(hex.as_str()));
+        assert_eq!(
+            hex_in_name(&format!("blobs/sha256/{hex}")),
+            Some(hex.as_str())
+        );
+        assert_eq!(hex_in_name("config.json"), None);
+    }
+}

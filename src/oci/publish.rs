@@ -541,3 +541,62 @@ pub fn write_docker_archive(
     }
     ar.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::digest::sha256_digest;
+
+    fn manifest(content: &[u8]) -> Descriptor {
+        descriptor(
+            MediaType::ImageManifest,
+            sha256_digest(content),
+            content.len() as u64,
+        )
+        .unwrap()
+    }
+
+    fn names(entries: &[Descriptor]) -> Vec<(Option<String>, String)> {
+        entries
+            .iter()
+            .map(|d| {
+                (
+                    d.annotations()
+                        .as_ref()
+                        .and_then(|a| a.get(REF_NAME))
+                        .cloned(),
+                    d.digest().digest()[..4].to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn index_entries_are_replaced_by_name_and_untagged_images_listed_once() {
+        let (a, b) = (manifest(b"a"), manifest(b"b"));
+        let mut entries = Vec::new();
+        add_to_index(&mut entries, &a, &["x".into(), "y".into()]);
+        add_to_index(&mut entries, &b, &["y".into()]);
+        add_to_index(&mut entries, &b, &[]);
+        add_to_index(&mut entries, &a, &[]);
+        let a4 = a.digest().digest()[..4].to_string();
+        let b4 = b.digest().digest()[..4].to_string();
+        assert_eq!(
+            names(&entries),
+            [(Some("x".into()), a4), (Some("y".into()), b4)]
+        );
+    }
+
+    #[test]
+    fn docker_archives_refuse_digest_references() {
+        let image = crate::oci::scratch(&crate::oci::Platform::linux_amd64(), 0).unwrap();
+        let err = write_docker_archive(
+            &mut Vec::new(),
+            &*image,
+            &["app@sha256:0000".into()],
+            &DockerArchiveOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("names a digest"), "{err}");
+    }
+}

@@ -191,3 +191,109 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Platform;
+    use crate::oci::assembled::ImageParts;
+    use crate::oci::config::ImageConfig;
+    use crate::oci::manifest::{build_manifest, descriptor};
+    use oci_spec::image::{Digest, MediaType};
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    /// An image made of in-memory blobs, free to be inconsistent.
+    struct Fake {
+        parts: ImageParts,
+        blobs: HashMap<Digest, Vec<u8>>,
+    }
+
+    impl Image for Fake {
+        fn raw_manifest(&self) -> &[u8] {
+            &self.parts.raw_manifest
+        }
+        fn manifest_media_type(&self) -> &str {
+            &self.parts.media_type
+        }
+        fn manifest(&self) -> &ImageManifest {
+            &self.parts.manifest
+        }
+        fn raw_config(&self) -> &[u8] {
+            &self.parts.raw_config
+        }
+        fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+            let bytes = self
+                .blobs
+                .get(digest)
+                .cloned()
+                .ok_or(io::ErrorKind::NotFound)?;
+            Ok(Box::new(io::Cursor::new(bytes)))
+        }
+    }
+
+    /// One gzip layer of `content`; the config claims `diff_id`, the manifest `size`.
+    fn fake(content: &[u8], diff_id: Option<Digest>, size_delta: i64, history: usize) -> Fake {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(content).unwrap();
+        let blob = gz.finish().unwrap();
+        let mut config = ImageConfig::new(&Platform::linux_amd64(), 0).unwrap();
+        config.set_diff_ids(&[diff_id.unwrap_or_else(|| sha256_digest(content))]);
+        for _ in 0..history {
+            config.push_history("RUN x", false).unwrap();
+        }
+        let raw_config = config.to_json();
+        let config_d = descriptor(
+            MediaType::ImageConfig,
+            sha256_digest(&raw_config),
+            raw_config.len() as u64,
+        )
+        .unwrap();
+        let size = (blob.len() as i64 + size_delta) as u64;
+        let layer_d = descriptor(MediaType::ImageLayerGzip, sha256_digest(&blob), size).unwrap();
+        let (manifest, raw_manifest) =
+            build_manifest(config_d.clone(), vec![layer_d.clone()]).unwrap();
+        let blobs = HashMap::from([
+            (config_d.digest().clone(), raw_config.clone()),
+            (layer_d.digest().clone(), blob),
+        ]);
+        Fake {
+            parts: ImageParts {
+                raw_manifest,
+                manifest,
+                media_type: MediaType::ImageManifest.to_string(),
+                raw_config,
+            },
+            blobs,
+        }
+    }
+
+    #[test]
+    fn a_consistent_image_passes() {
+        validate_image(&fake(b"layer", None, 0, 1)).unwrap();
+    }
+
+    #[test]
+    fn each_inconsistency_is_reported() {
+        let wrong = sha256_digest(b"other");
+        let err = validate_image(&fake(b"layer", Some(wrong.clone()), 0, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("diff_id") && err.contains(&wrong.to_string()),
+            "{err}"
+        );
+        let err = validate_image(&fake(b"layer", None, 3, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bytes, the manifest says"), "{err}");
+        let err = validate_image(&fake(b"layer", None, 0, 2))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("history has 2 entries"), "{err}");
+        let mut bad_config = fake(b"layer", None, 0, 1);
+        bad_config.parts.raw_config.push(b' ');
+        let err = validate_image(&bad_config).unwrap_err().to_string();
+        assert!(err.contains("config has digest"), "{err}");
+    }
+}
