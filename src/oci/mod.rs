@@ -1,5 +1,16 @@
 //! OCI images written directly: deterministic layers, config, manifest, index, layout and
 //! archive I/O.
+//!
+//! * [`Image`]: what every source and sink speaks (manifest, config, blobs by digest).
+//! * Making images: [`LayerBuilder`] writes a layer into a [`BlobStore`];
+//!   [`ImageConfig`] edits a config (unknown fields kept); [`append_layers`] puts new layers
+//!   and a config on a base image (its blobs untouched); [`scratch`] is `FROM scratch`.
+//! * Reading images: [`open_oci_layout`] (directory or tar), [`open_docker_archive`],
+//!   [`open_image`] (`oci:DIR[:NAME]`, `oci-archive:…`, `docker-archive:…`); every blob is
+//!   verified as it is read.
+//! * Putting images somewhere: the [`Publish`] sinks [`OciDir`], [`OciTar`],
+//!   [`DockerArchive`] (and the streaming [`write_oci_archive`], [`write_docker_archive`]).
+//! * [`validate_image`]: checks digests, sizes, diff_ids and media types of any image.
 
 mod assembled;
 mod blobs;
@@ -14,6 +25,7 @@ mod layout;
 pub mod manifest;
 mod publish;
 mod source;
+mod transport;
 mod validate;
 
 pub use assembled::{AssembledImage, append_layers, scratch};
@@ -30,6 +42,7 @@ pub use publish::{
     DockerArchive, DockerArchiveOptions, OciDir, OciTar, Publish, Published, write_docker_archive,
     write_oci_archive, write_oci_dir,
 };
+pub use transport::open_image;
 pub use validate::validate_image;
 
 use std::fmt;

@@ -422,6 +422,17 @@ pub fn write_oci_archive(out: &mut dyn Write, image: &dyn Image, tags: &[String]
 // ---------------------------------------------------------------------------------------
 // docker load archive
 
+/// The uncompressed size of a zstd layer, found by decompressing it once (zstd decodes at
+/// GB/s; a tar entry needs its size before its content). Verifies the blob on the way.
+fn zstd_content_size(image: &dyn Image, layer: &Descriptor) -> Result<u64> {
+    let context = || format!("decompressing layer {}", layer.digest());
+    let mut decoder = zstd::Decoder::new(open_verified(image, layer)?).context(context)?;
+    let size = io::copy(&mut decoder, &mut io::sink()).context(context)?;
+    // Read what the decoder left, so the digest check runs.
+    io::copy(&mut decoder.finish(), &mut io::sink()).context(context)?;
+    Ok(size)
+}
+
 /// `--output type=docker,dest=FILE.tar`: an archive `docker load` reads (Engine 20.10
 /// cannot load OCI layouts).
 pub struct DockerArchive {
@@ -486,18 +497,22 @@ pub fn write_docker_archive(
 
     let config = image.config_descriptor();
     let config_name = format!("{}.json", config.digest().digest());
-    let layer_name = |d: &Descriptor| {
-        let ext = match layer_encoding(d.media_type()) {
-            Some(LayerEncoding::Gzip) => ".tar.gz",
-            Some(LayerEncoding::Zstd) => ".tar.zst",
-            _ => ".tar",
-        };
-        format!("{}{ext}", d.digest().digest())
+    // Engine 20.10 decompresses gzip layers on load but not zstd ones: those go in as
+    // plain tars.
+    let layer_name = |d: &Descriptor, diff_id: &Digest| match layer_encoding(d.media_type()) {
+        Some(LayerEncoding::Gzip) => format!("{}.tar.gz", d.digest().digest()),
+        Some(LayerEncoding::Zstd) => format!("{}.tar", diff_id.digest()),
+        _ => format!("{}.tar", d.digest().digest()),
     };
     let entry = ArchiveManifestEntry {
         config: config_name.clone(),
         repo_tags: (!repo_tags.is_empty()).then(|| repo_tags.clone()),
-        layers: image.layers().iter().map(layer_name).collect(),
+        layers: image
+            .layers()
+            .iter()
+            .zip(&diff_ids)
+            .map(|(d, diff_id)| layer_name(d, diff_id))
+            .collect(),
     };
     let manifest_json = canonical_json(&[entry]);
 
@@ -512,8 +527,16 @@ pub fn write_docker_archive(
         if options.omit_layers.contains(diff_id) {
             continue;
         }
-        let mut reader = open_verified(image, layer)?;
-        ar.file(&layer_name(layer), layer.size(), &mut reader)?;
+        let name = layer_name(layer, diff_id);
+        if layer_encoding(layer.media_type()) == Some(LayerEncoding::Zstd) {
+            let size = zstd_content_size(image, layer)?;
+            let mut reader = zstd::Decoder::new(open_verified(image, layer)?)
+                .context(|| format!("decompressing layer {}", layer.digest()))?;
+            ar.file(&name, size, &mut reader)?;
+        } else {
+            let mut reader = open_verified(image, layer)?;
+            ar.file(&name, layer.size(), &mut reader)?;
+        }
     }
     ar.file(
         "manifest.json",

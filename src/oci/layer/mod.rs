@@ -273,9 +273,12 @@ impl LayerBuilder {
                     .into_owned(),
                 gname: String::from_utf8_lossy(header.groupname_bytes().unwrap_or_default())
                     .into_owned(),
-                mtime: header
-                    .mtime()
-                    .map_err(|_| entry_err("an unreadable mtime"))? as i64,
+                mtime: i64::try_from(
+                    header
+                        .mtime()
+                        .map_err(|_| entry_err("an unreadable mtime"))?,
+                )
+                .unwrap_or(i64::MAX),
             };
             if let Some(owner) = options.chown {
                 meta.uid = owner.uid;
