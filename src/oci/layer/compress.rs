@@ -22,6 +22,8 @@ use super::super::digest::HashingWriter;
 const GZIP_LEVEL: u32 = 6;
 /// zstd level 3, zstd's default.
 const ZSTD_LEVEL: i32 = 3;
+/// Bytes of input per zstd worker job.
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 type Sink = HashingWriter<BufWriter<File>>;
 
@@ -73,6 +75,10 @@ impl BlobWriter {
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
                 enc.multithread(u32::try_from(threads).unwrap_or(1))?;
+                // zstd's default job for level 3 is 8 MiB per worker, plus buffers: tens of
+                // MB. Fixed smaller jobs bound memory; being fixed, they keep the output the
+                // same on every machine.
+                enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 Encoder::Zstd(enc)
             }
         };

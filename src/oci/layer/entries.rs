@@ -43,6 +43,10 @@ impl Meta {
 pub(super) enum Data {
     /// A file on disk, read when the layer is written.
     Disk(PathBuf),
+    /// A file of the `n`th directory tree added: its path on disk is the tree's root joined
+    /// with the entry's path below the tree's destination (kept this way, a layer of a
+    /// million files does not hold a million host paths).
+    Tree(u32),
     /// Bytes at this offset of the builder's spool file (content of a tar stream).
     Spool(u64),
     Bytes(Arc<[u8]>),
@@ -80,6 +84,35 @@ impl Entry {
     }
 }
 
+/// A directory tree added to a layer.
+pub(super) struct SourceTree {
+    pub root: PathBuf,
+    /// Where the tree lands in the layer (normalised, empty for the root).
+    pub dest: Vec<u8>,
+}
+
+/// Where file contents come from when the layer is written.
+#[derive(Default)]
+pub(super) struct Sources {
+    pub spool: Option<std::fs::File>,
+    pub trees: Vec<SourceTree>,
+}
+
+impl Sources {
+    /// The host path of a [`Data::Tree`] entry named `name` in the layer.
+    pub fn tree_path(&self, tree: u32, name: &[u8]) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let tree = self.trees.get(usize::try_from(tree).ok()?)?;
+        let rel = if tree.dest.is_empty() {
+            name
+        } else {
+            name.strip_prefix(tree.dest.as_slice())?
+                .strip_prefix(b"/")?
+        };
+        Some(tree.root.join(std::ffi::OsStr::from_bytes(rel)))
+    }
+}
+
 /// One entry as it is written: its tar name and, for the second and later members of a
 /// hard-link group, the name of the member that carries the data.
 pub(super) struct Ordered {
@@ -88,10 +121,47 @@ pub(super) struct Ordered {
     pub link_to: Option<Vec<u8>>,
 }
 
+/// Entries keyed by their place in the written layer, so the map's own order is the write
+/// order and writing needs no second copy of the entries (a layer of a million files keeps
+/// one). The key is the tar name (directories end in `/`), except that an opaque whiteout
+/// `DIR/.wh..wh..opq` is keyed `DIR/` + NUL: right after its directory, before any
+/// sibling, as the OCI spec asks. Parents always sort before their children.
 #[derive(Default)]
 pub(super) struct EntryMap {
     entries: BTreeMap<Vec<u8>, Entry>,
     next_link_group: u64,
+}
+
+fn dir_key(path: &[u8]) -> Vec<u8> {
+    let mut key = path.to_vec();
+    key.push(b'/');
+    key
+}
+
+/// The key of an entry at `path` (normalised, no trailing `/`).
+fn key_of(path: &[u8], entry: &Entry) -> Vec<u8> {
+    if entry.is_dir() {
+        return dir_key(path);
+    }
+    if matches!(entry.kind, Kind::Whiteout) {
+        if let Some(dir) = path.strip_suffix(OPAQUE_WHITEOUT.as_bytes()) {
+            if dir.is_empty() || dir.ends_with(b"/") {
+                let mut key = dir.to_vec();
+                key.push(0);
+                return key;
+            }
+        }
+    }
+    path.to_vec()
+}
+
+/// The tar name of a key (undoing the opaque whiteout's NUL).
+fn name_of(mut key: Vec<u8>) -> Vec<u8> {
+    if key.last() == Some(&0) {
+        key.pop();
+        key.extend_from_slice(OPAQUE_WHITEOUT.as_bytes());
+    }
+    key
 }
 
 impl EntryMap {
@@ -100,12 +170,17 @@ impl EntryMap {
         self.next_link_group
     }
 
-    pub fn get(&self, path: &[u8]) -> Option<&Entry> {
+    /// The non-directory entry at `path`.
+    pub fn get_file(&self, path: &[u8]) -> Option<&Entry> {
         self.entries.get(path)
     }
 
-    pub fn get_mut(&mut self, path: &[u8]) -> Option<&mut Entry> {
+    pub fn get_file_mut(&mut self, path: &[u8]) -> Option<&mut Entry> {
         self.entries.get_mut(path)
+    }
+
+    fn is_dir(&self, path: &[u8]) -> bool {
+        self.entries.contains_key(&dir_key(path))
     }
 
     pub fn len(&self) -> usize {
@@ -115,10 +190,24 @@ impl EntryMap {
     /// Puts `entry` at `path` (non-empty, normalised), replacing what was there. A directory
     /// keeps what is below it; anything else removes it.
     pub fn insert(&mut self, path: Vec<u8>, entry: Entry) {
-        if !entry.is_dir() {
-            self.remove_below(&path);
+        if entry.is_dir() {
+            self.entries.remove(&path);
+        } else {
+            // The directory at `path` (if any) and everything below it.
+            let prefix = dir_key(&path);
+            let below: Vec<Vec<u8>> = self
+                .entries
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in below {
+                self.entries.remove(&k);
+            }
+            self.entries.remove(&path);
         }
-        self.entries.insert(path, entry);
+        let key = key_of(&path, &entry);
+        self.entries.insert(key, entry);
     }
 
     /// Makes sure every ancestor of `path` is a directory, adding missing ones with `meta`.
@@ -138,7 +227,7 @@ impl EntryMap {
 
     /// Makes sure `path` itself is a directory (see [`Self::ensure_parents`]).
     pub fn ensure_dir(&mut self, path: &[u8], meta: &Meta) {
-        if path.is_empty() || self.entries.get(path).is_some_and(Entry::is_dir) {
+        if path.is_empty() || self.is_dir(path) {
             return;
         }
         self.insert(
@@ -151,85 +240,65 @@ impl EntryMap {
         );
     }
 
-    fn remove_below(&mut self, path: &[u8]) {
-        let mut prefix = path.to_vec();
-        prefix.push(b'/');
-        let below: Vec<Vec<u8>> = self
-            .entries
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in below {
-            self.entries.remove(&k);
-        }
-    }
-
-    /// All entries in the order they are written: sorted by tar name (directories end in
-    /// `/`), so parents come before children, except that an opaque whiteout comes right after
-    /// its directory, before its siblings, as the OCI spec asks. Missing parent directories
-    /// are added first with `parent_meta`.
-    pub fn into_ordered(mut self, parent_meta: &Meta) -> Vec<Ordered> {
-        let paths: Vec<Vec<u8>> = self.entries.keys().cloned().collect();
-        for path in &paths {
-            self.ensure_parents(path, parent_meta);
-        }
-        let mut keyed: Vec<(Vec<u8>, Vec<u8>, Entry)> = self
-            .entries
-            .into_iter()
-            .map(|(path, entry)| {
-                let mut name = path;
-                if entry.is_dir() {
-                    name.push(b'/');
+    /// All entries in write order (see [`EntryMap`]), consumed as they are written. Missing
+    /// parent directories are added first with `parent_meta`.
+    pub fn into_write_order(mut self, parent_meta: &Meta) -> WriteOrder {
+        // Missing parents are rare (every source adds its own); collect only those.
+        let mut missing: Vec<Vec<u8>> = Vec::new();
+        for key in self.entries.keys() {
+            let name = key.strip_suffix(b"/").unwrap_or(key);
+            let mut end = name.len();
+            while let Some(pos) = name
+                .get(..end)
+                .and_then(|p| p.iter().rposition(|&b| b == b'/'))
+            {
+                let parent = name.get(..pos).unwrap_or_default();
+                if self.entries.contains_key(&dir_key(parent)) {
+                    break;
                 }
-                (sort_key(&name), name, entry)
-            })
-            .collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-
-        let mut link_holders: HashMap<u64, Vec<u8>> = HashMap::new();
-        keyed
-            .into_iter()
-            .map(|(_, name, entry)| {
-                let link_to = match &entry.kind {
-                    Kind::File {
-                        link_group: Some(group),
-                        ..
-                    } => match link_holders.get(group) {
-                        Some(holder) => Some(holder.clone()),
-                        None => {
-                            link_holders.insert(*group, name.clone());
-                            None
-                        }
-                    },
-                    _ => None,
-                };
-                Ordered {
-                    name,
-                    entry,
-                    link_to,
-                }
-            })
-            .collect()
+                missing.push(parent.to_vec());
+                end = pos;
+            }
+        }
+        for path in missing {
+            self.ensure_dir(&path, parent_meta);
+        }
+        WriteOrder {
+            entries: self.entries.into_iter(),
+            link_holders: HashMap::new(),
+        }
     }
 }
 
-/// The order key of a tar name: the name itself, except that `DIR/.wh..wh..opq` sorts as
-/// `DIR/` followed by a NUL byte, i.e. before any sibling.
-fn sort_key(name: &[u8]) -> Vec<u8> {
-    let (dir, base) = match name.iter().rposition(|&b| b == b'/') {
-        Some(pos) => (
-            name.get(..=pos).unwrap_or_default(),
-            name.get(pos + 1..).unwrap_or_default(),
-        ),
-        None => (&[][..], name),
-    };
-    if base == OPAQUE_WHITEOUT.as_bytes() {
-        let mut key = dir.to_vec();
-        key.push(0);
-        key
-    } else {
-        name.to_vec()
+pub(super) struct WriteOrder {
+    entries: std::collections::btree_map::IntoIter<Vec<u8>, Entry>,
+    link_holders: HashMap<u64, Vec<u8>>,
+}
+
+impl Iterator for WriteOrder {
+    type Item = Ordered;
+
+    fn next(&mut self) -> Option<Ordered> {
+        let (key, entry) = self.entries.next()?;
+        let name = name_of(key);
+        let mut link_to = None;
+        if let Kind::File {
+            link_group: Some(group),
+            ..
+        } = &entry.kind
+        {
+            match self.link_holders.get(group) {
+                Some(holder) => link_to = Some(holder.clone()),
+                None => {
+                    self.link_holders.insert(*group, name.clone());
+                }
+            }
+        }
+        Some(Ordered {
+            name,
+            entry,
+            link_to,
+        })
     }
 }
 
@@ -263,8 +332,7 @@ mod tests {
     }
 
     fn names(map: EntryMap) -> Vec<String> {
-        map.into_ordered(&Meta::synthetic(0o755, 0, 0))
-            .into_iter()
+        map.into_write_order(&Meta::synthetic(0o755, 0, 0))
             .map(|o| String::from_utf8(o.name).unwrap())
             .collect()
     }
@@ -283,8 +351,12 @@ mod tests {
         let mut map = EntryMap::default();
         map.insert(b"d".to_vec(), dir());
         map.insert(b"d/-x".to_vec(), file());
-        map.insert(b"d/.wh..wh..opq".to_vec(), file());
-        map.insert(b"d/.wh.gone".to_vec(), file());
+        let whiteout = || Entry {
+            kind: Kind::Whiteout,
+            ..file()
+        };
+        map.insert(b"d/.wh..wh..opq".to_vec(), whiteout());
+        map.insert(b"d/.wh.gone".to_vec(), whiteout());
         assert_eq!(names(map), ["d/", "d/.wh..wh..opq", "d/-x", "d/.wh.gone"]);
     }
 
@@ -306,7 +378,9 @@ mod tests {
         let mut d = dir();
         d.meta.mode = 0o700;
         map.insert(b"d".to_vec(), d);
-        let ordered = map.into_ordered(&Meta::synthetic(0o755, 0, 0));
+        let ordered: Vec<_> = map
+            .into_write_order(&Meta::synthetic(0o755, 0, 0))
+            .collect();
         assert_eq!(ordered.len(), 2);
         assert_eq!(ordered[0].entry.meta.mode, 0o700);
     }
@@ -322,7 +396,9 @@ mod tests {
             }
             map.insert(name.as_bytes().to_vec(), e);
         }
-        let ordered = map.into_ordered(&Meta::synthetic(0o755, 0, 0));
+        let ordered: Vec<_> = map
+            .into_write_order(&Meta::synthetic(0o755, 0, 0))
+            .collect();
         let links: Vec<_> = ordered
             .iter()
             .map(|o| (o.name.clone(), o.link_to.clone()))

@@ -39,7 +39,7 @@ use super::Compression;
 use super::blobs::BlobStore;
 use super::error::{Error, IoContext, Result};
 use compress::BlobWriter;
-use entries::{Data, Entry, EntryMap, Kind, Meta, is_whiteout_name};
+use entries::{Data, Entry, EntryMap, Kind, Meta, SourceTree, Sources, is_whiteout_name};
 use tar_writer::TarWriter;
 
 /// Prefix of a whiteout file's name: `.wh.NAME` hides `NAME` of lower layers.
@@ -115,6 +115,7 @@ pub struct LayerBuilder {
     options: LayerOptions,
     entries: EntryMap,
     spool: Option<(BufWriter<File>, u64)>,
+    trees: Vec<SourceTree>,
 }
 
 impl LayerBuilder {
@@ -125,6 +126,7 @@ impl LayerBuilder {
             options,
             entries: EntryMap::default(),
             spool: None,
+            trees: Vec::new(),
         }
     }
 
@@ -163,6 +165,12 @@ impl LayerBuilder {
         self.entries.ensure_parents(&dest, &dir_meta);
         self.entries.ensure_dir(&dest, &dir_meta);
 
+        let tree = u32::try_from(self.trees.len())
+            .map_err(|_| Error::invalid("too many directory trees in one layer"))?;
+        self.trees.push(SourceTree {
+            root: src.to_path_buf(),
+            dest: dest.clone(),
+        });
         // Hard links are kept only between files of this one tree.
         let mut link_groups: HashMap<(u64, u64), u64> = HashMap::new();
         let mut walk = walkdir::WalkDir::new(src)
@@ -194,7 +202,13 @@ impl LayerBuilder {
                 }
             }
             let path = join(&dest, rel.as_os_str().as_bytes());
-            let Some(entry) = self.host_entry(item.path(), &meta, options, &mut link_groups)?
+            let Some(entry) = self.host_entry(
+                item.path(),
+                Data::Tree(tree),
+                &meta,
+                options,
+                &mut link_groups,
+            )?
             else {
                 continue;
             };
@@ -217,7 +231,8 @@ impl LayerBuilder {
         let path = normalize(dest.as_bytes())
             .filter(|p| !p.is_empty())
             .ok_or_else(|| bad_dest(dest))?;
-        let Some(entry) = self.host_entry(src, &meta, options, &mut HashMap::new())? else {
+        let data = Data::Disk(src.to_path_buf());
+        let Some(entry) = self.host_entry(src, data, &meta, options, &mut HashMap::new())? else {
             return Err(Error::invalid(format!(
                 "{} is a socket, which cannot be stored in a layer",
                 src.display()
@@ -360,7 +375,10 @@ impl LayerBuilder {
                 }
             };
             // A hard link shares its target's inode, hence its metadata.
-            let entry = match link_target.as_deref().and_then(|t| self.entries.get(t)) {
+            let entry = match link_target
+                .as_deref()
+                .and_then(|t| self.entries.get_file(t))
+            {
                 Some(target) => Entry {
                     kind,
                     ..target.clone()
@@ -406,12 +424,13 @@ impl LayerBuilder {
 
     /// Adds a hard link to a regular file already added to this layer.
     pub fn add_hardlink(&mut self, path: &str, target: &str) -> Result<()> {
-        let norm_target = normalize(target.as_bytes()).unwrap_or_default();
-        let kind = self.link_to(&norm_target, path.as_bytes())?;
         let path_bytes = normalize(path.as_bytes())
             .filter(|p| !p.is_empty())
             .ok_or_else(|| bad_dest(path))?;
-        let Some(target_entry) = self.entries.get(&norm_target) else {
+        let norm_target = normalize(target.as_bytes()).unwrap_or_default();
+        let kind = self.link_to(&norm_target, path.as_bytes())?;
+        // `link_to` succeeded, so the target is there; it shares its metadata with the link.
+        let Some(target_entry) = self.entries.get_file(&norm_target) else {
             return Err(Error::invalid(format!(
                 "hard link target `{target}` is not in the layer"
             )));
@@ -467,6 +486,7 @@ impl LayerBuilder {
             options,
             entries,
             spool,
+            trees,
         } = self;
         let spool = match spool {
             Some((writer, _)) => Some(writer.into_inner().map_err(|e| Error::Io {
@@ -475,7 +495,7 @@ impl LayerBuilder {
             })?),
             None => None,
         };
-        let ordered = entries.into_ordered(&Meta::synthetic(0o755, 0, 0));
+        let sources = Sources { spool, trees };
 
         let temp = store.temp_file()?;
         let file = temp
@@ -485,8 +505,8 @@ impl LayerBuilder {
         let blob = BlobWriter::new(file, options.compression, options.threads)
             .with_path("starting the compressor for", temp.path())?;
         let mut tar = TarWriter::new(blob, options.source_date_epoch);
-        for item in &ordered {
-            tar.write_entry(item, spool.as_ref()).context(|| {
+        for item in entries.into_write_order(&Meta::synthetic(0o755, 0, 0)) {
+            tar.write_entry(&item, &sources).context(|| {
                 format!(
                     "writing `{}` into a layer",
                     String::from_utf8_lossy(&item.name)
@@ -538,7 +558,7 @@ impl LayerBuilder {
             ))
         };
         let fresh_group = self.entries.new_link_group();
-        let entry = self.entries.get_mut(target).ok_or_else(not_found)?;
+        let entry = self.entries.get_file_mut(target).ok_or_else(not_found)?;
         match &mut entry.kind {
             Kind::File {
                 data,
@@ -575,6 +595,7 @@ impl LayerBuilder {
     fn host_entry(
         &mut self,
         path: &Path,
+        data: Data,
         meta: &Metadata,
         options: &AddOptions,
         link_groups: &mut HashMap<(u64, u64), u64>,
@@ -595,7 +616,7 @@ impl LayerBuilder {
                 None
             };
             Kind::File {
-                data: Data::Disk(path.to_path_buf()),
+                data,
                 size: meta.len(),
                 link_group,
             }

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 
 use tar::{EntryType, Header};
 
-use super::entries::{Data, Kind, Meta, Ordered};
+use super::entries::{Data, Kind, Meta, Ordered, Sources};
 
 const BLOCK: usize = 512;
 const USTAR_NAME: usize = 100;
@@ -33,9 +33,8 @@ impl<W: Write> TarWriter<W> {
         }
     }
 
-    /// Writes one entry (header, PAX header if needed, content). `spool` holds the content of
-    /// entries that came from tar streams.
-    pub fn write_entry(&mut self, item: &Ordered, spool: Option<&File>) -> io::Result<()> {
+    /// Writes one entry (header, PAX header if needed, content read from `sources`).
+    pub fn write_entry(&mut self, item: &Ordered, sources: &Sources) -> io::Result<()> {
         let Ordered {
             name,
             entry,
@@ -119,7 +118,7 @@ impl<W: Write> TarWriter<W> {
         self.out.write_all(header.as_bytes())?;
         if size > 0 {
             if let Kind::File { data, .. } = &entry.kind {
-                self.write_data(name, data, size, spool)?;
+                self.write_data(name, data, size, sources)?;
             }
             self.pad(size)?;
         }
@@ -174,7 +173,7 @@ impl<W: Write> TarWriter<W> {
         name: &[u8],
         data: &Data,
         size: u64,
-        spool: Option<&File>,
+        sources: &Sources,
     ) -> io::Result<()> {
         let changed = |what: &str| {
             io::Error::other(format!(
@@ -189,8 +188,15 @@ impl<W: Write> TarWriter<W> {
                 }
                 self.out.write_all(bytes)
             }
-            Data::Disk(path) => {
-                let mut file = File::open(path).map_err(|e| {
+            Data::Disk(_) | Data::Tree(_) => {
+                let path = match data {
+                    Data::Tree(tree) => sources.tree_path(*tree, name).ok_or_else(|| {
+                        io::Error::other("entry outside the directory tree it came from")
+                    })?,
+                    Data::Disk(path) => path.clone(),
+                    _ => return Err(io::Error::other("not a file on disk")),
+                };
+                let mut file = File::open(&path).map_err(|e| {
                     io::Error::new(e.kind(), format!("opening {}: {e}", path.display()))
                 })?;
                 let mut left = size;
@@ -212,8 +218,10 @@ impl<W: Write> TarWriter<W> {
                 Ok(())
             }
             Data::Spool(offset) => {
-                let spool =
-                    spool.ok_or_else(|| io::Error::other("spooled entry without a spool file"))?;
+                let spool = sources
+                    .spool
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("spooled entry without a spool file"))?;
                 let mut pos = *offset;
                 let end = offset + size;
                 while pos < end {
