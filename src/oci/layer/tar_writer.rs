@@ -247,7 +247,8 @@ impl<W: Write> TarWriter<W> {
     fn pad(&mut self, size: u64) -> io::Result<()> {
         let rem = (size % BLOCK as u64) as usize;
         if rem != 0 {
-            self.out.write_all(&[0; BLOCK][rem..])?;
+            self.out
+                .write_all([0; BLOCK].get(rem..).unwrap_or_default())?;
         }
         Ok(())
     }
