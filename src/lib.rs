@@ -15,6 +15,7 @@
 //! * [`progress`]: reporting, rendered by the binary.
 //! * [`cli`]: command-line flags turned into requests; nothing else reads clap types.
 
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod context;

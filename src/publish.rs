@@ -160,29 +160,38 @@ impl EngineSink {
         })
     }
 
-    /// The diff_ids of `image` the engine already holds: the longest common prefix with
-    /// the layers of an image it has (Docker matches layers by chain, so only a prefix counts).
     async fn layers_the_engine_has(&self, image: &dyn Image) -> HashSet<Digest> {
-        let Ok(wanted) = image.diff_ids() else {
-            return HashSet::new();
-        };
-        let mut best: Vec<Digest> = Vec::new();
-        for known in &self.known_images {
-            let Ok(Some(info)) = self.engine.find_image(known).await else {
-                continue;
-            };
-            let common: Vec<Digest> = wanted
-                .iter()
-                .zip(&info.diff_ids)
-                .take_while(|(a, b)| a.to_string() == **b)
-                .map(|(a, _)| a.clone())
-                .collect();
-            if common.len() > best.len() {
-                best = common;
-            }
-        }
-        best.into_iter().collect()
+        layers_engine_has(&self.engine, &self.known_images, image).await
     }
+}
+
+/// The diff_ids of `image` the engine already holds: the longest common prefix with the
+/// layers of one of the `known` images it has (Docker matches layers by chain, so only a
+/// prefix counts). A docker archive may leave those out.
+pub async fn layers_engine_has(
+    engine: &Engine,
+    known: &[String],
+    image: &dyn Image,
+) -> HashSet<Digest> {
+    let Ok(wanted) = image.diff_ids() else {
+        return HashSet::new();
+    };
+    let mut best: Vec<Digest> = Vec::new();
+    for id in known {
+        let Ok(Some(info)) = engine.find_image(id).await else {
+            continue;
+        };
+        let common: Vec<Digest> = wanted
+            .iter()
+            .zip(&info.diff_ids)
+            .take_while(|(a, b)| a.to_string() == **b)
+            .map(|(a, _)| a.clone())
+            .collect();
+        if common.len() > best.len() {
+            best = common;
+        }
+    }
+    best.into_iter().collect()
 }
 
 /// Pushes to every reference (blobs first, manifest, then tags).

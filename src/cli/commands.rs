@@ -39,8 +39,33 @@ fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn build(request: BuildRequest) -> anyhow::Result<()> {
-    let _graph = frontend::load(&request)?;
-    Err(not_yet("building images"))
+    let mode = request.publish.progress;
+    let reporter = progress::reporter(mode);
+    let tags = request.publish.tags.clone();
+    let result = runtime()?.block_on(crate::build::build(request, reporter.clone()))?;
+    let mut stdout = std::io::stdout().lock();
+    if mode == progress::Mode::Quiet {
+        writeln!(stdout, "{}", result.digest).context("writing the digest")?;
+        return Ok(());
+    }
+    let name = if tags.is_empty() {
+        "(untagged)".to_owned()
+    } else {
+        tags.join(", ")
+    };
+    let total = result.cache_hits + result.cache_misses;
+    reporter.summary(&format!(
+        "\nbuilt {name}\n  digest   {}\n  image id {}\n  size     {} in {} layers\n  time     {:.1}s\n  cache    {} of {} steps cached, {} run",
+        result.digest,
+        result.config_digest,
+        indicatif::HumanBytes(result.size),
+        result.layers,
+        result.elapsed.as_secs_f64(),
+        result.cache_hits,
+        total,
+        result.cache_misses,
+    ));
+    Ok(())
 }
 
 /// The async runtime for commands that talk to an engine or a registry.

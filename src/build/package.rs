@@ -1,0 +1,648 @@
+//! The packaging stage: the image that ships, written directly. Its base image's
+//! compressed layers are reused as they are; each COPY and WORKDIR becomes a deterministic
+//! layer written by imgbuild; a RUN runs in the engine and its changes become a layer the
+//! same way. Config instructions only touch the config.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
+
+use super::archive::{Overrides, TarOut, write_selection};
+use super::engine_stage::{StepFailed, copy_from_image, load_into_engine};
+use super::image_fs::{ImageFs, Kind};
+use super::steps::Lookup;
+use super::{Builder, StageBase, config};
+use crate::cache::{LayerRecord, StepRecord};
+use crate::engine::RunSpec;
+use crate::oci::layer::{EntryMeta, Ownership, resolve_chown};
+use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
+use crate::plan::dispatch::{CopyFrom, CopyStep, StagePlan, Step, StepKind};
+
+/// The image a stage's packaging starts from.
+struct PackageBase {
+    image: Arc<dyn Image>,
+    config: oci::ImageConfig,
+    key: String,
+}
+
+impl Builder {
+    /// Writes the target stage as an image.
+    pub(super) async fn package(
+        &mut self,
+        index: usize,
+        plan: &StagePlan,
+        plans: &HashMap<usize, StagePlan>,
+    ) -> anyhow::Result<Arc<dyn Image>> {
+        let base_kind = self.stage_base(index);
+        let total = plan.steps.len() + usize::from(matches!(base_kind, StageBase::Image(_)));
+        let base = match &base_kind {
+            StageBase::Scratch => {
+                let image = oci::scratch(&self.request.publish.platform, self.epoch())?;
+                let config = oci::ImageConfig::from_json(image.raw_config())?;
+                PackageBase {
+                    image,
+                    config,
+                    key: "scratch".into(),
+                }
+            }
+            StageBase::Image(name) => {
+                let id = self.ids.next();
+                self.reporter
+                    .cached(id, &self.step_name(plan, 1, total, &format!("FROM {name}")));
+                let pulled = self.pulled_image(name)?;
+                PackageBase {
+                    image: pulled.image.clone(),
+                    config: pulled.config.clone(),
+                    key: pulled.digest.clone(),
+                }
+            }
+            StageBase::Stage(i) => self.stage_as_image(*i, plans).await?,
+        };
+        let base_image = base.image.clone();
+        let mut fs = tokio::task::block_in_place(|| ImageFs::of_image(base_image.as_ref()))
+            .context("reading the base image's file system")?;
+        let mut layers: Vec<WrittenLayer> = Vec::new();
+        let mut history = plan.history.clone();
+        let mut key = base.key.clone();
+        let first = total - plan.steps.len();
+        for (n, step) in plan.steps.iter().enumerate() {
+            let name = self.step_name(plan, first + n + 1, total, &step.display);
+            let identity = self.identity(&plan.name, n);
+            let source_key = self.copy_source_key(step)?;
+            let prepared = self.prepare(step, &key, source_key.as_deref(), &|p| fs.is_dir(p))?;
+            let step_key = prepared.inputs.key();
+            let id = self.ids.next();
+            let reason = match self.lookup(&identity, &prepared.inputs) {
+                Lookup::Hit(record) => match self.cached_layer(&record) {
+                    Some(cached) => {
+                        self.reporter.cached(id, &name);
+                        self.hits += 1;
+                        match cached {
+                            Some(layer) => {
+                                let blob = layer.path.clone();
+                                let descriptor = layer.descriptor.clone();
+                                tokio::task::block_in_place(|| {
+                                    apply_blob(&mut fs, &blob, &descriptor)
+                                })?;
+                                layers.push(layer);
+                            }
+                            None => mark_empty(&mut history, step),
+                        }
+                        key = step_key;
+                        continue;
+                    }
+                    None => "the step's layer is no longer in the blob store".to_owned(),
+                },
+                Lookup::Miss { reason } => reason,
+            };
+            self.misses += 1;
+            self.reporter.started(id, &name);
+            self.reporter.log(id, &format!("cache miss: {reason}"));
+            let started = Instant::now();
+            let current = LayersSoFar {
+                base: &base,
+                layers: &layers,
+                plan,
+                history: &history,
+                epoch: self.epoch(),
+            };
+            let result = self
+                .package_step(id, step, &mut fs, prepared.selection, &current)
+                .await;
+            let layer = match result {
+                Ok(layer) => layer,
+                Err(e) => {
+                    self.reporter.failed(id, started.elapsed());
+                    let location = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
+                    return Err(e.context(StepFailed {
+                        step: name,
+                        location,
+                    }));
+                }
+            };
+            self.reporter.done(id, started.elapsed());
+            let record = StepRecord {
+                key: step_key.clone(),
+                inputs: prepared.inputs,
+                image: None,
+                layer: layer.as_ref().map(|l| LayerRecord {
+                    digest: l.descriptor.digest().to_string(),
+                    diff_id: l.diff_id.to_string(),
+                    size: l.descriptor.size(),
+                    media_type: l.descriptor.media_type().to_string(),
+                }),
+            };
+            self.remember(&identity, &record);
+            match layer {
+                Some(layer) => layers.push(layer),
+                None => mark_empty(&mut history, step),
+            }
+            key = step_key;
+        }
+        let mut doc = base.config.clone();
+        config::apply_to_oci(&plan.config, &history, &mut doc)?;
+        for (k, v) in &self.request.labels {
+            doc.set_label(k, v);
+        }
+        doc.set_created(self.epoch())?;
+        Ok(Arc::new(oci::append_layers(base.image, &layers, doc)?))
+    }
+
+    /// A cached step's layer, if its blob is still stored: `Some(None)` for a step that
+    /// changed nothing, `None` when the blob is gone.
+    fn cached_layer(&self, record: &StepRecord) -> Option<Option<WrittenLayer>> {
+        let Some(layer) = &record.layer else {
+            return Some(None);
+        };
+        let digest: Digest = layer.digest.parse().ok()?;
+        let diff_id: Digest = layer.diff_id.parse().ok()?;
+        let path = self.oci_blobs.path(&digest);
+        if !path.is_file() {
+            return None;
+        }
+        let descriptor = descriptor(
+            MediaType::from(layer.media_type.as_str()),
+            digest,
+            layer.size,
+        )?;
+        Some(Some(WrittenLayer {
+            descriptor,
+            diff_id,
+            uncompressed_size: 0,
+            path,
+        }))
+    }
+
+    fn layer_builder(&self) -> LayerBuilder {
+        LayerBuilder::new(
+            self.oci_blobs.clone(),
+            LayerOptions::new(self.request.publish.compression, self.epoch()),
+        )
+    }
+
+    /// Runs one step of the packaging stage; `None` when the filesystem did not change.
+    async fn package_step(
+        &mut self,
+        id: usize,
+        step: &Step,
+        fs: &mut ImageFs,
+        selection: Option<(crate::context::Selection, crate::context::SelectionDigest)>,
+        current: &LayersSoFar<'_>,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        match &step.kind {
+            StepKind::Mkdir { path, user } => {
+                if fs.is_dir(path) {
+                    return Ok(None);
+                }
+                let owner = self
+                    .owner(fs, Some(user.as_str()).filter(|u| !u.is_empty()))?
+                    .unwrap_or(Ownership::ROOT);
+                let mut tar = self.temp_tar(Overrides {
+                    owner: Some(owner),
+                    chmod: None,
+                    mtime: self.mtime(),
+                })?;
+                tar.dir(path, 0o755, owner)?;
+                self.write_tar_layer(tar, fs).map(Some)
+            }
+            StepKind::Copy(copy) => {
+                let owner = self.owner(fs, copy.chown.as_deref())?;
+                let chmod = super::steps::select_options(copy)?.chmod;
+                let mut tar = self.temp_tar(Overrides {
+                    owner,
+                    chmod,
+                    mtime: self.mtime(),
+                })?;
+                let dest_exists = fs.is_dir(&copy.dest);
+                match &copy.from {
+                    CopyFrom::Context => {
+                        if let Some((selected, _)) = &selection {
+                            tokio::task::block_in_place(|| {
+                                write_selection(&mut tar, selected, &|p| fs.is_dir(p))
+                            })?;
+                        }
+                    }
+                    from => {
+                        let image = self.copy_source_image(from).await?;
+                        let engine = self.engine()?.clone();
+                        for src in &copy.sources {
+                            copy_from_image(
+                                &engine,
+                                &image,
+                                src,
+                                &copy.dest,
+                                dest_exists,
+                                copy.sources.len() > 1,
+                                &mut tar,
+                            )
+                            .await?;
+                        }
+                    }
+                }
+                self.add_inline(&mut tar, copy, dest_exists)?;
+                self.write_tar_layer(tar, fs).map(Some)
+            }
+            StepKind::Run(run) => self.run_in_package(id, run, fs, current).await,
+        }
+    }
+
+    fn add_inline(
+        &self,
+        tar: &mut TarOut<BufWriter<std::fs::File>>,
+        copy: &CopyStep,
+        dest_exists: bool,
+    ) -> anyhow::Result<()> {
+        let dest = copy.dest.trim_end_matches('/');
+        for doc in &copy.inline {
+            let target = if copy.dest.ends_with('/') || dest_exists {
+                format!("{dest}/{}", doc.name)
+            } else {
+                dest.to_owned()
+            };
+            tar.file(
+                &target,
+                0o644,
+                Ownership::ROOT,
+                doc.data.len() as u64,
+                doc.data.as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn mtime(&self) -> u64 {
+        self.epoch().max(0) as u64
+    }
+
+    /// `--chown` (or WORKDIR's user) resolved against the image's own accounts.
+    fn owner(&self, fs: &ImageFs, spec: Option<&str>) -> anyhow::Result<Option<Ownership>> {
+        let Some(spec) = spec else { return Ok(None) };
+        let passwd = fs.text_file("/etc/passwd");
+        let group = fs.text_file("/etc/group");
+        Ok(Some(resolve_chown(
+            spec,
+            passwd.as_deref(),
+            group.as_deref(),
+        )?))
+    }
+
+    fn temp_tar(&self, overrides: Overrides) -> anyhow::Result<TarOut<BufWriter<std::fs::File>>> {
+        let file = tempfile::tempfile_in(self.oci_blobs.root())
+            .context("creating a temporary file for a layer")?;
+        Ok(TarOut::new(BufWriter::new(file), overrides))
+    }
+
+    /// Writes the tar of a step as a layer. Directories the tar does not create but that
+    /// exist in the image keep the image's metadata in the layer, as in BuildKit's diffs.
+    fn write_tar_layer(
+        &self,
+        tar: TarOut<BufWriter<std::fs::File>>,
+        fs: &mut ImageFs,
+    ) -> anyhow::Result<WrittenLayer> {
+        let mut file = tar.finish()?.into_inner().map_err(|e| e.into_error())?;
+        tokio::task::block_in_place(|| -> anyhow::Result<WrittenLayer> {
+            file.seek(SeekFrom::Start(0))?;
+            let mut builder = self.layer_builder();
+            for dir in parent_dirs(&mut file)? {
+                if let Some(meta) = fs.stat(&dir).filter(|m| m.kind == Kind::Dir) {
+                    builder.add_directory(
+                        &dir,
+                        EntryMeta {
+                            mode: meta.mode,
+                            owner: Ownership {
+                                uid: meta.uid,
+                                gid: meta.gid,
+                            },
+                        },
+                    )?;
+                }
+            }
+            file.seek(SeekFrom::Start(0))?;
+            builder.add_tar(
+                &mut file,
+                &AddOptions {
+                    dest: "/".into(),
+                    ..AddOptions::default()
+                },
+            )?;
+            let layer = builder.write()?;
+            file.seek(SeekFrom::Start(0))?;
+            fs.apply_layer(&mut file)?;
+            Ok(layer)
+        })
+    }
+
+    /// A RUN in the packaging stage: the image so far is loaded into the engine, the
+    /// command runs there, and what it changed (the committed layer) is rewritten as a
+    /// deterministic layer.
+    async fn run_in_package(
+        &mut self,
+        id: usize,
+        run: &crate::plan::dispatch::RunStep,
+        fs: &mut ImageFs,
+        current: &LayersSoFar<'_>,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        let engine = self.engine()?.clone();
+        let image = current.image()?;
+        let image_id = image.config_descriptor().digest().to_string();
+        if engine.find_image(&image_id).await?.is_none() {
+            let omit = self.layers_engine_has(&image).await;
+            load_into_engine(&engine, image.clone(), &omit)
+                .await
+                .context("loading the image so far into the engine")?;
+        }
+        let spec: RunSpec = self.run_spec(run, &image_id)?;
+        let reporter = self.reporter.clone();
+        let container = engine
+            .run(&spec, &mut |line: crate::engine::OutputLine<'_>| {
+                reporter.log(id, line.text)
+            })
+            .await?;
+        let committed = engine
+            .commit_and_remove(container, &config::to_engine(&current.plan.config))
+            .await?;
+        let layer = self.last_layer_of(&committed, fs).await;
+        let _ = engine.remove_image(&committed).await;
+        layer
+    }
+
+    /// The diff_ids of `image` that an image the engine holds already has.
+    async fn layers_engine_has(&self, image: &Arc<dyn Image>) -> Vec<Digest> {
+        let Ok(engine) = self.engine() else {
+            return Vec::new();
+        };
+        let known: Vec<String> = self
+            .loaded
+            .values()
+            .chain(self.stages.values().map(|s| &s.image))
+            .cloned()
+            .collect();
+        crate::publish::layers_engine_has(engine, &known, image.as_ref())
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Saves `image_id` from the engine and rewrites its top layer as a deterministic layer;
+    /// `None` when that layer is empty.
+    async fn last_layer_of(
+        &self,
+        image_id: &str,
+        fs: &mut ImageFs,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        let layers = self.engine_layers(image_id, 1).await?;
+        let Some(tar) = layers.into_iter().next_back() else {
+            return Ok(None);
+        };
+        tokio::task::block_in_place(|| self.relayer(tar, fs))
+    }
+
+    /// Rewrites an uncompressed layer tar (from `docker save`) deterministically.
+    fn relayer(
+        &self,
+        mut tar: std::fs::File,
+        fs: &mut ImageFs,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        let mut builder = self.layer_builder();
+        builder.add_tar(
+            &mut tar,
+            &AddOptions {
+                dest: "/".into(),
+                ..AddOptions::default()
+            },
+        )?;
+        if builder.is_empty() {
+            return Ok(None);
+        }
+        let layer = builder.write()?;
+        tar.seek(SeekFrom::Start(0))?;
+        fs.apply_layer(&mut tar)?;
+        Ok(Some(layer))
+    }
+
+    /// The last `count` layers of an engine image, as uncompressed tar files.
+    async fn engine_layers(
+        &self,
+        image_id: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<std::fs::File>> {
+        let engine = self.engine()?;
+        let mut saved = tempfile::tempfile_in(self.oci_blobs.root())
+            .context("creating a temporary file for docker save")?;
+        let mut stream = engine.save_image(image_id);
+        while let Some(chunk) = stream.next().await {
+            std::io::Write::write_all(&mut saved, &chunk?)?;
+        }
+        tokio::task::block_in_place(|| extract_saved_layers(saved, count, self.oci_blobs.root()))
+    }
+
+    /// A build stage as an image with layers imgbuild wrote: the layers of the image the
+    /// stage chain starts from (reused as they are) plus one rewritten layer per layer the
+    /// engine made for the stages.
+    async fn stage_as_image(
+        &mut self,
+        index: usize,
+        plans: &HashMap<usize, StagePlan>,
+    ) -> anyhow::Result<PackageBase> {
+        let mut chain = vec![index];
+        let mut root = self.stage_output(index)?.base.clone();
+        while let StageBase::Stage(i) = root {
+            chain.push(i);
+            root = self.stage_output(i)?.base.clone();
+        }
+        chain.reverse();
+        let (root_image, mut doc, root_key) = match &root {
+            StageBase::Image(name) => {
+                let p = self.pulled_image(name)?;
+                (p.image.clone(), p.config.clone(), p.digest.clone())
+            }
+            _ => {
+                let image = oci::scratch(&self.request.publish.platform, self.epoch())?;
+                let config = oci::ImageConfig::from_json(image.raw_config())?;
+                (image, config, "scratch".to_owned())
+            }
+        };
+        let output = self.stage_output(index)?.clone();
+        let engine_image = output.image.clone();
+        let engine = self.engine()?.clone();
+        let info = engine
+            .find_image(&engine_image)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the engine lost the image of stage {index}"))?;
+        let root_count = root_image.diff_ids()?.len();
+        let own = info.diff_ids.len().saturating_sub(root_count);
+        let id = self.ids.next();
+        self.reporter.started(
+            id,
+            &format!(
+                "[internal] export the layers of stage {}",
+                self.graph.dockerfile.stages[index].display_name()
+            ),
+        );
+        let started = Instant::now();
+        let tars = self.engine_layers(&engine_image, own).await?;
+        let mut fs = ImageFs::default();
+        let mut layers = Vec::new();
+        for tar in tars {
+            if let Some(layer) = tokio::task::block_in_place(|| self.relayer(tar, &mut fs))? {
+                layers.push(layer);
+            }
+        }
+        self.reporter.done(id, started.elapsed());
+        for i in &chain {
+            if let Some(p) = plans.get(i) {
+                config::apply_to_oci(&p.config, &p.history, &mut doc)?;
+            }
+        }
+        doc.set_created(self.epoch())?;
+        let image: Arc<dyn Image> = Arc::new(oci::append_layers(root_image, &layers, doc.clone())?);
+        let _ = root_key;
+        Ok(PackageBase {
+            image,
+            config: doc,
+            key: output.key,
+        })
+    }
+}
+
+/// The packaging stage's image as far as it has been written, for a RUN to run in.
+struct LayersSoFar<'a> {
+    base: &'a PackageBase,
+    layers: &'a [WrittenLayer],
+    plan: &'a StagePlan,
+    history: &'a [crate::plan::dispatch::History],
+    epoch: i64,
+}
+
+impl LayersSoFar<'_> {
+    fn image(&self) -> anyhow::Result<Arc<dyn Image>> {
+        let mut doc = self.base.config.clone();
+        config::apply_to_oci(&self.plan.config, self.history, &mut doc)?;
+        doc.set_created(self.epoch)?;
+        Ok(Arc::new(oci::append_layers(
+            self.base.image.clone(),
+            self.layers,
+            doc,
+        )?))
+    }
+}
+
+fn mark_empty(history: &mut [crate::plan::dispatch::History], step: &Step) {
+    if let Some(entry) = history.get_mut(step.history) {
+        entry.empty_layer = true;
+    }
+}
+
+fn descriptor(media_type: MediaType, digest: Digest, size: u64) -> Option<Descriptor> {
+    DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest)
+        .size(size)
+        .build()
+        .ok()
+}
+
+/// Applies a layer blob of the blob store to `fs`.
+fn apply_blob(
+    fs: &mut ImageFs,
+    path: &std::path::Path,
+    descriptor: &Descriptor,
+) -> anyhow::Result<()> {
+    let file = std::io::BufReader::new(
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let reader: Box<dyn std::io::Read> =
+        match oci::manifest::layer_encoding(descriptor.media_type()) {
+            Some(oci::manifest::LayerEncoding::Gzip) => {
+                Box::new(flate2::read::MultiGzDecoder::new(file))
+            }
+            Some(oci::manifest::LayerEncoding::Zstd) => {
+                Box::new(zstd::stream::read::Decoder::new(file)?)
+            }
+            _ => Box::new(file),
+        };
+    fs.apply_layer(reader)
+}
+
+/// The directories above every entry of a tar (absolute, without the root).
+fn parent_dirs(file: &mut std::fs::File) -> anyhow::Result<Vec<String>> {
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut path = String::new();
+        let parts: Vec<&str> = name
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            path.push('/');
+            path.push_str(part);
+            dirs.insert(path.clone());
+        }
+    }
+    Ok(dirs.into_iter().collect())
+}
+
+/// Takes the last `count` layer tars out of a `docker save` archive, each into its own
+/// temporary file in `dir`.
+fn extract_saved_layers(
+    mut saved: std::fs::File,
+    count: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<std::fs::File>> {
+    saved.seek(SeekFrom::Start(0))?;
+    // manifest.json names the layer files in order; it may come after them, so read it
+    // first in one pass and the layers in a second.
+    let mut manifest: Option<serde_json::Value> = None;
+    {
+        let mut archive = tar::Archive::new(&mut saved);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if entry.path_bytes().as_ref() == b"manifest.json" {
+                manifest = Some(serde_json::from_reader(&mut entry)?);
+                break;
+            }
+        }
+    }
+    let manifest = manifest
+        .ok_or_else(|| anyhow::anyhow!("the engine's image archive has no manifest.json"))?;
+    let layer_names: Vec<String> = manifest
+        .get(0)
+        .and_then(|m| m.get("Layers"))
+        .and_then(|l| l.as_array())
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted: Vec<String> = layer_names[layer_names.len().saturating_sub(count)..].to_vec();
+    let mut files: HashMap<String, std::fs::File> = HashMap::new();
+    saved.seek(SeekFrom::Start(0))?;
+    let mut archive = tar::Archive::new(&mut saved);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if wanted.contains(&name) && !files.contains_key(&name) {
+            let mut file = tempfile::tempfile_in(dir)?;
+            std::io::copy(&mut entry, &mut file)?;
+            file.seek(SeekFrom::Start(0))?;
+            files.insert(name, file);
+        }
+    }
+    wanted
+        .iter()
+        .map(|n| {
+            files
+                .remove(n)
+                .ok_or_else(|| anyhow::anyhow!("the engine's image archive lacks layer {n}"))
+        })
+        .collect()
+}
