@@ -46,7 +46,12 @@ impl Builder {
         let total = plan.steps.len() + usize::from(matches!(base, StageBase::Image(_)));
         let (mut image, mut key) = self.engine_base(index, plan, total).await?;
         let first = total - plan.steps.len();
+        // A step whose commit changed nothing gets a new image but no layer (Docker drops
+        // empty diffs), so layers are counted rather than assumed.
+        let mut layer_steps = Vec::new();
+        let mut layer_count = self.engine_layer_count(&image).await?;
         for (n, step) in plan.steps.iter().enumerate() {
+            let before = image.clone();
             let name = self.step_name(plan, first + n + 1, total, &step.display);
             let identity = self.identity(&plan.name, n);
             let source_key = self.copy_source_key(step)?;
@@ -60,6 +65,13 @@ impl Builder {
                         self.hits += 1;
                         image = cached.clone();
                         key = step_key;
+                        if image != before {
+                            let count = self.engine_layer_count(&image).await?;
+                            if count > layer_count {
+                                layer_steps.push(step.history);
+                            }
+                            layer_count = count;
+                        }
                         continue;
                     }
                     _ => "the engine no longer has the step's image".to_owned(),
@@ -95,13 +107,26 @@ impl Builder {
                 },
             );
             key = step_key;
+            if image != before {
+                let count = self.engine_layer_count(&image).await?;
+                if count > layer_count {
+                    layer_steps.push(step.history);
+                }
+                layer_count = count;
+            }
         }
         Ok(StageOutput {
             image,
             key,
             config: plan.config.clone(),
             base,
+            layer_steps,
         })
+    }
+
+    pub(super) async fn engine_layer_count(&self, image: &str) -> anyhow::Result<usize> {
+        let info = self.engine()?.find_image(image).await?;
+        Ok(info.map_or(0, |i| i.diff_ids.len()))
     }
 
     /// The engine image a stage starts from, and the root of its keys.

@@ -69,6 +69,8 @@ struct StageOutput {
     config: ImageConfig,
     /// The stage's base, for stages built on it that are packaged (their base layers).
     base: StageBase,
+    /// History indices of the steps that added a layer in the engine, in order.
+    layer_steps: Vec<usize>,
 }
 
 /// Where a stage starts.

@@ -104,11 +104,14 @@ impl Builder {
             self.reporter.started(id, &name);
             self.reporter.log(id, &format!("cache miss: {reason}"));
             let started = Instant::now();
+            // The image so far carries the history of the steps done, so that its
+            // non-empty history entries match its layers.
+            let done = history.get(..step.history).unwrap_or_default();
             let current = LayersSoFar {
                 base: &base,
                 layers: &layers,
                 plan,
-                history: &history,
+                history: done,
                 epoch: self.epoch(),
             };
             let result = self
@@ -145,11 +148,12 @@ impl Builder {
             key = step_key;
         }
         let mut doc = base.config.clone();
+        // History entries are dated like the config: set the date first.
+        doc.set_created(self.epoch())?;
         config::apply_to_oci(&plan.config, &history, &mut doc)?;
         for (k, v) in &self.request.labels {
             doc.set_label(k, v);
         }
-        doc.set_created(self.epoch())?;
         Ok(Arc::new(oci::append_layers(base.image, &layers, doc)?))
     }
 
@@ -366,7 +370,14 @@ impl Builder {
         let committed = engine
             .commit_and_remove(container, &config::to_engine(&current.plan.config))
             .await?;
-        let layer = self.last_layer_of(&committed, fs).await;
+        // Docker drops an empty diff: a RUN that changed nothing adds no layer.
+        let before = image.layers().len();
+        let after = self.engine_layer_count(&committed).await?;
+        let layer = if after > before {
+            self.last_layer_of(&committed, fs).await
+        } else {
+            Ok(None)
+        };
         let _ = engine.remove_image(&committed).await;
         layer
     }
@@ -443,7 +454,7 @@ impl Builder {
 
     /// A build stage as an image with layers imgbuild wrote: the layers of the image the
     /// stage chain starts from (reused as they are) plus one rewritten layer per layer the
-    /// engine made for the stages.
+    /// engine made for the stages, with history entries matched to them.
     async fn stage_as_image(
         &mut self,
         index: usize,
@@ -456,26 +467,39 @@ impl Builder {
             root = self.stage_output(i)?.base.clone();
         }
         chain.reverse();
-        let (root_image, mut doc, root_key) = match &root {
+        // The engine has one empty layer under `FROM scratch` stages (see
+        // `ensure_scratch_loaded`); it is not part of the image.
+        let (root_image, mut doc, engine_root_layers) = match &root {
             StageBase::Image(name) => {
                 let p = self.pulled_image(name)?;
-                (p.image.clone(), p.config.clone(), p.digest.clone())
+                let count = p.image.diff_ids()?.len();
+                (p.image.clone(), p.config.clone(), count)
             }
             _ => {
                 let image = oci::scratch(&self.request.publish.platform, self.epoch())?;
                 let config = oci::ImageConfig::from_json(image.raw_config())?;
-                (image, config, "scratch".to_owned())
+                (image, config, 1)
             }
         };
         let output = self.stage_output(index)?.clone();
-        let engine_image = output.image.clone();
         let engine = self.engine()?.clone();
         let info = engine
-            .find_image(&engine_image)
+            .find_image(&output.image)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the engine lost the image of stage {index}"))?;
-        let root_count = root_image.diff_ids()?.len();
-        let own = info.diff_ids.len().saturating_sub(root_count);
+        // Which history entry each engine layer belongs to, stage by stage.
+        let mut owners: Vec<(usize, usize)> = Vec::new();
+        for &i in &chain {
+            owners.extend(self.stage_output(i)?.layer_steps.iter().map(|&h| (i, h)));
+        }
+        let own = info.diff_ids.len().saturating_sub(engine_root_layers);
+        if own != owners.len() {
+            anyhow::bail!(
+                "stage {} has {own} layers of its own in the engine, but {} steps that made one",
+                self.graph.dockerfile.stages[index].display_name(),
+                owners.len()
+            );
+        }
         let id = self.ids.next();
         self.reporter.started(
             id,
@@ -485,23 +509,28 @@ impl Builder {
             ),
         );
         let started = Instant::now();
-        let tars = self.engine_layers(&engine_image, own).await?;
+        let tars = self.engine_layers(&output.image, own).await?;
         let mut fs = ImageFs::default();
         let mut layers = Vec::new();
-        for tar in tars {
+        let mut with_layer: std::collections::HashSet<(usize, usize)> = Default::default();
+        for (tar, owner) in tars.into_iter().zip(&owners) {
             if let Some(layer) = tokio::task::block_in_place(|| self.relayer(tar, &mut fs))? {
                 layers.push(layer);
+                with_layer.insert(*owner);
             }
         }
         self.reporter.done(id, started.elapsed());
-        for i in &chain {
-            if let Some(p) = plans.get(i) {
-                config::apply_to_oci(&p.config, &p.history, &mut doc)?;
+        doc.set_created(self.epoch())?;
+        for &i in &chain {
+            if let Some(p) = plans.get(&i) {
+                let mut history = p.history.clone();
+                for (h, entry) in history.iter_mut().enumerate() {
+                    entry.empty_layer = !with_layer.contains(&(i, h));
+                }
+                config::apply_to_oci(&p.config, &history, &mut doc)?;
             }
         }
-        doc.set_created(self.epoch())?;
         let image: Arc<dyn Image> = Arc::new(oci::append_layers(root_image, &layers, doc.clone())?);
-        let _ = root_key;
         Ok(PackageBase {
             image,
             config: doc,
@@ -522,8 +551,8 @@ struct LayersSoFar<'a> {
 impl LayersSoFar<'_> {
     fn image(&self) -> anyhow::Result<Arc<dyn Image>> {
         let mut doc = self.base.config.clone();
-        config::apply_to_oci(&self.plan.config, self.history, &mut doc)?;
         doc.set_created(self.epoch)?;
+        config::apply_to_oci(&self.plan.config, self.history, &mut doc)?;
         Ok(Arc::new(oci::append_layers(
             self.base.image.clone(),
             self.layers,
