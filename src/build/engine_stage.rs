@@ -9,12 +9,12 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 
 use super::archive::{CopyFromPlan, Overrides, TarOut, write_copy_from, write_selection};
+use super::mounts::{self, MountContext, MountGuards};
 use super::steps::Lookup;
 use super::{Builder, StageBase, StageOutput, config};
 use crate::cache::StepRecord;
 use crate::engine::{self, Container, Mount, RunSpec};
 use crate::error::InputError;
-use crate::frontend::instructions::MountKind;
 use crate::oci::layer::{Ownership, resolve_chown};
 use crate::oci::{self, DockerArchiveOptions};
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
@@ -234,7 +234,7 @@ impl Builder {
         let commit_config = config::to_engine(&plan.config);
         match &step.kind {
             StepKind::Run(run) => {
-                let spec = self.run_spec(run, image)?;
+                let (spec, _guards) = self.run_spec(run, image)?;
                 let reporter = self.reporter.clone();
                 let container = engine
                     .run(&spec, &mut |line: engine::OutputLine<'_>| {
@@ -292,29 +292,28 @@ impl Builder {
         }
     }
 
-    pub(super) fn run_spec(&self, run: &RunStep, image: &str) -> anyhow::Result<RunSpec> {
+    /// The container a RUN runs in, and what must outlive it (secret files, locks).
+    pub(super) fn run_spec(
+        &self,
+        run: &RunStep,
+        image: &str,
+    ) -> anyhow::Result<(RunSpec, MountGuards)> {
         let network = match run.network.as_deref() {
             Some("host") => engine::Network::Host,
             Some("none") => engine::Network::None,
             Some(_) => engine::Network::Default,
             None => self.request.network,
         };
-        let mut mounts = Vec::new();
-        for mount in &run.mounts {
-            match mount.kind {
-                MountKind::Tmpfs => mounts.push(Mount::Tmpfs {
-                    target: mount.target.clone().unwrap_or_default(),
-                }),
-                other => {
-                    return Err(InputError::new(format!(
-                        "RUN --mount=type={}: not supported yet by imgbuild",
-                        format!("{other:?}").to_lowercase()
-                    ))
-                    .into());
-                }
-            }
-        }
-        let (argv, stdin) = match &run.script {
+        let prepared = mounts::prepare(
+            &run.mounts,
+            &MountContext {
+                cache_dir: &self.request.cache_dir,
+                context_root: self.context.root(),
+                secrets: &self.request.secrets,
+            },
+        )?;
+        let mut mounts = prepared.mounts;
+        let (mut argv, stdin) = match &run.script {
             // A heredoc with a shebang runs as a script file, as docker build runs it: the
             // file lives in a tmpfs, so it never reaches the committed image.
             Some(script) => {
@@ -331,7 +330,19 @@ impl Builder {
             }
             None => (run.argv.clone(), None),
         };
-        Ok(RunSpec {
+        if !prepared.env_exports.is_empty() {
+            // Secrets for `env=` are read from their mounted file by a shell in front of the
+            // command, so they never enter the container's (committed) configuration.
+            let mut wrapped = vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                format!("{} && exec \"$@\"", prepared.env_exports.join(" && ")),
+                "sh".to_owned(),
+            ];
+            wrapped.append(&mut argv);
+            argv = wrapped;
+        }
+        let spec = RunSpec {
             image: image.to_owned(),
             argv,
             env: run.env.clone(),
@@ -340,7 +351,8 @@ impl Builder {
             network,
             stdin,
             mounts,
-        })
+        };
+        Ok((spec, prepared.guards))
     }
 
     /// Puts the files of a COPY into `container`.

@@ -13,6 +13,7 @@ mod archive;
 mod config;
 mod engine_stage;
 mod image_fs;
+mod mounts;
 mod package;
 mod steps;
 

@@ -360,7 +360,7 @@ impl Builder {
                 .await
                 .context("loading the image so far into the engine")?;
         }
-        let spec: RunSpec = self.run_spec(run, &image_id)?;
+        let (spec, _guards): (RunSpec, _) = self.run_spec(run, &image_id)?;
         let reporter = self.reporter.clone();
         let container = engine
             .run(&spec, &mut |line: crate::engine::OutputLine<'_>| {

@@ -55,7 +55,10 @@ impl Builder {
         };
         let mut selection = None;
         match &step.kind {
-            StepKind::Run(run) => self.run_inputs(run, &mut inputs),
+            StepKind::Run(run) => {
+                self.run_inputs(run, &mut inputs);
+                self.bind_mount_inputs(run, &mut inputs)?;
+            }
             StepKind::Copy(copy) => {
                 inputs.instruction = step.display.clone();
                 let other = &mut inputs.other;
@@ -136,6 +139,26 @@ impl Builder {
         for (i, mount) in run.mounts.iter().enumerate() {
             other.insert(format!("mount {i}"), format!("{mount:?}"));
         }
+    }
+
+    /// A bind mount of the build context is keyed on the content it shows.
+    fn bind_mount_inputs(&self, run: &RunStep, inputs: &mut KeyInputs) -> anyhow::Result<()> {
+        use crate::frontend::instructions::MountKind;
+        for (i, mount) in run.mounts.iter().enumerate() {
+            if mount.kind != MountKind::Bind || mount.from.is_some() {
+                continue;
+            }
+            let source = mount.source.clone().unwrap_or_else(|| ".".into());
+            let selected =
+                self.context
+                    .select(&[source], "/mount/", &SelectOptions::default(), &|_| true)?;
+            let digest = self.context.digest(&selected)?;
+            inputs
+                .other
+                .insert(format!("mount {i} content"), digest.digest);
+            inputs.files.extend(digest.files);
+        }
+        Ok(())
     }
 
     /// Looks `inputs` up in the step cache (unless `--no-cache`), remembering them as the
