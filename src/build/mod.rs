@@ -222,6 +222,19 @@ impl Builder {
                 self.reporter.warning(warning);
             }
             if index == target {
+                // A target with RUN steps runs in the engine like a build stage; its layers
+                // are then exported and rewritten deterministically. Without RUN, every
+                // layer is written directly.
+                if plan
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s.kind, dispatch::StepKind::Run(_)))
+                {
+                    let output = self.run_engine_stage(index, &plan).await?;
+                    self.stages.insert(index, output);
+                    plans.insert(index, plan);
+                    return Ok(self.stage_as_image(index, &plans).await?.image);
+                }
                 return self.package(index, &plan, &plans).await;
             }
             let output = self.run_engine_stage(index, &plan).await?;

@@ -13,19 +13,18 @@ use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 
 use super::archive::{Overrides, TarOut, write_selection};
-use super::engine_stage::{StepFailed, copy_from_image, load_into_engine};
+use super::engine_stage::{StepFailed, copy_from_image};
 use super::image_fs::{ImageFs, Kind};
 use super::steps::Lookup;
 use super::{Builder, StageBase, config};
 use crate::cache::{LayerRecord, StepRecord};
-use crate::engine::RunSpec;
 use crate::oci::layer::{EntryMeta, Ownership, resolve_chown};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
 use crate::plan::dispatch::{CopyFrom, CopyStep, StagePlan, Step, StepKind};
 
 /// The image a stage's packaging starts from.
-struct PackageBase {
-    image: Arc<dyn Image>,
+pub(super) struct PackageBase {
+    pub(super) image: Arc<dyn Image>,
     config: oci::ImageConfig,
     key: String,
 }
@@ -104,19 +103,7 @@ impl Builder {
             self.reporter.started(id, &name);
             self.reporter.log(id, &format!("cache miss: {reason}"));
             let started = Instant::now();
-            // The image so far carries the history of the steps done, so that its
-            // non-empty history entries match its layers.
-            let done = history.get(..step.history).unwrap_or_default();
-            let current = LayersSoFar {
-                base: &base,
-                layers: &layers,
-                plan,
-                history: done,
-                epoch: self.epoch(),
-            };
-            let result = self
-                .package_step(id, step, &mut fs, prepared.selection, &current)
-                .await;
+            let result = self.package_step(step, &mut fs, prepared.selection).await;
             let layer = match result {
                 Ok(layer) => layer,
                 Err(e) => {
@@ -192,11 +179,9 @@ impl Builder {
     /// Runs one step of the packaging stage; `None` when the filesystem did not change.
     async fn package_step(
         &mut self,
-        id: usize,
         step: &Step,
         fs: &mut ImageFs,
         selection: Option<(crate::context::Selection, crate::context::SelectionDigest)>,
-        current: &LayersSoFar<'_>,
     ) -> anyhow::Result<Option<WrittenLayer>> {
         match &step.kind {
             StepKind::Mkdir { path, user } => {
@@ -251,7 +236,8 @@ impl Builder {
                 self.add_inline(&mut tar, copy, dest_exists)?;
                 self.write_tar_layer(tar, fs).map(Some)
             }
-            StepKind::Run(run) => self.run_in_package(id, run, fs, current).await,
+            // A target stage with RUN steps is built in the engine (see `Builder::run`).
+            StepKind::Run(_) => Err(anyhow::anyhow!("a RUN step cannot be written directly")),
         }
     }
 
@@ -341,78 +327,6 @@ impl Builder {
         })
     }
 
-    /// A RUN in the packaging stage: the image so far is loaded into the engine, the
-    /// command runs there, and what it changed (the committed layer) is rewritten as a
-    /// deterministic layer.
-    async fn run_in_package(
-        &mut self,
-        id: usize,
-        run: &crate::plan::dispatch::RunStep,
-        fs: &mut ImageFs,
-        current: &LayersSoFar<'_>,
-    ) -> anyhow::Result<Option<WrittenLayer>> {
-        let engine = self.engine()?.clone();
-        let image = current.image()?;
-        let image_id = image.config_descriptor().digest().to_string();
-        if engine.find_image(&image_id).await?.is_none() {
-            let omit = self.layers_engine_has(&image).await;
-            load_into_engine(&engine, image.clone(), &omit)
-                .await
-                .context("loading the image so far into the engine")?;
-        }
-        let (spec, _guards): (RunSpec, _) = self.run_spec(run, &image_id)?;
-        let reporter = self.reporter.clone();
-        let container = engine
-            .run(&spec, &mut |line: crate::engine::OutputLine<'_>| {
-                reporter.log(id, line.text)
-            })
-            .await?;
-        let committed = engine
-            .commit_and_remove(container, &config::to_engine(&current.plan.config))
-            .await?;
-        // Docker drops an empty diff: a RUN that changed nothing adds no layer.
-        let before = image.layers().len();
-        let after = self.engine_layer_count(&committed).await?;
-        let layer = if after > before {
-            self.last_layer_of(&committed, fs).await
-        } else {
-            Ok(None)
-        };
-        let _ = engine.remove_image(&committed).await;
-        layer
-    }
-
-    /// The diff_ids of `image` that an image the engine holds already has.
-    async fn layers_engine_has(&self, image: &Arc<dyn Image>) -> Vec<Digest> {
-        let Ok(engine) = self.engine() else {
-            return Vec::new();
-        };
-        let known: Vec<String> = self
-            .loaded
-            .values()
-            .chain(self.stages.values().map(|s| &s.image))
-            .cloned()
-            .collect();
-        crate::publish::layers_engine_has(engine, &known, image.as_ref())
-            .await
-            .into_iter()
-            .collect()
-    }
-
-    /// Saves `image_id` from the engine and rewrites its top layer as a deterministic layer;
-    /// `None` when that layer is empty.
-    async fn last_layer_of(
-        &self,
-        image_id: &str,
-        fs: &mut ImageFs,
-    ) -> anyhow::Result<Option<WrittenLayer>> {
-        let layers = self.engine_layers(image_id, 1).await?;
-        let Some(tar) = layers.into_iter().next_back() else {
-            return Ok(None);
-        };
-        tokio::task::block_in_place(|| self.relayer(tar, fs))
-    }
-
     /// Rewrites an uncompressed layer tar (from `docker save`) deterministically.
     fn relayer(
         &self,
@@ -455,7 +369,7 @@ impl Builder {
     /// A build stage as an image with layers imgbuild wrote: the layers of the image the
     /// stage chain starts from (reused as they are) plus one rewritten layer per layer the
     /// engine made for the stages, with history entries matched to them.
-    async fn stage_as_image(
+    pub(super) async fn stage_as_image(
         &mut self,
         index: usize,
         plans: &HashMap<usize, StagePlan>,
@@ -530,34 +444,17 @@ impl Builder {
                 config::apply_to_oci(&p.config, &history, &mut doc)?;
             }
         }
+        if index == self.graph.target {
+            for (k, v) in &self.request.labels {
+                doc.set_label(k, v);
+            }
+        }
         let image: Arc<dyn Image> = Arc::new(oci::append_layers(root_image, &layers, doc.clone())?);
         Ok(PackageBase {
             image,
             config: doc,
             key: output.key,
         })
-    }
-}
-
-/// The packaging stage's image as far as it has been written, for a RUN to run in.
-struct LayersSoFar<'a> {
-    base: &'a PackageBase,
-    layers: &'a [WrittenLayer],
-    plan: &'a StagePlan,
-    history: &'a [crate::plan::dispatch::History],
-    epoch: i64,
-}
-
-impl LayersSoFar<'_> {
-    fn image(&self) -> anyhow::Result<Arc<dyn Image>> {
-        let mut doc = self.base.config.clone();
-        doc.set_created(self.epoch)?;
-        config::apply_to_oci(&self.plan.config, self.history, &mut doc)?;
-        Ok(Arc::new(oci::append_layers(
-            self.base.image.clone(),
-            self.layers,
-            doc,
-        )?))
     }
 }
 
