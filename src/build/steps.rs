@@ -86,7 +86,7 @@ impl Builder {
                 }
                 match source_key {
                     Some(key) => {
-                        other.insert("source".into(), key.to_owned());
+                        other.insert("the stage or image it copies from".into(), key.to_owned());
                     }
                     None if !copy.sources.is_empty() => {
                         let options = select_options(copy)?;
