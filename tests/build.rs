@@ -424,3 +424,28 @@ fn a_final_stage_built_on_a_build_stage() {
     assert_eq!(digest(&first), digest(&second));
     support::docker_ok(["rmi", tag.as_str()]);
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let project = Project::new(
+        "FROM BUSYBOX AS a\nRUN date +%s > /start && sleep 3 && date +%s > /end\n\
+         FROM BUSYBOX AS b\nRUN date +%s > /start && sleep 3 && date +%s > /end\n\
+         FROM BUSYBOX\nCOPY --from=a /start /a-start\nCOPY --from=a /end /a-end\nCOPY --from=b /start /b-start\nCOPY --from=b /end /b-end\n",
+        &[],
+    );
+    let tag = support::unique_name("parallel");
+    project.build_ok(&["-t", &tag]);
+    let read = |f: &str| run_image(&tag, &["cat", f]).trim().parse::<u128>().unwrap();
+    let (a0, a1, b0, b1) = (
+        read("/a-start"),
+        read("/a-end"),
+        read("/b-start"),
+        read("/b-end"),
+    );
+    // Two RUNs that each sleep 3 s overlap only if the stages ran concurrently.
+    assert!(
+        a0 < b1 && b0 < a1,
+        "stage a ran {a0}..{a1}, stage b {b0}..{b1}: one after the other"
+    );
+    support::docker_ok(["rmi", tag.as_str()]);
+}

@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use super::archive::{CopyFromPlan, Overrides, TarOut, write_copy_from, write_selection};
 use super::mounts::{self, MountContext, MountGuards};
 use super::steps::Lookup;
-use super::{Builder, StageBase, StageOutput, config};
+use std::sync::atomic::Ordering;
+
+use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::StepRecord;
 use crate::engine::{self, Container, Mount, RunSpec};
 use crate::error::InputError;
@@ -38,7 +40,7 @@ impl std::error::Error for StepFailed {}
 impl Builder {
     /// Runs a build stage in the engine.
     pub(super) async fn run_engine_stage(
-        &mut self,
+        &self,
         index: usize,
         plan: &StagePlan,
     ) -> anyhow::Result<StageOutput> {
@@ -62,7 +64,7 @@ impl Builder {
                 Lookup::Hit(record) => match &record.image {
                     Some(cached) if self.engine()?.find_image(cached).await?.is_some() => {
                         self.reporter.cached(id, &name);
-                        self.hits += 1;
+                        self.hits.fetch_add(1, Ordering::Relaxed);
                         image = cached.clone();
                         key = step_key;
                         if image != before {
@@ -78,7 +80,7 @@ impl Builder {
                 },
                 Lookup::Miss { reason } => reason,
             };
-            self.misses += 1;
+            self.misses.fetch_add(1, Ordering::Relaxed);
             self.reporter.started(id, &name);
             self.reporter.log(id, &format!("cache miss: {reason}"));
             let started = Instant::now();
@@ -131,7 +133,7 @@ impl Builder {
 
     /// The engine image a stage starts from, and the root of its keys.
     async fn engine_base(
-        &mut self,
+        &self,
         index: usize,
         plan: &StagePlan,
         total: usize,
@@ -156,8 +158,8 @@ impl Builder {
 
     /// Loads a pulled image into the engine unless it has it (by config digest, which is
     /// the engine's image id); returns the engine image id.
-    pub(super) async fn ensure_loaded(&mut self, name: &str) -> anyhow::Result<String> {
-        if let Some(id) = self.loaded.get(name) {
+    pub(super) async fn ensure_loaded(&self, name: &str) -> anyhow::Result<String> {
+        if let Some(id) = lock(&self.loaded).get(name) {
             return Ok(id.clone());
         }
         let pulled = self.pulled_image(name)?;
@@ -169,14 +171,14 @@ impl Builder {
                 .await
                 .with_context(|| format!("loading {name} into the engine"))?;
         }
-        self.loaded.insert(name.to_owned(), config_digest.clone());
+        lock(&self.loaded).insert(name.to_owned(), config_digest.clone());
         Ok(config_digest)
     }
 
     /// An image with an empty filesystem, for `FROM scratch` build stages (the engine
     /// needs an image to make containers from).
-    async fn ensure_scratch_loaded(&mut self) -> anyhow::Result<String> {
-        if let Some(id) = self.loaded.get("scratch") {
+    async fn ensure_scratch_loaded(&self) -> anyhow::Result<String> {
+        if let Some(id) = lock(&self.loaded).get("scratch") {
             return Ok(id.clone());
         }
         let layer = oci::LayerBuilder::new(
@@ -195,12 +197,12 @@ impl Builder {
                 .await
                 .context("loading an empty image for FROM scratch")?;
         }
-        self.loaded.insert("scratch".into(), id.clone());
+        lock(&self.loaded).insert("scratch".into(), id.clone());
         Ok(id)
     }
 
     /// The engine image a `COPY --from` reads.
-    pub(super) async fn copy_source_image(&mut self, from: &CopyFrom) -> anyhow::Result<String> {
+    pub(super) async fn copy_source_image(&self, from: &CopyFrom) -> anyhow::Result<String> {
         match from {
             CopyFrom::Stage(i) => Ok(self.stage_output(*i)?.image.clone()),
             CopyFrom::Image(name) => self.ensure_loaded(name).await,
@@ -224,7 +226,7 @@ impl Builder {
     }
 
     async fn execute_in_engine(
-        &mut self,
+        &self,
         id: usize,
         step: &Step,
         image: &str,
@@ -357,7 +359,7 @@ impl Builder {
 
     /// Puts the files of a COPY into `container`.
     async fn copy_into(
-        &mut self,
+        &self,
         container: &Container,
         step: &Step,
         copy: &CopyStep,

@@ -17,8 +17,9 @@ mod mounts;
 mod package;
 mod steps;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -96,11 +97,21 @@ pub(crate) struct Builder {
     registry: Arc<registry::Client>,
     engine: Option<Engine>,
     pulled: HashMap<String, Pulled>,
-    stages: HashMap<usize, StageOutput>,
+    /// Finished build stages; stages run concurrently, hence the locks.
+    stages: Mutex<HashMap<usize, StageOutput>>,
+    plans: Mutex<HashMap<usize, StagePlan>>,
     /// Engine image ids of pulled images already loaded.
-    loaded: HashMap<String, String>,
-    hits: usize,
-    misses: usize,
+    loaded: Mutex<HashMap<String, String>>,
+    hits: AtomicUsize,
+    misses: AtomicUsize,
+}
+
+/// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
+/// writer inserts whole entries).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Builds the image `request` describes and publishes it.
@@ -139,10 +150,11 @@ pub async fn build(
         registry,
         engine,
         pulled: HashMap::new(),
-        stages: HashMap::new(),
-        loaded: HashMap::new(),
-        hits: 0,
-        misses: 0,
+        stages: Mutex::new(HashMap::new()),
+        plans: Mutex::new(HashMap::new()),
+        loaded: Mutex::new(HashMap::new()),
+        hits: AtomicUsize::new(0),
+        misses: AtomicUsize::new(0),
     };
     let image = builder.run().await?;
     let digest = image.digest().to_string();
@@ -156,8 +168,8 @@ pub async fn build(
         config_digest,
         size,
         layers,
-        cache_hits: builder.hits,
-        cache_misses: builder.misses,
+        cache_hits: builder.hits.load(Ordering::Relaxed),
+        cache_misses: builder.misses.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     })
 }
@@ -212,36 +224,81 @@ impl Builder {
 
     async fn run(&mut self) -> anyhow::Result<Arc<dyn Image>> {
         self.pull_images().await?;
-        let needed = self.graph.needed.clone();
-        let target = self.graph.target;
-        let mut plans: HashMap<usize, StagePlan> = HashMap::new();
-        for &index in &needed {
-            let base_config = self.base_config(index)?;
-            let plan = dispatch::dispatch_stage(&self.graph, index, &base_config)?;
-            for warning in &plan.warnings {
-                self.reporter.warning(warning);
+        let this = &*self;
+        let target = this.graph.target;
+        // Build stages run as soon as the stages they need are done, several at once.
+        let mut pending: BTreeSet<usize> = this
+            .graph
+            .needed
+            .iter()
+            .copied()
+            .filter(|&i| i != target)
+            .collect();
+        let mut done: BTreeSet<usize> = BTreeSet::new();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        loop {
+            let ready: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    this.graph.stages[i]
+                        .stage_deps
+                        .iter()
+                        .all(|d| done.contains(d))
+                })
+                .collect();
+            for i in ready {
+                pending.remove(&i);
+                running.push(async move { (i, this.build_stage(i).await) });
             }
-            if index == target {
-                // A target with RUN steps runs in the engine like a build stage; its layers
-                // are then exported and rewritten deterministically. Without RUN, every
-                // layer is written directly.
-                if plan
-                    .steps
-                    .iter()
-                    .any(|s| matches!(s.kind, dispatch::StepKind::Run(_)))
-                {
-                    let output = self.run_engine_stage(index, &plan).await?;
-                    self.stages.insert(index, output);
-                    plans.insert(index, plan);
-                    return Ok(self.stage_as_image(index, &plans).await?.image);
-                }
-                return self.package(index, &plan, &plans).await;
-            }
-            let output = self.run_engine_stage(index, &plan).await?;
-            self.stages.insert(index, output);
-            plans.insert(index, plan);
+            let Some((i, result)) = futures_util::StreamExt::next(&mut running).await else {
+                break;
+            };
+            result?;
+            done.insert(i);
         }
-        anyhow::bail!("the target stage was not among the stages to build")
+        if !pending.is_empty() {
+            anyhow::bail!("stages {pending:?} could not be scheduled");
+        }
+        this.build_target(target).await
+    }
+
+    /// Dispatches and runs one build stage in the engine.
+    async fn build_stage(&self, index: usize) -> anyhow::Result<()> {
+        let base_config = self.base_config(index)?;
+        let plan = dispatch::dispatch_stage(&self.graph, index, &base_config)?;
+        for warning in &plan.warnings {
+            self.reporter.warning(warning);
+        }
+        let output = self.run_engine_stage(index, &plan).await?;
+        lock(&self.stages).insert(index, output);
+        lock(&self.plans).insert(index, plan);
+        Ok(())
+    }
+
+    /// The image of the target stage.
+    async fn build_target(&self, index: usize) -> anyhow::Result<Arc<dyn Image>> {
+        let base_config = self.base_config(index)?;
+        let plan = dispatch::dispatch_stage(&self.graph, index, &base_config)?;
+        for warning in &plan.warnings {
+            self.reporter.warning(warning);
+        }
+        let plans = lock(&self.plans).clone();
+        // A target with RUN steps runs in the engine like a build stage; its layers are
+        // then exported and rewritten deterministically. Without RUN, every layer is
+        // written directly.
+        if plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.kind, dispatch::StepKind::Run(_)))
+        {
+            let output = self.run_engine_stage(index, &plan).await?;
+            lock(&self.stages).insert(index, output);
+            let mut plans = plans;
+            plans.insert(index, plan);
+            return Ok(self.stage_as_image(index, &plans).await?.image);
+        }
+        self.package(index, &plan, &plans).await
     }
 
     /// Pulls every image a needed stage names (FROM and `COPY --from=image`), once each.
@@ -334,9 +391,10 @@ impl Builder {
             .ok_or_else(|| anyhow::anyhow!("image {name} was not pulled"))
     }
 
-    fn stage_output(&self, index: usize) -> anyhow::Result<&StageOutput> {
-        self.stages
+    fn stage_output(&self, index: usize) -> anyhow::Result<StageOutput> {
+        lock(&self.stages)
             .get(&index)
+            .cloned()
             .ok_or_else(|| anyhow::anyhow!("stage {index} was not built"))
     }
 
@@ -359,8 +417,8 @@ impl Builder {
     }
 
     async fn publish(&self, image: Arc<dyn Image>) -> anyhow::Result<()> {
-        let mut known: Vec<String> = self.loaded.values().cloned().collect();
-        known.extend(self.stages.values().map(|s| s.image.clone()));
+        let mut known: Vec<String> = lock(&self.loaded).values().cloned().collect();
+        known.extend(lock(&self.stages).values().map(|s| s.image.clone()));
         let deps = SinkDeps {
             engine: self.engine.clone(),
             registry: Some(self.registry.clone()),

@@ -16,6 +16,8 @@ use super::archive::{Overrides, TarOut, write_selection};
 use super::engine_stage::{StepFailed, copy_from_image};
 use super::image_fs::{ImageFs, Kind};
 use super::steps::Lookup;
+use std::sync::atomic::Ordering;
+
 use super::{Builder, StageBase, config};
 use crate::cache::{LayerRecord, StepRecord};
 use crate::oci::layer::{EntryMeta, Ownership, resolve_chown};
@@ -32,7 +34,7 @@ pub(super) struct PackageBase {
 impl Builder {
     /// Writes the target stage as an image.
     pub(super) async fn package(
-        &mut self,
+        &self,
         index: usize,
         plan: &StagePlan,
         plans: &HashMap<usize, StagePlan>,
@@ -80,7 +82,7 @@ impl Builder {
                 Lookup::Hit(record) => match self.cached_layer(&record) {
                     Some(cached) => {
                         self.reporter.cached(id, &name);
-                        self.hits += 1;
+                        self.hits.fetch_add(1, Ordering::Relaxed);
                         match cached {
                             Some(layer) => {
                                 let blob = layer.path.clone();
@@ -99,7 +101,7 @@ impl Builder {
                 },
                 Lookup::Miss { reason } => reason,
             };
-            self.misses += 1;
+            self.misses.fetch_add(1, Ordering::Relaxed);
             self.reporter.started(id, &name);
             self.reporter.log(id, &format!("cache miss: {reason}"));
             let started = Instant::now();
@@ -178,7 +180,7 @@ impl Builder {
 
     /// Runs one step of the packaging stage; `None` when the filesystem did not change.
     async fn package_step(
-        &mut self,
+        &self,
         step: &Step,
         fs: &mut ImageFs,
         selection: Option<(crate::context::Selection, crate::context::SelectionDigest)>,
@@ -370,7 +372,7 @@ impl Builder {
     /// stage chain starts from (reused as they are) plus one rewritten layer per layer the
     /// engine made for the stages, with history entries matched to them.
     pub(super) async fn stage_as_image(
-        &mut self,
+        &self,
         index: usize,
         plans: &HashMap<usize, StagePlan>,
     ) -> anyhow::Result<PackageBase> {
