@@ -191,17 +191,66 @@ fn remove_empty_and_dangling(rootfs: &Path, dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Whether a symlink of the image points at something, resolving absolute targets inside
-/// `rootfs` (never on the host). One level only: a target that is itself a symlink counts
-/// as existing.
+/// Whether a symlink of the image points at something, following the whole chain as the
+/// kernel would inside the image: absolute targets and `..` resolve inside `rootfs`, never
+/// on the host (`/etc/alternatives/awk.1.gz`, `/bin` → `usr/bin`). A loop counts as dangling.
 fn symlink_resolves(rootfs: &Path, link: &Path) -> io::Result<bool> {
-    let target = fs::read_link(link)?;
-    let resolved = if target.is_absolute() {
-        rootfs.join(target.strip_prefix("/").unwrap_or(&target))
-    } else {
-        link.parent().unwrap_or(rootfs).join(&target)
-    };
-    Ok(fs::symlink_metadata(resolved).is_ok())
+    use std::path::Component;
+    const MAX_HOPS: usize = 40;
+    let inside = link.strip_prefix(rootfs).unwrap_or(link);
+    // Components still to walk, last first; and where the walk is, inside the image.
+    let mut pending: Vec<std::ffi::OsString> = inside
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    let mut at = PathBuf::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            at.pop();
+            continue;
+        }
+        if part == "." {
+            continue;
+        }
+        let candidate = rootfs.join(&at).join(&part);
+        let meta = match fs::symlink_metadata(&candidate) {
+            Ok(m) => m,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        if !meta.file_type().is_symlink() {
+            at.push(&part);
+            continue;
+        }
+        hops += 1;
+        if hops > MAX_HOPS {
+            return Ok(false);
+        }
+        let target = fs::read_link(&candidate)?;
+        if target.is_absolute() {
+            at = PathBuf::new();
+        }
+        for c in target.components().rev() {
+            match c {
+                Component::Normal(n) => pending.push(n.to_os_string()),
+                Component::ParentDir => pending.push("..".into()),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Uncomments (or adds) each locale's line in `/etc/locale.gen`, taking its charset from
@@ -441,7 +490,33 @@ mod tests {
         fs::create_dir_all(r.join("usr/share/doc/libfoo")).unwrap();
         std::os::unix::fs::symlink("/usr/share/doc/gone", r.join("usr/share/doc/libbar")).unwrap();
         std::os::unix::fs::symlink("bash", r.join("usr/share/doc/bash-alias")).unwrap();
+        // Man pages reached through update-alternatives: dangling at the end of the chain,
+        // and a chain that ends in a kept file through the merged-/usr link /bin.
+        fs::create_dir_all(r.join("etc/alternatives")).unwrap();
+        fs::create_dir_all(r.join("usr/bin")).unwrap();
+        fs::write(r.join("usr/bin/mawk"), "").unwrap();
+        std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
+        std::os::unix::fs::symlink(
+            "/usr/share/man/man1/mawk.1.gz",
+            r.join("etc/alternatives/awk.1.gz"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/alternatives/awk.1.gz",
+            r.join("usr/share/man/man1/awk.1.gz"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../../../bin/mawk", r.join("usr/share/man/man1/keep"))
+            .unwrap();
+        std::os::unix::fs::symlink("loop", r.join("usr/share/man/man1/loop")).unwrap();
         slimify(r).unwrap();
+        assert!(!exists(r, "usr/share/man/man1/awk.1.gz"));
+        assert!(exists(r, "usr/share/man/man1/keep"));
+        assert!(!exists(r, "usr/share/man/man1/loop"));
+        assert!(
+            exists(r, "etc/alternatives/awk.1.gz"),
+            "only the slimmed directories change"
+        );
         assert!(exists(r, "usr/share/doc/bash/copyright"));
         assert!(!exists(r, "usr/share/doc/bash/changelog.Debian.gz"));
         assert!(!exists(r, "usr/share/doc/bash/examples"));
@@ -451,7 +526,7 @@ mod tests {
             exists(r, "usr/share/doc/bash-alias"),
             "a link to a kept directory stays"
         );
-        assert!(!exists(r, "usr/share/man/man1"));
+        assert!(!exists(r, "usr/share/man/man1/bash.1.gz"));
         assert!(
             exists(r, "usr/share/man"),
             "the excluded directory itself stays"
