@@ -79,3 +79,50 @@ fn without_root_it_says_so() {
         .unwrap();
     assert_input_error(&output, "must run as root");
 }
+
+#[test]
+fn a_failing_debootstrap_leaves_nothing_behind() {
+    // A real debootstrap against Debian's mirror, which stops at the unknown package
+    // once it has the package lists.
+    let recipe = tempdir();
+    std::fs::write(
+        recipe.path().join("image.toml"),
+        "[debian]\nsuite = \"bookworm\"\npackages = [\"imgbuild-no-such-package\"]\n\
+         [image]\ntag = \"imgbuild-test/broken:1\"\n",
+    )
+    .unwrap();
+    let cache = tempdir();
+    let out = tempdir();
+    let output = Command::new(imgbuild_bin())
+        .args(["base", "build"])
+        .arg(recipe.path())
+        .arg("--output")
+        .arg(format!(
+            "type=oci,dest={}",
+            out.path().join("image").display()
+        ))
+        .args(["--progress", "plain"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("imgbuild-no-such-package"), "{stderr}");
+    assert!(
+        stderr.contains("error: debootstrap of bookworm"),
+        "{stderr}"
+    );
+    let builds = cache.path().join("imgbuild/base-build");
+    let left: Vec<_> = std::fs::read_dir(&builds).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        builds.display()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(cache.path().to_str().unwrap()),
+        "still mounted:\n{mounts}"
+    );
+    assert!(!out.path().join("image").exists());
+}

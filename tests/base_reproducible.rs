@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use base_common::{imgbuild_bin, recipe, tempdir};
+use base_common::{docker_ok, env, imgbuild_bin, recipe, tempdir, unique_name};
 use imgbuild::oci::{Image, Platform, open_oci_layout, validate_image};
 
 /// One line per layer entry: header fields and a digest of the content.
@@ -77,14 +77,31 @@ fn bookworm_slim_twice_gives_the_same_digest() {
         .iter()
         .map(|name| dir.path().join(name))
         .collect();
+    // The second build also goes to the engine, under a tag of this test, with an iidfile.
+    let engine_tag = format!("{}:slim", unique_name("base"));
+    let iidfile = dir.path().join("iid");
+    let extra: [Vec<String>; 2] = [
+        Vec::new(),
+        vec![
+            "--output".into(),
+            "type=engine".into(),
+            "-t".into(),
+            engine_tag.clone(),
+            "--iidfile".into(),
+            iidfile.display().to_string(),
+        ],
+    ];
     let children: Vec<_> = outputs
         .iter()
-        .map(|out| {
+        .zip(&extra)
+        .map(|(out, extra)| {
             Command::new(imgbuild_bin())
                 .args(["base", "build"])
                 .arg(&slim)
                 .arg("--output")
                 .arg(format!("type=oci,dest={}", out.display()))
+                .args(extra)
+                .env("DOCKER_HOST", &env().docker_host)
                 .args(["--progress", "plain"])
                 .env_remove("SOURCE_DATE_EPOCH")
                 .stdout(Stdio::piped())
@@ -120,6 +137,22 @@ fn bookworm_slim_twice_gives_the_same_digest() {
         let created = config.created().unwrap_or_default().to_owned();
         assert!(created.as_str() > "2023", "created: {created}");
     }
+    let config_digest = images[1].config_descriptor().digest().to_string();
+    assert_eq!(std::fs::read_to_string(&iidfile).unwrap(), config_digest);
+    let id = docker_ok([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        engine_tag.as_str(),
+    ]);
+    docker_ok(["rmi", engine_tag.as_str()]);
+    assert_eq!(
+        id.trim(),
+        config_digest,
+        "the engine holds the image that was written"
+    );
+
     if digests[0] != digests[1] {
         let diff = differences(&layer_entries(&images[0]), &layer_entries(&images[1]));
         panic!(

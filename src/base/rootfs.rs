@@ -39,6 +39,7 @@ pub fn check_host(platform: &Platform) -> Result<(), InputError> {
     for (tool, package) in [
         ("debootstrap", "debootstrap"),
         ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
         ("chroot", "coreutils"),
         ("dpkg", "dpkg"),
     ] {
@@ -121,7 +122,7 @@ impl Runner<'_> {
         command.arg("debootstrap").args(&args);
         self.run("debootstrap", command).with_context(|| {
             format!(
-                "debootstrap of {} from {} failed; its log is in the error above",
+                "debootstrap of {} from {} failed",
                 recipe.suite, recipe.mirror
             )
         })
@@ -148,11 +149,14 @@ impl Runner<'_> {
             .with_context(|| format!("`{shown}` in the new root filesystem failed"))
     }
 
-    /// `unshare` into a private mount namespace, with a clean, fixed environment.
+    /// `unshare` into a private mount namespace, with a clean, fixed environment. `setpriv
+    /// --pdeathsig` kills the tool if imgbuild dies, so no orphaned debootstrap keeps
+    /// writing into a build directory that the next build sweeps away.
     fn private_mounts(&self) -> Command {
-        let mut command = Command::new("unshare");
+        let mut command = Command::new("setpriv");
         command
-            .args(["--mount", "--propagation", "private", "--"])
+            .args(["--pdeathsig", "KILL", "--"])
+            .args(["unshare", "--mount", "--propagation", "private", "--"])
             .env_clear()
             .env("PATH", TOOL_PATH)
             .env("HOME", "/root")
