@@ -29,13 +29,13 @@ use anyhow::{Context, bail};
 
 pub use recipe::{BUILDER_LABEL, RECIPE_LABEL, Recipe};
 pub use rootfs::{check_host, fetch_release_epoch};
-pub use workdir::WorkDir;
 
 use crate::oci::{
     self, AddOptions, Compression, Image, ImageConfig, LayerBuilder, LayerOptions, Platform,
     layer::Walk,
 };
 use crate::progress::{Ids, Reporter};
+use workdir::WorkDir;
 
 /// The sources of this module, hashed into [`BUILDER_LABEL`] so that a change to how base
 /// images are made is seen as a change of the image (`scripts/base-images` rebuilds).

@@ -40,6 +40,7 @@ impl WorkDir {
         })
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
