@@ -100,7 +100,7 @@ pub fn build(
     let (layer, config) = match (result, cleanup) {
         (Ok(built), Ok(())) => built,
         (Err(e), _) => {
-            // An error here is only reported: the build's own error matters more.
+            // A failure to clean up is dropped: the build's own error is the one to report.
             let _ = workdir.remove();
             return Err(e);
         }
