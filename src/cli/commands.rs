@@ -5,17 +5,17 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use super::args::{BaseCommand, Cli, Command, DebugCommand, PushArgs};
+use super::args::{BaseBuildArgs, BaseCommand, Cli, Command, DebugCommand, PushArgs};
 use super::request::{default_cache_dir, process_env, progress_mode};
 use crate::error::InputError;
-use crate::request::{BuildRequest, RegistryOptions};
-use crate::{frontend, oci, progress, registry};
+use crate::request::{BuildRequest, PublishRequest, RegistryOptions};
+use crate::{base, frontend, oci, progress, registry};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build(BuildRequest::from_args(*args, &process_env)?),
         Command::Debug(DebugCommand::Parse { dockerfile }) => debug_parse(&dockerfile),
-        Command::Base(BaseCommand::Build(_)) => Err(not_yet("imgbuild base build")),
+        Command::Base(BaseCommand::Build(args)) => base_build(args),
         Command::Push(args) => push(args),
     }
 }
@@ -105,5 +105,88 @@ fn push(args: PushArgs) -> anyhow::Result<()> {
     })?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", digest.digest).context("writing the digest")?;
+    Ok(())
+}
+
+/// `imgbuild base build base-images/NAME`: a base image from Debian packages, published
+/// like a build's result; prints the image's manifest digest on stdout.
+fn base_build(args: BaseBuildArgs) -> anyhow::Result<()> {
+    let recipe = base::Recipe::load(&args.recipe)?;
+    // Without --source-date-epoch or $SOURCE_DATE_EPOCH, the suite's Release date is the
+    // epoch, so that the same Debian snapshot gives the same image.
+    let explicit_epoch = args.publish.source_date_epoch.is_some()
+        || process_env("SOURCE_DATE_EPOCH").is_some_and(|v| !v.is_empty());
+    let mut request = PublishRequest::from_args(args.publish, &process_env)?;
+    // The recipe's tag names the image in the engine or files; a push needs an explicit
+    // --tag (the recipe's would mean Docker Hub).
+    if request.tags.is_empty() && !request.push {
+        request.tags.push(recipe.tag.clone());
+    }
+    let cache_dir = default_cache_dir(&process_env)?;
+    base::check_host(&request.platform)?;
+    let reporter = progress::reporter(request.progress);
+    let started = std::time::Instant::now();
+    let digest = runtime()?.block_on(async {
+        let registry = if request.push {
+            let credentials = registry::Credentials::from_environment()?;
+            Some(std::sync::Arc::new(registry::Client::new(
+                &request.registry,
+                credentials,
+            )?))
+        } else {
+            None
+        };
+        let deps = crate::publish::SinkDeps {
+            // Only an engine output needs it; sinks_for says so when it is missing.
+            engine: crate::engine::Engine::connect().await.ok(),
+            registry,
+            blobs: registry::BlobStore::open(&cache_dir)?,
+            engine_known_images: Vec::new(),
+        };
+        // Before the build: a wrong output or tag fails in a second, not after minutes.
+        let sinks = crate::publish::sinks_for(&request, &deps)?;
+        let epoch = if explicit_epoch {
+            request.source_date_epoch
+        } else {
+            base::fetch_release_epoch(&recipe.mirror, &recipe.suite).await?
+        };
+        let options = base::BuildOptions {
+            cache_dir: cache_dir.clone(),
+            epoch,
+            epoch_from_release: !explicit_epoch,
+            compression: request.compression,
+            platform: request.platform.clone(),
+        };
+        let ids = progress::Ids::default();
+        let built =
+            tokio::task::block_in_place(|| base::build(&recipe, &options, &reporter, &ids))?;
+        let mut pushed = None;
+        for sink in &sinks {
+            let published = sink
+                .publish(built.image.clone(), &request.tags, &reporter, &ids)
+                .await
+                .with_context(|| format!("publishing to {}", sink.describe()))?;
+            if matches!(sink, crate::publish::Sink::Registry(_)) {
+                pushed = Some(published.digest);
+            }
+        }
+        let recorder = crate::publish::Recorder {
+            iidfile: request.iidfile.clone(),
+            metadata_file: request.metadata_file.clone(),
+        };
+        recorder.record(built.image.as_ref(), &request.tags, pushed.as_ref())?;
+        let digest = built.image.digest();
+        reporter.summary(&format!(
+            "{} {digest}: {} compressed, {} uncompressed, built in {:.0?}",
+            request.tags.join(", "),
+            indicatif::HumanBytes(built.compressed_size),
+            indicatif::HumanBytes(built.uncompressed_size),
+            started.elapsed()
+        ));
+        built.remove()?;
+        anyhow::Ok(digest)
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{digest}").context("writing the digest")?;
     Ok(())
 }
