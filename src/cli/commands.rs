@@ -20,12 +20,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn not_yet(what: &str) -> anyhow::Error {
-    InputError::new(format!(
-        "{what} is not yet supported in this version of imgbuild"
-    ))
-    .into()
-}
 
 fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
     let bytes = frontend::read_dockerfile(path)?;
