@@ -20,7 +20,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-
 fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
     let bytes = frontend::read_dockerfile(path)?;
     let ast = frontend::parse_dockerfile(&path.display().to_string(), &bytes)?;
