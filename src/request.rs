@@ -85,5 +85,11 @@ pub struct BuildRequest {
     pub cache_dir: PathBuf,
     /// `--secret`s by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--cache-from`, in order.
+    pub cache_from: Vec<crate::cache::remote::CacheLocation>,
+    /// `--cache-to`.
+    pub cache_to: Vec<crate::cache::remote::CacheExport>,
+    /// `--label-from-git`.
+    pub label_from_git: bool,
     pub publish: PublishRequest,
 }

@@ -10,11 +10,12 @@ use futures_util::StreamExt;
 
 use super::archive::{CopyFromPlan, Overrides, TarOut, write_copy_from, write_selection};
 use super::mounts::{self, MountContext, MountGuards};
-use super::steps::Lookup;
 use std::sync::atomic::Ordering;
 
+use super::remote_cache::{EngineState, Found, UsedResult, UsedStep, cache_mount_ids};
 use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::StepRecord;
+use crate::cache::remote::StepKind as CachedKind;
 use crate::engine::{self, Container, Mount, RunSpec};
 use crate::error::InputError;
 use crate::oci::layer::{Ownership, resolve_chown};
@@ -38,7 +39,10 @@ impl std::fmt::Display for StepFailed {
 impl std::error::Error for StepFailed {}
 
 impl Builder {
-    /// Runs a build stage in the engine.
+    /// Runs a build stage in the engine. Cached steps reuse the engine image of an earlier
+    /// build, or the layer the step cache holds (an imported cache's, on a fresh machine):
+    /// those layers are loaded into the engine only when a step has to run on top of them
+    /// or something reads the stage.
     pub(super) async fn run_engine_stage(
         &self,
         index: usize,
@@ -46,49 +50,81 @@ impl Builder {
     ) -> anyhow::Result<StageOutput> {
         let base = self.stage_base(index);
         let total = plan.steps.len() + usize::from(matches!(base, StageBase::Image(_)));
-        let (mut image, mut key) = self.engine_base(index, plan, total).await?;
+        let (mut state, mut key) = self.engine_base(index, plan, total).await?;
         let first = total - plan.steps.len();
+        let target = index == self.graph.target;
         // A step whose commit changed nothing gets a new image but no layer (Docker drops
         // empty diffs), so layers are counted rather than assumed.
         let mut layer_steps = Vec::new();
-        let mut layer_count = self.engine_layer_count(&image).await?;
+        let mut layer_count = self.engine_layer_count(&state.image).await? + state.pending.len();
         for (n, step) in plan.steps.iter().enumerate() {
-            let before = image.clone();
             let name = self.step_name(plan, first + n + 1, total, &step.display);
             let identity = self.identity(&plan.name, n);
+            let position = self.position(&plan.name, n);
             let source_key = self.copy_source_key(step)?;
             let prepared = self.prepare(step, &key, source_key.as_deref(), &|_| false)?;
             let id = self.ids.next();
             let step_key = prepared.inputs.key();
-            let reason = match self.lookup(&identity, &prepared.inputs) {
-                Lookup::Hit(record) => match &record.image {
-                    Some(cached) if self.engine()?.find_image(cached).await?.is_some() => {
-                        self.reporter.cached(id, &name);
-                        self.hits.fetch_add(1, Ordering::Relaxed);
-                        image = cached.clone();
-                        key = step_key;
-                        if image != before {
-                            let count = self.engine_layer_count(&image).await?;
-                            if count > layer_count {
-                                layer_steps.push(step.history);
-                            }
-                            layer_count = count;
-                        }
-                        continue;
+            let used = |result| UsedStep {
+                key: step_key.clone(),
+                inputs: prepared.inputs.clone(),
+                position: position.clone(),
+                kind: CachedKind::Engine,
+                target,
+                result,
+                mounts: cache_mount_ids(step),
+            };
+            let reason = match self
+                .find_engine_step(&identity, &position, &prepared.inputs)
+                .await?
+            {
+                Found::Image { image, layer } => {
+                    self.reporter.cached(id, &name);
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    let diff_id = self.count_layer(&image, &mut layer_count).await?;
+                    if diff_id.is_some() {
+                        layer_steps.push(step.history);
                     }
-                    _ => "the engine no longer has the step's image".to_owned(),
-                },
-                Lookup::Miss { reason } => reason,
+                    self.record_use(used(match layer {
+                        Some(layer) if diff_id.as_deref() == Some(layer.diff_id.as_str()) => {
+                            UsedResult::Layer(Some(layer))
+                        }
+                        _ => UsedResult::Engine {
+                            image: image.clone(),
+                            diff_id,
+                        },
+                    }));
+                    state = EngineState::at(image);
+                    key = step_key;
+                    continue;
+                }
+                Found::Layer(layer) => {
+                    self.reporter.cached(id, &name);
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(layer) = &layer {
+                        state.pending.push(layer.clone());
+                        layer_steps.push(step.history);
+                        layer_count += 1;
+                    }
+                    self.record_use(used(UsedResult::Layer(layer)));
+                    key = step_key;
+                    continue;
+                }
+                Found::Miss(reason) => reason,
             };
             self.misses.fetch_add(1, Ordering::Relaxed);
             self.reporter.started(id, &name);
             self.reporter.log(id, &format!("cache miss: {reason}"));
             let started = Instant::now();
-            let result = self.execute_in_engine(id, step, &image, plan).await;
+            let result = async {
+                let image = self.materialize(&mut state, &plan.config, id).await?;
+                self.execute_in_engine(id, step, &image, plan).await
+            }
+            .await;
             match result {
                 Ok(new_image) => {
                     self.reporter.done(id, started.elapsed());
-                    image = new_image;
+                    state = EngineState::at(new_image);
                 }
                 Err(e) => {
                     self.reporter.failed(id, started.elapsed());
@@ -103,22 +139,24 @@ impl Builder {
                 &identity,
                 &StepRecord {
                     key: step_key.clone(),
-                    inputs: prepared.inputs,
-                    image: Some(image.clone()),
+                    inputs: prepared.inputs.clone(),
+                    image: Some(state.image.clone()),
                     layer: None,
                 },
             );
-            key = step_key;
-            if image != before {
-                let count = self.engine_layer_count(&image).await?;
-                if count > layer_count {
-                    layer_steps.push(step.history);
-                }
-                layer_count = count;
+            let diff_id = self.count_layer(&state.image, &mut layer_count).await?;
+            if diff_id.is_some() {
+                layer_steps.push(step.history);
             }
+            self.record_use(used(UsedResult::Engine {
+                image: state.image.clone(),
+                diff_id,
+            }));
+            key = step_key;
         }
         Ok(StageOutput {
-            image,
+            image: state.image,
+            pending: state.pending,
             key,
             config: plan.config.clone(),
             base,
@@ -126,22 +164,45 @@ impl Builder {
         })
     }
 
+    /// The diff_id of the layer `image` has on top of the `count` before it, if it has one
+    /// more; `count` becomes its layer count.
+    async fn count_layer(&self, image: &str, count: &mut usize) -> anyhow::Result<Option<String>> {
+        let diff_ids = self
+            .engine()?
+            .find_image(image)
+            .await?
+            .map(|i| i.diff_ids)
+            .unwrap_or_default();
+        let added = (diff_ids.len() > *count)
+            .then(|| diff_ids.last().cloned())
+            .flatten();
+        *count = diff_ids.len();
+        Ok(added)
+    }
+
     pub(super) async fn engine_layer_count(&self, image: &str) -> anyhow::Result<usize> {
         let info = self.engine()?.find_image(image).await?;
         Ok(info.map_or(0, |i| i.diff_ids.len()))
     }
 
-    /// The engine image a stage starts from, and the root of its keys.
+    /// The engine image a stage starts from (with the cached layers of the stage it is
+    /// built on not loaded yet), and the root of its keys.
     async fn engine_base(
         &self,
         index: usize,
         plan: &StagePlan,
         total: usize,
-    ) -> anyhow::Result<(String, String)> {
+    ) -> anyhow::Result<(EngineState, String)> {
         match self.stage_base(index) {
             StageBase::Stage(i) => {
                 let out = self.stage_output(i)?;
-                Ok((out.image.clone(), out.key.clone()))
+                Ok((
+                    EngineState {
+                        image: out.image.clone(),
+                        pending: out.pending.clone(),
+                    },
+                    out.key.clone(),
+                ))
             }
             StageBase::Image(name) => {
                 let id = self.ids.next();
@@ -150,9 +211,15 @@ impl Builder {
                 let started = Instant::now();
                 let image = self.ensure_loaded(&name).await?;
                 self.reporter.done(id, started.elapsed());
-                Ok((image, self.pulled_image(&name)?.digest.clone()))
+                Ok((
+                    EngineState::at(image),
+                    self.pulled_image(&name)?.digest.clone(),
+                ))
             }
-            StageBase::Scratch => Ok((self.ensure_scratch_loaded().await?, "scratch".to_owned())),
+            StageBase::Scratch => Ok((
+                EngineState::at(self.ensure_scratch_loaded().await?),
+                "scratch".to_owned(),
+            )),
         }
     }
 
@@ -204,7 +271,7 @@ impl Builder {
     /// The engine image a `COPY --from` reads.
     pub(super) async fn copy_source_image(&self, from: &CopyFrom) -> anyhow::Result<String> {
         match from {
-            CopyFrom::Stage(i) => Ok(self.stage_output(*i)?.image.clone()),
+            CopyFrom::Stage(i) => self.stage_image(*i).await,
             CopyFrom::Image(name) => self.ensure_loaded(name).await,
             CopyFrom::Context => Err(anyhow::anyhow!(
                 "a COPY from the build context has no source image"
@@ -237,6 +304,7 @@ impl Builder {
         match &step.kind {
             StepKind::Run(run) => {
                 let (spec, _guards) = self.run_spec(run, image)?;
+                self.restore_cache_mounts(id, run).await;
                 let reporter = self.reporter.clone();
                 let container = engine
                     .run(&spec, &mut |line: engine::OutputLine<'_>| {

@@ -15,6 +15,7 @@ mod engine_stage;
 mod image_fs;
 mod mounts;
 mod package;
+mod remote_cache;
 mod steps;
 
 use std::collections::{BTreeSet, HashMap};
@@ -73,6 +74,9 @@ struct StageOutput {
     base: StageBase,
     /// History indices of the steps that added a layer in the engine, in order.
     layer_steps: Vec<usize>,
+    /// Layers from the step cache on top of `image`, not loaded into the engine until
+    /// something needs the stage's image ([`Builder::stage_image`]).
+    pending: Vec<crate::cache::LayerRecord>,
 }
 
 /// Where a stage starts.
@@ -104,6 +108,12 @@ pub(crate) struct Builder {
     loaded: Mutex<HashMap<String, String>>,
     hits: AtomicUsize,
     misses: AtomicUsize,
+    /// The steps imported with `--cache-from`.
+    remote: crate::cache::remote::RemoteCache,
+    /// The steps this build used, for `--cache-to`.
+    journal: Mutex<Vec<remote_cache::UsedStep>>,
+    /// Cache mounts already restored from an imported cache (or found non-empty).
+    restored_mounts: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
@@ -116,10 +126,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Builds the image `request` describes and publishes it.
 pub async fn build(
-    request: BuildRequest,
+    mut request: BuildRequest,
     reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<BuildResult> {
     let started = Instant::now();
+    if request.label_from_git {
+        match crate::context::git::labels(&request.context, request.publish.source_date_epoch) {
+            // An explicit --label wins.
+            Ok(labels) => {
+                for (key, value) in labels {
+                    request.labels.entry(key).or_insert(value);
+                }
+            }
+            Err(why) => reporter.warning(&format!(
+                "--label-from-git: no labels, {} is not in a usable git checkout ({why})",
+                request.context.display()
+            )),
+        }
+    }
     let graph = crate::frontend::load(&request)?;
     for arg in &graph.unused_build_args {
         reporter.warning(&format!(
@@ -138,11 +162,14 @@ pub async fn build(
         credentials,
     )?);
     let engine = connect_engine_if_needed(&request, &graph).await?;
+    let ids = Ids::default();
+    let remote =
+        remote_cache::import_caches(&request, &registry, &registry_blobs, &reporter, &ids).await;
     let mut builder = Builder {
         request,
         graph,
         reporter,
-        ids: Ids::default(),
+        ids,
         context,
         oci_blobs,
         registry_blobs,
@@ -155,6 +182,9 @@ pub async fn build(
         loaded: Mutex::new(HashMap::new()),
         hits: AtomicUsize::new(0),
         misses: AtomicUsize::new(0),
+        remote,
+        journal: Mutex::new(Vec::new()),
+        restored_mounts: tokio::sync::Mutex::new(Default::default()),
     };
     let image = builder.run().await?;
     let digest = image.digest().to_string();
@@ -162,6 +192,7 @@ pub async fn build(
     let size = image.layers().iter().map(|l| l.size()).sum();
     let layers = image.layers().len();
     builder.publish(image.clone()).await?;
+    builder.export_caches().await?;
     Ok(BuildResult {
         image,
         digest,

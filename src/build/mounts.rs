@@ -78,12 +78,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                 if mount.from.is_some() || mount.source.is_some() {
                     return Err(not_supported("type=cache with from= or source="));
                 }
-                let id = mount
-                    .id
-                    .clone()
-                    .or_else(|| mount.target.clone())
-                    .unwrap_or_default();
-                let dir = cache_mount_dir(cx.cache_dir, &id);
+                let dir = cache_mount_dir(cx.cache_dir, &cache_id(mount));
                 let fresh = !dir.exists();
                 fs::create_dir_all(&dir)
                     .with_context(|| format!("creating the cache mount {}", dir.display()))?;
@@ -219,6 +214,15 @@ fn target_of(mount: &Mount) -> anyhow::Result<String> {
         .target
         .clone()
         .ok_or_else(|| InputError::new("RUN --mount needs target=PATH").into())
+}
+
+/// A cache mount's id: `id=`, else its target, as BuildKit names cache mounts.
+pub fn cache_id(mount: &Mount) -> String {
+    mount
+        .id
+        .clone()
+        .or_else(|| mount.target.clone())
+        .unwrap_or_default()
 }
 
 /// `<cache-dir>/mounts-v1/<sha256 of the id>`: ids are user text, never a path.

@@ -15,11 +15,12 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 use super::archive::{Overrides, TarOut, write_selection};
 use super::engine_stage::{StepFailed, copy_from_image};
 use super::image_fs::{ImageFs, Kind};
-use super::steps::Lookup;
+use super::remote_cache::{UsedResult, UsedStep, layer_record};
 use std::sync::atomic::Ordering;
 
 use super::{Builder, StageBase, config};
-use crate::cache::{LayerRecord, StepRecord};
+use crate::cache::StepRecord;
+use crate::cache::remote::StepKind as CachedKind;
 use crate::oci::layer::{EntryMeta, Ownership, resolve_chown};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
 use crate::plan::dispatch::{CopyFrom, CopyStep, StagePlan, Step, StepKind};
@@ -74,32 +75,43 @@ impl Builder {
         for (n, step) in plan.steps.iter().enumerate() {
             let name = self.step_name(plan, first + n + 1, total, &step.display);
             let identity = self.identity(&plan.name, n);
+            let position = self.position(&plan.name, n);
             let source_key = self.copy_source_key(step)?;
             let prepared = self.prepare(step, &key, source_key.as_deref(), &|p| fs.is_dir(p))?;
             let step_key = prepared.inputs.key();
             let id = self.ids.next();
-            let reason = match self.lookup(&identity, &prepared.inputs) {
-                Lookup::Hit(record) => match self.cached_layer(&record) {
-                    Some(cached) => {
-                        self.reporter.cached(id, &name);
-                        self.hits.fetch_add(1, Ordering::Relaxed);
-                        match cached {
-                            Some(layer) => {
-                                let blob = layer.path.clone();
-                                let descriptor = layer.descriptor.clone();
-                                tokio::task::block_in_place(|| {
-                                    apply_blob(&mut fs, &blob, &descriptor)
-                                })?;
-                                layers.push(layer);
-                            }
-                            None => mark_empty(&mut history, step),
+            let used = |layer| UsedStep {
+                key: step_key.clone(),
+                inputs: prepared.inputs.clone(),
+                position: position.clone(),
+                kind: CachedKind::Package,
+                target: true,
+                result: UsedResult::Layer(layer),
+                mounts: Vec::new(),
+            };
+            let reason = match self
+                .find_package_step(&identity, &position, &prepared.inputs)
+                .await
+            {
+                Ok(cached) => {
+                    self.reporter.cached(id, &name);
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.record_use(used(cached.as_ref().map(layer_record)));
+                    match cached {
+                        Some(layer) => {
+                            let blob = layer.path.clone();
+                            let descriptor = layer.descriptor.clone();
+                            tokio::task::block_in_place(|| {
+                                apply_blob(&mut fs, &blob, &descriptor)
+                            })?;
+                            layers.push(layer);
                         }
-                        key = step_key;
-                        continue;
+                        None => mark_empty(&mut history, step),
                     }
-                    None => "the step's layer is no longer in the blob store".to_owned(),
-                },
-                Lookup::Miss { reason } => reason,
+                    key = step_key;
+                    continue;
+                }
+                Err(reason) => reason,
             };
             self.misses.fetch_add(1, Ordering::Relaxed);
             self.reporter.started(id, &name);
@@ -120,16 +132,12 @@ impl Builder {
             self.reporter.done(id, started.elapsed());
             let record = StepRecord {
                 key: step_key.clone(),
-                inputs: prepared.inputs,
+                inputs: prepared.inputs.clone(),
                 image: None,
-                layer: layer.as_ref().map(|l| LayerRecord {
-                    digest: l.descriptor.digest().to_string(),
-                    diff_id: l.diff_id.to_string(),
-                    size: l.descriptor.size(),
-                    media_type: l.descriptor.media_type().to_string(),
-                }),
+                layer: layer.as_ref().map(layer_record),
             };
             self.remember(&identity, &record);
+            self.record_use(used(record.layer.clone()));
             match layer {
                 Some(layer) => layers.push(layer),
                 None => mark_empty(&mut history, step),
@@ -148,7 +156,7 @@ impl Builder {
 
     /// A cached step's layer, if its blob is still stored: `Some(None)` for a step that
     /// changed nothing, `None` when the blob is gone.
-    fn cached_layer(&self, record: &StepRecord) -> Option<Option<WrittenLayer>> {
+    pub(super) fn cached_layer(&self, record: &StepRecord) -> Option<Option<WrittenLayer>> {
         let Some(layer) = &record.layer else {
             return Some(None);
         };
@@ -397,7 +405,8 @@ impl Builder {
                 (image, config, 1)
             }
         };
-        let output = self.stage_output(index)?.clone();
+        let mut output = self.stage_output(index)?.clone();
+        output.image = self.stage_image(index).await?;
         let engine = self.engine()?.clone();
         let info = engine
             .find_image(&output.image)

@@ -162,8 +162,10 @@ impl Builder {
     }
 
     /// Looks `inputs` up in the step cache (unless `--no-cache`), remembering them as the
-    /// last build of the step at `identity` so the next miss can say what changed.
-    pub(super) fn lookup(&self, identity: &str, inputs: &KeyInputs) -> Lookup {
+    /// last build of the step at `identity` so the next miss can say what changed. A miss
+    /// is explained against the last local build of the step, else against the build that
+    /// exported an imported cache (`position`).
+    pub(super) fn lookup(&self, identity: &str, position: &str, inputs: &KeyInputs) -> Lookup {
         let key = inputs.key();
         if !self.request.no_cache
             && let Some(record) = self.cache.get(&key)
@@ -174,7 +176,11 @@ impl Builder {
         let reason = if self.request.no_cache {
             "--no-cache".to_owned()
         } else {
-            cache::explain_miss(self.cache.last_inputs(identity).as_ref(), inputs)
+            let last = self
+                .cache
+                .last_inputs(identity)
+                .or_else(|| self.remote.last_inputs(position).cloned());
+            cache::explain_miss(last.as_ref(), inputs)
         };
         Lookup::Miss { reason }
     }
@@ -190,6 +196,11 @@ impl Builder {
             self.reporter
                 .warning(&format!("could not write the step cache: {e}"));
         }
+    }
+
+    /// The step's position for imported caches (see [`cache::remote::position`]).
+    pub(super) fn position(&self, stage: &str, step: usize) -> String {
+        cache::remote::position(&self.graph.dockerfile.file, stage, step)
     }
 
     pub(super) fn identity(&self, stage: &str, step: usize) -> String {

@@ -13,6 +13,8 @@
 //! The directory name carries the format version: a format change is a rename, not a
 //! migration.
 
+pub mod remote;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::values::{KeyValue, OutputSpec, RegistryMirror, SecretSpec};
+use super::values::{CacheFromSpec, CacheToSpec, KeyValue, OutputSpec, RegistryMirror, SecretSpec};
 
 /// Builds container images from multi-stage Dockerfiles, faster than `docker build`:
 /// build stages run in a Docker engine, the final image is written directly as OCI layers.
@@ -171,6 +171,23 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Use the step cache exported by another build (another CI runner): from a registry,
+    /// `type=registry,ref=REF` (or just `REF`), or an OCI layout directory,
+    /// `type=local,src=DIR`; repeatable, searched in order.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<CacheFromSpec>,
+
+    /// Export this build's step cache for other machines: `type=registry,ref=REF` or
+    /// `type=local,dest=DIR`, plus `mode=min` (the final stage's steps, the default) or
+    /// `mode=max` (every stage and the RUN cache mounts), `ignore-error=true`; repeatable.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<CacheToSpec>,
+
+    /// Label the image with its git checkout: org.opencontainers.image.source (the origin
+    /// remote), .revision (the commit) and .created (the source date epoch).
+    #[arg(long)]
+    pub label_from_git: bool,
+
     /// A secret for `RUN --mount=type=secret,id=ID`: `id=ID,src=FILE` or `id=ID,env=VAR`
     /// (`id=ID` alone reads the environment variable ID); repeatable. Never stored in the
     /// image, the cache or the logs.
@@ -202,6 +219,8 @@ pub enum ProgressMode {
     Plain,
     /// Only the image digest.
     Quiet,
+    /// One JSON object per event on standard error, for programs.
+    Rawjson,
 }
 
 /// The subcommands, for deciding whether `imgbuild ARGS` means `imgbuild build ARGS`.

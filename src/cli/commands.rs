@@ -41,6 +41,16 @@ fn build(request: BuildRequest) -> anyhow::Result<()> {
         writeln!(stdout, "{}", result.digest).context("writing the digest")?;
         return Ok(());
     }
+    reporter.outcome(&progress::Outcome {
+        tags: tags.clone(),
+        digest: result.digest.clone(),
+        image_id: result.config_digest.clone(),
+        size: result.size,
+        layers: result.layers,
+        cache_hits: result.cache_hits,
+        cache_misses: result.cache_misses,
+        seconds: result.elapsed.as_secs_f64(),
+    });
     let name = if tags.is_empty() {
         "(untagged)".to_owned()
     } else {

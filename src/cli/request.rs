@@ -76,6 +76,9 @@ impl BuildRequest {
             no_cache: args.no_cache,
             cache_dir,
             secrets: args.secrets.into_iter().map(|s| (s.id, s.source)).collect(),
+            cache_from: args.cache_from.into_iter().map(|c| c.0).collect(),
+            cache_to: args.cache_to.into_iter().map(|c| c.0).collect(),
+            label_from_git: args.label_from_git,
             publish: PublishRequest::from_args(args.publish, env)?,
         })
     }
@@ -173,6 +176,7 @@ pub fn progress_mode(display: &DisplayArgs) -> progress::Mode {
         args::ProgressMode::Tty => progress::Mode::Tty,
         args::ProgressMode::Plain => progress::Mode::Plain,
         args::ProgressMode::Quiet => progress::Mode::Quiet,
+        args::ProgressMode::Rawjson => progress::Mode::RawJson,
         args::ProgressMode::Auto if std::io::stderr().is_terminal() => progress::Mode::Tty,
         args::ProgressMode::Auto => progress::Mode::Plain,
     }

@@ -165,6 +165,144 @@ impl FromStr for SecretSpec {
     }
 }
 
+/// `--cache-from`: `type=registry,ref=REF`, `type=local,src=DIR`, or a bare `REF` (a
+/// registry cache, as buildx reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFromSpec(pub crate::cache::remote::CacheLocation);
+
+/// `--cache-to`: `type=registry,ref=REF` or `type=local,dest=DIR`, with `mode=min|max`
+/// and `ignore-error=true|false`; a bare `REF` is a registry cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheToSpec(pub crate::cache::remote::CacheExport);
+
+/// The fields of a cache spec, checked against what the flag allows.
+struct CacheFields<'a> {
+    kind: &'a str,
+    location: Option<(&'static str, &'a str)>,
+    mode: Option<&'a str>,
+    ignore_error: Option<&'a str>,
+}
+
+fn cache_fields<'a>(spec: &'a str, place: &'static str) -> Result<CacheFields<'a>, String> {
+    if !spec.contains('=') {
+        if spec.is_empty() {
+            return Err("empty; expected e.g. type=registry,ref=REGISTRY/REPO:cache".into());
+        }
+        return Ok(CacheFields {
+            kind: "registry",
+            location: Some(("ref", spec)),
+            mode: None,
+            ignore_error: None,
+        });
+    }
+    let mut fields = CacheFields {
+        kind: "",
+        location: None,
+        mode: None,
+        ignore_error: None,
+    };
+    for field in spec.split(',') {
+        let (key, value) = field.split_once('=').ok_or_else(|| {
+            format!("`{field}` is not key=value (expected e.g. type=registry,ref=REF)")
+        })?;
+        match key.trim() {
+            "type" => fields.kind = value.trim(),
+            k @ ("ref" | "src" | "dest") => {
+                if value.is_empty() {
+                    return Err(format!("{k}= is empty"));
+                }
+                let k = match k {
+                    "ref" => "ref",
+                    "src" => "src",
+                    _ => "dest",
+                };
+                fields.location = Some((k, value));
+            }
+            "mode" => fields.mode = Some(value),
+            "ignore-error" => fields.ignore_error = Some(value),
+            // imgbuild's cache is always an OCI image manifest: what these ask for.
+            "oci-mediatypes" | "image-manifest" if value == "true" => {}
+            other => {
+                return Err(format!(
+                    "unknown or unsupported key `{other}` (known keys: type, ref, {place}, mode, ignore-error)"
+                ));
+            }
+        }
+    }
+    Ok(fields)
+}
+
+fn cache_location(
+    kind: &str,
+    location: Option<(&'static str, &str)>,
+    dir_key: &str,
+) -> Result<crate::cache::remote::CacheLocation, String> {
+    use crate::cache::remote::CacheLocation;
+    match (kind, location) {
+        ("registry", Some(("ref", reference))) => {
+            crate::registry::Reference::parse(reference)
+                .map_err(|e| format!("ref={reference}: {e}"))?;
+            Ok(CacheLocation::Registry(reference.to_owned()))
+        }
+        ("registry", _) => Err("type=registry needs ref=REGISTRY/REPO:TAG".into()),
+        ("local", Some((k, dir))) if k == dir_key => Ok(CacheLocation::Local(dir.into())),
+        ("local", _) => Err(format!("type=local needs {dir_key}=DIR")),
+        ("", _) => Err("missing type= (registry or local)".into()),
+        ("gha" | "s3" | "azblob" | "inline", _) => Err(format!(
+            "type={kind} is not supported; use type=registry, or type=local with your CI's cache (e.g. actions/cache)"
+        )),
+        (other, _) => Err(format!("unknown cache type `{other}` (registry or local)")),
+    }
+}
+
+impl FromStr for CacheFromSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let fields = cache_fields(spec, "src")?;
+        if fields.mode.is_some() {
+            return Err("mode= belongs to --cache-to".into());
+        }
+        if matches!(fields.location, Some(("dest", _))) {
+            return Err("dest= belongs to --cache-to; --cache-from reads src=DIR".into());
+        }
+        Ok(CacheFromSpec(cache_location(
+            fields.kind,
+            fields.location,
+            "src",
+        )?))
+    }
+}
+
+impl FromStr for CacheToSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        use crate::cache::remote::{CacheExport, CacheMode};
+        let fields = cache_fields(spec, "dest")?;
+        if matches!(fields.location, Some(("src", _))) {
+            return Err("src= belongs to --cache-from; --cache-to writes dest=DIR".into());
+        }
+        let mode = match fields.mode {
+            None | Some("min") => CacheMode::Min,
+            Some("max") => CacheMode::Max,
+            Some(other) => return Err(format!("mode must be min or max, not `{other}`")),
+        };
+        let ignore_error = match fields.ignore_error {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(format!("ignore-error must be true or false, not `{other}`"));
+            }
+        };
+        Ok(CacheToSpec(CacheExport {
+            location: cache_location(fields.kind, fields.location, "dest")?,
+            mode,
+            ignore_error,
+        }))
+    }
+}
+
 /// `KEY=VALUE` with a non-empty key (`--label`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
@@ -271,6 +409,64 @@ mod tests {
         ] {
             assert!(bad.parse::<SecretSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cache_specs() {
+        use crate::cache::remote::{CacheExport, CacheLocation, CacheMode};
+        let from = |s: &str| s.parse::<CacheFromSpec>().map(|c| c.0);
+        let to = |s: &str| s.parse::<CacheToSpec>().map(|c| c.0);
+        let registry = |r: &str| CacheLocation::Registry(r.into());
+        assert_eq!(
+            from("type=registry,ref=127.0.0.1:5000/app:cache"),
+            Ok(registry("127.0.0.1:5000/app:cache"))
+        );
+        assert_eq!(
+            from("ghcr.io/o/app:cache"),
+            Ok(registry("ghcr.io/o/app:cache"))
+        );
+        assert_eq!(
+            from("type=local,src=/tmp/c"),
+            Ok(CacheLocation::Local("/tmp/c".into()))
+        );
+        assert_eq!(
+            to("type=registry,ref=r/app:cache,mode=max,image-manifest=true"),
+            Ok(CacheExport {
+                location: registry("r/app:cache"),
+                mode: CacheMode::Max,
+                ignore_error: false
+            })
+        );
+        assert_eq!(
+            to("type=local,dest=/tmp/c,ignore-error=true"),
+            Ok(CacheExport {
+                location: CacheLocation::Local("/tmp/c".into()),
+                mode: CacheMode::Min,
+                ignore_error: true
+            })
+        );
+        for bad in [
+            "",
+            "type=registry",
+            "type=registry,ref=",
+            "type=registry,ref=UPPER/Case",
+            "type=local,dest=/x",
+            "type=gha",
+            "type=registry,ref=r/a,mode=max",
+            "type=bogus,ref=r/a",
+            "type=registry,ref=r/a,compression=zstd",
+        ] {
+            assert!(from(bad).is_err(), "--cache-from {bad:?} should be refused");
+        }
+        for bad in [
+            "type=local,src=/x",
+            "type=registry,ref=r/a,mode=all",
+            "type=registry,ref=r/a,ignore-error=yes",
+            "type=inline",
+        ] {
+            assert!(to(bad).is_err(), "--cache-to {bad:?} should be refused");
+        }
+        assert!(from("type=gha").unwrap_err().contains("type=local"));
     }
 
     #[test]

@@ -26,6 +26,7 @@
 
 mod archive;
 mod digest;
+pub mod git;
 mod glob;
 mod path;
 mod select;

@@ -5,6 +5,7 @@
 //! here write to the terminal, so `--progress quiet` really prints only the digest.
 
 pub mod plain;
+pub mod rawjson;
 pub mod tty;
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub enum Mode {
     Plain,
     /// Only the image digest on stdout.
     Quiet,
+    /// One JSON object per event on stderr (`--progress rawjson`).
+    RawJson,
 }
 
 /// Identifies one vertex of the build (a step, a pull, a push) across events.
@@ -43,6 +46,24 @@ pub trait Reporter: Send + Sync {
     fn warning(&self, _message: &str) {}
     /// A final line (image name, digest, size, cache figures).
     fn summary(&self, _line: &str) {}
+    /// The figures of a finished build, for reporters that record them (`rawjson`).
+    fn outcome(&self, _outcome: &Outcome) {}
+}
+
+/// What a finished build reports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    pub tags: Vec<String>,
+    /// The manifest digest.
+    pub digest: String,
+    /// The config digest (docker's image ID).
+    pub image_id: String,
+    /// Compressed size of all layers, in bytes.
+    pub size: u64,
+    pub layers: usize,
+    pub cache_hits: usize,
+    pub cache_misses: usize,
+    pub seconds: f64,
 }
 
 /// Reports nothing (`--progress quiet`, tests).
@@ -57,6 +78,7 @@ pub fn reporter(mode: Mode) -> Arc<dyn Reporter> {
         Mode::Tty => Arc::new(tty::TtyReporter::new()),
         Mode::Plain => Arc::new(plain::PlainReporter::new(std::io::stderr())),
         Mode::Quiet => Arc::new(Silent),
+        Mode::RawJson => Arc::new(rawjson::JsonReporter::new(std::io::stderr())),
     }
 }
 

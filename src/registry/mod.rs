@@ -16,6 +16,7 @@
 //! * `pull`, `push`: the two operations; [`blob_store`]: the verified local store.
 //! * [`progress`]: the trait the library reports through; it never prints.
 
+mod artifact;
 pub mod blob_store;
 pub mod challenge;
 mod client;
@@ -28,6 +29,7 @@ mod push;
 pub mod reference;
 mod transport;
 
+pub use artifact::FetchedManifest;
 pub use blob_store::{BlobSource, BlobStore};
 pub use client::Client;
 pub use credentials::{Auth, Credentials, Secret};

@@ -237,7 +237,7 @@ impl Client {
 
     /// The digest a reference stands for: its own digest, a tag resolved earlier by this
     /// client, or a HEAD request (the manifest is then fetched by digest).
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         session: &Session<'_>,
         reference: &Reference,
@@ -302,13 +302,13 @@ impl Client {
     }
 }
 
-struct FetchedManifest {
-    bytes: Vec<u8>,
-    kind: Kind,
+pub(super) struct FetchedManifest {
+    pub(super) bytes: Vec<u8>,
+    pub(super) kind: Kind,
 }
 
 /// A manifest by digest, from the store or the registry (then verified and stored).
-async fn fetch_manifest(
+pub(super) async fn fetch_manifest(
     session: &Session<'_>,
     reference: &Reference,
     digest: &Digest,
@@ -359,7 +359,7 @@ async fn fetch_manifest(
 
 /// Fetches one blob into the store unless it is there; `Some(bytes)` when downloaded.
 /// A broken transfer is started again (bounded); a digest mismatch is final.
-async fn fetch_blob(
+pub(super) async fn fetch_blob(
     session: &Session<'_>,
     descriptor: &Descriptor,
     store: &BlobStore,
