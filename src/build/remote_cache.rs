@@ -859,3 +859,62 @@ impl Image for OnEngine {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar like `docker save`'s: layer tars among other files.
+    fn saved(layers: &[&[u8]]) -> Vec<u8> {
+        let mut out = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            out.append_data(&mut header, name, data).unwrap();
+        };
+        add("manifest.json", b"[]");
+        for (i, layer) in layers.iter().enumerate() {
+            add(&format!("{i:064x}/json"), b"{}");
+            add(&format!("{i:064x}/layer.tar"), layer);
+        }
+        out.into_inner().unwrap()
+    }
+
+    #[test]
+    fn layers_are_found_by_content_and_stored_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = oci::BlobStore::open(dir.path()).unwrap();
+        let (base, step) = (&b"base layer tar"[..], &b"step layer tar"[..]);
+        let wanted: HashSet<String> = [oci::sha256_digest(step).to_string()].into();
+        let found = extract_layers(&saved(&[base, step])[..], &wanted, &store).unwrap();
+        assert_eq!(found.len(), 1);
+        let record = &found[&oci::sha256_digest(step).to_string()];
+        assert_eq!(record.diff_id, oci::sha256_digest(step).to_string());
+        let blob = std::fs::read(store.path(&record.digest.parse().unwrap())).unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&blob[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(tar, step);
+    }
+
+    #[test]
+    fn a_channel_of_chunks_reads_as_one_stream() {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let feeder = std::thread::spawn(move || {
+            for chunk in [&b"hello "[..], b"", b"channel"] {
+                sender
+                    .blocking_send(Ok(Bytes::copy_from_slice(chunk)))
+                    .unwrap();
+            }
+        });
+        let mut text = String::new();
+        ChannelReader::new(receiver)
+            .read_to_string(&mut text)
+            .unwrap();
+        feeder.join().unwrap();
+        assert_eq!(text, "hello channel");
+    }
+}

@@ -73,8 +73,10 @@ pub struct StepRecord {
     pub inputs: KeyInputs,
     /// The engine image committed after the step (build stages), if any.
     pub image: Option<String>,
-    /// The layer the step added (steps imgbuild writes itself); `None` when the step left
-    /// the filesystem unchanged or its result lives only in the engine.
+    /// The layer the step added: for steps imgbuild writes itself, that layer; for
+    /// build-stage steps (`image` set), the engine's own diff once a `--cache-to` export
+    /// took it out of the engine. `None` when the step left the filesystem unchanged or its
+    /// result lives only in the engine.
     pub layer: Option<LayerRecord>,
 }
 

@@ -311,3 +311,55 @@ fn prune_layout(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::remote::{CachedStep, StepKind};
+    use crate::cache::KeyInputs;
+
+    fn artifact(store: &oci::BlobStore, content: &[u8]) -> CacheArtifact {
+        let layer = super::super::store_gzip_blob(store, content).unwrap();
+        let inputs = KeyInputs {
+            instruction: String::from_utf8_lossy(content).into_owned(),
+            ..KeyInputs::default()
+        };
+        let mut index = CacheIndex::new();
+        index.steps.push(CachedStep {
+            key: inputs.key(),
+            kind: StepKind::Package,
+            inputs,
+            layer: Some(layer),
+        });
+        CacheArtifact::new(&index, store.clone()).unwrap()
+    }
+
+    #[test]
+    fn local_exports_replace_the_cache_and_drop_unused_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = oci::BlobStore::open(dir.path().join("store")).unwrap();
+        let layout = dir.path().join("layout");
+        let blobs = |layout: &Path| list_blobs(&layout.join("blobs/sha256"));
+        let first = artifact(&store, b"first layer");
+        oci::write_oci_dir(&layout, &first, &[LAYOUT_REF_NAME.to_owned()]).unwrap();
+        prune_layout(&layout).unwrap();
+        assert_eq!(blobs(&layout).len(), 3, "manifest, index, layer");
+
+        let second = artifact(&store, b"second layer");
+        oci::write_oci_dir(&layout, &second, &[LAYOUT_REF_NAME.to_owned()]).unwrap();
+        prune_layout(&layout).unwrap();
+        let left = blobs(&layout);
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.contains(second.digest().digest()));
+        assert!(!left.contains(first.digest().digest()));
+
+        // What is left reads back as the second cache.
+        let image = oci::open_oci_layout(
+            &layout,
+            Some(LAYOUT_REF_NAME),
+            &oci::Platform::linux_amd64(),
+        )
+        .unwrap();
+        assert_eq!(image.digest(), second.digest());
+    }
+}
