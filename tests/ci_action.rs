@@ -139,9 +139,7 @@ fn the_action_pushes_and_reports_digest_metadata_and_cache() {
             cache_input,
         ]
     };
-    let as_refs = |v: &[(&'static str, String)]| -> Vec<(&'static str, String)> { v.to_vec() };
     let run = |job: &Job, inputs: Vec<(&'static str, String)>| {
-        let inputs = as_refs(&inputs);
         let pairs: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let out = job.run(&pairs);
         assert!(
@@ -217,9 +215,10 @@ fn the_action_pushes_and_reports_digest_metadata_and_cache() {
     }
     assert!(summary.contains(" in 3 layers |"), "{summary}");
 
-    // Second job, fresh HOME, after a change to app.txt: the RUN comes from the cache, and
-    // the summary says why the COPY ran.
+    // Second job, fresh HOME, after a change to app.txt, in a git checkout: the RUN comes
+    // from the cache, the summary says why the COPY ran, and the image has the git labels.
     fs::write(context.path().join("app.txt"), "version 2\n").unwrap();
+    let revision = git_commit(context.path());
     let second = Job::new();
     run(
         &second,
@@ -238,7 +237,50 @@ fn the_action_pushes_and_reports_digest_metadata_and_cache() {
             "{expected:?} not in:\n{summary}"
         );
     }
-    assert_ne!(second.outputs()["digest"], pushed);
+    let digest = second.outputs()["digest"].clone();
+    assert_ne!(digest, pushed);
+    let (_, body) = registry_get(&format!("v2/{repository}/manifests/{digest}"));
+    let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (_, config) = registry_get(&format!(
+        "v2/{repository}/blobs/{}",
+        manifest["config"]["digest"].as_str().unwrap()
+    ));
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.revision"], revision);
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://github.com/acme/app"
+    );
+    // The source date epoch (0 here), so the same commit gives the same digest.
+    assert_eq!(
+        labels["org.opencontainers.image.created"],
+        "1970-01-01T00:00:00Z"
+    );
+    assert_eq!(labels["org.example.team"], "ci");
+}
+
+/// Makes `dir` a git checkout with one commit and an origin remote; returns the commit.
+fn git_commit(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "ci")
+            .env("GIT_AUTHOR_EMAIL", "ci@example.com")
+            .env("GIT_COMMITTER_NAME", "ci")
+            .env("GIT_COMMITTER_EMAIL", "ci@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["remote", "add", "origin", "git@github.com:acme/app.git"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "build me"]);
+    git(&["rev-parse", "HEAD"])
 }
 
 #[test]

@@ -56,7 +56,10 @@ impl Builder {
         // A step whose commit changed nothing gets a new image but no layer (Docker drops
         // empty diffs), so layers are counted rather than assumed.
         let mut layer_steps = Vec::new();
-        let mut layer_count = self.engine_layer_count(&state.image).await? + state.pending.len();
+        let mut layer_count = match &state.unloaded {
+            Some(name) => self.pulled_image(name)?.image.layers().len(),
+            None => self.engine_layer_count(&state.image).await?,
+        } + state.pending.len();
         for (n, step) in plan.steps.iter().enumerate() {
             let name = self.step_name(plan, first + n + 1, total, &step.display);
             let identity = self.identity(&plan.name, n);
@@ -157,6 +160,7 @@ impl Builder {
         Ok(StageOutput {
             image: state.image,
             pending: state.pending,
+            unloaded: state.unloaded,
             key,
             config: plan.config.clone(),
             base,
@@ -200,6 +204,7 @@ impl Builder {
                     EngineState {
                         image: out.image.clone(),
                         pending: out.pending.clone(),
+                        unloaded: out.unloaded.clone(),
                     },
                     out.key.clone(),
                 ))
@@ -209,11 +214,20 @@ impl Builder {
                 let label = self.step_name(plan, 1, total, &format!("FROM {name}"));
                 self.reporter.started(id, &label);
                 let started = Instant::now();
-                let image = self.ensure_loaded(&name).await?;
+                // Loaded into the engine when a step has to run on it (a stage whose steps
+                // all come from the cache never needs it).
+                let pulled = self.pulled_image(&name)?;
+                let image = pulled.image.config_descriptor().digest().to_string();
+                let loaded = lock(&self.loaded).contains_key(&name)
+                    || self.engine()?.find_image(&image).await?.is_some();
                 self.reporter.done(id, started.elapsed());
                 Ok((
-                    EngineState::at(image),
-                    self.pulled_image(&name)?.digest.clone(),
+                    EngineState {
+                        image,
+                        pending: Vec::new(),
+                        unloaded: (!loaded).then(|| name.clone()),
+                    },
+                    pulled.digest.clone(),
                 ))
             }
             StageBase::Scratch => Ok((

@@ -77,6 +77,9 @@ struct StageOutput {
     /// Layers from the step cache on top of `image`, not loaded into the engine until
     /// something needs the stage's image ([`Builder::stage_image`]).
     pending: Vec<crate::cache::LayerRecord>,
+    /// The FROM image `image` is, when it is not loaded into the engine yet (every step of
+    /// the stage came from the cache).
+    unloaded: Option<String>,
 }
 
 /// Where a stage starts.

@@ -67,6 +67,8 @@ pub(super) enum UsedResult {
 pub(super) struct EngineState {
     pub image: String,
     pub pending: Vec<LayerRecord>,
+    /// The FROM image `image` is, when it is not in the engine yet.
+    pub unloaded: Option<String>,
 }
 
 impl EngineState {
@@ -74,6 +76,7 @@ impl EngineState {
         EngineState {
             image,
             pending: Vec::new(),
+            unloaded: None,
         }
     }
 }
@@ -280,14 +283,19 @@ impl Builder {
         Some(layer)
     }
 
-    /// The engine image of `state`, loading its pending cached layers first (one docker
-    /// archive with only those layers: the engine has the rest).
+    /// The engine image of `state`: its FROM image loaded if it was not, then its pending
+    /// cached layers (one docker archive with only those layers: the engine has the rest).
     pub(super) async fn materialize(
         &self,
         state: &mut EngineState,
         config: &ImageConfig,
         id: VertexId,
     ) -> anyhow::Result<String> {
+        if let Some(name) = state.unloaded.take() {
+            self.reporter
+                .log(id, &format!("loading {name} into the engine"));
+            state.image = self.ensure_loaded(&name).await?;
+        }
         if state.pending.is_empty() {
             return Ok(state.image.clone());
         }
@@ -330,14 +338,14 @@ impl Builder {
     /// The engine image of a finished build stage, its cached layers loaded.
     pub(super) async fn stage_image(&self, index: usize) -> anyhow::Result<String> {
         let output = self.stage_output(index)?;
-        if output.pending.is_empty() {
+        if output.pending.is_empty() && output.unloaded.is_none() {
             return Ok(output.image);
         }
         let id = self.ids.next();
         self.reporter.started(
             id,
             &format!(
-                "[internal] load the cached layers of stage {} into the engine",
+                "[internal] load stage {} into the engine",
                 self.graph.dockerfile.stages[index].display_name()
             ),
         );
@@ -345,6 +353,7 @@ impl Builder {
         let mut state = EngineState {
             image: output.image.clone(),
             pending: output.pending.clone(),
+            unloaded: output.unloaded.clone(),
         };
         match self.materialize(&mut state, &output.config, id).await {
             Ok(image) => {
@@ -352,6 +361,7 @@ impl Builder {
                 if let Some(stored) = lock(&self.stages).get_mut(&index) {
                     stored.image = image.clone();
                     stored.pending.clear();
+                    stored.unloaded = None;
                 }
                 Ok(image)
             }
@@ -584,7 +594,7 @@ impl Builder {
                 index.steps.push(CachedStep {
                     key: step.key.clone(),
                     kind: step.kind,
-                    inputs: step.inputs.clone(),
+                    inputs: remote::redact(&step.inputs),
                     layer: layer.clone(),
                 });
             }

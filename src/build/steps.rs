@@ -176,11 +176,14 @@ impl Builder {
         let reason = if self.request.no_cache {
             "--no-cache".to_owned()
         } else {
-            let last = self
-                .cache
-                .last_inputs(identity)
-                .or_else(|| self.remote.last_inputs(position).cloned());
-            cache::explain_miss(last.as_ref(), inputs)
+            match self.cache.last_inputs(identity) {
+                Some(last) => cache::explain_miss(Some(&last), inputs),
+                // An exported cache's inputs are redacted: compare like with like.
+                None => match self.remote.last_inputs(position) {
+                    Some(last) => cache::explain_miss(Some(last), &cache::remote::redact(inputs)),
+                    None => cache::explain_miss(None, inputs),
+                },
+            }
         };
         Lookup::Miss { reason }
     }

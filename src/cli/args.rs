@@ -299,6 +299,15 @@ mod tests {
                 vec!["imgbuild", "--compression", "lz4", "."],
                 "--compression",
             ),
+            (
+                vec!["imgbuild", "--cache-to", "type=gha", "."],
+                "--cache-to",
+            ),
+            (
+                vec!["imgbuild", "--cache-from", "type=local,dest=x", "."],
+                "--cache-from",
+            ),
+            (vec!["imgbuild", "--progress", "json", "."], "--progress"),
         ] {
             let err = parse(&args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

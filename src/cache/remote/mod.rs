@@ -92,7 +92,8 @@ pub enum StepKind {
 pub struct CachedStep {
     pub key: String,
     pub kind: StepKind,
-    /// What made the key, so that a miss on another machine can say what changed.
+    /// What made the key, [`redact`]ed, so that a miss on another machine can say which
+    /// input changed.
     pub inputs: KeyInputs,
     /// The layer the step added; `None` when it changed no file.
     pub layer: Option<LayerRecord>,
@@ -128,9 +129,8 @@ impl CacheIndex {
         }
     }
 
-    /// Checks what an imported index claims: the format, that every key is the hash of its
-    /// inputs (so an entry can only answer the step it was made for), and that every layer
-    /// is a blob `has_blob` knows. Returns the reason it cannot be used.
+    /// Checks what an imported index claims: the format, that every key is a digest, and
+    /// that every layer is a blob `has_blob` knows. Returns the reason it cannot be used.
     pub fn validate(&self, has_blob: &dyn Fn(&str) -> bool) -> Result<(), String> {
         if self.format != FORMAT {
             return Err(format!(
@@ -138,12 +138,13 @@ impl CacheIndex {
                 self.format
             ));
         }
+        let is_digest = |key: &str| {
+            key.strip_prefix("sha256:")
+                .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
         for step in &self.steps {
-            if step.inputs.key() != step.key {
-                return Err(format!(
-                    "step {} does not match the inputs recorded for it",
-                    step.key
-                ));
+            if !is_digest(&step.key) {
+                return Err(format!("step key `{}` is not a sha256 digest", step.key));
             }
             if let Some(layer) = &step.layer
                 && !has_blob(&layer.digest)
@@ -174,6 +175,29 @@ impl CacheIndex {
             .chain(self.mounts.iter().map(|m| &m.layer))
             .filter(|l| seen.insert(l.digest.clone()))
             .collect()
+    }
+}
+
+/// A step's inputs as an exported cache shows them: the values that may be secret (the
+/// instruction as expanded, with the build arguments in it; variable values; other named
+/// inputs) replaced by their digests. Names, file digests and the parent key stay, and a
+/// miss is explained by names alone, so comparing redacted inputs on both sides explains
+/// it as well as the raw ones. (A cache is as readable as the registry repository it is
+/// pushed to; the same build arguments in the image's history are not redacted: use
+/// `--secret` for secrets.)
+pub fn redact(inputs: &KeyInputs) -> KeyInputs {
+    let digest = |value: &str| format!("sha256:{}", hex::encode(Sha256::digest(value.as_bytes())));
+    let digests = |map: &BTreeMap<String, String>| {
+        map.iter()
+            .map(|(k, v)| (k.clone(), digest(v)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    KeyInputs {
+        parent: inputs.parent.clone(),
+        instruction: digest(&inputs.instruction),
+        env: digests(&inputs.env),
+        files: inputs.files.clone(),
+        other: digests(&inputs.other),
     }
 }
 
@@ -304,10 +328,9 @@ mod tests {
         let listed = |d: &str| d == "sha256:l1";
         assert_eq!(index.validate(&listed), Ok(()));
 
-        // A key that its inputs do not hash to could answer another step: refused.
-        let mut forged = index.clone();
-        forged.steps[1].inputs.instruction = "RUN evil".into();
-        assert!(forged.validate(&listed).unwrap_err().contains("inputs"));
+        let mut malformed = index.clone();
+        malformed.steps[1].key = "../../etc/passwd".into();
+        assert!(malformed.validate(&listed).unwrap_err().contains("digest"));
 
         let mut unlisted = index.clone();
         unlisted.steps.push(step("RUN c", Some("sha256:l2")));
@@ -321,6 +344,31 @@ mod tests {
         let mut other = index.clone();
         other.format = "something-else".into();
         assert!(other.validate(&listed).unwrap_err().contains("format"));
+    }
+
+    #[test]
+    fn redacted_inputs_hide_values_and_still_explain_misses() {
+        let inputs = |token: &str, lock: &str| KeyInputs {
+            parent: "sha256:base".into(),
+            instruction: format!("RUN git clone https://{token}@example.com/x"),
+            env: [("TOKEN".into(), token.into())].into(),
+            files: [("mix.lock".into(), lock.into())].into(),
+            other: [("user".into(), "nobody".into())].into(),
+        };
+        let exported = redact(&inputs("s3cr3t", "sha256:1"));
+        let text = serde_json::to_string(&exported).unwrap();
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("nobody"),
+            "{text}"
+        );
+        assert_eq!(exported.files, inputs("s3cr3t", "sha256:1").files);
+        let explain = |now: &KeyInputs| crate::cache::explain_miss(Some(&exported), &redact(now));
+        assert_eq!(explain(&inputs("s3cr3t", "sha256:2")), "mix.lock changed");
+        assert_eq!(
+            explain(&inputs("other", "sha256:1")),
+            "the instruction changed"
+        );
+        assert!(explain(&inputs("s3cr3t", "sha256:1")).contains("missing"));
     }
 
     #[test]

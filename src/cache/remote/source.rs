@@ -315,8 +315,8 @@ fn prune_layout(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::remote::{CachedStep, StepKind};
     use crate::cache::KeyInputs;
+    use crate::cache::remote::{CachedStep, StepKind};
 
     fn artifact(store: &oci::BlobStore, content: &[u8]) -> CacheArtifact {
         let layer = super::super::store_gzip_blob(store, content).unwrap();
