@@ -70,6 +70,7 @@ impl Builder {
         let lazy = LazyFs {
             fs: RefCell::new(None),
             base: base.image.clone(),
+            cache_dir: self.request.cache_dir.clone(),
         };
         let mut layers: Vec<WrittenLayer> = Vec::new();
         let mut history = plan.history.clone();
@@ -475,6 +476,7 @@ impl Builder {
 struct LazyFs {
     fs: RefCell<Option<ImageFs>>,
     base: Arc<dyn Image>,
+    cache_dir: std::path::PathBuf,
 }
 
 impl LazyFs {
@@ -483,7 +485,7 @@ impl LazyFs {
             return Ok(());
         }
         let fs = tokio::task::block_in_place(|| -> anyhow::Result<ImageFs> {
-            let mut fs = ImageFs::of_image(self.base.as_ref())
+            let mut fs = ImageFs::of_image_cached(self.base.as_ref(), &self.cache_dir)
                 .context("reading the base image's file system")?;
             for layer in layers {
                 apply_blob(&mut fs, &layer.path, &layer.descriptor)?;
