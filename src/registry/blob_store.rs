@@ -276,6 +276,29 @@ mod tests {
     }
 
     #[test]
+    fn the_build_and_the_registry_share_one_blob_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, store) = store();
+        let oci_store =
+            oci::BlobStore::open(dir.path().join("blobs")).unwrap_or_else(|e| panic!("{e}"));
+        let pulled = digest_of(b"pulled layer");
+        store
+            .put_bytes(&pulled, b"pulled layer", "layer")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(oci_store.contains(&pulled));
+        let built = oci_store
+            .put_bytes(b"built config")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.contains(&built));
+        // Written by the same code, so with the same mode (world-readable, as in a layout).
+        let mode = |digest: &Digest| {
+            fs::metadata(oci_store.path(digest)).map(|m| m.permissions().mode() & 0o777)
+        };
+        assert_eq!(mode(&pulled).ok(), Some(0o644));
+        assert_eq!(mode(&pulled).ok(), mode(&built).ok());
+    }
+
+    #[test]
     fn a_wrong_digest_or_size_is_an_error_and_nothing_is_kept() {
         let (_dir, store) = store();
         let digest = digest_of(b"hello");
