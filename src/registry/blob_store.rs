@@ -52,6 +52,11 @@ impl BlobStore {
         Ok(BlobStore { blobs, sources })
     }
 
+    /// The blobs themselves, for code that writes layers into the same store.
+    pub fn blobs(&self) -> &oci::BlobStore {
+        &self.blobs
+    }
+
     /// The path a blob has (or would have) in the store.
     pub fn path(&self, digest: &Digest) -> Result<PathBuf> {
         sha256_hex(digest)?;
