@@ -24,5 +24,6 @@ pub mod frontend;
 pub mod oci;
 pub mod plan;
 pub mod progress;
+pub mod publish;
 pub mod registry;
 pub mod request;

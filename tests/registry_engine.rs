@@ -1,11 +1,11 @@
 //! Engine-dependent: images imgbuild pushes are pulled by a real Docker engine (Debian's
 //! `/usr/bin/docker` against the test environment's engine), which must see the digest
-//! imgbuild returned. Kept in its own file because it needs the engine that
-//! `scripts/test-env` starts (`IMGBUILD_TEST_DOCKER_HOST`, else `DOCKER_HOST`).
+//! imgbuild returned. Kept in its own file because it needs the test environment's engine.
 
 mod registry_support;
+mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use imgbuild::registry::{BlobStore, NoProgress, with_causes};
 use imgbuild::request::RegistryOptions;
@@ -13,26 +13,8 @@ use registry_support::image::{TestImage, layer};
 use registry_support::registry::TestRegistry;
 use registry_support::{client, reference};
 
-const DOCKER_CLI: &str = "/usr/bin/docker";
-
-fn docker_host() -> String {
-    ["IMGBUILD_TEST_DOCKER_HOST", "DOCKER_HOST"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| {
-            panic!(
-                "no Docker engine for this test: set IMGBUILD_TEST_DOCKER_HOST or DOCKER_HOST \
-                 (eval \"$(scripts/test-env)\" starts one)"
-            )
-        })
-}
-
 fn docker(args: &[&str]) -> Output {
-    Command::new(DOCKER_CLI)
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {DOCKER_CLI}: {e}"))
+    support::docker(args)
 }
 
 /// Removes the pulled image from the engine, even when the test fails.

@@ -190,7 +190,7 @@ fn check_epoch(n: i64, name: &str) -> Result<i64, InputError> {
 }
 
 /// `$XDG_CACHE_HOME/imgbuild`, else `$HOME/.cache/imgbuild`.
-fn default_cache_dir(env: Env<'_>) -> Result<PathBuf, InputError> {
+pub(crate) fn default_cache_dir(env: Env<'_>) -> Result<PathBuf, InputError> {
     let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(xdg) = non_empty("XDG_CACHE_HOME") {
         return Ok(Path::new(&xdg).join("imgbuild"));

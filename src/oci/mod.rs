@@ -1,9 +1,49 @@
 //! OCI images written directly: deterministic layers, config, manifest, index, layout and
 //! archive I/O.
+//!
+//! * [`Image`]: what every source and sink speaks (manifest, config, blobs by digest).
+//! * Making images: [`LayerBuilder`] writes a layer into a [`BlobStore`];
+//!   [`ImageConfig`] edits a config (unknown fields kept); [`append_layers`] puts new layers
+//!   and a config on a base image (its blobs untouched); [`scratch`] is `FROM scratch`.
+//! * Reading images: [`open_oci_layout`] (directory or tar), [`open_docker_archive`],
+//!   [`open_image`] (`oci:DIR[:NAME]`, `oci-archive:…`, `docker-archive:…`); every blob is
+//!   verified as it is read.
+//! * Putting images somewhere: the [`Publish`] sinks [`OciDir`], [`OciTar`],
+//!   [`DockerArchive`] (and the streaming [`write_oci_archive`], [`write_docker_archive`]).
+//! * [`validate_image`]: checks digests, sizes, diff_ids and media types of any image.
 
+mod assembled;
+mod blobs;
+mod config;
+mod digest;
+mod docker_archive;
+mod error;
 mod image;
+mod json;
+pub mod layer;
+mod layout;
+pub mod manifest;
+mod publish;
+mod source;
+mod transport;
+mod validate;
 
+pub use assembled::{AssembledImage, append_layers, scratch};
+pub use blobs::BlobStore;
+pub use config::{Healthcheck, ImageConfig, rfc3339};
+pub use digest::{HashingReader, HashingWriter, VerifyingReader, sha256_digest};
+pub use docker_archive::{DockerArchiveImage, open_docker_archive, with_default_tag};
+pub use error::{Error, Result};
 pub use image::Image;
+pub use json::canonical_json;
+pub use layer::{AddOptions, LayerBuilder, LayerOptions, WrittenLayer};
+pub use layout::{LayoutImage, REF_NAME, open_oci_layout};
+pub use publish::{
+    DockerArchive, DockerArchiveOptions, OciDir, OciTar, Publish, Published, write_docker_archive,
+    write_oci_archive, write_oci_dir,
+};
+pub use transport::open_image;
+pub use validate::validate_image;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,158 @@
+//! `COPY --chown` and `--chmod`: resolving `user:group` against the image's own
+//! `/etc/passwd` and `/etc/group` (never the host's), and parsing octal modes.
+
+use crate::error::InputError;
+
+/// Numeric owner written into layer entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ownership {
+    pub uid: u64,
+    pub gid: u64,
+}
+
+impl Ownership {
+    pub const ROOT: Ownership = Ownership { uid: 0, gid: 0 };
+}
+
+/// Resolves a `--chown` value (`user`, `user:group`, `uid`, `uid:gid`, names or numbers)
+/// against the contents of the image's `/etc/passwd` and `/etc/group` (`None` when the
+/// image has no such file).
+///
+/// As in Docker, a user given without a group also gives the group: the same number as
+/// the uid, whether the user was named or numeric.
+pub fn resolve_chown(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<Ownership, InputError> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() || grp.is_some_and(str::is_empty) {
+        return Err(InputError::new(format!(
+            "`--chown={spec}` is not an owner: expected user, user:group, uid or uid:gid"
+        )));
+    }
+    let uid = lookup(user, passwd, "user", "/etc/passwd", 2)?;
+    let gid = match grp {
+        Some(g) => lookup(g, group, "group", "/etc/group", 2)?,
+        None => uid,
+    };
+    Ok(Ownership { uid, gid })
+}
+
+/// A number, or the id field (index `id_field` of a `:`-separated line) of the entry named
+/// `name` in a passwd/group file.
+fn lookup(
+    name: &str,
+    file: Option<&str>,
+    kind: &str,
+    file_name: &str,
+    id_field: usize,
+) -> Result<u64, InputError> {
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return name
+            .parse()
+            .map_err(|_| InputError::new(format!("{kind} id `{name}` in --chown is too large")));
+    }
+    let Some(contents) = file else {
+        return Err(InputError::new(format!(
+            "--chown names {kind} `{name}`, but the image has no {file_name} to look it up in"
+        ))
+        .with_hint(format!("use a numeric {kind} id instead")));
+    };
+    let entry = contents
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&name));
+    let Some(fields) = entry else {
+        return Err(InputError::new(format!(
+            "--chown names {kind} `{name}`, which is not in the image's {file_name}"
+        ))
+        .with_hint(format!(
+            "create the {kind} in an earlier stage of the image, or use a numeric id"
+        )));
+    };
+    fields
+        .get(id_field)
+        .and_then(|id| id.trim().parse().ok())
+        .ok_or_else(|| {
+            InputError::new(format!(
+                "the image's {file_name} has a malformed entry for {kind} `{name}`"
+            ))
+        })
+}
+
+/// Parses a `--chmod` value: an octal mode of at most four digits (e.g. `755`, `0644`,
+/// `4755`).
+pub fn parse_chmod(spec: &str) -> Result<u32, InputError> {
+    let valid =
+        !spec.is_empty() && spec.len() <= 4 && spec.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let mode = if valid {
+        u32::from_str_radix(spec, 8).ok()
+    } else {
+        None
+    };
+    mode.ok_or_else(|| {
+        InputError::new(format!("`--chmod={spec}` is not an octal file mode"))
+            .with_hint("write the mode in octal, e.g. --chmod=755 or --chmod=0644")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+                          app:x:1000:1001:App:/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:app\napp:x:1001:\n";
+
+    #[test]
+    fn names_resolve_against_the_image_files() {
+        let o = resolve_chown("app:staff", Some(PASSWD), Some(GROUP)).unwrap();
+        assert_eq!(o, Ownership { uid: 1000, gid: 50 });
+    }
+
+    #[test]
+    fn user_alone_uses_the_uid_as_gid_like_docker() {
+        let o = resolve_chown("app", Some(PASSWD), Some(GROUP)).unwrap();
+        assert_eq!(
+            o,
+            Ownership {
+                uid: 1000,
+                gid: 1000
+            }
+        );
+        let o = resolve_chown("42", None, None).unwrap();
+        assert_eq!(o, Ownership { uid: 42, gid: 42 });
+    }
+
+    #[test]
+    fn numbers_need_no_files() {
+        let o = resolve_chown("7:8", None, None).unwrap();
+        assert_eq!(o, Ownership { uid: 7, gid: 8 });
+    }
+
+    #[test]
+    fn unknown_names_are_input_errors() {
+        let err = resolve_chown("nobody2", Some(PASSWD), Some(GROUP)).unwrap_err();
+        assert!(err.to_string().contains("`nobody2`"), "{err}");
+        let err = resolve_chown("app:wheel", Some(PASSWD), Some(GROUP)).unwrap_err();
+        assert!(err.to_string().contains("group `wheel`"), "{err}");
+        let err = resolve_chown("app", None, None).unwrap_err();
+        assert!(err.to_string().contains("no /etc/passwd"), "{err}");
+        assert!(resolve_chown(":1", None, None).is_err());
+        assert!(resolve_chown("1:", None, None).is_err());
+    }
+
+    #[test]
+    fn chmod_accepts_octal_only() {
+        assert_eq!(parse_chmod("755").unwrap(), 0o755);
+        assert!(parse_chmod("04755").is_err());
+        assert_eq!(parse_chmod("4755").unwrap(), 0o4755);
+        for bad in ["", "8", "u+x", "77777", "-1"] {
+            assert!(parse_chmod(bad).is_err(), "{bad}");
+        }
+    }
+}

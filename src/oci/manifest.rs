@@ -1,0 +1,99 @@
+//! Manifests and media types: building an OCI manifest from descriptors, and what each
+//! layer media type (OCI or Docker) says about compression.
+
+use oci_spec::image::{
+    Descriptor, DescriptorBuilder, Digest, ImageManifest, ImageManifestBuilder, MediaType,
+};
+
+use super::error::{Error, Result};
+use super::json::canonical_json;
+
+/// Docker schema 2 media types, which base images pulled from Docker registries carry.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// How a layer blob is compressed, as its media type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerEncoding {
+    Uncompressed,
+    Gzip,
+    Zstd,
+}
+
+/// The compression of a layer media type; `None` if it is not a layer type.
+pub fn layer_encoding(media_type: &MediaType) -> Option<LayerEncoding> {
+    use LayerEncoding::*;
+    match media_type {
+        MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Uncompressed),
+        MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Some(Gzip),
+        MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => Some(Zstd),
+        MediaType::Other(m) => match m.as_str() {
+            DOCKER_LAYER_GZIP | DOCKER_FOREIGN_LAYER_GZIP => Some(Gzip),
+            DOCKER_LAYER_TAR => Some(Uncompressed),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The OCI equivalent of a Docker layer media type (the blob stays the same).
+pub fn oci_layer_media_type(media_type: &MediaType) -> MediaType {
+    match media_type {
+        MediaType::Other(m) => match m.as_str() {
+            DOCKER_LAYER_GZIP => MediaType::ImageLayerGzip,
+            DOCKER_LAYER_TAR => MediaType::ImageLayer,
+            DOCKER_FOREIGN_LAYER_GZIP => MediaType::ImageLayerNonDistributableGzip,
+            _ => media_type.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+pub fn is_config_media_type(media_type: &MediaType) -> bool {
+    matches!(media_type, MediaType::ImageConfig)
+        || matches!(media_type, MediaType::Other(m) if m == DOCKER_CONFIG)
+}
+
+pub fn is_manifest_media_type(media_type: &str) -> bool {
+    media_type == MediaType::ImageManifest.as_ref() || media_type == DOCKER_MANIFEST
+}
+
+pub fn is_index_media_type(media_type: &str) -> bool {
+    media_type == MediaType::ImageIndex.as_ref() || media_type == DOCKER_MANIFEST_LIST
+}
+
+pub(crate) fn descriptor(media_type: MediaType, digest: Digest, size: u64) -> Result<Descriptor> {
+    DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest)
+        .size(size)
+        .build()
+        .map_err(|e| Error::invalid(format!("building a descriptor: {e}")))
+}
+
+/// An OCI image manifest and its canonical bytes.
+pub fn build_manifest(
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+) -> Result<(ImageManifest, Vec<u8>)> {
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(layers)
+        .build()
+        .map_err(|e| Error::invalid(format!("building a manifest: {e}")))?;
+    let bytes = canonical_json(&manifest);
+    Ok((manifest, bytes))
+}
+
+/// Parses a manifest, naming where it came from on failure.
+pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<ImageManifest> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("{what} is not a valid image manifest: {e}")))
+}

@@ -1,0 +1,334 @@
+//! Putting a finished image where the user asked, after ko's split between making an
+//! image and publishing it: [`sinks_for`] is the one place that turns `--output`/`--push`
+//! into sinks; each [`Sink`] takes any [`Image`]. The OCI layout and archive sinks live in
+//! [`crate::oci`]; the engine and registry sinks are here because they need the engine and
+//! the registry client. [`Recorder`] writes `--iidfile` and `--metadata-file` afterwards.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use oci_spec::image::Digest;
+
+use crate::engine::Engine;
+use crate::error::InputError;
+use crate::oci::{self, DockerArchiveOptions, Image, Publish, Published};
+use crate::progress::{Ids, Reporter};
+use crate::registry::{self, Reference};
+use crate::request::{Output, PublishRequest};
+
+/// One destination of the image.
+pub enum Sink {
+    /// An OCI layout (dir or tar) or a docker archive: written by [`crate::oci`].
+    File(Box<dyn Publish>),
+    /// Loaded into the Docker engine, tagged with every `--tag`.
+    Engine(EngineSink),
+    /// Pushed to every `--tag`'s registry.
+    Registry(RegistrySink),
+}
+
+/// What the caller provides for the sinks that need machinery.
+pub struct SinkDeps {
+    /// Connects to the engine when a sink needs it (`None` when no engine is wanted).
+    pub engine: Option<Engine>,
+    pub registry: Option<Arc<registry::Client>>,
+    pub blobs: registry::BlobStore,
+    /// Images the engine may already have, whose layers a load can leave out.
+    pub engine_known_images: Vec<String>,
+}
+
+/// The sinks for a request. With no `--output`, the image goes to the engine, unless
+/// `--push` was asked, in which case it only goes to the registry (as `docker buildx build
+/// --push`). This is the only function that looks at output kinds.
+pub fn sinks_for(request: &PublishRequest, deps: &SinkDeps) -> anyhow::Result<Vec<Sink>> {
+    let mut sinks = Vec::new();
+    let outputs: Vec<Output> = if request.outputs.is_empty() && !request.push {
+        vec![Output::Engine]
+    } else {
+        request.outputs.clone()
+    };
+    for output in outputs {
+        sinks.push(match output {
+            Output::OciDir(dir) => Sink::File(Box::new(oci::OciDir::new(dir))),
+            Output::OciTar(file) => Sink::File(Box::new(oci::OciTar::new(file))),
+            Output::DockerTar(file) => Sink::File(Box::new(oci::DockerArchive::new(file))),
+            Output::Engine => {
+                let engine = deps.engine.clone().ok_or_else(|| {
+                    InputError::new("the image would be loaded into the Docker engine, but none is reachable")
+                        .with_hint("start one (or set DOCKER_HOST), or write the image elsewhere with --output type=oci,dest=DIR or --push")
+                })?;
+                Sink::Engine(EngineSink { engine, known_images: deps.engine_known_images.clone() })
+            }
+            Output::Registry => continue,
+        });
+    }
+    if request.push {
+        let client = deps
+            .registry
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no registry client for --push"))?;
+        let references = request
+            .tags
+            .iter()
+            .map(|t| Reference::parse(t).map_err(|e| InputError::new(format!("--tag {t}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        sinks.push(Sink::Registry(RegistrySink {
+            client,
+            references,
+            blobs: deps.blobs.clone(),
+        }));
+    }
+    Ok(sinks)
+}
+
+impl Sink {
+    /// Where this sink puts images, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::File(_) => "file output".into(),
+            Sink::Engine(_) => "engine".into(),
+            Sink::Registry(r) => r
+                .references
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// Publishes `image` under `tags`.
+    pub async fn publish(
+        &self,
+        image: Arc<dyn Image>,
+        tags: &[String],
+        reporter: &Arc<dyn Reporter>,
+        ids: &Ids,
+    ) -> anyhow::Result<Published> {
+        match self {
+            Sink::File(sink) => {
+                // The OCI sinks are blocking (file I/O); keep them off the async workers.
+                let tags = tags.to_vec();
+                let sink: &dyn Publish = sink.as_ref();
+                // Safety of the borrow: `block_in_place` runs on this thread.
+                tokio::task::block_in_place(|| sink.publish(image.as_ref(), &tags))
+            }
+            Sink::Engine(sink) => sink.publish(image, tags).await,
+            Sink::Registry(sink) => sink.publish(image, reporter, ids).await,
+        }
+    }
+}
+
+/// Loads images into the engine as a docker archive, leaving out layers it already has.
+pub struct EngineSink {
+    engine: Engine,
+    known_images: Vec<String>,
+}
+
+impl EngineSink {
+    async fn publish(&self, image: Arc<dyn Image>, tags: &[String]) -> anyhow::Result<Published> {
+        let omit = self.layers_the_engine_has(image.as_ref()).await;
+        let tags = tags.to_vec();
+        let archive = tempfile::NamedTempFile::new()
+            .context("creating a temporary file for the engine load")?;
+        let path = archive.path().to_path_buf();
+        let written = image.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            oci::write_docker_archive(
+                &mut file,
+                written.as_ref(),
+                &tags,
+                &DockerArchiveOptions { omit_layers: omit },
+            )?;
+            std::io::Write::flush(&mut file)?;
+            Ok(())
+        })
+        .await
+        .context("writing the docker archive for the engine")??;
+        let file = tokio::fs::File::open(archive.path())
+            .await
+            .context("reading the docker archive back")?;
+        self.engine
+            .load_archive_from(file)
+            .await
+            .context("loading the image into the engine")?;
+        Ok(Published {
+            digest: image.digest(),
+            config_digest: image.config_descriptor().digest().clone(),
+            destination: "engine".into(),
+        })
+    }
+
+    /// The diff_ids of `image` the engine already holds: the longest common prefix with
+    /// the layers of an image it has (Docker matches layers by chain, so only a prefix counts).
+    async fn layers_the_engine_has(&self, image: &dyn Image) -> HashSet<Digest> {
+        let Ok(wanted) = image.diff_ids() else {
+            return HashSet::new();
+        };
+        let mut best: Vec<Digest> = Vec::new();
+        for known in &self.known_images {
+            let Ok(Some(info)) = self.engine.find_image(known).await else {
+                continue;
+            };
+            let common: Vec<Digest> = wanted
+                .iter()
+                .zip(&info.diff_ids)
+                .take_while(|(a, b)| a.to_string() == **b)
+                .map(|(a, _)| a.clone())
+                .collect();
+            if common.len() > best.len() {
+                best = common;
+            }
+        }
+        best.into_iter().collect()
+    }
+}
+
+/// Pushes to every reference (blobs first, manifest, then tags).
+pub struct RegistrySink {
+    client: Arc<registry::Client>,
+    references: Vec<Reference>,
+    blobs: registry::BlobStore,
+}
+
+impl RegistrySink {
+    pub fn new(
+        client: Arc<registry::Client>,
+        references: Vec<Reference>,
+        blobs: registry::BlobStore,
+    ) -> RegistrySink {
+        RegistrySink {
+            client,
+            references,
+            blobs,
+        }
+    }
+
+    async fn publish(
+        &self,
+        image: Arc<dyn Image>,
+        reporter: &Arc<dyn Reporter>,
+        ids: &Ids,
+    ) -> anyhow::Result<Published> {
+        let id = ids.next();
+        let names: Vec<String> = self.references.iter().map(ToString::to_string).collect();
+        let name = format!("pushing {}", names.join(", "));
+        reporter.started(id, &name);
+        let started = std::time::Instant::now();
+        let progress = PushProgress {
+            reporter: reporter.clone(),
+            id,
+        };
+        let result = self
+            .client
+            .push_with_report(image.as_ref(), &self.references, &self.blobs, &progress)
+            .await;
+        match result {
+            Ok(report) => {
+                reporter.log(
+                    id,
+                    &format!(
+                        "{} blobs uploaded ({}), {} mounted, {} already there",
+                        report.uploaded,
+                        indicatif::HumanBytes(report.bytes_uploaded),
+                        report.mounted,
+                        report.already_present
+                    ),
+                );
+                reporter.done(id, started.elapsed());
+                Ok(Published {
+                    digest: report.digest.unwrap_or_else(|| image.digest()),
+                    config_digest: image.config_descriptor().digest().clone(),
+                    destination: names.join(", "),
+                })
+            }
+            Err(e) => {
+                reporter.failed(id, started.elapsed());
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Registry transfer events shown as log lines of the push vertex.
+struct PushProgress {
+    reporter: Arc<dyn Reporter>,
+    id: usize,
+}
+
+impl registry::Progress for PushProgress {
+    fn on_blob_done(&self, digest: &Digest, outcome: &registry::BlobOutcome) {
+        let short = digest.digest().get(..12).unwrap_or_default();
+        let what = match outcome {
+            registry::BlobOutcome::Cached | registry::BlobOutcome::Downloaded => return,
+            registry::BlobOutcome::AlreadyPresent => "already there".to_owned(),
+            registry::BlobOutcome::Mounted { from } => format!("mounted from {from}"),
+            registry::BlobOutcome::Uploaded => "uploaded".to_owned(),
+        };
+        self.reporter.log(self.id, &format!("blob {short}: {what}"));
+    }
+
+    fn on_retry(&self, request: &str, attempt: u32, delay: std::time::Duration, reason: &str) {
+        self.reporter.log(
+            self.id,
+            &format!(
+                "retrying {request} (attempt {attempt}, in {:.1}s): {reason}",
+                delay.as_secs_f64()
+            ),
+        );
+    }
+}
+
+/// Writes `--iidfile` and `--metadata-file` as docker build and BuildKit do.
+pub struct Recorder {
+    pub iidfile: Option<PathBuf>,
+    pub metadata_file: Option<PathBuf>,
+}
+
+impl Recorder {
+    pub fn record(
+        &self,
+        image: &dyn Image,
+        tags: &[String],
+        pushed: Option<&Digest>,
+    ) -> anyhow::Result<()> {
+        let config = image.config_descriptor();
+        if let Some(path) = &self.iidfile {
+            write_atomically(path, config.digest().to_string().as_bytes())?;
+        }
+        if let Some(path) = &self.metadata_file {
+            let digest = pushed.cloned().unwrap_or_else(|| image.digest());
+            let metadata = serde_json::json!({
+                "containerimage.config.digest": config.digest().to_string(),
+                "containerimage.digest": digest.to_string(),
+                "containerimage.descriptor": {
+                    "mediaType": image.manifest_media_type(),
+                    "digest": digest.to_string(),
+                    "size": image.raw_manifest().len(),
+                },
+                "image.name": tags.join(","),
+            });
+            let mut text = serde_json::to_vec_pretty(&metadata)?;
+            text.push(b'\n');
+            write_atomically(path, &text)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a small file through a temporary name, so a reader never sees half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut temp, bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    temp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
