@@ -412,3 +412,290 @@ fn read_tar(stream: &[u8]) {
         }
     }
 }
+
+/// The layer writer fed a tar stream, as it takes an engine's archive download or a
+/// container diff. The first byte picks the options (compression, `--chown`, `--chmod`,
+/// destination); the rest is the stream. A written layer must read back as a tar whose
+/// digests are the ones the writer reported.
+pub fn layer_from_tar(data: &[u8]) {
+    use imgbuild::oci::layer::Ownership;
+    use imgbuild::oci::{AddOptions, BlobStore, Compression, LayerBuilder, LayerOptions};
+
+    let Some((&flags, stream)) = data.split_first() else {
+        return;
+    };
+    if stream.len() > MAX_INPUT {
+        return;
+    }
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let store = match BlobStore::open(dir.path()) {
+        Ok(store) => store,
+        Err(e) => panic!("opening a blob store in a temporary directory: {e}"),
+    };
+    let compression = if flags & 0x01 == 0 {
+        Compression::Gzip
+    } else {
+        Compression::Zstd
+    };
+    let mut options = LayerOptions::new(compression, 0);
+    options.threads = 1;
+    let add = AddOptions {
+        dest: if flags & 0x02 == 0 { "" } else { "/app/" }.to_owned(),
+        chown: (flags & 0x04 != 0).then_some(Ownership {
+            uid: 1000,
+            gid: 1000,
+        }),
+        chmod: (flags & 0x08 != 0).then_some(0o640),
+        exact_modes: false,
+    };
+    let mut builder = LayerBuilder::new(store, options);
+    if builder.add_tar(stream, &add).is_err() {
+        return;
+    }
+    let layer = match builder.write() {
+        Ok(layer) => layer,
+        // Writing into a temporary directory can only fail on an input problem, which
+        // `add_tar` has already accepted: that is a bug.
+        Err(e) => panic!("add_tar accepted the stream, write failed: {e}"),
+    };
+    let blob = match std::fs::read(&layer.path) {
+        Ok(blob) => blob,
+        Err(e) => panic!("reading the written layer: {e}"),
+    };
+    assert_eq!(
+        imgbuild::oci::sha256_digest(&blob),
+        *layer.descriptor.digest()
+    );
+    assert_eq!(blob.len() as u64, layer.descriptor.size());
+    let tar = match decompress(&blob) {
+        Ok(tar) => tar,
+        Err(e) => panic!("the written layer does not decompress: {e}"),
+    };
+    assert_eq!(imgbuild::oci::sha256_digest(&tar), layer.diff_id);
+    assert_eq!(tar.len() as u64, layer.uncompressed_size);
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(e) => panic!("the written layer is no tar: {e}"),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => panic!("the written layer has a bad entry: {e}"),
+        };
+        let path = entry.path_bytes().into_owned();
+        let text = String::from_utf8_lossy(&path);
+        assert!(
+            !path.starts_with(b"/") && !text.split('/').any(|c| c == ".."),
+            "the written layer has an entry outside its root: {text}"
+        );
+    }
+}
+
+/// OCI layouts and docker archives as `imgbuild push oci-archive:…|oci:…|docker-archive:…`
+/// opens them (tar and extracted directory), then every blob read and checked by
+/// `validate_image`.
+///
+/// The input is a list of files, each starting with a line `=== NAME`; a file named
+/// `blob` is stored at `blobs/sha256/<its digest>`. In names and contents, `@N`, `%N` and
+/// `#N` stand for the digest (`sha256:…`), its hex and the size of the N-th blob, so the
+/// fuzzer can write consistent documents without computing digests, and `$OUTSIDE` for
+/// the absolute path of a directory beside the image (holding `layer.tar.gz` and
+/// `config.json`) that no image may read from. An input that does not start with `===`
+/// is the archive itself.
+pub fn image_archive(data: &[u8]) {
+    if data.len() > MAX_INPUT {
+        return;
+    }
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let outside = dir.path().join("outside");
+    let forbidden = match plant_outside_files(&outside) {
+        Ok(forbidden) => forbidden,
+        Err(e) => panic!("writing the files outside the image: {e}"),
+    };
+    let tar_path = dir.path().join("image.tar");
+    let dir_path = dir.path().join("image");
+    let mut paths = vec![tar_path.clone()];
+    if data.starts_with(b"=== ") {
+        let files = files_from_list(data, &outside.display().to_string());
+        if std::fs::write(&tar_path, tar_of(&files)).is_err() {
+            return;
+        }
+        if write_tree(&dir_path, &files).is_ok() {
+            paths.push(dir_path);
+        }
+    } else if std::fs::write(&tar_path, data).is_err() {
+        return;
+    }
+    let platform = Platform::linux_amd64();
+    for path in &paths {
+        for reference in [None, Some("app:latest")] {
+            if let Ok(image) = imgbuild::oci::open_oci_layout(path, reference, &platform) {
+                check_image(&image, &forbidden);
+            }
+            if let Ok(image) = imgbuild::oci::open_docker_archive(path, reference) {
+                check_image(&image, &forbidden);
+            }
+        }
+    }
+}
+
+/// Writes the files an image must never read, and returns their contents.
+fn plant_outside_files(outside: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    use std::io::Write;
+    std::fs::create_dir_all(outside)?;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(b"a file outside the image")?;
+    let layer = gzip.finish()?;
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    std::fs::write(outside.join("layer.tar.gz"), &layer)?;
+    std::fs::write(outside.join("config.json"), config)?;
+    Ok(vec![layer, config.to_vec()])
+}
+
+fn check_image(image: &dyn imgbuild::oci::Image, forbidden: &[Vec<u8>]) {
+    let _ = imgbuild::oci::validate_image(image);
+    let _ = image.config().map(|c| (c.env(), c.cmd(), c.on_build()));
+    let _ = image.diff_ids();
+    assert!(
+        !forbidden.iter().any(|f| f == image.raw_config()),
+        "the image's config was read from outside the image"
+    );
+    for layer in image.layers() {
+        if let Ok(blob) = image.open_blob(layer.digest()) {
+            let mut content = Vec::new();
+            let _ = blob.take(MAX_DECOMPRESSED).read_to_end(&mut content);
+            assert!(
+                !forbidden.contains(&content),
+                "layer {} was read from outside the image",
+                layer.digest()
+            );
+        }
+    }
+}
+
+/// Writes the extracted (directory) form of an `image_archive` input at `root`.
+pub fn image_tree_from_files(
+    data: &[u8],
+    root: &std::path::Path,
+    outside: &str,
+) -> std::io::Result<()> {
+    write_tree(root, &files_from_list(data, outside))
+}
+
+/// The extracted form: each file at its name under `root` (names that would leave it are
+/// left out, as an extracting tool would refuse them).
+fn write_tree(root: &std::path::Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    std::fs::create_dir_all(root)?;
+    for (name, content) in files {
+        let relative = std::path::Path::new(name);
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            continue;
+        }
+        let path = root.join(relative);
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(&path, content);
+    }
+    Ok(())
+}
+
+/// Builds the tar described by `image_archive`'s file-list format (with `$OUTSIDE`
+/// pointing nowhere useful).
+pub fn archive_from_files(data: &[u8]) -> Vec<u8> {
+    tar_of(&files_from_list(data, "/nonexistent"))
+}
+
+/// The files of `image_archive`'s file-list format, tokens replaced.
+fn files_from_list(data: &[u8], outside: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut blobs: Vec<(String, usize)> = Vec::new();
+    for chunk in split_sections(data) {
+        let (name, content) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], &chunk[i + 1..]),
+            None => (chunk, &[][..]),
+        };
+        let name = substitute(name, &blobs, outside);
+        let content = substitute(content, &blobs, outside);
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if name == "blob" {
+            let digest = imgbuild::oci::sha256_digest(&content);
+            blobs.push((digest.digest().to_string(), content.len()));
+            files.push((format!("blobs/sha256/{}", digest.digest()), content));
+        } else {
+            files.push((name, content));
+        }
+    }
+    files
+}
+
+fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        // Names the tar crate refuses (`..`, absolute) are left out, as no writer makes them.
+        let _ = builder.append_data(&mut header, name, content.as_slice());
+    }
+    builder.into_inner().unwrap_or_default()
+}
+
+/// The sections of the file-list format: after each `=== ` at the start of a line.
+fn split_sections(data: &[u8]) -> Vec<&[u8]> {
+    let mut sections = Vec::new();
+    let mut rest = data.strip_prefix(b"=== ").unwrap_or(data);
+    loop {
+        match rest.windows(5).position(|w| w == b"\n=== ") {
+            Some(i) => {
+                sections.push(&rest[..i]);
+                rest = &rest[i + 5..];
+            }
+            None => {
+                sections.push(rest);
+                return sections;
+            }
+        }
+    }
+}
+
+/// Replaces `@N`, `%N` and `#N` by the N-th blob's digest, hex and size (N one digit,
+/// blobs defined so far only), and `$OUTSIDE` by `outside`.
+fn substitute(text: &[u8], blobs: &[(String, usize)], outside: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i..].starts_with(b"$OUTSIDE") {
+            out.extend_from_slice(outside.as_bytes());
+            i += b"$OUTSIDE".len();
+            continue;
+        }
+        let blob = text
+            .get(i + 1)
+            .filter(|d| d.is_ascii_digit())
+            .and_then(|d| blobs.get(usize::from(d - b'0')));
+        match (text[i], blob) {
+            (b'@', Some((hex, _))) => out.extend_from_slice(format!("sha256:{hex}").as_bytes()),
+            (b'%', Some((hex, _))) => out.extend_from_slice(hex.as_bytes()),
+            (b'#', Some((_, size))) => out.extend_from_slice(size.to_string().as_bytes()),
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    out
+}
