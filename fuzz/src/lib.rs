@@ -24,6 +24,9 @@ use imgbuild::registry::reference::Reference;
 /// regression tests for huge inputs live beside the code.
 const MAX_INPUT: usize = 64 * 1024;
 
+/// Linux's limit on a path's length: no walked path is longer.
+const PATH_MAX: usize = 4096;
+
 /// How much a decompressed archive may grow to: a zip bomb must not read as an OOM.
 const MAX_DECOMPRESSED: u64 = 16 * 1024 * 1024;
 
@@ -196,6 +199,11 @@ pub fn dockerignore(data: &[u8]) {
         "root excluded"
     );
     for path in String::from_utf8_lossy(paths).split('\n') {
+        // Matching is quadratic in a path's depth (each ancestor is evaluated, as BuildKit
+        // does); paths come from walking a directory, so no longer than Linux's PATH_MAX.
+        if path.len() > PATH_MAX {
+            continue;
+        }
         let excluded = ignore.is_excluded(path);
         if ignore.can_skip_dir(path) {
             assert!(excluded, "can skip `{path}`, which is not excluded");
