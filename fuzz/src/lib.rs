@@ -174,6 +174,24 @@ pub fn word_expansion(data: &[u8]) {
             assert!(env.iter().any(|(k, _)| k == name), "matched unknown {name}");
         }
     }
+    // Leaving unset variables as written changes nothing when every variable is set.
+    if let Ok(expansion) = lexer.skip_unset_env(false).expand(&word, &env)
+        && expansion.unmatched.is_empty()
+    {
+        match lexer.skip_unset_env(true).expand(&word, &env) {
+            Ok(skipping) => {
+                assert_eq!(
+                    skipping.word, expansion.word,
+                    "skip_unset_env changed the word"
+                );
+                assert_eq!(
+                    skipping.words, expansion.words,
+                    "skip_unset_env changed the words"
+                );
+            }
+            Err(e) => panic!("only with skip_unset_env: {e}"),
+        }
+    }
 }
 
 /// `.dockerignore`: the first line with a NUL byte splits patterns (before) from paths
