@@ -13,8 +13,11 @@
 //! * [`registry`]: the distribution API client (pull, push, auth).
 //! * [`cache`]: the content-addressed step cache.
 //! * [`progress`]: reporting, rendered by the binary.
+//! * [`base`]: base images from Debian packages (debootstrap), no Docker Hub.
 //! * [`cli`]: command-line flags turned into requests; nothing else reads clap types.
 
+pub mod base;
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod context;

@@ -127,6 +127,23 @@ pub struct EngineSink {
 
 impl EngineSink {
     async fn publish(&self, image: Arc<dyn Image>, tags: &[String]) -> anyhow::Result<Published> {
+        let published = Published {
+            digest: image.digest(),
+            config_digest: image.config_descriptor().digest().clone(),
+            destination: "engine".into(),
+        };
+        // The engine's image id is the config digest: the same id means the same config and
+        // layers, so a rebuild that changed nothing only (re)applies the tags.
+        let id = published.config_digest.to_string();
+        if self.engine.find_image(&id).await.ok().flatten().is_some() {
+            for tag in tags {
+                self.engine
+                    .tag(&id, &oci::with_default_tag(tag))
+                    .await
+                    .with_context(|| format!("tagging the image as {tag}"))?;
+            }
+            return Ok(published);
+        }
         let omit = self.layers_the_engine_has(image.as_ref()).await;
         let tags = tags.to_vec();
         let archive = tempfile::NamedTempFile::new()
@@ -160,29 +177,38 @@ impl EngineSink {
         })
     }
 
-    /// The diff_ids of `image` the engine already holds: the longest common prefix with
-    /// the layers of an image it has (Docker matches layers by chain, so only a prefix counts).
     async fn layers_the_engine_has(&self, image: &dyn Image) -> HashSet<Digest> {
-        let Ok(wanted) = image.diff_ids() else {
-            return HashSet::new();
-        };
-        let mut best: Vec<Digest> = Vec::new();
-        for known in &self.known_images {
-            let Ok(Some(info)) = self.engine.find_image(known).await else {
-                continue;
-            };
-            let common: Vec<Digest> = wanted
-                .iter()
-                .zip(&info.diff_ids)
-                .take_while(|(a, b)| a.to_string() == **b)
-                .map(|(a, _)| a.clone())
-                .collect();
-            if common.len() > best.len() {
-                best = common;
-            }
-        }
-        best.into_iter().collect()
+        layers_engine_has(&self.engine, &self.known_images, image).await
     }
+}
+
+/// The diff_ids of `image` the engine already holds: the longest common prefix with the
+/// layers of one of the `known` images it has (Docker matches layers by chain, so only a
+/// prefix counts). A docker archive may leave those out.
+pub async fn layers_engine_has(
+    engine: &Engine,
+    known: &[String],
+    image: &dyn Image,
+) -> HashSet<Digest> {
+    let Ok(wanted) = image.diff_ids() else {
+        return HashSet::new();
+    };
+    let mut best: Vec<Digest> = Vec::new();
+    for id in known {
+        let Ok(Some(info)) = engine.find_image(id).await else {
+            continue;
+        };
+        let common: Vec<Digest> = wanted
+            .iter()
+            .zip(&info.diff_ids)
+            .take_while(|(a, b)| a.to_string() == **b)
+            .map(|(a, _)| a.clone())
+            .collect();
+        if common.len() > best.len() {
+            best = common;
+        }
+    }
+    best.into_iter().collect()
 }
 
 /// Pushes to every reference (blobs first, manifest, then tags).

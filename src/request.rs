@@ -52,6 +52,24 @@ pub struct PublishRequest {
     pub progress: progress::Mode,
 }
 
+/// Where a build secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    /// An environment variable of imgbuild's own process.
+    Env(String),
+}
+
+// Where a secret comes from is not secret, but keep Debug output free of anything read.
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+            SecretSource::Env(v) => write!(f, "Env({v})"),
+        }
+    }
+}
+
 /// A build, as `imgbuild build` was asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRequest {
@@ -65,5 +83,7 @@ pub struct BuildRequest {
     pub network: Network,
     pub no_cache: bool,
     pub cache_dir: PathBuf,
+    /// `--secret`s by id.
+    pub secrets: BTreeMap<String, SecretSource>,
     pub publish: PublishRequest,
 }

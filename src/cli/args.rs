@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::values::{KeyValue, OutputSpec, RegistryMirror};
+use super::values::{KeyValue, OutputSpec, RegistryMirror, SecretSpec};
 
 /// Builds container images from multi-stage Dockerfiles, faster than `docker build`:
 /// build stages run in a Docker engine, the final image is written directly as OCI layers.
@@ -170,6 +170,12 @@ pub struct BuildArgs {
     /// Where the step cache and blob store live [default: $XDG_CACHE_HOME/imgbuild].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// A secret for `RUN --mount=type=secret,id=ID`: `id=ID,src=FILE` or `id=ID,env=VAR`
+    /// (`id=ID` alone reads the environment variable ID); repeatable. Never stored in the
+    /// image, the cache or the logs.
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
+    pub secrets: Vec<SecretSpec>,
 
     #[command(flatten)]
     pub publish: PublishArgs,

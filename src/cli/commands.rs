@@ -5,26 +5,19 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use super::args::{BaseCommand, Cli, Command, DebugCommand, PushArgs};
+use super::args::{BaseBuildArgs, BaseCommand, Cli, Command, DebugCommand, PushArgs};
 use super::request::{default_cache_dir, process_env, progress_mode};
 use crate::error::InputError;
-use crate::request::{BuildRequest, RegistryOptions};
-use crate::{frontend, oci, progress, registry};
+use crate::request::{BuildRequest, PublishRequest, RegistryOptions};
+use crate::{base, frontend, oci, progress, registry};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build(BuildRequest::from_args(*args, &process_env)?),
         Command::Debug(DebugCommand::Parse { dockerfile }) => debug_parse(&dockerfile),
-        Command::Base(BaseCommand::Build(_)) => Err(not_yet("imgbuild base build")),
+        Command::Base(BaseCommand::Build(args)) => base_build(args),
         Command::Push(args) => push(args),
     }
-}
-
-fn not_yet(what: &str) -> anyhow::Error {
-    InputError::new(format!(
-        "{what} is not yet supported in this version of imgbuild"
-    ))
-    .into()
 }
 
 fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
@@ -39,8 +32,33 @@ fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn build(request: BuildRequest) -> anyhow::Result<()> {
-    let _graph = frontend::load(&request)?;
-    Err(not_yet("building images"))
+    let mode = request.publish.progress;
+    let reporter = progress::reporter(mode);
+    let tags = request.publish.tags.clone();
+    let result = runtime()?.block_on(crate::build::build(request, reporter.clone()))?;
+    let mut stdout = std::io::stdout().lock();
+    if mode == progress::Mode::Quiet {
+        writeln!(stdout, "{}", result.digest).context("writing the digest")?;
+        return Ok(());
+    }
+    let name = if tags.is_empty() {
+        "(untagged)".to_owned()
+    } else {
+        tags.join(", ")
+    };
+    let total = result.cache_hits + result.cache_misses;
+    reporter.summary(&format!(
+        "\nbuilt {name}\n  digest   {}\n  image id {}\n  size     {} in {} layers\n  time     {:.1}s\n  cache    {} of {} steps cached, {} run",
+        result.digest,
+        result.config_digest,
+        indicatif::HumanBytes(result.size),
+        result.layers,
+        result.elapsed.as_secs_f64(),
+        result.cache_hits,
+        total,
+        result.cache_misses,
+    ));
+    Ok(())
 }
 
 /// The async runtime for commands that talk to an engine or a registry.
@@ -80,5 +98,88 @@ fn push(args: PushArgs) -> anyhow::Result<()> {
     })?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", digest.digest).context("writing the digest")?;
+    Ok(())
+}
+
+/// `imgbuild base build base-images/NAME`: a base image from Debian packages, published
+/// like a build's result; prints the image's manifest digest on stdout.
+fn base_build(args: BaseBuildArgs) -> anyhow::Result<()> {
+    let recipe = base::Recipe::load(&args.recipe)?;
+    // Without --source-date-epoch or $SOURCE_DATE_EPOCH, the suite's Release date is the
+    // epoch, so that the same Debian snapshot gives the same image.
+    let explicit_epoch = args.publish.source_date_epoch.is_some()
+        || process_env("SOURCE_DATE_EPOCH").is_some_and(|v| !v.is_empty());
+    let mut request = PublishRequest::from_args(args.publish, &process_env)?;
+    // The recipe's tag names the image in the engine or files; a push needs an explicit
+    // --tag (the recipe's would mean Docker Hub).
+    if request.tags.is_empty() && !request.push {
+        request.tags.push(recipe.tag.clone());
+    }
+    let cache_dir = default_cache_dir(&process_env)?;
+    base::check_host(&request.platform)?;
+    let reporter = progress::reporter(request.progress);
+    let started = std::time::Instant::now();
+    let digest = runtime()?.block_on(async {
+        let registry = if request.push {
+            let credentials = registry::Credentials::from_environment()?;
+            Some(std::sync::Arc::new(registry::Client::new(
+                &request.registry,
+                credentials,
+            )?))
+        } else {
+            None
+        };
+        let deps = crate::publish::SinkDeps {
+            // Only an engine output needs it; sinks_for says so when it is missing.
+            engine: crate::engine::Engine::connect().await.ok(),
+            registry,
+            blobs: registry::BlobStore::open(&cache_dir)?,
+            engine_known_images: Vec::new(),
+        };
+        // Before the build: a wrong output or tag fails in a second, not after minutes.
+        let sinks = crate::publish::sinks_for(&request, &deps)?;
+        let epoch = if explicit_epoch {
+            request.source_date_epoch
+        } else {
+            base::fetch_release_epoch(&recipe.mirror, &recipe.suite).await?
+        };
+        let options = base::BuildOptions {
+            cache_dir: cache_dir.clone(),
+            epoch,
+            epoch_from_release: !explicit_epoch,
+            compression: request.compression,
+            platform: request.platform.clone(),
+        };
+        let ids = progress::Ids::default();
+        let built =
+            tokio::task::block_in_place(|| base::build(&recipe, &options, &reporter, &ids))?;
+        let mut pushed = None;
+        for sink in &sinks {
+            let published = sink
+                .publish(built.image.clone(), &request.tags, &reporter, &ids)
+                .await
+                .with_context(|| format!("publishing to {}", sink.describe()))?;
+            if matches!(sink, crate::publish::Sink::Registry(_)) {
+                pushed = Some(published.digest);
+            }
+        }
+        let recorder = crate::publish::Recorder {
+            iidfile: request.iidfile.clone(),
+            metadata_file: request.metadata_file.clone(),
+        };
+        recorder.record(built.image.as_ref(), &request.tags, pushed.as_ref())?;
+        let digest = built.image.digest();
+        reporter.summary(&format!(
+            "{} {digest}: {} compressed, {} uncompressed, built in {:.0?}",
+            request.tags.join(", "),
+            indicatif::HumanBytes(built.compressed_size),
+            indicatif::HumanBytes(built.uncompressed_size),
+            started.elapsed()
+        ));
+        built.remove()?;
+        anyhow::Ok(digest)
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{digest}").context("writing the digest")?;
     Ok(())
 }

@@ -75,6 +75,7 @@ impl BuildRequest {
             },
             no_cache: args.no_cache,
             cache_dir,
+            secrets: args.secrets.into_iter().map(|s| (s.id, s.source)).collect(),
             publish: PublishRequest::from_args(args.publish, env)?,
         })
     }

@@ -120,6 +120,51 @@ impl FromStr for RegistryMirror {
     }
 }
 
+/// `--secret id=ID[,src=FILE|,env=VAR]`, BuildKit's syntax (`type=file|env`,
+/// `source=`/`src=` accepted too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    pub id: String,
+    pub source: crate::request::SecretSource,
+}
+
+impl FromStr for SecretSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use crate::request::SecretSource;
+        let (mut id, mut file, mut env, mut kind) = (None, None, None, None);
+        for field in s.split(',') {
+            let (key, value) = field.split_once('=').ok_or_else(|| {
+                format!("`{field}` is not key=value (expected id=ID,src=FILE or id=ID,env=VAR)")
+            })?;
+            match key.trim() {
+                "id" => id = Some(value.to_owned()),
+                "src" | "source" => file = Some(value.to_owned()),
+                "env" => env = Some(value.to_owned()),
+                "type" => kind = Some(value.to_owned()),
+                other => {
+                    return Err(format!(
+                        "unknown key `{other}` (known keys: id, src, env, type)"
+                    ));
+                }
+            }
+        }
+        let id = id.filter(|i| !i.is_empty()).ok_or("missing id=ID")?;
+        let source = match (kind.as_deref(), file, env) {
+            (_, Some(_), Some(_)) => return Err("give src= or env=, not both".into()),
+            (Some("env"), Some(name), None) | (_, None, Some(name)) => SecretSource::Env(name),
+            (None | Some("file"), Some(path), None) => SecretSource::File(path.into()),
+            (Some("env"), None, None) | (None, None, None) => SecretSource::Env(id.clone()),
+            (Some("file"), None, None) => SecretSource::File(id.clone().into()),
+            (Some(other), _, _) => {
+                return Err(format!("unknown secret type `{other}` (file or env)"));
+            }
+        };
+        Ok(SecretSpec { id, source })
+    }
+}
+
 /// `KEY=VALUE` with a non-empty key (`--label`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
@@ -202,6 +247,29 @@ mod tests {
                 bad.parse::<RegistryMirror>().is_err(),
                 "{bad:?} should be refused"
             );
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        use crate::request::SecretSource;
+        let s: SecretSpec = "id=npm,src=/run/npmrc".parse().unwrap();
+        assert_eq!(
+            (s.id.as_str(), s.source),
+            ("npm", SecretSource::File("/run/npmrc".into()))
+        );
+        let s: SecretSpec = "id=token,env=GITHUB_TOKEN".parse().unwrap();
+        assert_eq!(s.source, SecretSource::Env("GITHUB_TOKEN".into()));
+        let s: SecretSpec = "id=TOKEN".parse().unwrap();
+        assert_eq!(s.source, SecretSource::Env("TOKEN".into()));
+        for bad in [
+            "src=x",
+            "id=",
+            "id=a,src=x,env=Y",
+            "id=a,colour=red",
+            "id=a,type=ssh",
+        ] {
+            assert!(bad.parse::<SecretSpec>().is_err(), "{bad}");
         }
     }
 

@@ -7,6 +7,7 @@ use bollard::query_parameters::{
     ImportImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncRead;
 
@@ -162,6 +163,19 @@ impl Engine {
     ) -> Result<Vec<String>> {
         self.load_archive(tokio_util::io::ReaderStream::new(reader))
             .await
+    }
+
+    /// The image as a `docker save` archive: `manifest.json`, the config and one
+    /// uncompressed `layer.tar` per layer (the build takes the layers it made from there).
+    pub fn save_image(
+        &self,
+        image: &str,
+    ) -> futures_util::stream::BoxStream<'static, Result<Bytes>> {
+        let image_name = image.to_owned();
+        self.docker
+            .export_image(image)
+            .map_err(move |err| Error::api(format!("save image {image_name}"), err))
+            .boxed()
     }
 
     /// Points `reference` (`name`, `name:tag`, `host:port/name:tag`) at `image`.

@@ -794,7 +794,7 @@ fn key_values(
         ));
     }
     // The parser gives (key, value, separator) triples.
-    if args.len() % 3 != 0 {
+    if !args.len().is_multiple_of(3) {
         return Err(error_at(
             file,
             node,

@@ -155,7 +155,30 @@ impl ImageConfig {
     /// Appends a history entry for one instruction, dated like the config. `empty_layer`
     /// marks instructions that made no layer (ENV, CMD, …).
     pub fn push_history(&mut self, created_by: &str, empty_layer: bool) -> Result<()> {
+        self.push_history_entry(created_by, empty_layer, None)
+    }
+
+    /// [`Self::push_history`] with a comment (BuildKit marks its entries
+    /// `buildkit.dockerfile.v0`).
+    pub fn push_history_with_comment(
+        &mut self,
+        created_by: &str,
+        empty_layer: bool,
+        comment: &str,
+    ) -> Result<()> {
+        self.push_history_entry(created_by, empty_layer, Some(comment))
+    }
+
+    fn push_history_entry(
+        &mut self,
+        created_by: &str,
+        empty_layer: bool,
+        comment: Option<&str>,
+    ) -> Result<()> {
         let mut builder = HistoryBuilder::default().created_by(created_by.to_string());
+        if let Some(comment) = comment {
+            builder = builder.comment(comment.to_string());
+        }
         if let Some(created) = self.created() {
             builder = builder.created(created.to_string());
         }
@@ -176,7 +199,18 @@ impl ImageConfig {
         Ok(())
     }
 
+    /// The top-level `author` (MAINTAINER).
+    pub fn set_author(&mut self, author: &str) {
+        self.doc
+            .insert("author".into(), Value::String(author.to_string()));
+    }
+
     // ---- the runtime config (`config` object), with Docker's field names ----
+
+    /// Docker's `ArgsEscaped`, which BuildKit sets with a shell-form CMD.
+    pub fn set_args_escaped(&mut self, escaped: bool) {
+        self.set("ArgsEscaped", Some(escaped).filter(|e| *e));
+    }
 
     pub fn env(&self) -> Vec<String> {
         self.get("Env").unwrap_or_default()

@@ -96,13 +96,13 @@ pub fn open_docker_archive(path: &Path, reference: Option<&str>) -> Result<Docke
 
     let raw_config = source.read_all(&entry.config, METADATA_LIMIT)?;
     let config_digest = sha256_digest(&raw_config);
-    if let Some(named) = hex_in_name(&entry.config) {
-        if named != config_digest.digest() {
-            return Err(Error::CorruptBlob {
-                digest: format!("sha256:{named}"),
-                problem: format!("{} in {location} has digest {config_digest}", entry.config),
-            });
-        }
+    if let Some(named) = hex_in_name(&entry.config)
+        && named != config_digest.digest()
+    {
+        return Err(Error::CorruptBlob {
+            digest: format!("sha256:{named}"),
+            problem: format!("{} in {location} has digest {config_digest}", entry.config),
+        });
     }
     let diff_ids = ImageConfig::from_json(&raw_config)?.diff_ids()?;
     if diff_ids.len() != entry.layers.len() {

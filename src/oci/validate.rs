@@ -38,13 +38,13 @@ pub fn validate_image(image: &dyn Image) -> Result<()> {
             image.manifest_media_type()
         ));
     }
-    if let Some(mt) = manifest.media_type() {
-        if mt.as_ref() != image.manifest_media_type() {
-            problems.push(format!(
-                "manifest says mediaType {mt} but the image reports {}",
-                image.manifest_media_type()
-            ));
-        }
+    if let Some(mt) = manifest.media_type()
+        && mt.as_ref() != image.manifest_media_type()
+    {
+        problems.push(format!(
+            "manifest says mediaType {mt} but the image reports {}",
+            image.manifest_media_type()
+        ));
     }
 
     let config = manifest.config();

@@ -577,7 +577,11 @@ impl Dispatcher<'_> {
         let history = format!("RUN {} # buildkit", run_command_string(&argv, &self.args));
         let display = format!(
             "RUN {}",
+            // As BuildKit names RUN steps: ARGs and ENV expanded, quotes and unknown
+            // variables left as written for the shell.
             self.lexer
+                .raw_quotes(true)
+                .skip_unset_env(true)
                 .process_word(&command_text(command), &self.scope)
                 .unwrap_or_else(|_| command_text(command))
         );

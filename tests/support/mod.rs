@@ -195,3 +195,30 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
 }
+
+/// The busybox test image, pushed once to the test registry, as a FROM line names it:
+/// `127.0.0.1:5000/imgbuild-test/busybox:latest`.
+pub fn busybox_in_registry() -> String {
+    static REF: OnceLock<String> = OnceLock::new();
+    REF.get_or_init(|| {
+        let env = env();
+        let reference = format!("{}/imgbuild-test/busybox:latest", env.registry);
+        docker_ok(["tag", env.busybox_image.as_str(), reference.as_str()]);
+        docker_ok(["push", reference.as_str()]);
+        reference
+    })
+    .clone()
+}
+
+/// Containers of the imgbuild process `pid` that still exist (its containers are named
+/// `imgbuild-BOOT-PIDNS-PID-START-N`).
+pub fn containers_of(pid: u32) -> Vec<String> {
+    let names = docker_ok(["ps", "-a", "--format", "{{.Names}}"]);
+    names
+        .lines()
+        .filter(|n| {
+            n.starts_with("imgbuild-") && n.split('-').nth(3) == Some(pid.to_string().as_str())
+        })
+        .map(str::to_owned)
+        .collect()
+}

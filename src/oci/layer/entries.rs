@@ -143,14 +143,13 @@ fn key_of(path: &[u8], entry: &Entry) -> Vec<u8> {
     if entry.is_dir() {
         return dir_key(path);
     }
-    if matches!(entry.kind, Kind::Whiteout) {
-        if let Some(dir) = path.strip_suffix(OPAQUE_WHITEOUT.as_bytes()) {
-            if dir.is_empty() || dir.ends_with(b"/") {
-                let mut key = dir.to_vec();
-                key.push(0);
-                return key;
-            }
-        }
+    if matches!(entry.kind, Kind::Whiteout)
+        && let Some(dir) = path.strip_suffix(OPAQUE_WHITEOUT.as_bytes())
+        && (dir.is_empty() || dir.ends_with(b"/"))
+    {
+        let mut key = dir.to_vec();
+        key.push(0);
+        return key;
     }
     path.to_vec()
 }

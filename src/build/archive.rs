@@ -1,0 +1,447 @@
+//! Tar streams of COPY steps: the files a COPY puts into the filesystem, as a tar the
+//! engine extracts into a container (build stages) or the layer writer reads (packaging
+//! stage). Two sources: a selection from the build context, and the archive the engine
+//! hands out of another stage's image (`COPY --from`).
+//!
+//! Written by hand over the `tar` crate because the renaming rules are COPY's own
+//! (a directory's contents go into the destination; a file lands at or inside it), and
+//! because names from another image are untrusted: entries that would leave the
+//! destination (`..`, absolute names, links pointing up) are refused, never written.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+
+use crate::context::{Entry, EntryKind, Selection};
+use crate::oci::layer::Ownership;
+
+/// Owners and modes a COPY sets (`--chown`, `--chmod`); `None` keeps the source's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub owner: Option<Ownership>,
+    pub chmod: Option<u32>,
+    /// mtime written into every entry.
+    pub mtime: u64,
+}
+
+/// A tar writer with the header fields a COPY sets.
+pub struct TarOut<W: Write> {
+    builder: tar::Builder<W>,
+    overrides: Overrides,
+}
+
+impl<W: Write> TarOut<W> {
+    pub fn new(out: W, overrides: Overrides) -> Self {
+        let mut builder = tar::Builder::new(out);
+        builder.mode(tar::HeaderMode::Deterministic);
+        TarOut { builder, overrides }
+    }
+
+    fn header(&self, kind: tar::EntryType, mode: u32, owner: Ownership, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        let mode = match (self.overrides.chmod, kind) {
+            (_, tar::EntryType::Symlink) => 0o777,
+            (Some(m), _) => m,
+            (None, _) => mode,
+        };
+        h.set_mode(mode & 0o7777);
+        let owner = self.overrides.owner.unwrap_or(owner);
+        h.set_uid(owner.uid);
+        h.set_gid(owner.gid);
+        h.set_mtime(self.overrides.mtime);
+        h.set_size(size);
+        h
+    }
+
+    pub fn dir(&mut self, path: &str, mode: u32, owner: Ownership) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, mode, owner, 0);
+        self.builder
+            .append_data(&mut h, relative(path), io::empty())
+    }
+
+    pub fn file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        owner: Ownership,
+        size: u64,
+        data: impl Read,
+    ) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, mode, owner, size);
+        self.builder.append_data(&mut h, relative(path), data)
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str, owner: Ownership) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Symlink, 0o777, owner, 0);
+        self.builder.append_link(&mut h, relative(path), target)
+    }
+
+    pub fn hardlink(&mut self, path: &str, target: &str, owner: Ownership) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Link, 0o644, owner, 0);
+        self.builder
+            .append_link(&mut h, relative(path), relative(target))
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        self.builder.into_inner()
+    }
+}
+
+/// Tar names are relative: `/app/x` → `app/x`.
+fn relative(path: &str) -> &str {
+    let p = path.trim_start_matches('/');
+    if p.is_empty() { "." } else { p }
+}
+
+/// Writes a context selection. Files of the context belong to root unless `--chown`
+/// says otherwise, as in docker build. The destination directory itself is written only
+/// when it does not exist yet (`dest_exists`), so an existing one keeps its owner and
+/// mode — unless `--chmod` asks for a mode.
+pub fn write_selection<W: Write>(
+    out: &mut TarOut<W>,
+    selection: &Selection,
+    dest_exists: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    for entry in &selection.entries {
+        write_entry(out, entry, dest_exists)
+            .with_context(|| format!("adding {}", entry.source.display()))?;
+    }
+    Ok(())
+}
+
+fn write_entry<W: Write>(
+    out: &mut TarOut<W>,
+    entry: &Entry,
+    dest_exists: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let root = Ownership::ROOT;
+    match &entry.kind {
+        EntryKind::Dir => {
+            if entry.implicit && out.overrides.chmod.is_none() && dest_exists(&entry.target) {
+                return Ok(());
+            }
+            out.dir(&entry.target, entry.mode, root)?;
+        }
+        EntryKind::File { size, .. } => {
+            let file = open_regular(&entry.source)?;
+            // The file may change while we read it; the header promised `size` bytes.
+            let data = file.take(*size).chain(io::repeat(0).take(*size));
+            out.file(&entry.target, entry.mode, root, *size, data.take(*size))?;
+        }
+        EntryKind::Symlink { target } => out.symlink(&entry.target, target, root)?,
+        EntryKind::Hardlink { target } => out.hardlink(&entry.target, target, root)?,
+        EntryKind::Archive => {
+            let reader = open_archive(&entry.source)?;
+            extract_archive_into(out, reader, &entry.target)?;
+        }
+    }
+    Ok(())
+}
+
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Opens a local archive for ADD, decompressing gzip, bzip2, xz or zstd by their magic
+/// bytes (xz through the `xz` program, as BuildKit does).
+pub fn open_archive(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+    let mut head = [0u8; 6];
+    let mut probe = open_regular(path).with_context(|| format!("opening {}", path.display()))?;
+    let n = probe.read(&mut head)?;
+    let head = &head[..n];
+    let file = BufReader::new(open_regular(path)?);
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(file))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::new(file)?)
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        let child = std::process::Command::new("xz")
+            .args(["-dc", "--"])
+            .arg(path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("running `xz -dc` to extract an .xz archive (install xz-utils)")?;
+        Box::new(child.stdout.context("no output from xz")?)
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Copies the entries of an archive (ADD) under `dest`, keeping their owners and modes
+/// (unless overridden) and refusing names that would leave `dest`.
+fn extract_archive_into<W: Write>(
+    out: &mut TarOut<W>,
+    reader: impl Read,
+    dest: &str,
+) -> anyhow::Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(rel) = safe_relative(&name) else {
+            bail!("the archive has an entry `{name}` that would be written outside `{dest}`");
+        };
+        let target = join(dest, &rel);
+        copy_entry(out, entry, &target, dest)?;
+    }
+    Ok(())
+}
+
+/// How `COPY --from=STAGE SRC DEST` renames what the engine's archive of SRC holds: the
+/// archive's entries are named after SRC's last component (`hello/bin/x`).
+#[derive(Debug, Clone)]
+pub struct CopyFromPlan {
+    /// SRC's last component, the first component of every archive entry.
+    pub top: String,
+    /// SRC is a directory: its contents go into `dest`; else SRC goes to `dest`.
+    pub source_is_dir: bool,
+    /// Where the top entry lands (absolute).
+    pub dest: String,
+    /// `dest` already exists as a directory: keep its metadata (no entry for it).
+    pub dest_exists: bool,
+}
+
+/// Rewrites the engine's archive of a `COPY --from` source into entries under the COPY's
+/// destination.
+pub fn write_copy_from<W: Write>(
+    out: &mut TarOut<W>,
+    reader: impl Read,
+    plan: &CopyFromPlan,
+) -> anyhow::Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(rel) = safe_relative(&name) else {
+            bail!("the stage's archive has an entry `{name}` outside what was asked for");
+        };
+        let Some(rest) = strip_top(&rel, &plan.top) else {
+            bail!(
+                "the stage's archive has an entry `{name}` outside `{}`",
+                plan.top
+            );
+        };
+        if rest.is_empty()
+            && plan.dest_exists
+            && plan.source_is_dir
+            && out.overrides.chmod.is_none()
+        {
+            continue;
+        }
+        let target = if rest.is_empty() {
+            plan.dest.clone()
+        } else {
+            join(&plan.dest, &rest)
+        };
+        copy_entry(out, entry, &target, &plan.dest)?;
+    }
+    Ok(())
+}
+
+/// `top` or `top/rest` → `rest` (`""` for the top itself).
+fn strip_top(rel: &str, top: &str) -> Option<String> {
+    if rel == top {
+        return Some(String::new());
+    }
+    rel.strip_prefix(top)
+        .and_then(|r| r.strip_prefix('/'))
+        .map(|r| r.trim_end_matches('/').to_owned())
+}
+
+fn copy_entry<W: Write, R: Read>(
+    out: &mut TarOut<W>,
+    mut entry: tar::Entry<'_, R>,
+    target: &str,
+    dest: &str,
+) -> anyhow::Result<()> {
+    let header = entry.header().clone();
+    let mode = header.mode().unwrap_or(0o644);
+    let owner = Ownership {
+        uid: header.uid().unwrap_or(0),
+        gid: header.gid().unwrap_or(0),
+    };
+    match header.entry_type() {
+        tar::EntryType::Directory => out.dir(target, mode, owner)?,
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let size = entry.size();
+            out.file(target, mode, owner, size, &mut entry)?;
+        }
+        tar::EntryType::Symlink => {
+            let link = entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default();
+            out.symlink(target, &link, owner)?;
+        }
+        tar::EntryType::Link => {
+            let link = entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default();
+            let Some(rel) = safe_relative(&link) else {
+                bail!("hard link `{target}` points at `{link}`, outside what is copied");
+            };
+            // Hard-link targets are archive names too: renamed like the entries.
+            let top = rel.split('/').next().unwrap_or_default().to_owned();
+            let linked = match strip_top(&rel, &top) {
+                Some(rest) if !rest.is_empty() => join(dest, &rest),
+                _ => dest.to_owned(),
+            };
+            out.hardlink(target, &linked, owner)?;
+        }
+        // Device nodes, FIFOs and the like are not copied out of another image.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A tar entry name made relative and clean; `None` if it leaves its root.
+pub fn safe_relative(name: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+fn join(dir: &str, rel: &str) -> String {
+    if rel.is_empty() {
+        return dir.to_owned();
+    }
+    format!("{}/{}", dir.trim_end_matches('/'), rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o750);
+            h.set_uid(7);
+            h.set_gid(8);
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, name, link).unwrap();
+                }
+                _ => {
+                    h.set_size(link.len() as u64);
+                    b.append_data(&mut h, name, link.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn names(tar: &[u8]) -> Vec<(String, u64, u32, String)> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.display().to_string())
+                    .unwrap_or_default();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().uid().unwrap(),
+                    e.header().mode().unwrap(),
+                    link,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn copy_from_renames_a_directory_into_dest() {
+        use tar::EntryType::*;
+        let input = archive(&[
+            ("hello/", Directory, ""),
+            ("hello/bin/", Directory, ""),
+            ("hello/bin/x", Regular, "x"),
+            ("hello/y", Link, "hello/bin/x"),
+            ("hello/l", Symlink, "bin/x"),
+        ]);
+        let mut out = TarOut::new(
+            Vec::new(),
+            Overrides {
+                owner: Some(Ownership { uid: 65534, gid: 0 }),
+                chmod: None,
+                mtime: 0,
+            },
+        );
+        let plan = CopyFromPlan {
+            top: "hello".into(),
+            source_is_dir: true,
+            dest: "/app".into(),
+            dest_exists: true,
+        };
+        write_copy_from(&mut out, &input[..], &plan).unwrap();
+        let got = names(&out.finish().unwrap());
+        assert_eq!(
+            got,
+            [
+                ("app/bin".to_string(), 65534, 0o750, String::new()),
+                ("app/bin/x".into(), 65534, 0o750, String::new()),
+                ("app/y".into(), 65534, 0o644, "app/bin/x".into()),
+                ("app/l".into(), 65534, 0o777, "bin/x".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_from_a_file_and_hostile_names() {
+        use tar::EntryType::*;
+        let input = archive(&[("tool", Regular, "bin")]);
+        let mut out = TarOut::new(Vec::new(), Overrides::default());
+        let plan = CopyFromPlan {
+            top: "tool".into(),
+            source_is_dir: false,
+            dest: "/usr/bin/tool".into(),
+            dest_exists: false,
+        };
+        write_copy_from(&mut out, &input[..], &plan).unwrap();
+        assert_eq!(names(&out.finish().unwrap())[0].0, "usr/bin/tool");
+
+        // The tar crate refuses to write `..` names, so build the hostile header by hand.
+        let mut raw = Vec::new();
+        {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..11].copy_from_slice(b"tool/../../");
+            h.set_entry_type(Regular);
+            h.set_size(0);
+            h.set_cksum();
+            raw.extend_from_slice(h.as_bytes());
+            raw.extend_from_slice(&[0u8; 1024]);
+        }
+        let mut out = TarOut::new(Vec::new(), Overrides::default());
+        let plan = CopyFromPlan {
+            top: "tool".into(),
+            source_is_dir: true,
+            dest: "/x".into(),
+            dest_exists: false,
+        };
+        assert!(write_copy_from(&mut out, &raw[..], &plan).is_err());
+        assert_eq!(safe_relative("a/../../b"), None);
+        assert_eq!(safe_relative("/abs/./x/").as_deref(), Some("abs/x"));
+    }
+}

@@ -1,0 +1,613 @@
+//! Build stages run in the engine: each RUN in a container made from the previous step's
+//! image, each COPY as a tar uploaded into a container, each WORKDIR as a directory, and the
+//! container committed after every step. Containers are always removed.
+
+use std::io::Read;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use futures_util::StreamExt;
+
+use super::archive::{CopyFromPlan, Overrides, TarOut, write_copy_from, write_selection};
+use super::mounts::{self, MountContext, MountGuards};
+use super::steps::Lookup;
+use std::sync::atomic::Ordering;
+
+use super::{Builder, StageBase, StageOutput, config, lock};
+use crate::cache::StepRecord;
+use crate::engine::{self, Container, Mount, RunSpec};
+use crate::error::InputError;
+use crate::oci::layer::{Ownership, resolve_chown};
+use crate::oci::{self, DockerArchiveOptions};
+use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
+
+/// A failed step, named as progress named it, with the engine's error (exit code, last
+/// lines) as the cause.
+#[derive(Debug)]
+pub struct StepFailed {
+    pub step: String,
+    pub location: String,
+}
+
+impl std::fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} failed", self.location, self.step)
+    }
+}
+
+impl std::error::Error for StepFailed {}
+
+impl Builder {
+    /// Runs a build stage in the engine.
+    ///
+    /// All keys are computed first: a hit on a later step makes everything before it
+    /// irrelevant, so the engine is asked only whether the latest hit's image still exists,
+    /// and steps run from there.
+    pub(super) async fn run_engine_stage(
+        &self,
+        index: usize,
+        plan: &StagePlan,
+    ) -> anyhow::Result<StageOutput> {
+        let base = self.stage_base(index);
+        let total = plan.steps.len() + usize::from(matches!(base, StageBase::Image(_)));
+        let (base_image, base_key) = self.engine_base(index, plan, total).await?;
+        let first = total - plan.steps.len();
+
+        let mut steps = Vec::with_capacity(plan.steps.len());
+        let mut key = base_key.clone();
+        for (n, step) in plan.steps.iter().enumerate() {
+            let identity = self.identity(&plan.name, n);
+            let source_key = self.copy_source_key(step)?;
+            let prepared = self.prepare(step, &key, source_key.as_deref(), &|_| false)?;
+            let lookup = self.lookup(&identity, &prepared.inputs);
+            key = prepared.inputs.key();
+            steps.push((identity, prepared, key.clone(), lookup));
+        }
+
+        // The latest step whose cached image the engine still has.
+        let engine = self.engine()?;
+        let mut resume = 0;
+        let mut image = base_image;
+        for (i, (_, _, _, lookup)) in steps.iter().enumerate().rev() {
+            if let Lookup::Hit(record) = lookup
+                && let Some(cached) = &record.image
+                && engine.find_image(cached).await?.is_some()
+            {
+                resume = i + 1;
+                image = cached.clone();
+                break;
+            }
+        }
+
+        // Which steps added a layer (for exporting the stage): Docker drops empty diffs, so
+        // a step with a new image may still have added none; counted when a step runs and
+        // remembered with it.
+        let mut layer_steps = Vec::new();
+        let mut layer_count = None;
+        let mut key = base_key;
+        for (n, (step, (identity, prepared, step_key, lookup))) in
+            plan.steps.iter().zip(steps).enumerate()
+        {
+            let name = self.step_name(plan, first + n + 1, total, &step.display);
+            let id = self.ids.next();
+            if n < resume {
+                self.reporter.cached(id, &name);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                let adds = match &lookup {
+                    Lookup::Hit(record) => record.adds_layer,
+                    Lookup::Miss { .. } => None,
+                };
+                // Entries written before `adds_layer` was recorded: assume a layer, as
+                // nearly every step makes one.
+                if adds.unwrap_or(true) {
+                    layer_steps.push(step.history);
+                }
+                key = step_key;
+                continue;
+            }
+            let reason = match lookup {
+                Lookup::Hit(_) => "the engine no longer has the step's image".to_owned(),
+                Lookup::Miss { reason } => reason,
+            };
+            let before_count = match layer_count {
+                Some(c) => c,
+                None => self.engine_layer_count(&image).await?,
+            };
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.reporter.started(id, &name);
+            self.reporter.log(id, &format!("cache miss: {reason}"));
+            let started = Instant::now();
+            let result = self.execute_in_engine(id, step, &image, plan).await;
+            match result {
+                Ok(new_image) => {
+                    self.reporter.done(id, started.elapsed());
+                    image = new_image;
+                }
+                Err(e) => {
+                    self.reporter.failed(id, started.elapsed());
+                    let location = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
+                    return Err(e.context(StepFailed {
+                        step: name,
+                        location,
+                    }));
+                }
+            }
+            let count = self.engine_layer_count(&image).await?;
+            let adds_layer = count > before_count;
+            if adds_layer {
+                layer_steps.push(step.history);
+            }
+            layer_count = Some(count);
+            self.remember(
+                &identity,
+                &StepRecord {
+                    key: step_key.clone(),
+                    inputs: prepared.inputs,
+                    image: Some(image.clone()),
+                    layer: None,
+                    adds_layer: Some(adds_layer),
+                },
+            );
+            key = step_key;
+        }
+        Ok(StageOutput {
+            image,
+            key,
+            config: plan.config.clone(),
+            base,
+            layer_steps,
+        })
+    }
+
+    pub(super) async fn engine_layer_count(&self, image: &str) -> anyhow::Result<usize> {
+        let info = self.engine()?.find_image(image).await?;
+        Ok(info.map_or(0, |i| i.diff_ids.len()))
+    }
+
+    /// The engine image a stage starts from, and the root of its keys.
+    async fn engine_base(
+        &self,
+        index: usize,
+        plan: &StagePlan,
+        total: usize,
+    ) -> anyhow::Result<(String, String)> {
+        match self.stage_base(index) {
+            StageBase::Stage(i) => {
+                let out = self.stage_output(i)?;
+                Ok((out.image.clone(), out.key.clone()))
+            }
+            StageBase::Image(name) => {
+                let id = self.ids.next();
+                let label = self.step_name(plan, 1, total, &format!("FROM {name}"));
+                self.reporter.started(id, &label);
+                let started = Instant::now();
+                let image = self.ensure_loaded(&name).await?;
+                self.reporter.done(id, started.elapsed());
+                Ok((image, self.pulled_image(&name)?.digest.clone()))
+            }
+            StageBase::Scratch => Ok((self.ensure_scratch_loaded().await?, "scratch".to_owned())),
+        }
+    }
+
+    /// Loads a pulled image into the engine unless it has it (by config digest, which is
+    /// the engine's image id); returns the engine image id.
+    pub(super) async fn ensure_loaded(&self, name: &str) -> anyhow::Result<String> {
+        if let Some(id) = lock(&self.loaded).get(name) {
+            return Ok(id.clone());
+        }
+        let pulled = self.pulled_image(name)?;
+        let image = pulled.image.clone();
+        let config_digest = image.config_descriptor().digest().to_string();
+        let engine = self.engine()?.clone();
+        if engine.find_image(&config_digest).await?.is_none() {
+            load_into_engine(&engine, image, &[])
+                .await
+                .with_context(|| format!("loading {name} into the engine"))?;
+        }
+        lock(&self.loaded).insert(name.to_owned(), config_digest.clone());
+        Ok(config_digest)
+    }
+
+    /// An image with an empty filesystem, for `FROM scratch` build stages (the engine
+    /// needs an image to make containers from).
+    async fn ensure_scratch_loaded(&self) -> anyhow::Result<String> {
+        if let Some(id) = lock(&self.loaded).get("scratch") {
+            return Ok(id.clone());
+        }
+        let layer = oci::LayerBuilder::new(
+            self.oci_blobs.clone(),
+            oci::LayerOptions::new(oci::Compression::Gzip, self.epoch()),
+        )
+        .write()?;
+        let base = oci::scratch(&self.request.publish.platform, self.epoch())?;
+        let config = oci::ImageConfig::from_json(base.raw_config())?;
+        let image: std::sync::Arc<dyn oci::Image> =
+            std::sync::Arc::new(oci::append_layers(base, &[layer], config)?);
+        let id = image.config_descriptor().digest().to_string();
+        let engine = self.engine()?.clone();
+        if engine.find_image(&id).await?.is_none() {
+            load_into_engine(&engine, image, &[])
+                .await
+                .context("loading an empty image for FROM scratch")?;
+        }
+        lock(&self.loaded).insert("scratch".into(), id.clone());
+        Ok(id)
+    }
+
+    /// The engine image a `COPY --from` reads.
+    pub(super) async fn copy_source_image(&self, from: &CopyFrom) -> anyhow::Result<String> {
+        match from {
+            CopyFrom::Stage(i) => Ok(self.stage_output(*i)?.image.clone()),
+            CopyFrom::Image(name) => self.ensure_loaded(name).await,
+            CopyFrom::Context => Err(anyhow::anyhow!(
+                "a COPY from the build context has no source image"
+            )),
+        }
+    }
+
+    /// The key of what a `COPY --from` reads: the source stage's last key or the image's
+    /// digest.
+    pub(super) fn copy_source_key(&self, step: &Step) -> anyhow::Result<Option<String>> {
+        let StepKind::Copy(copy) = &step.kind else {
+            return Ok(None);
+        };
+        Ok(match &copy.from {
+            CopyFrom::Context => None,
+            CopyFrom::Stage(i) => Some(self.stage_output(*i)?.key.clone()),
+            CopyFrom::Image(name) => Some(self.pulled_image(name)?.digest.clone()),
+        })
+    }
+
+    async fn execute_in_engine(
+        &self,
+        id: usize,
+        step: &Step,
+        image: &str,
+        plan: &StagePlan,
+    ) -> anyhow::Result<String> {
+        let engine = self.engine()?.clone();
+        let commit_config = config::to_engine(&plan.config);
+        match &step.kind {
+            StepKind::Run(run) => {
+                let (spec, _guards) = self.run_spec(run, image)?;
+                let reporter = self.reporter.clone();
+                let container = engine
+                    .run(&spec, &mut |line: engine::OutputLine<'_>| {
+                        reporter.log(id, line.text)
+                    })
+                    .await?;
+                Ok(engine.commit_and_remove(container, &commit_config).await?)
+            }
+            StepKind::Copy(copy) => {
+                let container = engine.create(&RunSpec::new(image, ["true"])).await?;
+                let result = self.copy_into(&container, step, copy).await;
+                match result {
+                    Ok(()) => Ok(engine.commit_and_remove(container, &commit_config).await?),
+                    Err(e) => {
+                        let _ = engine.remove(container).await;
+                        Err(e)
+                    }
+                }
+            }
+            StepKind::Mkdir { path, user } => {
+                let container = engine.create(&RunSpec::new(image, ["true"])).await?;
+                let exists = engine
+                    .stat(&container, path)
+                    .await
+                    .map(|s| s.is_dir())
+                    .unwrap_or(false);
+                if exists {
+                    engine.remove(container).await?;
+                    return Ok(image.to_owned());
+                }
+                let owner = match user.as_str() {
+                    "" => Ownership::ROOT,
+                    u => {
+                        let (passwd, group) = read_accounts(&engine, &container).await;
+                        resolve_chown(u, passwd.as_deref(), group.as_deref())?
+                    }
+                };
+                let mut out = TarOut::new(
+                    Vec::new(),
+                    Overrides {
+                        owner: Some(owner),
+                        chmod: None,
+                        mtime: self.epoch().max(0) as u64,
+                    },
+                );
+                out.dir(path, 0o755, owner)?;
+                let tar = out.finish()?;
+                let uploaded = engine.upload(&container, "/", tar).await;
+                if let Err(e) = uploaded {
+                    let _ = engine.remove(container).await;
+                    return Err(e.into());
+                }
+                Ok(engine.commit_and_remove(container, &commit_config).await?)
+            }
+        }
+    }
+
+    /// The container a RUN runs in, and what must outlive it (secret files, locks).
+    pub(super) fn run_spec(
+        &self,
+        run: &RunStep,
+        image: &str,
+    ) -> anyhow::Result<(RunSpec, MountGuards)> {
+        let network = match run.network.as_deref() {
+            Some("host") => engine::Network::Host,
+            Some("none") => engine::Network::None,
+            Some(_) => engine::Network::Default,
+            None => self.request.network,
+        };
+        let prepared = mounts::prepare(
+            &run.mounts,
+            &MountContext {
+                cache_dir: &self.request.cache_dir,
+                context_root: self.context.root(),
+                secrets: &self.request.secrets,
+            },
+        )?;
+        let mut mounts = prepared.mounts;
+        let (mut argv, stdin) = match &run.script {
+            // A heredoc with a shebang runs as a script file, as docker build runs it: the
+            // file lives in a tmpfs, so it never reaches the committed image.
+            Some(script) => {
+                mounts.push(Mount::Tmpfs {
+                    target: "/dev/pipes".into(),
+                });
+                let path = run.argv.first().cloned().unwrap_or_default();
+                let argv = vec![
+                    "/bin/sh".to_owned(),
+                    "-c".to_owned(),
+                    format!("cat > '{path}' && chmod 755 '{path}' && exec '{path}'"),
+                ];
+                (argv, Some(script.data.clone().into_bytes()))
+            }
+            None => (run.argv.clone(), None),
+        };
+        if !prepared.env_exports.is_empty() {
+            // Secrets for `env=` are read from their mounted file by a shell in front of the
+            // command, so they never enter the container's (committed) configuration.
+            let mut wrapped = vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                format!("{} && exec \"$@\"", prepared.env_exports.join(" && ")),
+                "sh".to_owned(),
+            ];
+            wrapped.append(&mut argv);
+            argv = wrapped;
+        }
+        let spec = RunSpec {
+            image: image.to_owned(),
+            argv,
+            env: run.env.clone(),
+            workdir: run.workdir.clone(),
+            user: run.user.clone(),
+            network,
+            stdin,
+            mounts,
+        };
+        Ok((spec, prepared.guards))
+    }
+
+    /// Puts the files of a COPY into `container`.
+    async fn copy_into(
+        &self,
+        container: &Container,
+        step: &Step,
+        copy: &CopyStep,
+    ) -> anyhow::Result<()> {
+        let engine = self.engine()?.clone();
+        let owner = match &copy.chown {
+            Some(spec) => {
+                let (passwd, group) = read_accounts(&engine, container).await;
+                Some(resolve_chown(spec, passwd.as_deref(), group.as_deref())?)
+            }
+            None => None,
+        };
+        let chmod = super::steps::select_options(copy)?.chmod;
+        let mtime = self.epoch().max(0) as u64;
+        let mut out = TarOut::new(
+            Vec::new(),
+            Overrides {
+                owner,
+                chmod,
+                mtime,
+            },
+        );
+        let stat_dir = |path: String| {
+            let engine = engine.clone();
+            async move {
+                engine
+                    .stat(container, &path)
+                    .await
+                    .map(|s| s.is_dir())
+                    .unwrap_or(false)
+            }
+        };
+        let dest_exists = stat_dir(copy.dest.trim_end_matches('/').to_owned()).await;
+        let dest = if copy.dest == "/" {
+            "/".to_owned()
+        } else {
+            copy.dest.trim_end_matches('/').to_owned()
+        };
+        match &copy.from {
+            CopyFrom::Context => {
+                if !copy.sources.is_empty() {
+                    let options = super::steps::select_options(copy)?;
+                    let selection =
+                        self.context
+                            .select(&copy.sources, &copy.dest, &options, &|_| dest_exists)?;
+                    write_selection(&mut out, &selection, &|_| dest_exists)?;
+                }
+            }
+            from => {
+                let source_image = self.copy_source_image(from).await?;
+                for src in &copy.sources {
+                    copy_from_image(
+                        &engine,
+                        &source_image,
+                        src,
+                        &copy.dest,
+                        dest_exists,
+                        copy.sources.len() > 1,
+                        &mut out,
+                    )
+                    .await?;
+                }
+            }
+        }
+        for doc in &copy.inline {
+            let target = if copy.dest.ends_with('/') || dest_exists {
+                format!("{dest}/{}", doc.name)
+            } else {
+                dest.clone()
+            };
+            out.file(
+                &target,
+                0o644,
+                Ownership::ROOT,
+                doc.data.len() as u64,
+                doc.data.as_bytes(),
+            )?;
+        }
+        let tar = out.finish()?;
+        engine
+            .upload(container, "/", tar)
+            .await
+            .with_context(|| format!("copying files into {}", step.display))?;
+        Ok(())
+    }
+}
+
+/// Adds `src` of an engine image to `out`, renamed as `COPY src dest` places it.
+pub(super) async fn copy_from_image<W: std::io::Write>(
+    engine: &engine::Engine,
+    image: &str,
+    src: &str,
+    dest: &str,
+    dest_exists: bool,
+    many: bool,
+    out: &mut TarOut<W>,
+) -> anyhow::Result<()> {
+    if src.contains(['*', '?', '[']) {
+        return Err(InputError::new(format!("COPY --from with a wildcard (`{src}`) is not supported yet; name the files or their directory")).into());
+    }
+    let container = engine.create(&RunSpec::new(image, ["true"])).await?;
+    let result = async {
+        let path = if src.starts_with('/') {
+            src.to_owned()
+        } else {
+            format!("/{src}")
+        };
+        let mut stat = engine.stat(&container, &path).await.map_err(|e| {
+            anyhow::anyhow!(e).context(format!("COPY --from: `{src}` not found in the source"))
+        })?;
+        let mut path = path;
+        // A source that is a symlink is followed, as BuildKit follows it.
+        for _ in 0..16 {
+            if !stat.is_symlink() {
+                break;
+            }
+            let target = stat.link_target.clone();
+            path = if target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{}", parent(&path), target)
+            };
+            stat = engine.stat(&container, &path).await?;
+        }
+        let top = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let source_is_dir = stat.is_dir();
+        let dest_clean = if dest == "/" {
+            "/".to_owned()
+        } else {
+            dest.trim_end_matches('/').to_owned()
+        };
+        let target = if source_is_dir {
+            dest_clean
+        } else if dest.ends_with('/') || dest_exists || many {
+            format!("{}/{}", dest_clean.trim_end_matches('/'), top)
+        } else {
+            dest_clean
+        };
+        let plan = CopyFromPlan {
+            top: if top.is_empty() { ".".into() } else { top },
+            source_is_dir,
+            dest: target,
+            dest_exists: source_is_dir && dest_exists,
+        };
+        let mut bytes = Vec::new();
+        let mut stream = engine.download(&container, &path);
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        write_copy_from(out, &bytes[..], &plan)
+    }
+    .await;
+    let _ = engine.remove(container).await;
+    result
+}
+
+fn parent(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((dir, _)) => dir,
+    }
+}
+
+/// The container's `/etc/passwd` and `/etc/group`, for `--chown` by name.
+async fn read_accounts(
+    engine: &engine::Engine,
+    container: &Container,
+) -> (Option<String>, Option<String>) {
+    (
+        read_file(engine, container, "/etc/passwd").await,
+        read_file(engine, container, "/etc/group").await,
+    )
+}
+
+async fn read_file(engine: &engine::Engine, container: &Container, path: &str) -> Option<String> {
+    let mut bytes = Vec::new();
+    let mut stream = engine.download(container, path);
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.ok()?);
+    }
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let mut entry = archive.entries().ok()?.next()?.ok()?;
+    let mut text = String::new();
+    entry.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Loads `image` into the engine as a docker archive, leaving out the layers in `omit`.
+pub(super) async fn load_into_engine(
+    engine: &engine::Engine,
+    image: std::sync::Arc<dyn oci::Image>,
+    omit: &[oci_spec::image::Digest],
+) -> anyhow::Result<()> {
+    let archive =
+        tempfile::NamedTempFile::new().context("creating a temporary file for an engine load")?;
+    let path = archive.path().to_path_buf();
+    let omit_layers = omit.iter().cloned().collect();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        oci::write_docker_archive(
+            &mut file,
+            image.as_ref(),
+            &[],
+            &DockerArchiveOptions { omit_layers },
+        )?;
+        std::io::Write::flush(&mut file)?;
+        Ok(())
+    })
+    .await??;
+    let file = tokio::fs::File::open(archive.path()).await?;
+    engine.load_archive_from(file).await?;
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! What the packaging stage needs to know of the filesystem it writes onto: the type,
+//! mode and owner of each path (so a COPY into an existing directory keeps that
+//! directory's metadata, and `COPY file /dir` lands inside `/dir`), and the image's own
+//! `/etc/passwd` and `/etc/group` (for `--chown`). Built by reading the base image's layers
+//! once, whiteouts honoured, then kept up to date with the layers the build adds.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use anyhow::Context as _;
+
+use crate::oci::Image;
+use crate::oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::oci::manifest::{LayerEncoding, layer_encoding};
+
+/// Files whose contents are kept while scanning (small, and needed for `--chown`).
+const KEPT_FILES: &[&str] = &["/etc/passwd", "/etc/group"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+/// Type, permission bits and owner of a path in the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileMeta {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// The merged view of an image's layers.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImageFs {
+    entries: HashMap<String, FileMeta>,
+    files: HashMap<String, Vec<u8>>,
+}
+
+impl ImageFs {
+    /// Reads every layer of `image`, bottom to top. Blobs are verified as they are read.
+    pub fn of_image(image: &dyn Image) -> anyhow::Result<ImageFs> {
+        let mut fs = ImageFs::default();
+        for layer in image.layers() {
+            let blob = image
+                .open_blob(layer.digest())
+                .with_context(|| format!("reading layer {}", layer.digest()))?;
+            let reader: Box<dyn Read> = match layer_encoding(layer.media_type()) {
+                Some(LayerEncoding::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+                Some(LayerEncoding::Zstd) => Box::new(zstd::stream::read::Decoder::new(blob)?),
+                _ => blob,
+            };
+            fs.apply_layer(reader)
+                .with_context(|| format!("reading layer {}", layer.digest()))?;
+        }
+        Ok(fs)
+    }
+
+    /// [`Self::of_image`], remembered per image in `cache_dir` (an image's file system
+    /// never changes for a digest, and reading every layer of a base costs seconds).
+    pub fn of_image_cached(
+        image: &dyn Image,
+        cache_dir: &std::path::Path,
+    ) -> anyhow::Result<ImageFs> {
+        let dir = cache_dir.join("fs-index-v1");
+        let path = dir.join(format!("{}.json", image.digest().digest()));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(fs) = serde_json::from_slice::<ImageFs>(&bytes)
+        {
+            return Ok(fs);
+        }
+        let fs = ImageFs::of_image(image)?;
+        // The index is an optimisation: failing to store it only costs time next build.
+        if std::fs::create_dir_all(&dir).is_ok()
+            && let Ok(bytes) = serde_json::to_vec(&fs)
+        {
+            let _ = crate::publish::write_atomically(&path, &bytes);
+        }
+        Ok(fs)
+    }
+
+    /// Applies one uncompressed layer: its whiteouts hide lower paths, its entries replace
+    /// them.
+    pub fn apply_layer(&mut self, reader: impl Read) -> anyhow::Result<()> {
+        let mut archive = tar::Archive::new(reader);
+        let mut added: Vec<(String, FileMeta)> = Vec::new();
+        let mut hidden: Vec<String> = Vec::new();
+        let mut opaque: Vec<String> = Vec::new();
+        let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let raw = entry.path_bytes().into_owned();
+            let Some(path) = normalize(&String::from_utf8_lossy(&raw)) else {
+                continue;
+            };
+            let (dir, name) = split(&path);
+            if name == OPAQUE_WHITEOUT {
+                opaque.push(dir.to_owned());
+                continue;
+            }
+            if let Some(hidden_name) = name.strip_prefix(WHITEOUT_PREFIX) {
+                hidden.push(join(dir, hidden_name));
+                continue;
+            }
+            let header = entry.header();
+            let kind = match header.entry_type() {
+                tar::EntryType::Directory => Kind::Dir,
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Link => {
+                    Kind::File
+                }
+                tar::EntryType::Symlink => Kind::Symlink,
+                _ => Kind::Other,
+            };
+            let meta = FileMeta {
+                kind,
+                mode: header.mode().unwrap_or(0o644) & 0o7777,
+                uid: header.uid().unwrap_or(0),
+                gid: header.gid().unwrap_or(0),
+            };
+            if KEPT_FILES.contains(&path.as_str()) && header.entry_type() == tar::EntryType::Regular
+            {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                contents.push((path.clone(), data));
+            }
+            added.push((path, meta));
+        }
+        for dir in opaque {
+            let prefix = if dir == "/" {
+                "/".to_owned()
+            } else {
+                format!("{dir}/")
+            };
+            self.entries.retain(|p, _| !p.starts_with(&prefix));
+            self.files.retain(|p, _| !p.starts_with(&prefix));
+        }
+        for path in hidden {
+            self.remove_tree(&path);
+        }
+        for (path, meta) in added {
+            if meta.kind != Kind::Dir {
+                // A file replacing a directory hides what was below it.
+                self.remove_tree(&path);
+            }
+            self.files.remove(&path);
+            self.entries.insert(path, meta);
+        }
+        for (path, data) in contents {
+            self.files.insert(path, data);
+        }
+        Ok(())
+    }
+
+    fn remove_tree(&mut self, path: &str) {
+        let prefix = format!("{path}/");
+        self.entries
+            .retain(|p, _| p != path && !p.starts_with(&prefix));
+        self.files
+            .retain(|p, _| p != path && !p.starts_with(&prefix));
+    }
+
+    /// Metadata of an absolute path, `None` if the image does not have it.
+    pub fn stat(&self, path: &str) -> Option<FileMeta> {
+        if path == "/" {
+            return Some(self.entries.get("/").copied().unwrap_or(FileMeta {
+                kind: Kind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            }));
+        }
+        self.entries.get(path.trim_end_matches('/')).copied()
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.stat(path).is_some_and(|m| m.kind == Kind::Dir)
+    }
+
+    /// `/etc/passwd` or `/etc/group` as text, if the image has them.
+    pub fn text_file(&self, path: &str) -> Option<String> {
+        self.files
+            .get(path)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// Records what a layer the build wrote adds, without reading it back.
+    pub fn record(&mut self, path: &str, meta: FileMeta) {
+        if let Some(path) = normalize(path) {
+            self.entries.insert(path, meta);
+        }
+    }
+
+    /// Records the contents of a kept file the build wrote.
+    pub fn record_contents(&mut self, path: &str, data: Vec<u8>) {
+        if let Some(path) = normalize(path)
+            && KEPT_FILES.contains(&path.as_str())
+        {
+            self.files.insert(path, data);
+        }
+    }
+}
+
+/// `./usr/bin/` → `/usr/bin`; `..` components make a name unusable (skipped).
+fn normalize(name: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+fn split(path: &str) -> (&str, &str) {
+    match path.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((dir, name)) => (dir, name),
+        None => ("/", path),
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(entries: &[(&str, tar::EntryType, u64, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, uid, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(*kind);
+            h.set_mode(if *kind == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
+            h.set_uid(*uid);
+            h.set_gid(*uid);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn layers_merge_with_whiteouts() {
+        use tar::EntryType::{Directory as D, Regular as F};
+        let mut fs = ImageFs::default();
+        fs.apply_layer(
+            &layer(&[
+                ("etc/", D, 0, b""),
+                ("etc/passwd", F, 0, b"root:x:0:0::/root:/bin/sh\n"),
+                ("app/", D, 65534, b""),
+                ("app/old", F, 0, b"x"),
+                ("tmp/a/b", F, 0, b""),
+            ])[..],
+        )
+        .unwrap();
+        assert!(fs.is_dir("/app"));
+        assert_eq!(fs.stat("/app").map(|m| m.uid), Some(65534));
+        assert!(fs.text_file("/etc/passwd").unwrap().starts_with("root:"));
+        fs.apply_layer(
+            &layer(&[
+                ("app/.wh..wh..opq", F, 0, b""),
+                ("app/new", F, 0, b""),
+                ("tmp/.wh.a", F, 0, b""),
+            ])[..],
+        )
+        .unwrap();
+        assert!(fs.stat("/app/old").is_none());
+        assert!(fs.stat("/app/new").is_some());
+        assert!(fs.is_dir("/app"), "an opaque whiteout keeps its directory");
+        assert!(fs.stat("/tmp/a").is_none() && fs.stat("/tmp/a/b").is_none());
+        fs.apply_layer(&layer(&[("etc/.wh.passwd", F, 0, b"")])[..])
+            .unwrap();
+        assert_eq!(fs.text_file("/etc/passwd"), None);
+        assert!(fs.is_dir("/"));
+    }
+}

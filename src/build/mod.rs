@@ -1,0 +1,492 @@
+//! The executor: runs a build request end to end.
+//!
+//! ```text
+//! frontend::load ──► pull FROM images ──► build stages in the engine ──► packaging stage ──► sinks
+//!                    (registry, blob store)   (engine_stage: RUN, COPY,    (package: layers
+//!                                              WORKDIR, committed)          written directly)
+//! ```
+//!
+//! Every step goes through the step cache first ([`crate::cache`]): its key is computed
+//! from its inputs, a hit reuses the result, a miss says which input changed.
+
+mod archive;
+mod config;
+mod engine_stage;
+mod image_fs;
+mod mounts;
+mod package;
+mod steps;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::cache::StepCache;
+use crate::context::Context;
+use crate::engine::Engine;
+use crate::error::InputError;
+use crate::frontend::stages::{Base, BuildGraph};
+use crate::oci::{self, Image};
+use crate::plan::dispatch::{self, ImageConfig, StagePlan};
+use crate::progress::{Ids, Reporter};
+use crate::publish::{self, Recorder, SinkDeps};
+use crate::registry::{self, Reference};
+use crate::request::BuildRequest;
+
+pub use image_fs::ImageFs;
+
+/// What a build produced.
+pub struct BuildResult {
+    pub image: Arc<dyn Image>,
+    /// The manifest digest (what a registry and `--progress quiet` show).
+    pub digest: String,
+    /// The config digest (docker's image ID, `--iidfile`).
+    pub config_digest: String,
+    /// Compressed size of all layers.
+    pub size: u64,
+    pub layers: usize,
+    pub cache_hits: usize,
+    pub cache_misses: usize,
+    pub elapsed: Duration,
+}
+
+/// A FROM image pulled into the blob store.
+struct Pulled {
+    image: Arc<dyn Image>,
+    /// The manifest digest the tag resolved to: the root of the stage's cache keys.
+    digest: String,
+    config: oci::ImageConfig,
+}
+
+/// A finished build stage: its image in the engine and the config its instructions left.
+#[derive(Clone)]
+struct StageOutput {
+    /// The engine image id after the stage's last step.
+    image: String,
+    /// The key of the stage's last step (the root of keys that depend on the stage).
+    key: String,
+    config: ImageConfig,
+    /// The stage's base, for stages built on it that are packaged (their base layers).
+    base: StageBase,
+    /// History indices of the steps that added a layer in the engine, in order.
+    layer_steps: Vec<usize>,
+}
+
+/// Where a stage starts.
+#[derive(Clone)]
+enum StageBase {
+    Scratch,
+    /// A pulled image, by the FROM name it was pulled for.
+    Image(String),
+    /// Another stage.
+    Stage(usize),
+}
+
+pub(crate) struct Builder {
+    request: BuildRequest,
+    graph: BuildGraph,
+    reporter: Arc<dyn Reporter>,
+    ids: Ids,
+    context: Context,
+    oci_blobs: oci::BlobStore,
+    registry_blobs: registry::BlobStore,
+    cache: StepCache,
+    registry: Arc<registry::Client>,
+    engine: Option<Engine>,
+    pulled: HashMap<String, Pulled>,
+    /// Finished build stages; stages run concurrently, hence the locks.
+    stages: Mutex<HashMap<usize, StageOutput>>,
+    plans: Mutex<HashMap<usize, StagePlan>>,
+    /// Engine image ids of pulled images already loaded.
+    loaded: Mutex<HashMap<String, String>>,
+    hits: AtomicUsize,
+    misses: AtomicUsize,
+}
+
+/// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
+/// writer inserts whole entries).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Builds the image `request` describes and publishes it.
+pub async fn build(
+    request: BuildRequest,
+    reporter: Arc<dyn Reporter>,
+) -> anyhow::Result<BuildResult> {
+    let started = Instant::now();
+    let graph = crate::frontend::load(&request)?;
+    for arg in &graph.unused_build_args {
+        reporter.warning(&format!(
+            "build-arg `{arg}` was not consumed by any ARG of the stages built"
+        ));
+    }
+    let context = Context::open(&request.context)?;
+    let oci_blobs = oci::BlobStore::open(request.cache_dir.join("blobs"))
+        .with_context(|| format!("opening the blob store in {}", request.cache_dir.display()))?;
+    let registry_blobs = registry::BlobStore::open(&request.cache_dir)?;
+    let cache = StepCache::open(&request.cache_dir)
+        .with_context(|| format!("opening the step cache in {}", request.cache_dir.display()))?;
+    let credentials = registry::Credentials::from_environment()?;
+    let registry = Arc::new(registry::Client::new(
+        &request.publish.registry,
+        credentials,
+    )?);
+    let engine = connect_engine_if_needed(&request, &graph).await?;
+    let mut builder = Builder {
+        request,
+        graph,
+        reporter,
+        ids: Ids::default(),
+        context,
+        oci_blobs,
+        registry_blobs,
+        cache,
+        registry,
+        engine,
+        pulled: HashMap::new(),
+        stages: Mutex::new(HashMap::new()),
+        plans: Mutex::new(HashMap::new()),
+        loaded: Mutex::new(HashMap::new()),
+        hits: AtomicUsize::new(0),
+        misses: AtomicUsize::new(0),
+    };
+    let image = builder.run().await?;
+    let digest = image.digest().to_string();
+    let config_digest = image.config_descriptor().digest().to_string();
+    let size = image.layers().iter().map(|l| l.size()).sum();
+    let layers = image.layers().len();
+    builder.publish(image.clone()).await?;
+    Ok(BuildResult {
+        image,
+        digest,
+        config_digest,
+        size,
+        layers,
+        cache_hits: builder.hits.load(Ordering::Relaxed),
+        cache_misses: builder.misses.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Whether any part of the build needs the engine: build stages, RUN in the final
+/// stage, a final stage built on another stage, or loading the result.
+fn needs_engine(request: &BuildRequest, graph: &BuildGraph) -> bool {
+    let build_stages = graph.needed.iter().any(|&i| i != graph.target);
+    let target = graph.stage(graph.target);
+    let runs = target.commands.iter().any(|c| {
+        matches!(
+            c.instruction,
+            crate::frontend::instructions::Instruction::Run(_)
+        )
+    });
+    let on_stage = matches!(graph.stages[graph.target].base, Base::Stage(_));
+    let copies_from_images = !graph.stages[graph.target].image_sources.is_empty()
+        || target.commands.iter().any(|c| matches!(&c.instruction, crate::frontend::instructions::Instruction::Copy(copy) if copy.from.is_some()));
+    let to_engine = request
+        .publish
+        .outputs
+        .contains(&crate::request::Output::Engine)
+        || (request.publish.outputs.is_empty() && !request.publish.push);
+    build_stages || runs || on_stage || copies_from_images || to_engine
+}
+
+async fn connect_engine_if_needed(
+    request: &BuildRequest,
+    graph: &BuildGraph,
+) -> anyhow::Result<Option<Engine>> {
+    if !needs_engine(request, graph) {
+        return Ok(None);
+    }
+    let engine = Engine::connect().await?;
+    // Containers of an earlier run that was killed are removed before this one starts.
+    let _ = engine.reap_leftovers().await;
+    // Ctrl-C and SIGTERM remove this run's containers before the process exits.
+    engine.exit_on_interrupt()?;
+    Ok(Some(engine))
+}
+
+impl Builder {
+    fn engine(&self) -> anyhow::Result<&Engine> {
+        self.engine.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("this build needs a Docker engine, and none was connected")
+        })
+    }
+
+    fn epoch(&self) -> i64 {
+        self.request.publish.source_date_epoch
+    }
+
+    async fn run(&mut self) -> anyhow::Result<Arc<dyn Image>> {
+        self.pull_images().await?;
+        let this = &*self;
+        let target = this.graph.target;
+        // Build stages run as soon as the stages they need are done, several at once.
+        let mut pending: BTreeSet<usize> = this
+            .graph
+            .needed
+            .iter()
+            .copied()
+            .filter(|&i| i != target)
+            .collect();
+        let mut done: BTreeSet<usize> = BTreeSet::new();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        loop {
+            let ready: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    this.graph.stages[i]
+                        .stage_deps
+                        .iter()
+                        .all(|d| done.contains(d))
+                })
+                .collect();
+            for i in ready {
+                pending.remove(&i);
+                running.push(async move { (i, this.build_stage(i).await) });
+            }
+            let Some((i, result)) = futures_util::StreamExt::next(&mut running).await else {
+                break;
+            };
+            result?;
+            done.insert(i);
+        }
+        if !pending.is_empty() {
+            anyhow::bail!("stages {pending:?} could not be scheduled");
+        }
+        this.build_target(target).await
+    }
+
+    /// Dispatches and runs one build stage in the engine.
+    async fn build_stage(&self, index: usize) -> anyhow::Result<()> {
+        let base_config = self.base_config(index)?;
+        let plan = dispatch::dispatch_stage(&self.graph, index, &base_config)?;
+        for warning in &plan.warnings {
+            self.reporter.warning(warning);
+        }
+        let output = self.run_engine_stage(index, &plan).await?;
+        lock(&self.stages).insert(index, output);
+        lock(&self.plans).insert(index, plan);
+        Ok(())
+    }
+
+    /// The image of the target stage.
+    async fn build_target(&self, index: usize) -> anyhow::Result<Arc<dyn Image>> {
+        let base_config = self.base_config(index)?;
+        let plan = dispatch::dispatch_stage(&self.graph, index, &base_config)?;
+        for warning in &plan.warnings {
+            self.reporter.warning(warning);
+        }
+        let plans = lock(&self.plans).clone();
+        // A target with RUN steps runs in the engine like a build stage; its layers are
+        // then exported and rewritten deterministically. Without RUN, every layer is
+        // written directly.
+        if plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.kind, dispatch::StepKind::Run(_)))
+        {
+            let output = self.run_engine_stage(index, &plan).await?;
+            lock(&self.stages).insert(index, output);
+            let mut plans = plans;
+            plans.insert(index, plan);
+            return Ok(self.stage_as_image(index, &plans).await?.image);
+        }
+        self.package(index, &plan, &plans).await
+    }
+
+    /// Pulls every image a needed stage names (FROM and `COPY --from=image`), once each.
+    async fn pull_images(&mut self) -> anyhow::Result<()> {
+        let mut names: Vec<String> = Vec::new();
+        for &i in &self.graph.needed {
+            let stage = &self.graph.stages[i];
+            if let Base::Image(name) = &stage.base {
+                names.push(name.clone());
+            }
+            names.extend(stage.image_sources.iter().cloned());
+        }
+        names.dedup();
+        for name in names {
+            if self.pulled.contains_key(&name) {
+                continue;
+            }
+            let pulled = self.pull(&name).await?;
+            self.pulled.insert(name, pulled);
+        }
+        Ok(())
+    }
+
+    async fn pull(&self, name: &str) -> anyhow::Result<Pulled> {
+        let reference =
+            Reference::parse(name).map_err(|e| InputError::new(format!("FROM {name}: {e}")))?;
+        let id = self.ids.next();
+        let label = format!("[internal] load metadata for {reference}");
+        self.reporter.started(id, &label);
+        let started = Instant::now();
+        let progress = PullProgress {
+            reporter: self.reporter.clone(),
+            id,
+        };
+        let result = self
+            .registry
+            .pull(
+                &reference,
+                &self.request.publish.platform,
+                &self.registry_blobs,
+                &progress,
+            )
+            .await;
+        match result {
+            Ok(image) => {
+                let digest = image.manifest_digest().to_string();
+                self.reporter
+                    .log(id, &format!("resolved {reference} to {digest}"));
+                self.reporter.done(id, started.elapsed());
+                let config = oci::ImageConfig::from_json(image.raw_config())?;
+                Ok(Pulled {
+                    image: Arc::new(image),
+                    digest,
+                    config,
+                })
+            }
+            Err(e) => {
+                self.reporter.failed(id, started.elapsed());
+                let names: Vec<&str> = self
+                    .graph
+                    .dockerfile
+                    .stages
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .collect();
+                let mut err = anyhow::Error::new(e).context(format!("pulling {reference}"));
+                if !names.is_empty() && !name.contains(['/', ':', '.']) {
+                    err = err.context(format!(
+                        "no stage or image named `{name}`; stages are: {}",
+                        names.join(", ")
+                    ));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// The config a stage starts from.
+    fn base_config(&self, index: usize) -> anyhow::Result<ImageConfig> {
+        Ok(match &self.graph.stages[index].base {
+            Base::Scratch => ImageConfig::default(),
+            Base::Image(name) => config::from_oci(&self.pulled_image(name)?.config),
+            Base::Stage(i) => self.stage_output(*i)?.config.clone(),
+        })
+    }
+
+    fn pulled_image(&self, name: &str) -> anyhow::Result<&Pulled> {
+        self.pulled
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("image {name} was not pulled"))
+    }
+
+    fn stage_output(&self, index: usize) -> anyhow::Result<StageOutput> {
+        lock(&self.stages)
+            .get(&index)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("stage {index} was not built"))
+    }
+
+    fn stage_base(&self, index: usize) -> StageBase {
+        match &self.graph.stages[index].base {
+            Base::Scratch => StageBase::Scratch,
+            Base::Image(name) => StageBase::Image(name.clone()),
+            Base::Stage(i) => StageBase::Stage(*i),
+        }
+    }
+
+    /// `[build 3/9] RUN …`, as BuildKit names steps.
+    fn step_name(&self, plan: &StagePlan, number: usize, total: usize, what: &str) -> String {
+        let width = total.to_string().len();
+        if self.graph.needed.len() > 1 || self.graph.dockerfile.stages[plan.stage].name.is_some() {
+            format!("[{} {number:>width$}/{total}] {what}", plan.name)
+        } else {
+            format!("[{number:>width$}/{total}] {what}")
+        }
+    }
+
+    async fn publish(&self, image: Arc<dyn Image>) -> anyhow::Result<()> {
+        let mut known: Vec<String> = lock(&self.loaded).values().cloned().collect();
+        known.extend(lock(&self.stages).values().map(|s| s.image.clone()));
+        let deps = SinkDeps {
+            engine: self.engine.clone(),
+            registry: Some(self.registry.clone()),
+            blobs: self.registry_blobs.clone(),
+            engine_known_images: known,
+        };
+        let sinks = publish::sinks_for(&self.request.publish, &deps)?;
+        let tags = &self.request.publish.tags;
+        let mut pushed = None;
+        for sink in &sinks {
+            let id = self.ids.next();
+            let started = Instant::now();
+            let is_registry = matches!(sink, publish::Sink::Registry(_));
+            if !is_registry {
+                self.reporter
+                    .started(id, &format!("exporting to {}", sink.describe()));
+            }
+            let published = sink
+                .publish(image.clone(), tags, &self.reporter, &self.ids)
+                .await;
+            match published {
+                Ok(p) => {
+                    if !is_registry {
+                        self.reporter
+                            .log(id, &format!("{} {}", p.destination, p.digest));
+                        self.reporter.done(id, started.elapsed());
+                    } else {
+                        pushed = Some(p.digest.clone());
+                    }
+                }
+                Err(e) => {
+                    if !is_registry {
+                        self.reporter.failed(id, started.elapsed());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let recorder = Recorder {
+            iidfile: self.request.publish.iidfile.clone(),
+            metadata_file: self.request.publish.metadata_file.clone(),
+        };
+        recorder.record(image.as_ref(), tags, pushed.as_ref())?;
+        Ok(())
+    }
+}
+
+/// Pull transfers as log lines of the pull's vertex.
+struct PullProgress {
+    reporter: Arc<dyn Reporter>,
+    id: usize,
+}
+
+impl registry::Progress for PullProgress {
+    fn on_blob_done(&self, digest: &oci_spec::image::Digest, outcome: &registry::BlobOutcome) {
+        if *outcome == registry::BlobOutcome::Downloaded {
+            let short = digest.digest().get(..12).unwrap_or_default();
+            self.reporter.log(self.id, &format!("downloaded {short}"));
+        }
+    }
+
+    fn on_retry(&self, request: &str, attempt: u32, delay: Duration, reason: &str) {
+        self.reporter.log(
+            self.id,
+            &format!(
+                "retrying {request} (attempt {attempt}, in {:.1}s): {reason}",
+                delay.as_secs_f64()
+            ),
+        );
+    }
+}

@@ -1,0 +1,619 @@
+//! The packaging stage: the image that ships, written directly. Its base image's
+//! compressed layers are reused as they are; each COPY and WORKDIR becomes a deterministic
+//! layer written by imgbuild; a RUN runs in the engine and its changes become a layer the
+//! same way. Config instructions only touch the config.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{BufWriter, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
+
+use super::archive::{Overrides, TarOut, write_selection};
+use super::engine_stage::{StepFailed, copy_from_image};
+use super::image_fs::{ImageFs, Kind};
+use super::steps::Lookup;
+use std::sync::atomic::Ordering;
+
+use super::{Builder, StageBase, config};
+use crate::cache::{LayerRecord, StepRecord};
+use crate::oci::layer::{EntryMeta, Ownership, resolve_chown};
+use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
+use crate::plan::dispatch::{CopyFrom, CopyStep, StagePlan, Step, StepKind};
+
+/// The image a stage's packaging starts from.
+pub(super) struct PackageBase {
+    pub(super) image: Arc<dyn Image>,
+    config: oci::ImageConfig,
+    key: String,
+}
+
+impl Builder {
+    /// Writes the target stage as an image.
+    pub(super) async fn package(
+        &self,
+        index: usize,
+        plan: &StagePlan,
+        plans: &HashMap<usize, StagePlan>,
+    ) -> anyhow::Result<Arc<dyn Image>> {
+        let base_kind = self.stage_base(index);
+        let total = plan.steps.len() + usize::from(matches!(base_kind, StageBase::Image(_)));
+        let base = match &base_kind {
+            StageBase::Scratch => {
+                let image = oci::scratch(&self.request.publish.platform, self.epoch())?;
+                let config = oci::ImageConfig::from_json(image.raw_config())?;
+                PackageBase {
+                    image,
+                    config,
+                    key: "scratch".into(),
+                }
+            }
+            StageBase::Image(name) => {
+                let id = self.ids.next();
+                self.reporter
+                    .cached(id, &self.step_name(plan, 1, total, &format!("FROM {name}")));
+                let pulled = self.pulled_image(name)?;
+                PackageBase {
+                    image: pulled.image.clone(),
+                    config: pulled.config.clone(),
+                    key: pulled.digest.clone(),
+                }
+            }
+            StageBase::Stage(i) => self.stage_as_image(*i, plans).await?,
+        };
+        // Reading the base image's file system costs a pass over its layers: only done when
+        // a step needs it (a rebuild that hits the cache never does).
+        let lazy = LazyFs {
+            fs: RefCell::new(None),
+            base: base.image.clone(),
+            cache_dir: self.request.cache_dir.clone(),
+        };
+        let mut layers: Vec<WrittenLayer> = Vec::new();
+        let mut history = plan.history.clone();
+        let mut key = base.key.clone();
+        let first = total - plan.steps.len();
+        for (n, step) in plan.steps.iter().enumerate() {
+            let name = self.step_name(plan, first + n + 1, total, &step.display);
+            let identity = self.identity(&plan.name, n);
+            let source_key = self.copy_source_key(step)?;
+            let prepared = self.prepare(step, &key, source_key.as_deref(), &|p| {
+                lazy.is_dir(p, &layers)
+            })?;
+            let step_key = prepared.inputs.key();
+            let id = self.ids.next();
+            let reason = match self.lookup(&identity, &prepared.inputs) {
+                Lookup::Hit(record) => match self.cached_layer(&record) {
+                    Some(cached) => {
+                        self.reporter.cached(id, &name);
+                        self.hits.fetch_add(1, Ordering::Relaxed);
+                        match cached {
+                            Some(layer) => {
+                                if let Some(fs) = lazy.fs.borrow_mut().as_mut() {
+                                    tokio::task::block_in_place(|| {
+                                        apply_blob(fs, &layer.path, &layer.descriptor)
+                                    })?;
+                                }
+                                layers.push(layer);
+                            }
+                            None => mark_empty(&mut history, step),
+                        }
+                        key = step_key;
+                        continue;
+                    }
+                    None => "the step's layer is no longer in the blob store".to_owned(),
+                },
+                Lookup::Miss { reason } => reason,
+            };
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.reporter.started(id, &name);
+            self.reporter.log(id, &format!("cache miss: {reason}"));
+            let started = Instant::now();
+            lazy.ensure(&layers)?;
+            let mut fs = lazy.fs.borrow_mut().take().unwrap_or_default();
+            let result = self.package_step(step, &mut fs, prepared.selection).await;
+            *lazy.fs.borrow_mut() = Some(fs);
+            let layer = match result {
+                Ok(layer) => layer,
+                Err(e) => {
+                    self.reporter.failed(id, started.elapsed());
+                    let location = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
+                    return Err(e.context(StepFailed {
+                        step: name,
+                        location,
+                    }));
+                }
+            };
+            self.reporter.done(id, started.elapsed());
+            let record = StepRecord {
+                key: step_key.clone(),
+                inputs: prepared.inputs,
+                image: None,
+                adds_layer: None,
+                layer: layer.as_ref().map(|l| LayerRecord {
+                    digest: l.descriptor.digest().to_string(),
+                    diff_id: l.diff_id.to_string(),
+                    size: l.descriptor.size(),
+                    media_type: l.descriptor.media_type().to_string(),
+                }),
+            };
+            self.remember(&identity, &record);
+            match layer {
+                Some(layer) => layers.push(layer),
+                None => mark_empty(&mut history, step),
+            }
+            key = step_key;
+        }
+        let mut doc = base.config.clone();
+        // History entries are dated like the config: set the date first.
+        doc.set_created(self.epoch())?;
+        config::apply_to_oci(&plan.config, &history, &mut doc)?;
+        for (k, v) in &self.request.labels {
+            doc.set_label(k, v);
+        }
+        Ok(Arc::new(oci::append_layers(base.image, &layers, doc)?))
+    }
+
+    /// A cached step's layer, if its blob is still stored: `Some(None)` for a step that
+    /// changed nothing, `None` when the blob is gone.
+    fn cached_layer(&self, record: &StepRecord) -> Option<Option<WrittenLayer>> {
+        let Some(layer) = &record.layer else {
+            return Some(None);
+        };
+        let digest: Digest = layer.digest.parse().ok()?;
+        let diff_id: Digest = layer.diff_id.parse().ok()?;
+        let path = self.oci_blobs.path(&digest);
+        if !path.is_file() {
+            return None;
+        }
+        let descriptor = descriptor(
+            MediaType::from(layer.media_type.as_str()),
+            digest,
+            layer.size,
+        )?;
+        Some(Some(WrittenLayer {
+            descriptor,
+            diff_id,
+            uncompressed_size: 0,
+            path,
+        }))
+    }
+
+    fn layer_builder(&self) -> LayerBuilder {
+        LayerBuilder::new(
+            self.oci_blobs.clone(),
+            LayerOptions::new(self.request.publish.compression, self.epoch()),
+        )
+    }
+
+    /// Runs one step of the packaging stage; `None` when the filesystem did not change.
+    async fn package_step(
+        &self,
+        step: &Step,
+        fs: &mut ImageFs,
+        selection: Option<(crate::context::Selection, crate::context::SelectionDigest)>,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        match &step.kind {
+            StepKind::Mkdir { path, user } => {
+                if fs.is_dir(path) {
+                    return Ok(None);
+                }
+                let owner = self
+                    .owner(fs, Some(user.as_str()).filter(|u| !u.is_empty()))?
+                    .unwrap_or(Ownership::ROOT);
+                let mut tar = self.temp_tar(Overrides {
+                    owner: Some(owner),
+                    chmod: None,
+                    mtime: self.mtime(),
+                })?;
+                tar.dir(path, 0o755, owner)?;
+                self.write_tar_layer(tar, fs).map(Some)
+            }
+            StepKind::Copy(copy) => {
+                let owner = self.owner(fs, copy.chown.as_deref())?;
+                let chmod = super::steps::select_options(copy)?.chmod;
+                let mut tar = self.temp_tar(Overrides {
+                    owner,
+                    chmod,
+                    mtime: self.mtime(),
+                })?;
+                let dest_exists = fs.is_dir(&copy.dest);
+                match &copy.from {
+                    CopyFrom::Context => {
+                        if let Some((selected, _)) = &selection {
+                            tokio::task::block_in_place(|| {
+                                write_selection(&mut tar, selected, &|p| fs.is_dir(p))
+                            })?;
+                        }
+                    }
+                    from => {
+                        let image = self.copy_source_image(from).await?;
+                        let engine = self.engine()?.clone();
+                        for src in &copy.sources {
+                            copy_from_image(
+                                &engine,
+                                &image,
+                                src,
+                                &copy.dest,
+                                dest_exists,
+                                copy.sources.len() > 1,
+                                &mut tar,
+                            )
+                            .await?;
+                        }
+                    }
+                }
+                self.add_inline(&mut tar, copy, dest_exists)?;
+                self.write_tar_layer(tar, fs).map(Some)
+            }
+            // A target stage with RUN steps is built in the engine (see `Builder::run`).
+            StepKind::Run(_) => Err(anyhow::anyhow!("a RUN step cannot be written directly")),
+        }
+    }
+
+    fn add_inline(
+        &self,
+        tar: &mut TarOut<BufWriter<std::fs::File>>,
+        copy: &CopyStep,
+        dest_exists: bool,
+    ) -> anyhow::Result<()> {
+        let dest = copy.dest.trim_end_matches('/');
+        for doc in &copy.inline {
+            let target = if copy.dest.ends_with('/') || dest_exists {
+                format!("{dest}/{}", doc.name)
+            } else {
+                dest.to_owned()
+            };
+            tar.file(
+                &target,
+                0o644,
+                Ownership::ROOT,
+                doc.data.len() as u64,
+                doc.data.as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn mtime(&self) -> u64 {
+        self.epoch().max(0) as u64
+    }
+
+    /// `--chown` (or WORKDIR's user) resolved against the image's own accounts.
+    fn owner(&self, fs: &ImageFs, spec: Option<&str>) -> anyhow::Result<Option<Ownership>> {
+        let Some(spec) = spec else { return Ok(None) };
+        let passwd = fs.text_file("/etc/passwd");
+        let group = fs.text_file("/etc/group");
+        Ok(Some(resolve_chown(
+            spec,
+            passwd.as_deref(),
+            group.as_deref(),
+        )?))
+    }
+
+    fn temp_tar(&self, overrides: Overrides) -> anyhow::Result<TarOut<BufWriter<std::fs::File>>> {
+        let file = tempfile::tempfile_in(self.oci_blobs.root())
+            .context("creating a temporary file for a layer")?;
+        Ok(TarOut::new(BufWriter::new(file), overrides))
+    }
+
+    /// Writes the tar of a step as a layer. Directories the tar does not create but that
+    /// exist in the image keep the image's metadata in the layer, as in BuildKit's diffs.
+    fn write_tar_layer(
+        &self,
+        tar: TarOut<BufWriter<std::fs::File>>,
+        fs: &mut ImageFs,
+    ) -> anyhow::Result<WrittenLayer> {
+        let mut file = tar.finish()?.into_inner().map_err(|e| e.into_error())?;
+        tokio::task::block_in_place(|| -> anyhow::Result<WrittenLayer> {
+            file.seek(SeekFrom::Start(0))?;
+            let mut builder = self.layer_builder();
+            for dir in parent_dirs(&mut file)? {
+                if let Some(meta) = fs.stat(&dir).filter(|m| m.kind == Kind::Dir) {
+                    builder.add_directory(
+                        &dir,
+                        EntryMeta {
+                            mode: meta.mode,
+                            owner: Ownership {
+                                uid: meta.uid,
+                                gid: meta.gid,
+                            },
+                        },
+                    )?;
+                }
+            }
+            file.seek(SeekFrom::Start(0))?;
+            builder.add_tar(
+                &mut file,
+                &AddOptions {
+                    dest: "/".into(),
+                    ..AddOptions::default()
+                },
+            )?;
+            let layer = builder.write()?;
+            file.seek(SeekFrom::Start(0))?;
+            fs.apply_layer(&mut file)?;
+            Ok(layer)
+        })
+    }
+
+    /// Rewrites an uncompressed layer tar (from `docker save`) deterministically.
+    fn relayer(
+        &self,
+        mut tar: std::fs::File,
+        fs: &mut ImageFs,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        let mut builder = self.layer_builder();
+        builder.add_tar(
+            &mut tar,
+            &AddOptions {
+                dest: "/".into(),
+                ..AddOptions::default()
+            },
+        )?;
+        if builder.is_empty() {
+            return Ok(None);
+        }
+        let layer = builder.write()?;
+        tar.seek(SeekFrom::Start(0))?;
+        fs.apply_layer(&mut tar)?;
+        Ok(Some(layer))
+    }
+
+    /// The last `count` layers of an engine image, as uncompressed tar files.
+    async fn engine_layers(
+        &self,
+        image_id: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<std::fs::File>> {
+        let engine = self.engine()?;
+        let mut saved = tempfile::tempfile_in(self.oci_blobs.root())
+            .context("creating a temporary file for docker save")?;
+        let mut stream = engine.save_image(image_id);
+        while let Some(chunk) = stream.next().await {
+            std::io::Write::write_all(&mut saved, &chunk?)?;
+        }
+        tokio::task::block_in_place(|| extract_saved_layers(saved, count, self.oci_blobs.root()))
+    }
+
+    /// A build stage as an image with layers imgbuild wrote: the layers of the image the
+    /// stage chain starts from (reused as they are) plus one rewritten layer per layer the
+    /// engine made for the stages, with history entries matched to them.
+    pub(super) async fn stage_as_image(
+        &self,
+        index: usize,
+        plans: &HashMap<usize, StagePlan>,
+    ) -> anyhow::Result<PackageBase> {
+        let mut chain = vec![index];
+        let mut root = self.stage_output(index)?.base.clone();
+        while let StageBase::Stage(i) = root {
+            chain.push(i);
+            root = self.stage_output(i)?.base.clone();
+        }
+        chain.reverse();
+        // The engine has one empty layer under `FROM scratch` stages (see
+        // `ensure_scratch_loaded`); it is not part of the image.
+        let (root_image, mut doc, engine_root_layers) = match &root {
+            StageBase::Image(name) => {
+                let p = self.pulled_image(name)?;
+                let count = p.image.diff_ids()?.len();
+                (p.image.clone(), p.config.clone(), count)
+            }
+            _ => {
+                let image = oci::scratch(&self.request.publish.platform, self.epoch())?;
+                let config = oci::ImageConfig::from_json(image.raw_config())?;
+                (image, config, 1)
+            }
+        };
+        let output = self.stage_output(index)?.clone();
+        let engine = self.engine()?.clone();
+        let info = engine
+            .find_image(&output.image)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the engine lost the image of stage {index}"))?;
+        // Which history entry each engine layer belongs to, stage by stage.
+        let mut owners: Vec<(usize, usize)> = Vec::new();
+        for &i in &chain {
+            owners.extend(self.stage_output(i)?.layer_steps.iter().map(|&h| (i, h)));
+        }
+        let own = info.diff_ids.len().saturating_sub(engine_root_layers);
+        if own != owners.len() {
+            anyhow::bail!(
+                "stage {} has {own} layers of its own in the engine, but {} steps that made one",
+                self.graph.dockerfile.stages[index].display_name(),
+                owners.len()
+            );
+        }
+        let id = self.ids.next();
+        self.reporter.started(
+            id,
+            &format!(
+                "[internal] export the layers of stage {}",
+                self.graph.dockerfile.stages[index].display_name()
+            ),
+        );
+        let started = Instant::now();
+        let tars = self.engine_layers(&output.image, own).await?;
+        let mut fs = ImageFs::default();
+        let mut layers = Vec::new();
+        let mut with_layer: std::collections::HashSet<(usize, usize)> = Default::default();
+        for (tar, owner) in tars.into_iter().zip(&owners) {
+            if let Some(layer) = tokio::task::block_in_place(|| self.relayer(tar, &mut fs))? {
+                layers.push(layer);
+                with_layer.insert(*owner);
+            }
+        }
+        self.reporter.done(id, started.elapsed());
+        doc.set_created(self.epoch())?;
+        for &i in &chain {
+            if let Some(p) = plans.get(&i) {
+                let mut history = p.history.clone();
+                for (h, entry) in history.iter_mut().enumerate() {
+                    entry.empty_layer = !with_layer.contains(&(i, h));
+                }
+                config::apply_to_oci(&p.config, &history, &mut doc)?;
+            }
+        }
+        if index == self.graph.target {
+            for (k, v) in &self.request.labels {
+                doc.set_label(k, v);
+            }
+        }
+        let image: Arc<dyn Image> = Arc::new(oci::append_layers(root_image, &layers, doc.clone())?);
+        Ok(PackageBase {
+            image,
+            config: doc,
+            key: output.key,
+        })
+    }
+}
+
+/// The file system of the image being written, read from its layers the first time a step
+/// needs it.
+struct LazyFs {
+    fs: RefCell<Option<ImageFs>>,
+    base: Arc<dyn Image>,
+    cache_dir: std::path::PathBuf,
+}
+
+impl LazyFs {
+    fn ensure(&self, layers: &[WrittenLayer]) -> anyhow::Result<()> {
+        if self.fs.borrow().is_some() {
+            return Ok(());
+        }
+        let fs = tokio::task::block_in_place(|| -> anyhow::Result<ImageFs> {
+            let mut fs = ImageFs::of_image_cached(self.base.as_ref(), &self.cache_dir)
+                .context("reading the base image's file system")?;
+            for layer in layers {
+                apply_blob(&mut fs, &layer.path, &layer.descriptor)?;
+            }
+            Ok(fs)
+        })?;
+        *self.fs.borrow_mut() = Some(fs);
+        Ok(())
+    }
+
+    /// Whether `path` is a directory in the image; `false` if the image cannot be read (the
+    /// step that needs it then reports the error).
+    fn is_dir(&self, path: &str, layers: &[WrittenLayer]) -> bool {
+        self.ensure(layers).is_ok() && self.fs.borrow().as_ref().is_some_and(|fs| fs.is_dir(path))
+    }
+}
+
+fn mark_empty(history: &mut [crate::plan::dispatch::History], step: &Step) {
+    if let Some(entry) = history.get_mut(step.history) {
+        entry.empty_layer = true;
+    }
+}
+
+fn descriptor(media_type: MediaType, digest: Digest, size: u64) -> Option<Descriptor> {
+    DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest)
+        .size(size)
+        .build()
+        .ok()
+}
+
+/// Applies a layer blob of the blob store to `fs`.
+fn apply_blob(
+    fs: &mut ImageFs,
+    path: &std::path::Path,
+    descriptor: &Descriptor,
+) -> anyhow::Result<()> {
+    let file = std::io::BufReader::new(
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let reader: Box<dyn std::io::Read> =
+        match oci::manifest::layer_encoding(descriptor.media_type()) {
+            Some(oci::manifest::LayerEncoding::Gzip) => {
+                Box::new(flate2::read::MultiGzDecoder::new(file))
+            }
+            Some(oci::manifest::LayerEncoding::Zstd) => {
+                Box::new(zstd::stream::read::Decoder::new(file)?)
+            }
+            _ => Box::new(file),
+        };
+    fs.apply_layer(reader)
+}
+
+/// The directories above every entry of a tar (absolute, without the root).
+fn parent_dirs(file: &mut std::fs::File) -> anyhow::Result<Vec<String>> {
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut path = String::new();
+        let parts: Vec<&str> = name
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            path.push('/');
+            path.push_str(part);
+            dirs.insert(path.clone());
+        }
+    }
+    Ok(dirs.into_iter().collect())
+}
+
+/// Takes the last `count` layer tars out of a `docker save` archive, each into its own
+/// temporary file in `dir`.
+fn extract_saved_layers(
+    mut saved: std::fs::File,
+    count: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<std::fs::File>> {
+    saved.seek(SeekFrom::Start(0))?;
+    // manifest.json names the layer files in order; it may come after them, so read it
+    // first in one pass and the layers in a second.
+    let mut manifest: Option<serde_json::Value> = None;
+    {
+        let mut archive = tar::Archive::new(&mut saved);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if entry.path_bytes().as_ref() == b"manifest.json" {
+                manifest = Some(serde_json::from_reader(&mut entry)?);
+                break;
+            }
+        }
+    }
+    let manifest = manifest
+        .ok_or_else(|| anyhow::anyhow!("the engine's image archive has no manifest.json"))?;
+    let layer_names: Vec<String> = manifest
+        .get(0)
+        .and_then(|m| m.get("Layers"))
+        .and_then(|l| l.as_array())
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted: Vec<String> = layer_names[layer_names.len().saturating_sub(count)..].to_vec();
+    let mut files: HashMap<String, std::fs::File> = HashMap::new();
+    saved.seek(SeekFrom::Start(0))?;
+    let mut archive = tar::Archive::new(&mut saved);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if wanted.contains(&name) && !files.contains_key(&name) {
+            let mut file = tempfile::tempfile_in(dir)?;
+            std::io::copy(&mut entry, &mut file)?;
+            file.seek(SeekFrom::Start(0))?;
+            files.insert(name, file);
+        }
+    }
+    wanted
+        .iter()
+        .map(|n| {
+            files
+                .remove(n)
+                .ok_or_else(|| anyhow::anyhow!("the engine's image archive lacks layer {n}"))
+        })
+        .collect()
+}

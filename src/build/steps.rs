@@ -1,0 +1,203 @@
+//! What a step's cache key is made of, and the cache lookup every step goes through.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest as _, Sha256};
+
+use super::Builder;
+use crate::cache::{self, KeyInputs, StepRecord};
+use crate::context::{SelectOptions, Selection, SelectionDigest};
+use crate::plan::dispatch::{CopyStep, RunStep, Step, StepKind};
+
+/// A step's inputs, and for COPY from the context the selection they were computed from.
+pub(super) struct Prepared {
+    pub inputs: KeyInputs,
+    pub selection: Option<(Selection, SelectionDigest)>,
+}
+
+/// What a lookup found.
+pub(super) enum Lookup {
+    Hit(Box<StepRecord>),
+    Miss { reason: String },
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+pub(super) fn select_options(copy: &CopyStep) -> anyhow::Result<SelectOptions> {
+    let chmod = match &copy.chmod {
+        Some(m) => Some(crate::oci::layer::parse_chmod(m)?),
+        None => None,
+    };
+    Ok(SelectOptions {
+        exclude: copy.exclude.clone(),
+        parents: copy.parents,
+        chmod,
+        is_add: copy.is_add && copy.unpack != Some(false),
+    })
+}
+
+impl Builder {
+    /// The named inputs of `step`, on top of the key `parent`. `source_key` is the key of
+    /// the stage or image a `COPY --from` reads; `dest_is_dir` answers for the filesystem the
+    /// step writes into.
+    pub(super) fn prepare(
+        &self,
+        step: &Step,
+        parent: &str,
+        source_key: Option<&str>,
+        dest_is_dir: &dyn Fn(&str) -> bool,
+    ) -> anyhow::Result<Prepared> {
+        let mut inputs = KeyInputs {
+            parent: parent.to_owned(),
+            ..KeyInputs::default()
+        };
+        let mut selection = None;
+        match &step.kind {
+            StepKind::Run(run) => {
+                self.run_inputs(run, &mut inputs);
+                self.bind_mount_inputs(run, &mut inputs)?;
+            }
+            StepKind::Copy(copy) => {
+                inputs.instruction = step.display.clone();
+                let other = &mut inputs.other;
+                other.insert("dest".into(), copy.dest.clone());
+                for (name, value) in [
+                    ("chown", &copy.chown),
+                    ("chmod", &copy.chmod),
+                    ("checksum", &copy.checksum),
+                ] {
+                    if let Some(v) = value {
+                        other.insert(name.into(), v.clone());
+                    }
+                }
+                if copy.parents {
+                    other.insert("parents".into(), "true".into());
+                }
+                if !copy.exclude.is_empty() {
+                    other.insert("exclude".into(), copy.exclude.join("\n"));
+                }
+                for doc in &copy.inline {
+                    other.insert(
+                        format!("heredoc {}", doc.name),
+                        sha256_hex(doc.data.as_bytes()),
+                    );
+                }
+                match source_key {
+                    Some(key) => {
+                        other.insert("the stage or image it copies from".into(), key.to_owned());
+                    }
+                    None if !copy.sources.is_empty() => {
+                        let options = select_options(copy)?;
+                        let selected = self.context.select(
+                            &copy.sources,
+                            &copy.dest,
+                            &options,
+                            dest_is_dir,
+                        )?;
+                        for skipped in &selected.skipped {
+                            self.reporter.warning(&skipped.to_string());
+                        }
+                        let digest = self.context.digest(&selected)?;
+                        inputs.files = digest.files.clone();
+                        other.insert("selection".into(), digest.digest.clone());
+                        selection = Some((selected, digest));
+                    }
+                    None => {}
+                }
+            }
+            StepKind::Mkdir { path, user } => {
+                inputs.instruction = format!("WORKDIR {path}");
+                inputs.other.insert("user".into(), user.clone());
+            }
+        }
+        Ok(Prepared { inputs, selection })
+    }
+
+    fn run_inputs(&self, run: &RunStep, inputs: &mut KeyInputs) {
+        inputs.instruction = serde_json::to_string(&run.argv).unwrap_or_default();
+        inputs.env = run
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect::<BTreeMap<_, _>>();
+        let other = &mut inputs.other;
+        other.insert("user".into(), run.user.clone());
+        other.insert("workdir".into(), run.workdir.clone());
+        let network = run
+            .network
+            .clone()
+            .unwrap_or_else(|| format!("{:?}", self.request.network).to_lowercase());
+        other.insert("network".into(), network);
+        if let Some(script) = &run.script {
+            other.insert("script".into(), sha256_hex(script.data.as_bytes()));
+        }
+        for (i, mount) in run.mounts.iter().enumerate() {
+            other.insert(format!("mount {i}"), format!("{mount:?}"));
+        }
+    }
+
+    /// A bind mount of the build context is keyed on the content it shows.
+    fn bind_mount_inputs(&self, run: &RunStep, inputs: &mut KeyInputs) -> anyhow::Result<()> {
+        use crate::frontend::instructions::MountKind;
+        for (i, mount) in run.mounts.iter().enumerate() {
+            if mount.kind != MountKind::Bind || mount.from.is_some() {
+                continue;
+            }
+            let source = mount.source.clone().unwrap_or_else(|| ".".into());
+            let selected =
+                self.context
+                    .select(&[source], "/mount/", &SelectOptions::default(), &|_| true)?;
+            let digest = self.context.digest(&selected)?;
+            inputs
+                .other
+                .insert(format!("mount {i} content"), digest.digest);
+            inputs.files.extend(digest.files);
+        }
+        Ok(())
+    }
+
+    /// Looks `inputs` up in the step cache (unless `--no-cache`), remembering them as the
+    /// last build of the step at `identity` so the next miss can say what changed.
+    pub(super) fn lookup(&self, identity: &str, inputs: &KeyInputs) -> Lookup {
+        let key = inputs.key();
+        if !self.request.no_cache
+            && let Some(record) = self.cache.get(&key)
+        {
+            let _ = self.cache.set_last_inputs(identity, inputs);
+            return Lookup::Hit(Box::new(record));
+        }
+        let reason = if self.request.no_cache {
+            "--no-cache".to_owned()
+        } else {
+            cache::explain_miss(self.cache.last_inputs(identity).as_ref(), inputs)
+        };
+        Lookup::Miss { reason }
+    }
+
+    /// Stores a step's result; the cache is an optimisation, so failing to write it is a
+    /// warning, not a failed build.
+    pub(super) fn remember(&self, identity: &str, record: &StepRecord) {
+        if let Err(e) = self
+            .cache
+            .put(record)
+            .and_then(|_| self.cache.set_last_inputs(identity, &record.inputs))
+        {
+            self.reporter
+                .warning(&format!("could not write the step cache: {e}"));
+        }
+    }
+
+    pub(super) fn identity(&self, stage: &str, step: usize) -> String {
+        cache::step_identity(
+            self.context.root(),
+            &self.graph.dockerfile.file,
+            stage,
+            step,
+        )
+    }
+}

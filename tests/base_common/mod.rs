@@ -1,0 +1,64 @@
+//! Shared by the base image tests (`mod base_common;`): the base images, built once per
+//! machine and test run by `scripts/base-images` (which skips images the registry already
+//! has from the same recipe and builder, and serialises concurrent callers with a lock).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[path = "../support/mod.rs"]
+mod support;
+pub use support::*;
+
+/// The base images in the test registry, ready to pull.
+#[derive(Debug, Clone)]
+pub struct BaseImages {
+    pub slim: String,
+    pub toolchain: String,
+}
+
+/// The repository's root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn recipe(name: &str) -> PathBuf {
+    repo().join("base-images").join(name)
+}
+
+/// Builds (or finds) both base images in the test registry with this test build's
+/// imgbuild binary, and pulls them into the engine.
+pub fn base_images() -> BaseImages {
+    let registry = &env().registry;
+    let script = repo().join("scripts/base-images");
+    let output = Command::new(&script)
+        .arg(registry)
+        .env("IMGBUILD", imgbuild_bin())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "scripts/base-images failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let images = BaseImages {
+        slim: format!("{registry}/imgbuild/bookworm-slim:bookworm"),
+        toolchain: format!("{registry}/imgbuild/elixir-toolchain:bookworm"),
+    };
+    for image in [&images.slim, &images.toolchain] {
+        docker_ok(["pull", "-q", image.as_str()]);
+    }
+    images
+}
+
+/// `docker run --rm --network none IMAGE ARGS…`, returning stdout; panics with stderr.
+pub fn run_in(image: &str, extra: &[&str], args: &[&str]) -> String {
+    let mut all = vec!["run", "--rm", "--network", "none"];
+    all.extend_from_slice(extra);
+    all.push(image);
+    all.extend_from_slice(args);
+    docker_ok(all)
+}

@@ -1,0 +1,451 @@
+//! `imgbuild build` end to end, against the real engine and registry of the test
+//! environment: build stages in the engine, the packaging stage written directly, the step
+//! cache and its miss reasons, outputs, failures and interrupts.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A build context in a temp dir, with its own cache dir.
+struct Project {
+    dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(dockerfile: &str, files: &[(&str, &str)]) -> Project {
+        let dir = support::tempdir();
+        let dockerfile = dockerfile.replace("BUSYBOX", &support::busybox_in_registry());
+        fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        Project {
+            dir,
+            cache: support::tempdir(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut all = vec!["--progress", "plain"];
+        all.extend_from_slice(args);
+        self.command_as_given(&all)
+    }
+
+    fn command_as_given(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(support::imgbuild_bin());
+        cmd.args(["build", "--cache-dir"])
+            .arg(self.cache.path())
+            .args(args)
+            .arg(self.path())
+            .env("DOCKER_HOST", &support::env().docker_host)
+            .env("HOME", self.cache.path())
+            .env_remove("SOURCE_DATE_EPOCH");
+        cmd
+    }
+
+    fn build(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("imgbuild runs")
+    }
+
+    fn build_ok(&self, args: &[&str]) -> String {
+        let out = self.build(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "imgbuild failed ({}):\n{stderr}",
+            out.status
+        );
+        stderr
+    }
+}
+
+/// The manifest digest from the build summary.
+fn digest(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("digest").map(|d| d.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no digest in:\n{stderr}"))
+}
+
+const TWO_STAGES: &str = "\
+FROM BUSYBOX AS build
+WORKDIR /src
+COPY deps.lock ./
+RUN date +%s%N > /deps-stamp && cat deps.lock > /deps
+COPY lib lib
+RUN cat /deps lib/* > /out.txt
+
+FROM BUSYBOX
+WORKDIR /app
+COPY --from=build /out.txt ./
+COPY --from=build /deps-stamp ./
+CMD [\"cat\", \"/app/out.txt\"]
+";
+
+fn two_stages() -> Project {
+    Project::new(
+        TWO_STAGES,
+        &[("deps.lock", "dep 1\n"), ("lib/a.txt", "source a\n")],
+    )
+}
+
+fn run_image(tag: &str, args: &[&str]) -> String {
+    let mut all = vec!["run", "--rm", "--network", "none", tag];
+    all.extend_from_slice(args);
+    support::docker_ok(all)
+}
+
+#[test]
+fn build_run_rebuild_and_explain_misses() {
+    let project = two_stages();
+    let tag = support::unique_name("two-stages");
+    let first = project.build_ok(&["-t", &tag]);
+    assert_eq!(run_image(&tag, &[]), "dep 1\nsource a\n");
+    let stamp = run_image(&tag, &["cat", "/app/deps-stamp"]);
+
+    // Nothing changed: every step is cached and the digest is the same.
+    let second = project.build_ok(&["-t", &tag]);
+    assert_eq!(digest(&first), digest(&second));
+    assert!(second.contains("8 of 8 steps cached, 0 run"), "{second}");
+
+    // A source change re-runs only what follows `COPY lib lib`: the deps step keeps its stamp.
+    fs::write(project.path().join("lib/a.txt"), "source b\n").unwrap();
+    let third = project.build_ok(&["-t", &tag]);
+    assert!(third.contains("cache miss: lib/a.txt changed"), "{third}");
+    assert_eq!(run_image(&tag, &[]), "dep 1\nsource b\n");
+    assert_eq!(run_image(&tag, &["cat", "/app/deps-stamp"]), stamp);
+
+    // A lockfile change re-runs the deps step, and says why.
+    fs::write(project.path().join("deps.lock"), "dep 2\n").unwrap();
+    let fourth = project.build_ok(&["-t", &tag]);
+    assert!(
+        fourth.contains("COPY deps.lock ./\n#") || fourth.contains("COPY deps.lock ./"),
+        "{fourth}"
+    );
+    assert!(fourth.contains("cache miss: deps.lock changed"), "{fourth}");
+    assert_ne!(run_image(&tag, &["cat", "/app/deps-stamp"]), stamp);
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
+#[test]
+fn fresh_clones_with_other_mtimes_give_the_same_digest() {
+    let a = two_stages();
+    let b = two_stages();
+    // Different mtimes and modes from another umask must not matter.
+    for entry in ["deps.lock", "lib/a.txt"] {
+        let path = b.path().join(entry);
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
+    }
+    let oci_a = a.cache.path().join("out");
+    let oci_b = b.cache.path().join("out");
+    let da = digest(&a.build_ok(&["--output", &format!("type=oci,dest={}", oci_a.display())]));
+    let db = digest(&b.build_ok(&["--output", &format!("type=oci,dest={}", oci_b.display())]));
+    // The build stage stamps the time, but only what the final stage copies counts: the
+    // stamp differs, so compare an image without it.
+    assert_ne!(da, "");
+    let without_stamp = TWO_STAGES.replace("COPY --from=build /deps-stamp ./\n", "");
+    let c = Project::new(
+        &without_stamp,
+        &[("deps.lock", "dep 1\n"), ("lib/a.txt", "source a\n")],
+    );
+    let d = Project::new(
+        &without_stamp,
+        &[("deps.lock", "dep 1\n"), ("lib/a.txt", "source a\n")],
+    );
+    let path = d.path().join("lib/a.txt");
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let dc = digest(&c.build_ok(&[
+        "--output",
+        &format!("type=oci,dest={}", c.cache.path().join("o").display()),
+    ]));
+    let dd = digest(&d.build_ok(&[
+        "--output",
+        &format!("type=oci,dest={}", d.cache.path().join("o").display()),
+    ]));
+    assert_eq!(dc, dd);
+    let _ = db;
+}
+
+#[test]
+fn outputs_push_and_records() {
+    let project = Project::new(
+        "FROM BUSYBOX\nWORKDIR /app\nCOPY hello.txt ./\nENV GREETING=hi\nEXPOSE 4000\nUSER nobody\nCMD [\"cat\", \"hello.txt\"]\n",
+        &[("hello.txt", "hello\n")],
+    );
+    let out = project.cache.path();
+    let registry = &support::env().registry;
+    let tag = format!(
+        "{registry}/imgbuild-test/outputs:{}",
+        support::unique_name("t").replace('-', "")
+    );
+    let oci_dir = out.join("layout");
+    let oci_tar = out.join("layout.tar");
+    let docker_tar = out.join("docker.tar");
+    let iid = out.join("iid");
+    let meta = out.join("meta.json");
+    let stderr = project.build_ok(&[
+        "-t",
+        &tag,
+        "--push",
+        "--output",
+        &format!("type=oci,dest={}", oci_dir.display()),
+        "--output",
+        &format!("type=oci,dest={}", oci_tar.display()),
+        "--output",
+        &format!("type=docker,dest={}", docker_tar.display()),
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "--metadata-file",
+        meta.to_str().unwrap(),
+    ]);
+    let digest = digest(&stderr);
+    let skopeo = |what: &str| {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", what])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo inspect {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        skopeo(&format!("docker://{tag}"))["Digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        skopeo(&format!("oci:{}", oci_dir.display()))["Digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        skopeo(&format!("oci-archive:{}", oci_tar.display()))["Digest"],
+        digest.as_str()
+    );
+    let inspected = skopeo(&format!("docker-archive:{}", docker_tar.display()));
+    assert_eq!(
+        inspected["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "GREETING=hi")
+            .count(),
+        1
+    );
+
+    let metadata: serde_json::Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(metadata["containerimage.digest"], digest.as_str());
+    let iid = fs::read_to_string(&iid).unwrap();
+    assert_eq!(metadata["containerimage.config.digest"], iid.as_str());
+    assert_eq!(metadata["image.name"], tag.as_str());
+
+    // The pushed image runs, as the user the Dockerfile names.
+    support::docker_ok(["pull", tag.as_str()]);
+    assert_eq!(run_image(&tag, &[]), "hello\n");
+    assert_eq!(run_image(&tag, &["id", "-un"]), "nobody\n");
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
+#[test]
+fn quiet_prints_only_the_digest() {
+    let project = Project::new("FROM BUSYBOX\nCOPY x /x\n", &[("x", "x")]);
+    let out = project
+        .command_as_given(&[
+            "--progress",
+            "quiet",
+            "--output",
+            "type=oci,dest=/dev/null/never",
+        ])
+        .output()
+        .unwrap();
+    // An unwritable output is a failure, reported on stderr only.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let dest = project.cache.path().join("o");
+    let out = project
+        .command_as_given(&[
+            "--progress",
+            "quiet",
+            "--output",
+            &format!("type=oci,dest={}", dest.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("sha256:") && stdout.len() == 72,
+        "{stdout:?}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_failing_run_exits_1_with_the_step_and_its_output() {
+    let project = Project::new(
+        "FROM BUSYBOX AS build\nRUN echo first line && echo boom >&2 && exit 3\nFROM BUSYBOX\nCOPY --from=build /x /x\n",
+        &[],
+    );
+    let child = project
+        .command(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: ") && stderr.contains("Dockerfile:2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("RUN echo first line"), "{stderr}");
+    assert!(
+        stderr.contains("exit code 3") || stderr.contains("exited with 3"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("boom"), "{stderr}");
+    assert_eq!(support::containers_of(pid), Vec::<String>::new());
+}
+
+#[test]
+fn a_dockerfile_error_exits_2_with_its_location() {
+    let project = Project::new(
+        "FROM BUSYBOX\nCOPY --from=nowhere-stage /a /a\nRUN true\nRUNN x\n",
+        &[],
+    );
+    let out = project.build(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:4:1: unknown instruction: RUNN (did you mean RUN?)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_after_copy_from_in_the_final_stage() {
+    let project = Project::new(
+        "FROM BUSYBOX AS build\nRUN echo made > /made\nFROM BUSYBOX\nCOPY --from=build /made /made\nRUN cat /made /made > /twice && rm /bin/vi\nRUN true\nCMD [\"cat\", \"/twice\"]\n",
+        &[],
+    );
+    let tag = support::unique_name("run-after-copy");
+    let first = project.build_ok(&["-t", &tag]);
+    assert_eq!(run_image(&tag, &[]), "made\nmade\n");
+    // The deleted file is a whiteout in the RUN's layer.
+    let ls = support::docker(["run", "--rm", tag.as_str(), "ls", "/bin/vi"]);
+    assert!(!ls.status.success());
+    let second = project.build_ok(&["-t", &tag]);
+    assert_eq!(digest(&first), digest(&second));
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
+#[test]
+fn an_interrupted_build_leaves_no_container() {
+    let project = Project::new(
+        "FROM BUSYBOX AS build\nRUN echo started && sleep 60\nFROM BUSYBOX\nCOPY --from=build /x /x\n",
+        &[],
+    );
+    let mut child = project
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while support::containers_of(pid).is_empty() || !running(pid) {
+        assert!(Instant::now() < deadline, "the RUN never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(support::containers_of(pid), Vec::<String>::new());
+    // The next build works.
+    let fixed = Project::new(
+        "FROM BUSYBOX AS build\nRUN echo ok > /x\nFROM BUSYBOX\nCOPY --from=build /x /x\n",
+        &[],
+    );
+    fixed.build_ok(&[]);
+}
+
+/// Whether a container of `pid` is running.
+fn running(pid: u32) -> bool {
+    let names = support::docker_ok(["ps", "--format", "{{.Names}}"]);
+    names.lines().any(|n| {
+        n.starts_with("imgbuild-") && n.split('-').nth(3) == Some(pid.to_string().as_str())
+    })
+}
+
+#[test]
+fn a_final_stage_built_on_a_build_stage() {
+    let project = Project::new(
+        "FROM BUSYBOX AS base\nRUN echo base > /base\nWORKDIR /data\nWORKDIR /\nRUN true\nFROM base\nCOPY x /x\nCMD [\"cat\", \"/base\", \"/x\"]\n",
+        &[("x", "x\n")],
+    );
+    let tag = support::unique_name("on-stage");
+    let first = project.build_ok(&["-t", &tag]);
+    assert_eq!(run_image(&tag, &[]), "base\nx\n");
+    assert_eq!(run_image(&tag, &["ls", "-d", "/data"]), "/data\n");
+    let second = project.build_ok(&["-t", &tag]);
+    assert_eq!(digest(&first), digest(&second));
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let project = Project::new(
+        "FROM BUSYBOX AS a\nRUN date +%s > /start && sleep 3 && date +%s > /end\n\
+         FROM BUSYBOX AS b\nRUN date +%s > /start && sleep 3 && date +%s > /end\n\
+         FROM BUSYBOX\nCOPY --from=a /start /a-start\nCOPY --from=a /end /a-end\nCOPY --from=b /start /b-start\nCOPY --from=b /end /b-end\n",
+        &[],
+    );
+    let tag = support::unique_name("parallel");
+    project.build_ok(&["-t", &tag]);
+    let read = |f: &str| run_image(&tag, &["cat", f]).trim().parse::<u128>().unwrap();
+    let (a0, a1, b0, b1) = (
+        read("/a-start"),
+        read("/a-end"),
+        read("/b-start"),
+        read("/b-end"),
+    );
+    // Two RUNs that each sleep 3 s overlap only if the stages ran concurrently.
+    assert!(
+        a0 < b1 && b0 < a1,
+        "stage a ran {a0}..{a1}, stage b {b0}..{b1}: one after the other"
+    );
+    support::docker_ok(["rmi", tag.as_str()]);
+}

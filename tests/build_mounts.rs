@@ -1,0 +1,185 @@
+//! `RUN --mount`: build secrets that reach only their RUN, and cache mounts kept across
+//! builds, against the real engine.
+
+mod support;
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn imgbuild(context: &Path, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(support::imgbuild_bin());
+    cmd.args(["build", "--progress", "plain", "--cache-dir"])
+        .arg(cache)
+        .args(args)
+        .arg(context)
+        .env("DOCKER_HOST", &support::env().docker_host)
+        .env("HOME", cache);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("imgbuild runs")
+}
+
+fn write_dockerfile(dir: &Path, text: &str) {
+    fs::write(
+        dir.join("Dockerfile"),
+        text.replace("BUSYBOX", &support::busybox_in_registry()),
+    )
+    .unwrap();
+}
+
+/// Every file under `dir`, and decompressed when it is a gzip or zstd stream.
+fn contents_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            } else if path.is_file() {
+                let raw = fs::read(&path).unwrap();
+                let mut plain = Vec::new();
+                if raw.starts_with(&[0x1f, 0x8b]) {
+                    flate2::read::MultiGzDecoder::new(&raw[..])
+                        .read_to_end(&mut plain)
+                        .unwrap();
+                } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                    zstd::stream::read::Decoder::new(&raw[..])
+                        .unwrap()
+                        .read_to_end(&mut plain)
+                        .unwrap();
+                }
+                out.push((path.display().to_string(), raw));
+                if !plain.is_empty() {
+                    out.push((format!("{} (decompressed)", path.display()), plain));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn secrets_reach_their_run_and_nothing_else() {
+    const SECRET: &str = "s3cr3t-VALUE-7f1c9e2d";
+    let context = support::tempdir();
+    let cache = support::tempdir();
+    let secret_file = cache.path().join("token.txt");
+    fs::write(&secret_file, SECRET).unwrap();
+    // The Dockerfile compares a hash, so the secret itself is nowhere but in the file given.
+    let md5 = "eceab5a508837beb5946537ba1b77aa0";
+    write_dockerfile(
+        context.path(),
+        &"FROM BUSYBOX AS build\n\
+         RUN --mount=type=secret,id=token test \"$(md5sum < /run/secrets/token)\" = \"MD5  -\" && echo file-ok > /ok\n\
+         RUN --mount=type=secret,id=envtoken,env=TOKEN test \"$(printf %s \"$TOKEN\" | md5sum)\" = \"MD5  -\" && echo env-ok > /ok2\n\
+         FROM BUSYBOX\n\
+         COPY --from=build /ok /ok2 /\n\
+         RUN --mount=type=secret,id=token,target=/tmp/t wc -c < /tmp/t > /length\n"
+            .replace("MD5", md5),
+    );
+    let layout = cache.path().join("image");
+    let out = imgbuild(
+        context.path(),
+        &cache.path().join("cache"),
+        &[
+            "--secret",
+            &format!("id=token,src={}", secret_file.display()),
+            "--secret",
+            "id=envtoken,env=MY_TOKEN",
+            "--output",
+            &format!("type=oci,dest={}", layout.display()),
+        ],
+        &[("MY_TOKEN", SECRET)],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET),
+        "the secret is in the build output:\n{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+
+    // The RUNs saw it (the files they wrote are in the image)...
+    let blobs = contents_under(&layout);
+    let all: Vec<u8> = blobs.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert!(
+        contains(&all, b"file-ok") && contains(&all, b"env-ok"),
+        "the RUNs did not see the secret"
+    );
+    assert!(
+        contains(&all, b"21\n"),
+        "the final stage's RUN did not see the secret"
+    );
+    // ...and no blob of the image, no history entry and nothing in the cache dir holds it.
+    for (name, bytes) in blobs
+        .iter()
+        .chain(contents_under(&cache.path().join("cache")).iter())
+    {
+        assert!(
+            !contains(bytes, SECRET.as_bytes()),
+            "the secret is in {name}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_required_secret_is_an_input_error() {
+    let context = support::tempdir();
+    let cache = support::tempdir();
+    write_dockerfile(
+        context.path(),
+        "FROM BUSYBOX\nRUN --mount=type=secret,id=nope,required=true true\n",
+    );
+    let out = imgbuild(
+        context.path(),
+        cache.path(),
+        &["--output", "type=oci,dest=/tmp/never-written"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no secret `nope` was given") && stderr.contains("--secret id=nope"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cache_mounts_are_kept_across_builds() {
+    let context = support::tempdir();
+    let cache = support::tempdir();
+    write_dockerfile(
+        context.path(),
+        "FROM BUSYBOX AS build\nRUN --mount=type=cache,target=/root/.cache echo run >> /root/.cache/runs && wc -l < /root/.cache/runs > /count\nFROM BUSYBOX\nCOPY --from=build /count /count\nCMD [\"cat\", \"/count\"]\n",
+    );
+    let tag = support::unique_name("cache-mount");
+    for expected in ["1\n", "2\n"] {
+        // --no-cache re-runs the step; the cache mount keeps what the last run left.
+        let out = imgbuild(
+            context.path(),
+            cache.path(),
+            &["--no-cache", "-t", &tag],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let count = support::docker_ok(["run", "--rm", tag.as_str()]);
+        assert_eq!(count.trim_start(), expected);
+    }
+    // What the mount held is not in the image.
+    let ls = support::docker(["run", "--rm", tag.as_str(), "ls", "/root/.cache/runs"]);
+    assert!(!ls.status.success());
+    assert!(cache.path().join("mounts-v1").is_dir());
+    support::docker_ok(["rmi", tag.as_str()]);
+}
