@@ -138,6 +138,10 @@ impl Builder {
                     }));
                 }
             }
+            let diff_id = self.count_layer(&state.image, &mut layer_count).await?;
+            if diff_id.is_some() {
+                layer_steps.push(step.history);
+            }
             self.remember(
                 &identity,
                 &StepRecord {
@@ -145,12 +149,9 @@ impl Builder {
                     inputs: prepared.inputs.clone(),
                     image: Some(state.image.clone()),
                     layer: None,
+                    adds_layer: Some(diff_id.is_some()),
                 },
             );
-            let diff_id = self.count_layer(&state.image, &mut layer_count).await?;
-            if diff_id.is_some() {
-                layer_steps.push(step.history);
-            }
             self.record_use(used(UsedResult::Engine {
                 image: state.image.clone(),
                 diff_id,

@@ -243,6 +243,7 @@ impl Builder {
             inputs: inputs.clone(),
             image: None,
             layer,
+            adds_layer: None,
         };
         match self.cached_layer(&record) {
             Some(cached) => {

@@ -51,7 +51,9 @@ impl DirSource {
 
 impl FileSource for DirSource {
     fn open(&self, path: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
-        if path.split('/').any(|c| c == "..") {
+        // Only files inside the root: `..` climbs out, and joining an absolute path would
+        // replace the root (a manifest.json naming `/etc/…` as a layer).
+        if path.starts_with('/') || path.split('/').any(|c| c == "..") {
             return Ok(None);
         }
         match File::open(self.root.join(path)) {
