@@ -325,10 +325,19 @@ impl Recorder {
         }
         if let Some(path) = &self.metadata_file {
             let digest = pushed.cloned().unwrap_or_else(|| image.digest());
+            // BuildKit annotates the descriptor with the config digest and the config's
+            // creation time. (buildx also writes `buildx.build.ref`, the id of a build in a
+            // buildx builder's history: imgbuild has no builder, so it has no such key.)
+            let mut annotations = serde_json::Map::new();
+            annotations.insert("config.digest".into(), config.digest().to_string().into());
+            if let Some(created) = config_created(image.raw_config()) {
+                annotations.insert("org.opencontainers.image.created".into(), created.into());
+            }
             let metadata = serde_json::json!({
                 "containerimage.config.digest": config.digest().to_string(),
                 "containerimage.digest": digest.to_string(),
                 "containerimage.descriptor": {
+                    "annotations": annotations,
                     "mediaType": image.manifest_media_type(),
                     "digest": digest.to_string(),
                     "size": image.raw_manifest().len(),
@@ -341,6 +350,12 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+/// The `created` time of an image config, as the config states it.
+fn config_created(raw_config: &[u8]) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_slice(raw_config).ok()?;
+    config.get("created")?.as_str().map(str::to_owned)
 }
 
 /// Writes a small file through a temporary name, so a reader never sees half of it.
@@ -357,4 +372,39 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .map_err(|e| e.error)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_has_buildkits_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.json");
+        let image = oci::scratch(&oci::Platform::linux_amd64(), 86400).unwrap();
+        let recorder = Recorder {
+            iidfile: None,
+            metadata_file: Some(path.clone()),
+        };
+        recorder
+            .record(image.as_ref(), &["a:1".into(), "b:2".into()], None)
+            .unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let config = image.config_descriptor().digest().to_string();
+        let digest = image.digest().to_string();
+        assert_eq!(written["containerimage.config.digest"], config.as_str());
+        assert_eq!(written["containerimage.digest"], digest.as_str());
+        assert_eq!(written["image.name"], "a:1,b:2");
+        let descriptor = &written["containerimage.descriptor"];
+        assert_eq!(descriptor["digest"], digest.as_str());
+        assert_eq!(descriptor["mediaType"], image.manifest_media_type());
+        assert_eq!(descriptor["size"], image.raw_manifest().len());
+        assert_eq!(descriptor["annotations"]["config.digest"], config.as_str());
+        assert_eq!(
+            descriptor["annotations"]["org.opencontainers.image.created"],
+            "1970-01-02T00:00:00Z"
+        );
+    }
 }
