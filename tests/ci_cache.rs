@@ -504,7 +504,8 @@ fn a_missing_corrupt_or_foreign_cache_is_a_warning() {
         &format!("type=registry,ref={image_ref}"),
     ]);
     assert!(
-        foreign.contains("it is an image, not an imgbuild cache"),
+        foreign.contains(&format!("WARNING: the cache at {image_ref} is not used"))
+            && foreign.contains("it is an image, not an imgbuild cache"),
         "{foreign}"
     );
 
@@ -533,5 +534,65 @@ fn a_missing_corrupt_or_foreign_cache_is_a_warning() {
         "--cache-from",
         &format!("type=local,src={}", not_a_cache.path().display()),
     ]);
-    assert!(local.contains("is not used"), "{local}");
+    assert!(
+        local.contains(&format!(
+            "WARNING: the cache at {} is not used",
+            not_a_cache.path().display()
+        )),
+        "{local}"
+    );
+
+    // A local cache whose index blob was damaged (a partly restored actions/cache).
+    let exported = a.cache.path().join("local-cache");
+    a.build_ok(&[
+        "--output",
+        &a.layout("out4"),
+        "--cache-to",
+        &format!("type=local,dest={},mode=max", exported.display()),
+    ]);
+    let index_digest = local_cache_index_digest(&exported);
+    let index_blob = exported
+        .join("blobs/sha256")
+        .join(index_digest.trim_start_matches("sha256:"));
+    let length = fs::metadata(&index_blob).unwrap().len() as usize;
+    fs::write(&index_blob, vec![b'{'; length]).unwrap();
+    let damaged = fresh().build_ok(&[
+        "--output",
+        &r.layout("out5"),
+        "--cache-from",
+        &format!("type=local,src={}", exported.display()),
+    ]);
+    assert!(
+        damaged.contains(&format!(
+            "WARNING: the cache at {} is not used",
+            exported.display()
+        )),
+        "{damaged}"
+    );
+    assert!(
+        step_results(&damaged, "RUN echo")[0].starts_with("miss"),
+        "{damaged}"
+    );
+}
+
+/// The digest of the cache index (the manifest's config) in a `type=local` cache.
+fn local_cache_index_digest(dir: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "imgbuild-cache")
+        .expect("the cache manifest is in index.json");
+    let manifest_digest = manifest["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            dir.join("blobs/sha256")
+                .join(manifest_digest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    manifest["config"]["digest"].as_str().unwrap().to_owned()
 }
