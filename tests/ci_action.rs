@@ -214,6 +214,18 @@ fn the_action_pushes_and_reports_digest_metadata_and_cache() {
         );
     }
     assert!(summary.contains(" in 3 layers |"), "{summary}");
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("| time | ") && l.ends_with(" s |")),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("| size | ") && l.contains("iB in 3 layers")),
+        "{summary}"
+    );
 
     // Second job, fresh HOME, after a change to app.txt, in a git checkout: the RUN comes
     // from the cache, the summary says why the COPY ran, and the image has the git labels.
@@ -300,4 +312,40 @@ fn a_failed_build_fails_the_step_and_says_which_step() {
         "{summary}"
     );
     assert!(job.outputs().is_empty());
+}
+
+/// The install step with the `imgbuild` input: the given binary is used as it is, and a
+/// path that is not an executable fails the step with a message. (Building imgbuild with
+/// cargo, the step's other path, takes minutes of release build: not run here.)
+#[test]
+fn the_install_step_uses_the_given_binary() {
+    let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/action/install");
+    let job = Job::new();
+    let run = |binary: &Path| {
+        Command::new(&install)
+            .env("HOME", job.home.path())
+            .env("GITHUB_OUTPUT", &job.output)
+            .env("INPUT_IMGBUILD", binary)
+            .output()
+            .expect("the install script runs")
+    };
+    let out = run(imgbuild_bin());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(job.outputs()["path"], imgbuild_bin().display().to_string());
+    // It ran the binary: its version is in the log.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(env!("CARGO_PKG_VERSION")),
+        "{out:?}"
+    );
+
+    let missing = job.home.path().join("no-such-imgbuild");
+    let out = run(&missing);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "::error::imgbuild input: {} is not an executable",
+            missing.display()
+        )),
+        "{out:?}"
+    );
 }
