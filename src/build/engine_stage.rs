@@ -13,6 +13,7 @@ use super::mounts::{self, MountContext, MountGuards};
 use std::sync::atomic::Ordering;
 
 use super::remote_cache::{EngineState, Found, UsedResult, UsedStep, cache_mount_ids};
+use super::steps::Lookup;
 use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::StepRecord;
 use crate::cache::remote::StepKind as CachedKind;
@@ -21,6 +22,15 @@ use crate::error::InputError;
 use crate::oci::layer::{Ownership, resolve_chown};
 use crate::oci::{self, DockerArchiveOptions};
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
+
+/// Where a stage's steps continue from: the image of its first `steps` steps, from an
+/// earlier build.
+struct Resume {
+    steps: usize,
+    image: String,
+    /// Per step up to there: whether it added a layer.
+    adds_layer: Vec<bool>,
+}
 
 /// A failed step, named as progress named it, with the engine's error (exit code, last
 /// lines) as the cause.
@@ -43,6 +53,11 @@ impl Builder {
     /// build, or the layer the step cache holds (an imported cache's, on a fresh machine):
     /// those layers are loaded into the engine only when a step has to run on top of them
     /// or something reads the stage.
+    ///
+    /// All keys are computed first: when nothing is exported, a hit on a later step whose
+    /// image the engine still has makes everything before it irrelevant, so the engine is
+    /// asked only about that image, and steps run from there. (An export needs every step's
+    /// layer, so it looks at each step.)
     pub(super) async fn run_engine_stage(
         &self,
         index: usize,
@@ -53,19 +68,53 @@ impl Builder {
         let (mut state, mut key) = self.engine_base(index, plan, total).await?;
         let first = total - plan.steps.len();
         let target = index == self.graph.target;
+
+        let mut prepared_steps = Vec::with_capacity(plan.steps.len());
+        let mut parent = key.clone();
+        for (n, step) in plan.steps.iter().enumerate() {
+            let source_key = self.copy_source_key(step)?;
+            let prepared = self.prepare(step, &parent, source_key.as_deref(), &|_| false)?;
+            parent = prepared.inputs.key();
+            prepared_steps.push((
+                self.identity(&plan.name, n),
+                self.position(&plan.name, n),
+                prepared,
+            ));
+        }
+        let resume = match self.request.cache_to.is_empty() {
+            true => self.resume_point(&prepared_steps).await?,
+            false => None,
+        };
+
         // A step whose commit changed nothing gets a new image but no layer (Docker drops
         // empty diffs), so layers are counted rather than assumed.
         let mut layer_steps = Vec::new();
-        let mut layer_count = match &state.unloaded {
-            Some(name) => self.pulled_image(name)?.image.layers().len(),
-            None => self.engine_layer_count(&state.image).await?,
-        } + state.pending.len();
-        for (n, step) in plan.steps.iter().enumerate() {
+        let mut layer_count = match (&resume, &state.unloaded) {
+            // Counted only if a step runs after the resumed one.
+            (Some(resume), _) if resume.steps == plan.steps.len() => 0,
+            (Some(resume), _) => self.engine_layer_count(&resume.image).await?,
+            (None, Some(name)) => {
+                self.pulled_image(name)?.image.layers().len() + state.pending.len()
+            }
+            (None, None) => self.engine_layer_count(&state.image).await? + state.pending.len(),
+        };
+        if let Some(resume) = &resume {
+            state = EngineState::at(resume.image.clone());
+        }
+        for (n, (step, (identity, position, prepared))) in
+            plan.steps.iter().zip(prepared_steps).enumerate()
+        {
             let name = self.step_name(plan, first + n + 1, total, &step.display);
-            let identity = self.identity(&plan.name, n);
-            let position = self.position(&plan.name, n);
-            let source_key = self.copy_source_key(step)?;
-            let prepared = self.prepare(step, &key, source_key.as_deref(), &|_| false)?;
+            if let Some(resume) = resume.as_ref().filter(|r| n < r.steps) {
+                let id = self.ids.next();
+                self.reporter.cached(id, &name);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                if resume.adds_layer.get(n).copied().unwrap_or(true) {
+                    layer_steps.push(step.history);
+                }
+                key = prepared.inputs.key();
+                continue;
+            }
             let id = self.ids.next();
             let step_key = prepared.inputs.key();
             let used = |result| UsedStep {
@@ -167,6 +216,42 @@ impl Builder {
             base,
             layer_steps,
         })
+    }
+
+    /// The latest step of a stage whose image from an earlier build the engine still has
+    /// (asking the engine about no other step), with whether each step up to it added a
+    /// layer. `None` also when a step before it has no local record of that (it came from
+    /// an imported cache, or an older imgbuild wrote it): then each step is looked at.
+    async fn resume_point(
+        &self,
+        steps: &[(String, String, super::steps::Prepared)],
+    ) -> anyhow::Result<Option<Resume>> {
+        let records: Vec<Option<StepRecord>> = steps
+            .iter()
+            .map(|(identity, position, prepared)| {
+                match self.lookup(identity, position, &prepared.inputs) {
+                    Lookup::Hit(record) => Some(*record),
+                    Lookup::Miss { .. } => None,
+                }
+            })
+            .collect();
+        let engine = self.engine()?;
+        for (i, record) in records.iter().enumerate().rev() {
+            if let Some(image) = record.as_ref().and_then(|r| r.image.as_ref())
+                && engine.find_image(image).await?.is_some()
+            {
+                let adds_layer: Option<Vec<bool>> = records[..=i]
+                    .iter()
+                    .map(|r| r.as_ref().and_then(|r| r.adds_layer))
+                    .collect();
+                return Ok(adds_layer.map(|adds_layer| Resume {
+                    steps: i + 1,
+                    image: image.clone(),
+                    adds_layer,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The diff_id of the layer `image` has on top of the `count` before it, if it has one
