@@ -51,7 +51,9 @@ impl DirSource {
 
 impl FileSource for DirSource {
     fn open(&self, path: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
-        if path.split('/').any(|c| c == "..") {
+        // Names come from the image's own metadata (manifest.json of a docker archive):
+        // an absolute one would make `join` read a host file, `..` would climb out.
+        if path.starts_with('/') || path.split('/').any(|c| c == "..") {
             return Ok(None);
         }
         match File::open(self.root.join(path)) {
@@ -181,5 +183,28 @@ pub(crate) fn open_source(path: &Path) -> Result<Box<dyn FileSource>> {
         Ok(Box::new(DirSource::new(path)))
     } else {
         Ok(Box::new(TarSource::open(path)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_source_never_reads_outside_its_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, "outside").unwrap();
+        let root = outside.path().join("archive");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("manifest.json"), "[]").unwrap();
+        let source = DirSource::new(&root);
+        assert!(source.open("manifest.json").unwrap().is_some());
+        // Names a docker archive's manifest.json could give for its config or layers.
+        for name in [secret.to_str().unwrap(), "../secret", "x/../../secret"] {
+            assert!(source.open(name).unwrap().is_none(), "{name} was opened");
+        }
+        let error = source.read_all(secret.to_str().unwrap(), 100).unwrap_err();
+        assert!(error.to_string().contains("has no"), "{error}");
     }
 }
