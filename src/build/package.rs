@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 
 use super::archive::{Overrides, TarOut, write_selection};
-use super::engine_stage::{StepFailed, copy_from_image};
+use super::engine_stage::{CopyFromTarget, StepFailed, copy_from_image};
 use super::image_fs::{ImageFs, Kind};
 use super::steps::Lookup;
 use std::sync::atomic::Ordering;
@@ -226,9 +226,12 @@ impl Builder {
                                 &engine,
                                 &image,
                                 src,
-                                &copy.dest,
-                                dest_exists,
-                                copy.sources.len() > 1,
+                                &CopyFromTarget {
+                                    dest: &copy.dest,
+                                    dest_exists,
+                                    many: copy.sources.len() > 1,
+                                    temp_dir: self.oci_blobs.root(),
+                                },
                                 &mut tar,
                             )
                             .await?;
@@ -314,9 +317,8 @@ impl Builder {
                     )?;
                 }
             }
-            file.seek(SeekFrom::Start(0))?;
-            builder.add_tar(
-                &mut file,
+            builder.add_tar_file(
+                file.try_clone()?,
                 &AddOptions {
                     dest: "/".into(),
                     ..AddOptions::default()
@@ -324,7 +326,7 @@ impl Builder {
             )?;
             let layer = builder.write()?;
             file.seek(SeekFrom::Start(0))?;
-            fs.apply_layer(&mut file)?;
+            fs.apply_layer(std::io::BufReader::with_capacity(1 << 20, &mut file))?;
             Ok(layer)
         })
     }
@@ -336,8 +338,8 @@ impl Builder {
         fs: &mut ImageFs,
     ) -> anyhow::Result<Option<WrittenLayer>> {
         let mut builder = self.layer_builder();
-        builder.add_tar(
-            &mut tar,
+        builder.add_tar_file(
+            tar.try_clone()?,
             &AddOptions {
                 dest: "/".into(),
                 ..AddOptions::default()
@@ -348,7 +350,7 @@ impl Builder {
         }
         let layer = builder.write()?;
         tar.seek(SeekFrom::Start(0))?;
-        fs.apply_layer(&mut tar)?;
+        fs.apply_layer(std::io::BufReader::with_capacity(1 << 20, &mut tar))?;
         Ok(Some(layer))
     }
 
