@@ -16,6 +16,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 
 use crate::context::{Entry, EntryKind, Selection};
+use crate::error::InputError;
 use crate::oci::layer::Ownership;
 
 /// Owners and modes a COPY sets (`--chown`, `--chmod`); `None` keeps the source's.
@@ -192,20 +193,29 @@ fn extract_archive_into<W: Write>(
         let entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(rel) = safe_relative(&name) else {
-            bail!("the archive has an entry `{name}` that would be written outside `{dest}`");
+            return Err(InputError::new(format!(
+                "the archive has an entry `{name}` that would be written outside `{dest}`"
+            ))
+            .with_hint(ARCHIVE_HINT)
+            .into());
         };
         symlinks.check(&rel, entry.header().entry_type())?;
         let target = join(dest, &rel);
         let link_target = |link: &str| match safe_relative(link) {
             Some(rel) if !rel.is_empty() => Ok(join(dest, &rel)),
-            _ => Err(anyhow::anyhow!(
+            _ => Err(InputError::new(format!(
                 "the archive has a hard link `{name}` to `{link}`, outside `{dest}`"
-            )),
+            ))
+            .with_hint(ARCHIVE_HINT)
+            .into()),
         };
         copy_entry(out, entry, &target, &link_target)?;
     }
     Ok(())
 }
+
+const ARCHIVE_HINT: &str = "ADD extracts an archive only below its destination; \
+     rebuild the archive with relative names that stay inside it";
 
 /// The symlinks a tar stream has made so far, so that no later entry is written through
 /// one. docker build follows such a link inside the image (`link -> /etc` then `link/x`
@@ -225,11 +235,14 @@ impl SymlinksMade {
             for (end, _) in rel.match_indices('/') {
                 let parent = rel.get(..end).unwrap_or_default();
                 if self.paths.contains(parent) {
-                    bail!(
-                        "the archive writes `{rel}` through the symlink `{parent}` it made; \
-                         imgbuild does not write through links in archives (make `{parent}` a \
-                         directory, or put the files where the link points)"
-                    );
+                    return Err(InputError::new(format!(
+                        "the archive writes `{rel}` through the symlink `{parent}` it made"
+                    ))
+                    .with_hint(format!(
+                        "imgbuild does not write through links in archives: make `{parent}` a \
+                         directory in the archive, or put the files where the link points"
+                    ))
+                    .into());
                 }
             }
         }
