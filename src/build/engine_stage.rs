@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use super::archive::{CopyFromPlan, Overrides, TarOut, write_copy_from, write_selection};
 use super::mounts::{self, MountContext, MountGuards};
-use super::steps::Lookup;
+use super::steps::{Lookup, StepResult};
 use std::sync::atomic::Ordering;
 
 use super::{Builder, StageBase, StageOutput, config, lock};
@@ -57,7 +57,13 @@ impl Builder {
             let name = self.step_name(plan, first + n + 1, total, &step.display);
             let identity = self.identity(&plan.name, n);
             let source_key = self.copy_source_key(step)?;
-            let prepared = self.prepare(step, &key, source_key.as_deref(), &|_| false)?;
+            let prepared = self.prepare(
+                step,
+                StepResult::EngineImage,
+                &key,
+                source_key.as_deref(),
+                &|_| false,
+            )?;
             let id = self.ids.next();
             let step_key = prepared.inputs.key();
             let reason = match self.lookup(&identity, &prepared.inputs) {

@@ -15,7 +15,7 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 use super::archive::{Overrides, TarOut, write_selection};
 use super::engine_stage::{CopyFromTarget, StepFailed, copy_from_image};
 use super::image_fs::{ImageFs, Kind};
-use super::steps::Lookup;
+use super::steps::{Lookup, StepResult};
 use std::sync::atomic::Ordering;
 
 use super::{Builder, StageBase, config};
@@ -75,7 +75,10 @@ impl Builder {
             let name = self.step_name(plan, first + n + 1, total, &step.display);
             let identity = self.identity(&plan.name, n);
             let source_key = self.copy_source_key(step)?;
-            let prepared = self.prepare(step, &key, source_key.as_deref(), &|p| fs.is_dir(p))?;
+            let prepared =
+                self.prepare(step, StepResult::Layer, &key, source_key.as_deref(), &|p| {
+                    fs.is_dir(p)
+                })?;
             let step_key = prepared.inputs.key();
             let id = self.ids.next();
             let reason = match self.lookup(&identity, &prepared.inputs) {

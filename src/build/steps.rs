@@ -38,13 +38,33 @@ pub(super) fn select_options(copy: &CopyStep) -> anyhow::Result<SelectOptions> {
     })
 }
 
+/// What a step's cached result is, part of its key: the same COPY on the same base gives an
+/// engine image in a build stage and a layer in the packaging stage, and one must never be
+/// taken for the other (a packaging step that found a build stage's record took its missing
+/// layer for "nothing changed" and left the COPY out of the image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StepResult {
+    EngineImage,
+    Layer,
+}
+
+impl StepResult {
+    fn name(self) -> &'static str {
+        match self {
+            StepResult::EngineImage => "an engine image",
+            StepResult::Layer => "a layer written by imgbuild",
+        }
+    }
+}
+
 impl Builder {
-    /// The named inputs of `step`, on top of the key `parent`. `source_key` is the key of
-    /// the stage or image a `COPY --from` reads; `dest_is_dir` answers for the filesystem the
-    /// step writes into.
+    /// The named inputs of `step`, on top of the key `parent`, for a step whose result is
+    /// `result`. `source_key` is the key of the stage or image a `COPY --from` reads;
+    /// `dest_is_dir` answers for the filesystem the step writes into.
     pub(super) fn prepare(
         &self,
         step: &Step,
+        result: StepResult,
         parent: &str,
         source_key: Option<&str>,
         dest_is_dir: &dyn Fn(&str) -> bool,
@@ -53,6 +73,9 @@ impl Builder {
             parent: parent.to_owned(),
             ..KeyInputs::default()
         };
+        inputs
+            .other
+            .insert("the step's result".into(), result.name().into());
         let mut selection = None;
         match &step.kind {
             StepKind::Run(run) => {
