@@ -127,6 +127,23 @@ pub struct EngineSink {
 
 impl EngineSink {
     async fn publish(&self, image: Arc<dyn Image>, tags: &[String]) -> anyhow::Result<Published> {
+        let published = Published {
+            digest: image.digest(),
+            config_digest: image.config_descriptor().digest().clone(),
+            destination: "engine".into(),
+        };
+        // The engine's image id is the config digest: the same id means the same config and
+        // layers, so a rebuild that changed nothing only (re)applies the tags.
+        let id = published.config_digest.to_string();
+        if self.engine.find_image(&id).await.ok().flatten().is_some() {
+            for tag in tags {
+                self.engine
+                    .tag(&id, &oci::with_default_tag(tag))
+                    .await
+                    .with_context(|| format!("tagging the image as {tag}"))?;
+            }
+            return Ok(published);
+        }
         let omit = self.layers_the_engine_has(image.as_ref()).await;
         let tags = tags.to_vec();
         let archive = tempfile::NamedTempFile::new()

@@ -39,6 +39,10 @@ impl std::error::Error for StepFailed {}
 
 impl Builder {
     /// Runs a build stage in the engine.
+    ///
+    /// All keys are computed first: a hit on a later step makes everything before it
+    /// irrelevant, so the engine is asked only whether the latest hit's image still exists,
+    /// and steps run from there.
     pub(super) async fn run_engine_stage(
         &self,
         index: usize,
@@ -46,15 +50,12 @@ impl Builder {
     ) -> anyhow::Result<StageOutput> {
         let base = self.stage_base(index);
         let total = plan.steps.len() + usize::from(matches!(base, StageBase::Image(_)));
-        let (mut image, mut key) = self.engine_base(index, plan, total).await?;
+        let (base_image, base_key) = self.engine_base(index, plan, total).await?;
         let first = total - plan.steps.len();
-        // A step whose commit changed nothing gets a new image but no layer (Docker drops
-        // empty diffs), so layers are counted rather than assumed.
-        let mut layer_steps = Vec::new();
-        let mut layer_count = self.engine_layer_count(&image).await?;
+
+        let mut steps = Vec::with_capacity(plan.steps.len());
+        let mut key = base_key.clone();
         for (n, step) in plan.steps.iter().enumerate() {
-            let before = image.clone();
-            let name = self.step_name(plan, first + n + 1, total, &step.display);
             let identity = self.identity(&plan.name, n);
             let source_key = self.copy_source_key(step)?;
             let prepared = self.prepare(
@@ -64,27 +65,59 @@ impl Builder {
                 source_key.as_deref(),
                 &|_| false,
             )?;
+            let lookup = self.lookup(&identity, &prepared.inputs);
+            key = prepared.inputs.key();
+            steps.push((identity, prepared, key.clone(), lookup));
+        }
+
+        // The latest step whose cached image the engine still has.
+        let engine = self.engine()?;
+        let mut resume = 0;
+        let mut image = base_image;
+        for (i, (_, _, _, lookup)) in steps.iter().enumerate().rev() {
+            if let Lookup::Hit(record) = lookup
+                && let Some(cached) = &record.image
+                && engine.find_image(cached).await?.is_some()
+            {
+                resume = i + 1;
+                image = cached.clone();
+                break;
+            }
+        }
+
+        // Which steps added a layer (for exporting the stage): Docker drops empty diffs, so
+        // a step with a new image may still have added none; counted when a step runs and
+        // remembered with it.
+        let mut layer_steps = Vec::new();
+        let mut layer_count = None;
+        let mut key = base_key;
+        for (n, (step, (identity, prepared, step_key, lookup))) in
+            plan.steps.iter().zip(steps).enumerate()
+        {
+            let name = self.step_name(plan, first + n + 1, total, &step.display);
             let id = self.ids.next();
-            let step_key = prepared.inputs.key();
-            let reason = match self.lookup(&identity, &prepared.inputs) {
-                Lookup::Hit(record) => match &record.image {
-                    Some(cached) if self.engine()?.find_image(cached).await?.is_some() => {
-                        self.reporter.cached(id, &name);
-                        self.hits.fetch_add(1, Ordering::Relaxed);
-                        image = cached.clone();
-                        key = step_key;
-                        if image != before {
-                            let count = self.engine_layer_count(&image).await?;
-                            if count > layer_count {
-                                layer_steps.push(step.history);
-                            }
-                            layer_count = count;
-                        }
-                        continue;
-                    }
-                    _ => "the engine no longer has the step's image".to_owned(),
-                },
+            if n < resume {
+                self.reporter.cached(id, &name);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                let adds = match &lookup {
+                    Lookup::Hit(record) => record.adds_layer,
+                    Lookup::Miss { .. } => None,
+                };
+                // Entries written before `adds_layer` was recorded: assume a layer, as
+                // nearly every step makes one.
+                if adds.unwrap_or(true) {
+                    layer_steps.push(step.history);
+                }
+                key = step_key;
+                continue;
+            }
+            let reason = match lookup {
+                Lookup::Hit(_) => "the engine no longer has the step's image".to_owned(),
                 Lookup::Miss { reason } => reason,
+            };
+            let before_count = match layer_count {
+                Some(c) => c,
+                None => self.engine_layer_count(&image).await?,
             };
             self.misses.fetch_add(1, Ordering::Relaxed);
             self.reporter.started(id, &name);
@@ -105,6 +138,12 @@ impl Builder {
                     }));
                 }
             }
+            let count = self.engine_layer_count(&image).await?;
+            let adds_layer = count > before_count;
+            if adds_layer {
+                layer_steps.push(step.history);
+            }
+            layer_count = Some(count);
             self.remember(
                 &identity,
                 &StepRecord {
@@ -112,16 +151,10 @@ impl Builder {
                     inputs: prepared.inputs,
                     image: Some(image.clone()),
                     layer: None,
+                    adds_layer: Some(adds_layer),
                 },
             );
             key = step_key;
-            if image != before {
-                let count = self.engine_layer_count(&image).await?;
-                if count > layer_count {
-                    layer_steps.push(step.history);
-                }
-                layer_count = count;
-            }
         }
         Ok(StageOutput {
             image,

@@ -19,7 +19,7 @@ const KEPT_FILES: &[&str] = &["/etc/passwd", "/etc/group"];
 /// by name then fails as if the file were missing.
 pub(crate) const ACCOUNT_FILE_LIMIT: u64 = 16 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Dir,
     File,
@@ -28,7 +28,7 @@ pub enum Kind {
 }
 
 /// Type, permission bits and owner of a path in the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileMeta {
     pub kind: Kind,
     pub mode: u32,
@@ -37,7 +37,7 @@ pub struct FileMeta {
 }
 
 /// The merged view of an image's layers.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ImageFs {
     entries: HashMap<String, FileMeta>,
     files: HashMap<String, Vec<u8>>,
@@ -58,6 +58,29 @@ impl ImageFs {
             };
             fs.apply_layer(reader)
                 .with_context(|| format!("reading layer {}", layer.digest()))?;
+        }
+        Ok(fs)
+    }
+
+    /// [`Self::of_image`], remembered per image in `cache_dir` (an image's file system
+    /// never changes for a digest, and reading every layer of a base costs seconds).
+    pub fn of_image_cached(
+        image: &dyn Image,
+        cache_dir: &std::path::Path,
+    ) -> anyhow::Result<ImageFs> {
+        let dir = cache_dir.join("fs-index-v1");
+        let path = dir.join(format!("{}.json", image.digest().digest()));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(fs) = serde_json::from_slice::<ImageFs>(&bytes)
+        {
+            return Ok(fs);
+        }
+        let fs = ImageFs::of_image(image)?;
+        // The index is an optimisation: failing to store it only costs time next build.
+        if std::fs::create_dir_all(&dir).is_ok()
+            && let Ok(bytes) = serde_json::to_vec(&fs)
+        {
+            let _ = crate::publish::write_atomically(&path, &bytes);
         }
         Ok(fs)
     }

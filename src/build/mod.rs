@@ -127,9 +127,9 @@ pub async fn build(
         ));
     }
     let context = Context::open(&request.context)?;
-    let oci_blobs = oci::BlobStore::open(request.cache_dir.join("blobs"))
-        .with_context(|| format!("opening the blob store in {}", request.cache_dir.display()))?;
+    // One blob store for pulled, built and pushed blobs alike.
     let registry_blobs = registry::BlobStore::open(&request.cache_dir)?;
+    let oci_blobs = registry_blobs.blobs().clone();
     let cache = StepCache::open(&request.cache_dir)
         .with_context(|| format!("opening the step cache in {}", request.cache_dir.display()))?;
     let credentials = registry::Credentials::from_environment()?;

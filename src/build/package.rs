@@ -3,6 +3,7 @@
 //! layer written by imgbuild; a RUN runs in the engine and its changes become a layer the
 //! same way. Config instructions only touch the config.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{BufWriter, Seek, SeekFrom};
 use std::sync::Arc;
@@ -64,9 +65,13 @@ impl Builder {
             }
             StageBase::Stage(i) => self.stage_as_image(*i, plans).await?,
         };
-        let base_image = base.image.clone();
-        let mut fs = tokio::task::block_in_place(|| ImageFs::of_image(base_image.as_ref()))
-            .context("reading the base image's file system")?;
+        // Reading the base image's file system costs a pass over its layers: only done when
+        // a step needs it (a rebuild that hits the cache never does).
+        let lazy = LazyFs {
+            fs: RefCell::new(None),
+            base: base.image.clone(),
+            cache_dir: self.request.cache_dir.clone(),
+        };
         let mut layers: Vec<WrittenLayer> = Vec::new();
         let mut history = plan.history.clone();
         let mut key = base.key.clone();
@@ -77,7 +82,7 @@ impl Builder {
             let source_key = self.copy_source_key(step)?;
             let prepared =
                 self.prepare(step, StepResult::Layer, &key, source_key.as_deref(), &|p| {
-                    fs.is_dir(p)
+                    lazy.is_dir(p, &layers)
                 })?;
             let step_key = prepared.inputs.key();
             let id = self.ids.next();
@@ -88,11 +93,11 @@ impl Builder {
                         self.hits.fetch_add(1, Ordering::Relaxed);
                         match cached {
                             Some(layer) => {
-                                let blob = layer.path.clone();
-                                let descriptor = layer.descriptor.clone();
-                                tokio::task::block_in_place(|| {
-                                    apply_blob(&mut fs, &blob, &descriptor)
-                                })?;
+                                if let Some(fs) = lazy.fs.borrow_mut().as_mut() {
+                                    tokio::task::block_in_place(|| {
+                                        apply_blob(fs, &layer.path, &layer.descriptor)
+                                    })?;
+                                }
                                 layers.push(layer);
                             }
                             None => mark_empty(&mut history, step),
@@ -108,7 +113,10 @@ impl Builder {
             self.reporter.started(id, &name);
             self.reporter.log(id, &format!("cache miss: {reason}"));
             let started = Instant::now();
+            lazy.ensure(&layers)?;
+            let mut fs = lazy.fs.borrow_mut().take().unwrap_or_default();
             let result = self.package_step(step, &mut fs, prepared.selection).await;
+            *lazy.fs.borrow_mut() = Some(fs);
             let layer = match result {
                 Ok(layer) => layer,
                 Err(e) => {
@@ -125,6 +133,7 @@ impl Builder {
                 key: step_key.clone(),
                 inputs: prepared.inputs,
                 image: None,
+                adds_layer: None,
                 layer: layer.as_ref().map(|l| LayerRecord {
                     digest: l.descriptor.digest().to_string(),
                     diff_id: l.diff_id.to_string(),
@@ -462,6 +471,38 @@ impl Builder {
             config: doc,
             key: output.key,
         })
+    }
+}
+
+/// The file system of the image being written, read from its layers the first time a step
+/// needs it.
+struct LazyFs {
+    fs: RefCell<Option<ImageFs>>,
+    base: Arc<dyn Image>,
+    cache_dir: std::path::PathBuf,
+}
+
+impl LazyFs {
+    fn ensure(&self, layers: &[WrittenLayer]) -> anyhow::Result<()> {
+        if self.fs.borrow().is_some() {
+            return Ok(());
+        }
+        let fs = tokio::task::block_in_place(|| -> anyhow::Result<ImageFs> {
+            let mut fs = ImageFs::of_image_cached(self.base.as_ref(), &self.cache_dir)
+                .context("reading the base image's file system")?;
+            for layer in layers {
+                apply_blob(&mut fs, &layer.path, &layer.descriptor)?;
+            }
+            Ok(fs)
+        })?;
+        *self.fs.borrow_mut() = Some(fs);
+        Ok(())
+    }
+
+    /// Whether `path` is a directory in the image; `false` if the image cannot be read (the
+    /// step that needs it then reports the error).
+    fn is_dir(&self, path: &str, layers: &[WrittenLayer]) -> bool {
+        self.ensure(layers).is_ok() && self.fs.borrow().as_ref().is_some_and(|fs| fs.is_dir(path))
     }
 }
 

@@ -74,6 +74,10 @@ pub struct StepRecord {
     /// The layer the step added (steps imgbuild writes itself); `None` when the step left
     /// the filesystem unchanged or its result lives only in the engine.
     pub layer: Option<LayerRecord>,
+    /// For steps run in the engine: whether the commit added a layer (Docker drops empty
+    /// diffs). `None` in entries that did not record it.
+    #[serde(default)]
+    pub adds_layer: Option<bool>,
 }
 
 /// The on-disk envelope: the record and a checksum of its encoding.
@@ -324,6 +328,7 @@ mod tests {
             inputs: inputs.clone(),
             image: Some("sha256:img".into()),
             layer: None,
+            adds_layer: Some(true),
         };
         assert_eq!(cache.get(&record.key), None);
         cache.put(&record).unwrap();

@@ -51,8 +51,8 @@ impl DirSource {
 
 impl FileSource for DirSource {
     fn open(&self, path: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
-        // Names come from the image's own metadata (manifest.json of a docker archive):
-        // an absolute one would make `join` read a host file, `..` would climb out.
+        // Only files inside the root: `..` climbs out, and joining an absolute path would
+        // replace the root (a manifest.json naming `/etc/…` as a layer).
         if path.starts_with('/') || path.split('/').any(|c| c == "..") {
             return Ok(None);
         }

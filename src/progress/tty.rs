@@ -73,6 +73,10 @@ impl Reporter for TtyReporter {
     }
 
     fn log(&self, id: VertexId, line: &str) {
+        // A blank line would wipe the last useful one from the step's line.
+        if line.trim().is_empty() {
+            return;
+        }
         if let Ok(bars) = self.bars.lock()
             && let Some((bar, _)) = bars.get(&id)
         {

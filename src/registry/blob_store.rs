@@ -1,6 +1,7 @@
 //! The local content-addressed blob store, shared by every build: `<cache>/blobs/sha256/<hex>`.
 //!
-//! A blob is written to a temporary name beside its final one and renamed only after its
+//! The blobs themselves are an [`oci::BlobStore`] (the one the build writes its layers to):
+//! a blob is written to a temporary file beside them and renamed into place only after its
 //! digest (and size, when known) checked out, so a reader never sees a partial or wrong
 //! blob, and concurrent builds fetching the same blob both end with the same file. Blobs are
 //! immutable; manifests and configs are kept here too (they are content-addressed as well).
@@ -10,14 +11,14 @@
 //! repository it was pulled from instead of uploading it.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Digest, DigestAlgorithm};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::error::{Error, Result};
+use crate::oci;
 
 /// Where a blob is known to exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,32 +33,34 @@ struct SourcesFile {
     sources: Vec<BlobSource>,
 }
 
-/// A directory of verified blobs. Cheap to clone (a path).
+/// A directory of verified blobs and where they came from. Cheap to clone (two paths).
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    blobs: PathBuf,
+    blobs: oci::BlobStore,
     sources: PathBuf,
 }
 
 impl BlobStore {
     /// Opens (creating) the store under a cache directory.
     pub fn open(cache_dir: &Path) -> Result<BlobStore> {
-        let store = BlobStore {
-            blobs: cache_dir.join("blobs").join("sha256"),
-            sources: cache_dir.join("blob-sources").join("sha256"),
-        };
-        for dir in [&store.blobs, &store.sources] {
-            fs::create_dir_all(dir).map_err(|source| Error::StoreIo {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        Ok(store)
+        let blobs = oci::BlobStore::open(cache_dir.join("blobs")).map_err(from_oci)?;
+        let sources = cache_dir.join("blob-sources").join("sha256");
+        fs::create_dir_all(&sources).map_err(|source| Error::StoreIo {
+            path: sources.clone(),
+            source,
+        })?;
+        Ok(BlobStore { blobs, sources })
+    }
+
+    /// The blobs themselves, for code that writes layers into the same store.
+    pub fn blobs(&self) -> &oci::BlobStore {
+        &self.blobs
     }
 
     /// The path a blob has (or would have) in the store.
     pub fn path(&self, digest: &Digest) -> Result<PathBuf> {
-        Ok(self.blobs.join(sha256_hex(digest)?))
+        sha256_hex(digest)?;
+        Ok(self.blobs.path(digest))
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
@@ -81,7 +84,7 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::StoreIo { path, source }),
         };
-        if sha256_of(&bytes) == digest.digest() {
+        if digest_of(&bytes).digest() == digest.digest() {
             Ok(Some(bytes))
         } else {
             let _ = fs::remove_file(&path);
@@ -99,18 +102,11 @@ impl BlobStore {
     /// A writer for a blob; nothing is visible in the store until [`BlobWriter::commit`]
     /// succeeds. Dropping it uncommitted removes the temporary file.
     pub fn writer(&self, digest: &Digest, size: Option<u64>, what: &str) -> Result<BlobWriter> {
-        let path = self.path(digest)?;
-        let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&self.blobs)
-            .map_err(|source| Error::StoreIo {
-                path: self.blobs.clone(),
-                source,
-            })?;
+        sha256_hex(digest)?;
+        let temp = self.blobs.temp_file().map_err(from_oci)?;
         Ok(BlobWriter {
-            temp,
-            path,
-            hasher: Sha256::new(),
+            out: oci::HashingWriter::new(temp),
+            blobs: self.blobs.clone(),
             written: 0,
             expected: digest.clone(),
             size,
@@ -164,9 +160,9 @@ impl BlobStore {
 
 /// A blob being written: hashed as it goes, renamed into place on a successful commit.
 pub struct BlobWriter {
-    temp: tempfile::NamedTempFile,
-    path: PathBuf,
-    hasher: Sha256,
+    out: oci::HashingWriter<tempfile::NamedTempFile>,
+    blobs: oci::BlobStore,
+    /// Counted here too: the size is checked before each write, not only at the end.
     written: u64,
     expected: Digest,
     size: Option<u64>,
@@ -175,7 +171,6 @@ pub struct BlobWriter {
 
 impl BlobWriter {
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.hasher.update(bytes);
         self.written += bytes.len() as u64;
         if let Some(size) = self.size
             && self.written > size
@@ -186,8 +181,8 @@ impl BlobWriter {
                 actual: self.written,
             });
         }
-        self.temp.write_all(bytes).map_err(|source| Error::StoreIo {
-            path: self.temp.path().to_owned(),
+        self.out.write_all(bytes).map_err(|source| Error::StoreIo {
+            path: self.blobs.root().to_owned(),
             source,
         })
     }
@@ -208,19 +203,15 @@ impl BlobWriter {
                 actual: self.written,
             });
         }
-        let actual = hex::encode(self.hasher.finalize());
-        if actual != self.expected.digest() {
+        let (temp, actual, _) = self.out.finish();
+        if actual.digest() != self.expected.digest() {
             return Err(Error::DigestMismatch {
                 what: self.what,
                 expected: self.expected,
-                actual: format!("sha256:{actual}"),
+                actual: actual.to_string(),
             });
         }
-        let path = self.path;
-        self.temp.persist(&path).map_err(|e| Error::StoreIo {
-            path: path.clone(),
-            source: e.error,
-        })?;
+        self.blobs.commit(temp, &self.expected).map_err(from_oci)?;
         Ok(())
     }
 }
@@ -238,24 +229,15 @@ pub fn sha256_hex(digest: &Digest) -> Result<&str> {
 
 /// `sha256:<hex>` of some bytes.
 pub fn digest_of(bytes: &[u8]) -> Digest {
-    let hex = sha256_of(bytes);
-    // A sha256 hex string is always a valid digest.
-    match Digest::try_from(format!("sha256:{hex}")) {
-        Ok(d) => d,
-        Err(e) => unreachable!("sha256 digest rejected: {e}"),
+    oci::sha256_digest(bytes)
+}
+
+/// The oci store's I/O errors keep their context (operation and path).
+fn from_oci(err: oci::Error) -> Error {
+    match err {
+        oci::Error::Io { context, source } => Error::Io { context, source },
+        other => Error::Client(other.to_string()),
     }
-}
-
-fn sha256_of(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Reads a whole reader, hashing as it goes: `(bytes, sha256 hex)`.
-pub fn read_all_hashed(mut reader: impl Read) -> io::Result<(Vec<u8>, String)> {
-    let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes)?;
-    let hex = sha256_of(&bytes);
-    Ok((bytes, hex))
 }
 
 #[cfg(test)]
@@ -269,7 +251,7 @@ mod tests {
     }
 
     fn temp_files(store: &BlobStore) -> usize {
-        fs::read_dir(&store.blobs)
+        fs::read_dir(store.blobs.root())
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
@@ -296,6 +278,29 @@ mod tests {
             Some(&b"hello"[..])
         );
         assert_eq!(temp_files(&store), 0);
+    }
+
+    #[test]
+    fn the_build_and_the_registry_share_one_blob_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, store) = store();
+        let oci_store =
+            oci::BlobStore::open(dir.path().join("blobs")).unwrap_or_else(|e| panic!("{e}"));
+        let pulled = digest_of(b"pulled layer");
+        store
+            .put_bytes(&pulled, b"pulled layer", "layer")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(oci_store.contains(&pulled));
+        let built = oci_store
+            .put_bytes(b"built config")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.contains(&built));
+        // Written by the same code, so with the same mode (world-readable, as in a layout).
+        let mode = |digest: &Digest| {
+            fs::metadata(oci_store.path(digest)).map(|m| m.permissions().mode() & 0o777)
+        };
+        assert_eq!(mode(&pulled).ok(), Some(0o644));
+        assert_eq!(mode(&pulled).ok(), mode(&built).ok());
     }
 
     #[test]

@@ -372,35 +372,15 @@ async fn fetch_blob(
         progress.on_blob_done(digest, &BlobOutcome::Cached);
         return Ok(None);
     }
-    let policy = &session.client.transport.retry;
-    let mut attempt = 1;
-    loop {
-        match download(session, descriptor, store).await {
-            Ok(()) => {
-                progress.on_blob_done(digest, &BlobOutcome::Downloaded);
-                return Ok(Some(size));
-            }
-            Err(e) if e.is_transient() && attempt < policy.max_attempts => {
-                let delay = policy.backoff(attempt);
-                progress.on_retry(
-                    &format!("download of blob {digest}"),
-                    attempt,
-                    delay,
-                    &super::error::with_causes(&e),
-                );
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            Err(e) if e.is_transient() => {
-                return Err(Error::GaveUp {
-                    what: format!("download of blob {digest}"),
-                    attempts: attempt,
-                    source: Box::new(e),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let what = format!("download of blob {digest}");
+    session
+        .client
+        .transport
+        .retry
+        .run(&what, progress, || download(session, descriptor, store))
+        .await?;
+    progress.on_blob_done(digest, &BlobOutcome::Downloaded);
+    Ok(Some(size))
 }
 
 async fn download(session: &Session<'_>, descriptor: &Descriptor, store: &BlobStore) -> Result<()> {

@@ -251,35 +251,17 @@ async fn push_blob(
     let digest = blob.digest();
     let progress = session.progress;
     progress.on_blob_start(digest, blob.size());
-    let policy = &session.client.transport.retry;
-    let mut attempt = 1;
-    loop {
-        match push_blob_once(session, image, blob, mount_from).await {
-            Ok(outcome) => {
-                progress.on_blob_done(digest, &outcome);
-                return Ok(outcome);
-            }
-            Err(e) if e.is_transient() && attempt < policy.max_attempts => {
-                let delay = policy.backoff(attempt);
-                progress.on_retry(
-                    &format!("upload of blob {digest}"),
-                    attempt,
-                    delay,
-                    &super::error::with_causes(&e),
-                );
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            Err(e) if e.is_transient() => {
-                return Err(Error::GaveUp {
-                    what: format!("upload of blob {digest}"),
-                    attempts: attempt,
-                    source: Box::new(e),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let what = format!("upload of blob {digest}");
+    let outcome = session
+        .client
+        .transport
+        .retry
+        .run(&what, progress, || {
+            push_blob_once(session, image, blob, mount_from)
+        })
+        .await?;
+    progress.on_blob_done(digest, &outcome);
+    Ok(outcome)
 }
 
 async fn push_blob_once(

@@ -34,6 +34,40 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Runs a whole transfer (`what`, e.g. `upload of blob sha256:…`) until it succeeds, a
+    /// failure is not transient, or the attempts run out; every retry is reported.
+    pub async fn run<T, F, Fut>(
+        &self,
+        what: &str,
+        progress: &dyn Progress,
+        mut transfer: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match transfer().await {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_transient() && attempt < self.max_attempts => {
+                    let delay = self.backoff(attempt);
+                    progress.on_retry(what, attempt, delay, &super::error::with_causes(&e));
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) if e.is_transient() => {
+                    return Err(Error::GaveUp {
+                        what: what.to_owned(),
+                        attempts: attempt,
+                        source: Box::new(e),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Exponential backoff with a little jitter, so parallel transfers do not retry in step.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
