@@ -185,9 +185,23 @@ fn killed_in_a_run_step_leaves_containers_the_next_build_reaps() {
     project
         .dockerfile("FROM BUSYBOX AS b\nRUN echo ok > /ok\nFROM BUSYBOX\nCOPY --from=b /ok /ok\n");
     project.build_ok(&extra);
-    assert_eq!(support::containers_of(pid), Vec::<String>::new());
+    assert_reaped(pid);
     assert!(layout.join("index.json").is_file() && iid.is_file());
     assert_cache_consistent(project.cache.path());
+}
+
+/// The containers of the killed process `pid` are gone, or going: a build of a parallel test
+/// may have started removing them first, and then the next build leaves them to it.
+fn assert_reaped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !support::containers_of(pid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's containers are still there: {:?}",
+            support::containers_of(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Every blob an OCI layout's index reaches is present with its digest; returns the config
@@ -426,4 +440,65 @@ fn names(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The secret directories (`$TMPDIR/imgbuild-secret-BOOT-PIDNS-PID-START-*`) of process `pid`.
+fn secret_dirs_of(pid: u32) -> Vec<PathBuf> {
+    let tmp = std::env::temp_dir();
+    names(&tmp)
+        .into_iter()
+        .filter(|n| {
+            n.strip_prefix("imgbuild-secret-")
+                .is_some_and(|tag| tag.split('-').nth(2) == Some(pid.to_string().as_str()))
+        })
+        .map(|n| tmp.join(n))
+        .collect()
+}
+
+#[test]
+fn a_secret_copy_does_not_outlive_a_killed_or_interrupted_build() {
+    let project = Project::new(
+        "FROM BUSYBOX AS b\nRUN --mount=type=secret,id=tok sleep 60\n\
+         FROM BUSYBOX\nCOPY --from=b /etc/hostname /h\n",
+    );
+    let secret = project.path("tok");
+    fs::write(&secret, "hostile-crash-secret").unwrap();
+    let extra = ["--secret", &format!("id=tok,src={}", secret.display())];
+    let running = |pid| !support::containers_of(pid).is_empty();
+
+    // SIGKILL runs nothing: the copy stays until the next build, which removes it.
+    let killed = project.kill_when(&extra, "the RUN with the secret started", running);
+    assert_eq!(
+        secret_dirs_of(killed).len(),
+        1,
+        "no secret copy to clean up"
+    );
+    project
+        .dockerfile("FROM BUSYBOX AS b\nRUN true\nFROM BUSYBOX\nCOPY --from=b /etc/hostname /h\n");
+    project.build_ok(&[]);
+    assert_eq!(secret_dirs_of(killed), Vec::<PathBuf>::new());
+
+    // SIGINT: the handler removes it before the process exits.
+    project.dockerfile(
+        "FROM BUSYBOX AS b\nRUN --mount=type=secret,id=tok sleep 61\n\
+         FROM BUSYBOX\nCOPY --from=b /etc/hostname /h\n",
+    );
+    let mut child = project
+        .command(&extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !running(pid) {
+        assert!(Instant::now() < deadline, "the RUN never started");
+        assert!(child.try_wait().unwrap().is_none(), "the build ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(secret_dirs_of(pid).len(), 1);
+    let raw = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(raw, rustix::process::Signal::INT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(secret_dirs_of(pid), Vec::<PathBuf>::new());
 }

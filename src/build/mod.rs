@@ -206,8 +206,10 @@ async fn connect_engine_if_needed(
         return Ok(None);
     }
     let engine = Engine::connect().await?;
-    // Containers of an earlier run that was killed are removed before this one starts.
+    // Containers and secret files of an earlier run that was killed are removed before this
+    // one starts.
     let _ = engine.reap_leftovers().await;
+    mounts::remove_abandoned_secrets();
     // Ctrl-C and SIGTERM remove this run's containers before the process exits.
     engine.exit_on_interrupt()?;
     Ok(Some(engine))
