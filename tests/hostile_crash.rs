@@ -335,6 +335,11 @@ fn killed_during_a_push_leaves_no_tag_and_the_next_push_completes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The registry is shared: the manifest goes (its blobs wait for garbage collection).
+    let _ = Command::new("skopeo")
+        .args(["delete", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output();
 }
 
 #[test]
