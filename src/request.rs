@@ -85,5 +85,7 @@ pub struct BuildRequest {
     pub cache_dir: PathBuf,
     /// `--secret`s by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Warn when a COPY/ADD selects more than this many bytes of the context (`None`: never).
+    pub context_size_warning: Option<u64>,
     pub publish: PublishRequest,
 }

@@ -76,6 +76,7 @@ impl BuildRequest {
             no_cache: args.no_cache,
             cache_dir,
             secrets: args.secrets.into_iter().map(|s| (s.id, s.source)).collect(),
+            context_size_warning: Some(args.context_size_warning.0).filter(|&n| n > 0),
             publish: PublishRequest::from_args(args.publish, env)?,
         })
     }
@@ -241,6 +242,32 @@ mod tests {
         assert_eq!(r.publish.platform, oci::Platform::linux_amd64());
         assert!(r.publish.outputs.is_empty());
         assert!(!r.publish.push);
+    }
+
+    #[test]
+    fn context_size_warning_sizes() {
+        let limit = |args: &[&str]| {
+            request(args, &[("HOME", "/h")])
+                .unwrap()
+                .context_size_warning
+        };
+        assert_eq!(limit(&["."]), Some(1 << 30));
+        assert_eq!(
+            limit(&["--context-size-warning", "500MB", "."]),
+            Some(500_000_000)
+        );
+        assert_eq!(
+            limit(&["--context-size-warning", "2GiB", "."]),
+            Some(2 << 30)
+        );
+        assert_eq!(limit(&["--context-size-warning", "4096", "."]), Some(4096));
+        assert_eq!(limit(&["--context-size-warning", "0", "."]), None);
+        let argv = ["imgbuild", "build", "--context-size-warning", "lots", "."];
+        let error = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(
+            error.contains("`lots` is not a size") && error.contains("2GiB"),
+            "{error}"
+        );
     }
 
     #[test]
