@@ -91,5 +91,7 @@ pub struct BuildRequest {
     pub cache_to: Vec<crate::cache::remote::CacheExport>,
     /// `--label-from-git`.
     pub label_from_git: bool,
+    /// Warn when a COPY/ADD selects more than this many bytes of the context (`None`: never).
+    pub context_size_warning: Option<u64>,
     pub publish: PublishRequest,
 }

@@ -8,6 +8,7 @@
 //! because names from another image are untrusted: entries that would leave the
 //! destination (`..`, absolute names, links pointing up) are refused, never written.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 
 use crate::context::{Entry, EntryKind, Selection};
+use crate::error::InputError;
 use crate::oci::layer::Ownership;
 
 /// Owners and modes a COPY sets (`--chown`, `--chmod`); `None` keeps the source's.
@@ -177,23 +179,81 @@ pub fn open_archive(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
 }
 
 /// Copies the entries of an archive (ADD) under `dest`, keeping their owners and modes
-/// (unless overridden) and refusing names that would leave `dest`.
+/// (unless overridden) and refusing names that would leave `dest`. Names and hard-link
+/// targets are relative to `dest` (a leading `/` too, as docker build reads them); device
+/// nodes and FIFOs are left out.
 fn extract_archive_into<W: Write>(
     out: &mut TarOut<W>,
     reader: impl Read,
     dest: &str,
 ) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(reader);
+    let mut symlinks = SymlinksMade::default();
     for entry in archive.entries()? {
         let entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(rel) = safe_relative(&name) else {
-            bail!("the archive has an entry `{name}` that would be written outside `{dest}`");
+            return Err(InputError::new(format!(
+                "the archive has an entry `{name}` that would be written outside `{dest}`"
+            ))
+            .with_hint(ARCHIVE_HINT)
+            .into());
         };
+        symlinks.check(&rel, entry.header().entry_type())?;
         let target = join(dest, &rel);
-        copy_entry(out, entry, &target, dest)?;
+        let link_target = |link: &str| match safe_relative(link) {
+            Some(rel) if !rel.is_empty() => Ok(join(dest, &rel)),
+            _ => Err(InputError::new(format!(
+                "the archive has a hard link `{name}` to `{link}`, outside `{dest}`"
+            ))
+            .with_hint(ARCHIVE_HINT)
+            .into()),
+        };
+        copy_entry(out, entry, &target, &link_target)?;
     }
     Ok(())
+}
+
+const ARCHIVE_HINT: &str = "ADD extracts an archive only below its destination; \
+     rebuild the archive with relative names that stay inside it";
+
+/// The symlinks a tar stream has made so far, so that no later entry is written through
+/// one. docker build follows such a link inside the image (`link -> /etc` then `link/x`
+/// writes `/etc/x`); imgbuild refuses the archive instead: the packaging stage writes
+/// layers without a file system to resolve links in, and build stages and the packaging
+/// stage must agree.
+#[derive(Default)]
+struct SymlinksMade {
+    paths: HashSet<String>,
+}
+
+impl SymlinksMade {
+    /// Records entry `rel` (relative, clean) of type `kind`, refusing it when one of its
+    /// parents is a symlink of the same stream.
+    fn check(&mut self, rel: &str, kind: tar::EntryType) -> anyhow::Result<()> {
+        if !self.paths.is_empty() {
+            for (end, _) in rel.match_indices('/') {
+                let parent = rel.get(..end).unwrap_or_default();
+                if self.paths.contains(parent) {
+                    return Err(InputError::new(format!(
+                        "the archive writes `{rel}` through the symlink `{parent}` it made"
+                    ))
+                    .with_hint(format!(
+                        "imgbuild does not write through links in archives: make `{parent}` a \
+                         directory in the archive, or put the files where the link points"
+                    ))
+                    .into());
+                }
+            }
+        }
+        if kind == tar::EntryType::Symlink {
+            self.paths.insert(rel.to_owned());
+        } else {
+            // A later entry of the same name replaces the link.
+            self.paths.remove(rel);
+        }
+        Ok(())
+    }
 }
 
 /// How `COPY --from=STAGE SRC DEST` renames what the engine's archive of SRC holds: the
@@ -218,6 +278,7 @@ pub fn write_copy_from<W: Write>(
     plan: &CopyFromPlan,
 ) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(reader);
+    let mut symlinks = SymlinksMade::default();
     for entry in archive.entries()? {
         let entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -237,12 +298,24 @@ pub fn write_copy_from<W: Write>(
         {
             continue;
         }
+        symlinks.check(&rel, entry.header().entry_type())?;
         let target = if rest.is_empty() {
             plan.dest.clone()
         } else {
             join(&plan.dest, &rest)
         };
-        copy_entry(out, entry, &target, &plan.dest)?;
+        // Hard-link targets are archive names too: renamed like the entries.
+        let link_target = |link: &str| match safe_relative(link)
+            .as_deref()
+            .and_then(|rel| strip_top(rel, &plan.top))
+        {
+            Some(rest) if rest.is_empty() => Ok(plan.dest.clone()),
+            Some(rest) => Ok(join(&plan.dest, &rest)),
+            None => Err(anyhow::anyhow!(
+                "hard link `{target}` points at `{link}`, outside what is copied"
+            )),
+        };
+        copy_entry(out, entry, &target, &link_target)?;
     }
     Ok(())
 }
@@ -257,11 +330,13 @@ fn strip_top(rel: &str, top: &str) -> Option<String> {
         .map(|r| r.trim_end_matches('/').to_owned())
 }
 
+/// Writes one entry at `target`; `link_target` maps a hard link's target (an archive name)
+/// to its path in the image.
 fn copy_entry<W: Write, R: Read>(
     out: &mut TarOut<W>,
     mut entry: tar::Entry<'_, R>,
     target: &str,
-    dest: &str,
+    link_target: &dyn Fn(&str) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     let header = entry.header().clone();
     let mode = header.mode().unwrap_or(0o644);
@@ -269,36 +344,25 @@ fn copy_entry<W: Write, R: Read>(
         uid: header.uid().unwrap_or(0),
         gid: header.gid().unwrap_or(0),
     };
+    let link_name = |entry: &tar::Entry<'_, R>| {
+        entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default()
+    };
     match header.entry_type() {
         tar::EntryType::Directory => out.dir(target, mode, owner)?,
         tar::EntryType::Regular | tar::EntryType::Continuous => {
             let size = entry.size();
             out.file(target, mode, owner, size, &mut entry)?;
         }
-        tar::EntryType::Symlink => {
-            let link = entry
-                .link_name_bytes()
-                .map(|l| String::from_utf8_lossy(&l).into_owned())
-                .unwrap_or_default();
-            out.symlink(target, &link, owner)?;
-        }
+        tar::EntryType::Symlink => out.symlink(target, &link_name(&entry), owner)?,
         tar::EntryType::Link => {
-            let link = entry
-                .link_name_bytes()
-                .map(|l| String::from_utf8_lossy(&l).into_owned())
-                .unwrap_or_default();
-            let Some(rel) = safe_relative(&link) else {
-                bail!("hard link `{target}` points at `{link}`, outside what is copied");
-            };
-            // Hard-link targets are archive names too: renamed like the entries.
-            let top = rel.split('/').next().unwrap_or_default().to_owned();
-            let linked = match strip_top(&rel, &top) {
-                Some(rest) if !rest.is_empty() => join(dest, &rest),
-                _ => dest.to_owned(),
-            };
+            let linked = link_target(&link_name(&entry))?;
             out.hardlink(target, &linked, owner)?;
         }
-        // Device nodes, FIFOs and the like are not copied out of another image.
+        // Device nodes, FIFOs and the like are not copied: an image gets its devices from
+        // the runtime, and a build never needs to make one.
         _ => {}
     }
     Ok(())
@@ -443,5 +507,79 @@ mod tests {
         assert!(write_copy_from(&mut out, &raw[..], &plan).is_err());
         assert_eq!(safe_relative("a/../../b"), None);
         assert_eq!(safe_relative("/abs/./x/").as_deref(), Some("abs/x"));
+    }
+
+    fn add_archive(entries: &[(&str, tar::EntryType, &str)]) -> anyhow::Result<Vec<u8>> {
+        let input = archive(entries);
+        let mut out = TarOut::new(Vec::new(), Overrides::default());
+        extract_archive_into(&mut out, &input[..], "/dst")?;
+        Ok(out.finish()?)
+    }
+
+    #[test]
+    fn add_archive_links_are_relative_to_the_destination() {
+        use tar::EntryType::*;
+        let got = names(
+            &add_archive(&[
+                ("a/file", Regular, "data"),
+                ("b/link", Link, "a/file"),
+                ("abs", Link, "/a/file"),
+                ("sym", Symlink, "/etc/passwd"),
+            ])
+            .unwrap(),
+        );
+        let links: Vec<(&str, &str)> = got
+            .iter()
+            .map(|(name, _, _, link)| (name.as_str(), link.as_str()))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("dst/a/file", ""),
+                ("dst/b/link", "dst/a/file"),
+                ("dst/abs", "dst/a/file"),
+                // A symlink is stored as it is: it is resolved in the image, never here.
+                ("dst/sym", "/etc/passwd"),
+            ]
+        );
+        let error = add_archive(&[("pw", Link, "../../etc/passwd")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("hard link `pw` to `../../etc/passwd`, outside `/dst`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn add_archive_never_writes_through_its_own_symlinks() {
+        use tar::EntryType::*;
+        let error = add_archive(&[("link", Symlink, "/etc"), ("link/x", Regular, "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("writes `link/x` through the symlink `link`"),
+            "{error}"
+        );
+        let error = add_archive(&[
+            ("d/", Directory, ""),
+            ("d/up", Symlink, ".."),
+            ("d/up/deep/x", Regular, "x"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("through the symlink `d/up`"), "{error}");
+        // A link replaced by a directory of the same name is no longer a link.
+        let got = names(
+            &add_archive(&[
+                ("link", Symlink, "/etc"),
+                ("link/", Directory, ""),
+                ("link/x", Regular, "x"),
+                ("dev", Char, ""),
+            ])
+            .unwrap(),
+        );
+        let paths: Vec<&str> = got.iter().map(|(name, ..)| name.as_str()).collect();
+        assert_eq!(paths, ["dst/link", "dst/link", "dst/link/x"]);
     }
 }

@@ -2,7 +2,7 @@
 //! image, each COPY as a tar uploaded into a container, each WORKDIR as a directory, and the
 //! container committed after every step. Containers are always removed.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -13,7 +13,7 @@ use super::mounts::{self, MountContext, MountGuards};
 use std::sync::atomic::Ordering;
 
 use super::remote_cache::{EngineState, Found, UsedResult, UsedStep, cache_mount_ids};
-use super::steps::Lookup;
+use super::steps::{Lookup, StepResult};
 use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::StepRecord;
 use crate::cache::remote::StepKind as CachedKind;
@@ -73,7 +73,13 @@ impl Builder {
         let mut parent = key.clone();
         for (n, step) in plan.steps.iter().enumerate() {
             let source_key = self.copy_source_key(step)?;
-            let prepared = self.prepare(step, &parent, source_key.as_deref(), &|_| false)?;
+            let prepared = self.prepare(
+                step,
+                StepResult::EngineImage,
+                &parent,
+                source_key.as_deref(),
+                &|_| false,
+            )?;
             parent = prepared.inputs.key();
             prepared_steps.push((
                 self.identity(&plan.name, n),
@@ -542,8 +548,11 @@ impl Builder {
         };
         let chmod = super::steps::select_options(copy)?.chmod;
         let mtime = self.epoch().max(0) as u64;
+        // The tar goes through a temporary file, not memory: a COPY may be gigabytes.
+        let spool = tempfile::tempfile_in(self.oci_blobs.root())
+            .context("creating a temporary file for a COPY")?;
         let mut out = TarOut::new(
-            Vec::new(),
+            std::io::BufWriter::with_capacity(1 << 20, spool),
             Overrides {
                 owner,
                 chmod,
@@ -573,7 +582,9 @@ impl Builder {
                     let selection =
                         self.context
                             .select(&copy.sources, &copy.dest, &options, &|_| dest_exists)?;
-                    write_selection(&mut out, &selection, &|_| dest_exists)?;
+                    tokio::task::block_in_place(|| {
+                        write_selection(&mut out, &selection, &|_| dest_exists)
+                    })?;
                 }
             }
             from => {
@@ -583,9 +594,12 @@ impl Builder {
                         &engine,
                         &source_image,
                         src,
-                        &copy.dest,
-                        dest_exists,
-                        copy.sources.len() > 1,
+                        &CopyFromTarget {
+                            dest: &copy.dest,
+                            dest_exists,
+                            many: copy.sources.len() > 1,
+                            temp_dir: self.oci_blobs.root(),
+                        },
                         &mut out,
                     )
                     .await?;
@@ -606,13 +620,30 @@ impl Builder {
                 doc.data.as_bytes(),
             )?;
         }
-        let tar = out.finish()?;
+        let mut spool = out
+            .finish()?
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("writing the tar of a COPY")?;
+        spool.seek(SeekFrom::Start(0))?;
+        let tar =
+            tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(spool), 1 << 20);
         engine
-            .upload(container, "/", tar)
+            .upload_stream(container, "/", tar)
             .await
             .with_context(|| format!("copying files into {}", step.display))?;
         Ok(())
     }
+}
+
+/// Where a `COPY --from` source goes: `dest` as the COPY names it, whether it is an existing
+/// directory, whether the COPY has several sources, and where the engine's archive is
+/// kept while it is rewritten.
+pub(super) struct CopyFromTarget<'a> {
+    pub dest: &'a str,
+    pub dest_exists: bool,
+    pub many: bool,
+    pub temp_dir: &'a std::path::Path,
 }
 
 /// Adds `src` of an engine image to `out`, renamed as `COPY src dest` places it.
@@ -620,11 +651,15 @@ pub(super) async fn copy_from_image<W: std::io::Write>(
     engine: &engine::Engine,
     image: &str,
     src: &str,
-    dest: &str,
-    dest_exists: bool,
-    many: bool,
+    target: &CopyFromTarget<'_>,
     out: &mut TarOut<W>,
 ) -> anyhow::Result<()> {
+    let CopyFromTarget {
+        dest,
+        dest_exists,
+        many,
+        temp_dir,
+    } = *target;
     if src.contains(['*', '?', '[']) {
         return Err(InputError::new(format!("COPY --from with a wildcard (`{src}`) is not supported yet; name the files or their directory")).into());
     }
@@ -677,12 +712,15 @@ pub(super) async fn copy_from_image<W: std::io::Write>(
             dest: target,
             dest_exists: source_is_dir && dest_exists,
         };
-        let mut bytes = Vec::new();
-        let mut stream = engine.download(&container, &path);
-        while let Some(chunk) = stream.next().await {
-            bytes.extend_from_slice(&chunk?);
-        }
-        write_copy_from(out, &bytes[..], &plan)
+        // The archive goes through a temporary file, not memory: it may be gigabytes.
+        let spool = tempfile::tempfile_in(temp_dir)
+            .context("creating a temporary file for a COPY --from")?;
+        let mut file = tokio::fs::File::from_std(spool);
+        engine.download_to(&container, &path, &mut file).await?;
+        let mut spool = file.into_std().await;
+        spool.seek(SeekFrom::Start(0))?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, spool);
+        tokio::task::block_in_place(|| write_copy_from(out, reader, &plan))
     }
     .await;
     let _ = engine.remove(container).await;
@@ -712,6 +750,10 @@ async fn read_file(engine: &engine::Engine, container: &Container, path: &str) -
     let mut stream = engine.download(container, path);
     while let Some(chunk) = stream.next().await {
         bytes.extend_from_slice(&chunk.ok()?);
+        // An image's own account files are small; a huge one is not read into memory.
+        if bytes.len() as u64 > super::image_fs::ACCOUNT_FILE_LIMIT {
+            return None;
+        }
     }
     let mut archive = tar::Archive::new(&bytes[..]);
     let mut entry = archive.entries().ok()?.next()?.ok()?;

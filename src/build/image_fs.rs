@@ -15,6 +15,9 @@ use crate::oci::manifest::{LayerEncoding, layer_encoding};
 
 /// Files whose contents are kept while scanning (small, and needed for `--chown`).
 const KEPT_FILES: &[&str] = &["/etc/passwd", "/etc/group"];
+/// Kept files larger than this (a hostile or broken image) are not held in memory; `--chown`
+/// by name then fails as if the file were missing.
+pub(crate) const ACCOUNT_FILE_LIMIT: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
@@ -120,7 +123,9 @@ impl ImageFs {
                 uid: header.uid().unwrap_or(0),
                 gid: header.gid().unwrap_or(0),
             };
-            if KEPT_FILES.contains(&path.as_str()) && header.entry_type() == tar::EntryType::Regular
+            if KEPT_FILES.contains(&path.as_str())
+                && header.entry_type() == tar::EntryType::Regular
+                && entry.size() <= ACCOUNT_FILE_LIMIT
             {
                 let mut data = Vec::new();
                 entry.read_to_end(&mut data)?;

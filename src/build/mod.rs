@@ -159,6 +159,8 @@ pub async fn build(
     let oci_blobs = registry_blobs.blobs().clone();
     let cache = StepCache::open(&request.cache_dir)
         .with_context(|| format!("opening the step cache in {}", request.cache_dir.display()))?;
+    // What builds killed mid-write left behind (a partial blob can be large).
+    crate::cache::remove_abandoned_temp_files(&request.cache_dir, crate::cache::ABANDONED_TEMP_AGE);
     let credentials = registry::Credentials::from_environment()?;
     let registry = Arc::new(registry::Client::new(
         &request.publish.registry,
@@ -238,8 +240,10 @@ async fn connect_engine_if_needed(
         return Ok(None);
     }
     let engine = Engine::connect().await?;
-    // Containers of an earlier run that was killed are removed before this one starts.
+    // Containers and secret files of an earlier run that was killed are removed before this
+    // one starts.
     let _ = engine.reap_leftovers().await;
+    mounts::remove_abandoned_secrets();
     // Ctrl-C and SIGTERM remove this run's containers before the process exits.
     engine.exit_on_interrupt()?;
     Ok(Some(engine))

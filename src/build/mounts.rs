@@ -20,9 +20,54 @@ use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::engine::Mount as EngineMount;
+use crate::engine::cleanup;
 use crate::error::InputError;
 use crate::frontend::instructions::{Mount, MountKind};
 use crate::request::SecretSource;
+
+/// Secret files are written to `$TMPDIR/imgbuild-secret-BOOT-PIDNS-PID-START-*/` (see
+/// [`cleanup::owner_tag`]).
+const SECRET_DIR_PREFIX: &str = "imgbuild-secret-";
+
+/// Removes the secret directories of imgbuild processes that are gone without removing them
+/// (killed with SIGKILL): a copy of a secret must not outlive its build. Returns how many.
+pub fn remove_abandoned_secrets() -> usize {
+    remove_secret_dirs(cleanup::tagged_owner_is_gone)
+}
+
+/// Removes this process's secret directories (the interrupt handler, before it exits).
+fn remove_own_secrets() {
+    if let Some(own) = cleanup::owner_tag() {
+        remove_secret_dirs(|tag| tag.starts_with(&own));
+    }
+}
+
+/// Removes the directories `imgbuild-secret-TAG` in the temporary directory, owned by this
+/// user, whose TAG `select` picks.
+fn remove_secret_dirs(select: impl Fn(&str) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(tag) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SECRET_DIR_PREFIX))
+        else {
+            continue;
+        };
+        // Not followed: only a real directory of this user is one imgbuild made.
+        let ours = entry
+            .metadata()
+            .is_ok_and(|m| m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == uid);
+        if ours && select(tag) && fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
 
 /// What must live as long as a RUN: secret files and cache-mount locks.
 #[derive(Default)]
@@ -128,8 +173,15 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     continue;
                 };
                 require_local("type=secret")?;
+                // Named after this process, so that when it is killed (no destructor runs)
+                // the next build removes the copy.
+                cleanup::run_on_interrupt_exit(remove_own_secrets);
+                let prefix = format!(
+                    "{SECRET_DIR_PREFIX}{}",
+                    cleanup::owner_tag().unwrap_or_default()
+                );
                 let dir = tempfile::Builder::new()
-                    .prefix("imgbuild-secret-")
+                    .prefix(&prefix)
                     .tempdir()
                     .context("creating a private directory for a secret")?;
                 fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))?;

@@ -14,9 +14,10 @@ use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 
 use super::archive::{Overrides, TarOut, write_selection};
-use super::engine_stage::{StepFailed, copy_from_image};
+use super::engine_stage::{CopyFromTarget, StepFailed, copy_from_image};
 use super::image_fs::{ImageFs, Kind};
 use super::remote_cache::{UsedResult, UsedStep, layer_record};
+use super::steps::StepResult;
 use std::sync::atomic::Ordering;
 
 use super::{Builder, StageBase, config};
@@ -82,9 +83,10 @@ impl Builder {
             let identity = self.identity(&plan.name, n);
             let position = self.position(&plan.name, n);
             let source_key = self.copy_source_key(step)?;
-            let prepared = self.prepare(step, &key, source_key.as_deref(), &|p| {
-                lazy.is_dir(p, &layers)
-            })?;
+            let prepared =
+                self.prepare(step, StepResult::Layer, &key, source_key.as_deref(), &|p| {
+                    lazy.is_dir(p, &layers)
+                })?;
             let step_key = prepared.inputs.key();
             let id = self.ids.next();
             let used = |layer| UsedStep {
@@ -245,9 +247,12 @@ impl Builder {
                                 &engine,
                                 &image,
                                 src,
-                                &copy.dest,
-                                dest_exists,
-                                copy.sources.len() > 1,
+                                &CopyFromTarget {
+                                    dest: &copy.dest,
+                                    dest_exists,
+                                    many: copy.sources.len() > 1,
+                                    temp_dir: self.oci_blobs.root(),
+                                },
                                 &mut tar,
                             )
                             .await?;
@@ -333,9 +338,8 @@ impl Builder {
                     )?;
                 }
             }
-            file.seek(SeekFrom::Start(0))?;
-            builder.add_tar(
-                &mut file,
+            builder.add_tar_file(
+                file.try_clone()?,
                 &AddOptions {
                     dest: "/".into(),
                     ..AddOptions::default()
@@ -343,7 +347,7 @@ impl Builder {
             )?;
             let layer = builder.write()?;
             file.seek(SeekFrom::Start(0))?;
-            fs.apply_layer(&mut file)?;
+            fs.apply_layer(std::io::BufReader::with_capacity(1 << 20, &mut file))?;
             Ok(layer)
         })
     }
@@ -355,8 +359,8 @@ impl Builder {
         fs: &mut ImageFs,
     ) -> anyhow::Result<Option<WrittenLayer>> {
         let mut builder = self.layer_builder();
-        builder.add_tar(
-            &mut tar,
+        builder.add_tar_file(
+            tar.try_clone()?,
             &AddOptions {
                 dest: "/".into(),
                 ..AddOptions::default()
@@ -367,7 +371,7 @@ impl Builder {
         }
         let layer = builder.write()?;
         tar.seek(SeekFrom::Start(0))?;
-        fs.apply_layer(&mut tar)?;
+        fs.apply_layer(std::io::BufReader::with_capacity(1 << 20, &mut tar))?;
         Ok(Some(layer))
     }
 

@@ -6,7 +6,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::Builder;
 use crate::cache::{self, KeyInputs, StepRecord};
-use crate::context::{SelectOptions, Selection, SelectionDigest};
+use crate::context::{EntryKind, SelectOptions, Selection, SelectionDigest};
 use crate::plan::dispatch::{CopyStep, RunStep, Step, StepKind};
 
 /// A step's inputs, and for COPY from the context the selection they were computed from.
@@ -38,13 +38,33 @@ pub(super) fn select_options(copy: &CopyStep) -> anyhow::Result<SelectOptions> {
     })
 }
 
+/// What a step's cached result is, part of its key: the same COPY on the same base gives an
+/// engine image in a build stage and a layer in the packaging stage, and one must never be
+/// taken for the other (a packaging step that found a build stage's record took its missing
+/// layer for "nothing changed" and left the COPY out of the image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StepResult {
+    EngineImage,
+    Layer,
+}
+
+impl StepResult {
+    fn name(self) -> &'static str {
+        match self {
+            StepResult::EngineImage => "an engine image",
+            StepResult::Layer => "a layer written by imgbuild",
+        }
+    }
+}
+
 impl Builder {
-    /// The named inputs of `step`, on top of the key `parent`. `source_key` is the key of
-    /// the stage or image a `COPY --from` reads; `dest_is_dir` answers for the filesystem the
-    /// step writes into.
+    /// The named inputs of `step`, on top of the key `parent`, for a step whose result is
+    /// `result`. `source_key` is the key of the stage or image a `COPY --from` reads;
+    /// `dest_is_dir` answers for the filesystem the step writes into.
     pub(super) fn prepare(
         &self,
         step: &Step,
+        result: StepResult,
         parent: &str,
         source_key: Option<&str>,
         dest_is_dir: &dyn Fn(&str) -> bool,
@@ -53,6 +73,9 @@ impl Builder {
             parent: parent.to_owned(),
             ..KeyInputs::default()
         };
+        inputs
+            .other
+            .insert("the step's result".into(), result.name().into());
         let mut selection = None;
         match &step.kind {
             StepKind::Run(run) => {
@@ -99,6 +122,11 @@ impl Builder {
                         for skipped in &selected.skipped {
                             self.reporter.warning(&skipped.to_string());
                         }
+                        // Before the files are read (hashed, then sent), so a user who copied
+                        // the whole disk by mistake hears it early.
+                        if let Some(warning) = self.context_size_warning(step, &selected) {
+                            self.reporter.warning(&warning);
+                        }
                         let digest = self.context.digest(&selected)?;
                         inputs.files = digest.files.clone();
                         other.insert("selection".into(), digest.digest.clone());
@@ -113,6 +141,50 @@ impl Builder {
             }
         }
         Ok(Prepared { inputs, selection })
+    }
+
+    /// A warning when `selection` is larger than `--context-size-warning`, naming the step
+    /// and the largest top-level paths of the context it selects.
+    fn context_size_warning(&self, step: &Step, selection: &Selection) -> Option<String> {
+        let limit = self.request.context_size_warning?;
+        let root = self.context.root();
+        let mut total = 0u64;
+        let mut by_top: BTreeMap<String, u64> = BTreeMap::new();
+        for entry in &selection.entries {
+            let size = match &entry.kind {
+                EntryKind::File { size, .. } => *size,
+                EntryKind::Archive => std::fs::metadata(&entry.source).map_or(0, |m| m.len()),
+                _ => continue,
+            };
+            total += size;
+            let rel = entry.source.strip_prefix(root).unwrap_or(&entry.source);
+            let top = rel
+                .components()
+                .next()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            *by_top.entry(top).or_default() += size;
+        }
+        if total <= limit {
+            return None;
+        }
+        let mut largest: Vec<(String, u64)> = by_top.into_iter().collect();
+        largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let largest: Vec<String> = largest
+            .iter()
+            .take(3)
+            .map(|(path, size)| format!("{path} {}", indicatif::HumanBytes(*size)))
+            .collect();
+        Some(format!(
+            "{}:{}: {} selects {} of the build context, more than --context-size-warning ({}); \
+             largest: {}. List what the image does not need in .dockerignore",
+            self.graph.dockerfile.file,
+            step.location.line,
+            step.display,
+            indicatif::HumanBytes(total),
+            indicatif::HumanBytes(limit),
+            largest.join(", "),
+        ))
     }
 
     fn run_inputs(&self, run: &RunStep, inputs: &mut KeyInputs) {

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -192,6 +193,52 @@ fn write_checked<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     Ok(())
 }
 
+/// How long a temporary file in the cache dir stays untouched before a build takes it for
+/// abandoned: its writer touches it with every write, and none pauses for that long.
+pub const ABANDONED_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// The directories of a cache dir where writes go through temporary `.tmp*` files.
+const TEMP_FILE_DIRS: [&str; 4] = [
+    "blobs",
+    "blob-sources/sha256",
+    "steps-v1/keys",
+    "steps-v1/last",
+];
+
+/// Removes the temporary files (`.tmp*`) that processes killed mid-write left in
+/// `cache_dir` (SIGKILL runs no destructor, and a blob being written can be large) once
+/// they are `older_than` untouched. Returns how many it removed; a file it cannot remove is
+/// left (another build may be removing it too).
+pub fn remove_abandoned_temp_files(cache_dir: &Path, older_than: Duration) -> usize {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for dir in TEMP_FILE_DIRS {
+        let Ok(entries) = fs::read_dir(cache_dir.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(".tmp") {
+                continue;
+            }
+            // Not followed: a symlink or directory is nothing imgbuild wrote.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let untouched = meta
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok());
+            if meta.is_file()
+                && untouched.is_some_and(|age| age >= older_than)
+                && fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// Why a step missed the cache, against the last build of the same step: the first input
 /// that differs, named the way a user thinks of it (`mix.lock changed`).
 pub fn explain_miss(last: Option<&KeyInputs>, now: &KeyInputs) -> String {
@@ -320,6 +367,57 @@ mod tests {
         e.instruction = "COPY . .".into();
         assert_eq!(explain_miss(Some(&a), &e), "the instruction changed");
         assert!(explain_miss(Some(&a), &a).contains("missing"));
+    }
+
+    #[test]
+    fn abandoned_temp_files_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = StepCache::open(dir.path()).unwrap();
+        fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        let old = SystemTime::now() - ABANDONED_TEMP_AGE - Duration::from_secs(1);
+        let write = |rel: &str, modified: SystemTime| {
+            let path = dir.path().join(rel);
+            fs::write(&path, b"x").unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(modified)
+                .unwrap();
+            path
+        };
+        let abandoned = [
+            write("blobs/.tmp-abandoned", old),
+            write("steps-v1/keys/.tmpABCDEF", old),
+        ];
+        let kept = [
+            write("blobs/.tmp-being-written", SystemTime::now()),
+            write("blobs/sha256/.tmp-not-a-temp-dir", old),
+            write("blobs/notes", old),
+        ];
+        fs::create_dir(dir.path().join("steps-v1/last/.tmpdir")).unwrap();
+        let record = StepRecord {
+            key: inputs().key(),
+            inputs: inputs(),
+            image: None,
+            layer: None,
+            adds_layer: None,
+        };
+        cache.put(&record).unwrap();
+
+        assert_eq!(
+            remove_abandoned_temp_files(dir.path(), ABANDONED_TEMP_AGE),
+            2
+        );
+        assert!(abandoned.iter().all(|p| !p.exists()));
+        assert!(kept.iter().all(|p| p.exists()));
+        assert!(dir.path().join("steps-v1/last/.tmpdir").is_dir());
+        assert_eq!(cache.get(&record.key), Some(record));
+        // A missing cache dir is nothing to clean.
+        assert_eq!(
+            remove_abandoned_temp_files(&dir.path().join("nope"), Duration::ZERO),
+            0
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::values::{CacheFromSpec, CacheToSpec, KeyValue, OutputSpec, RegistryMirror, SecretSpec};
+use super::values::{
+    ByteSize, CacheFromSpec, CacheToSpec, KeyValue, OutputSpec, RegistryMirror, SecretSpec,
+};
 
 /// Builds container images from multi-stage Dockerfiles, faster than `docker build`:
 /// build stages run in a Docker engine, the final image is written directly as OCI layers.
@@ -193,6 +195,11 @@ pub struct BuildArgs {
     /// image, the cache or the logs.
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     pub secrets: Vec<SecretSpec>,
+
+    /// Warn before a COPY or ADD sends more than SIZE from the build context (the sum of
+    /// its file sizes), e.g. `500MB` or `2GiB`; `0` turns the warning off.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub context_size_warning: ByteSize,
 
     #[command(flatten)]
     pub publish: PublishArgs,

@@ -79,6 +79,7 @@ impl BuildRequest {
             cache_from: args.cache_from.into_iter().map(|c| c.0).collect(),
             cache_to: args.cache_to.into_iter().map(|c| c.0).collect(),
             label_from_git: args.label_from_git,
+            context_size_warning: Some(args.context_size_warning.0).filter(|&n| n > 0),
             publish: PublishRequest::from_args(args.publish, env)?,
         })
     }
@@ -245,6 +246,32 @@ mod tests {
         assert_eq!(r.publish.platform, oci::Platform::linux_amd64());
         assert!(r.publish.outputs.is_empty());
         assert!(!r.publish.push);
+    }
+
+    #[test]
+    fn context_size_warning_sizes() {
+        let limit = |args: &[&str]| {
+            request(args, &[("HOME", "/h")])
+                .unwrap()
+                .context_size_warning
+        };
+        assert_eq!(limit(&["."]), Some(1 << 30));
+        assert_eq!(
+            limit(&["--context-size-warning", "500MB", "."]),
+            Some(500_000_000)
+        );
+        assert_eq!(
+            limit(&["--context-size-warning", "2GiB", "."]),
+            Some(2 << 30)
+        );
+        assert_eq!(limit(&["--context-size-warning", "4096", "."]), Some(4096));
+        assert_eq!(limit(&["--context-size-warning", "0", "."]), None);
+        let argv = ["imgbuild", "build", "--context-size-warning", "lots", "."];
+        let error = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(
+            error.contains("`lots` is not a size") && error.contains("2GiB"),
+            "{error}"
+        );
     }
 
     #[test]

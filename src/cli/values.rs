@@ -5,6 +5,31 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+/// A size in bytes, as `--context-size-warning` takes it: `500MB` (decimal units: kB, MB,
+/// GB, TB), `2GiB` (binary units: KiB, MiB, GiB, TiB), or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        // bytesize reads a leading `-` as part of the number's text and fails obscurely.
+        if trimmed.is_empty() || trimmed.starts_with('-') {
+            return Err(format!(
+                "`{text}` is not a size; give e.g. 500MB, 2GiB or a number of bytes"
+            ));
+        }
+        trimmed
+            .parse::<bytesize::ByteSize>()
+            .map(|size| ByteSize(size.as_u64()))
+            .map_err(|e| {
+                format!("`{text}` is not a size ({e}); give e.g. 500MB, 2GiB or a number of bytes")
+            })
+    }
+}
+
 /// Where `--output` sends the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {

@@ -98,14 +98,20 @@ impl Owner {
     fn from_name(name: &str) -> Option<Owner> {
         let rest = name.trim_start_matches('/').strip_prefix(NAME_PREFIX)?;
         let mut fields = rest.split('-');
+        let owner = Owner::from_fields(&mut fields)?;
+        let _sequence: u64 = fields.next()?.parse().ok()?;
+        fields.next().is_none().then_some(owner)
+    }
+
+    /// `BOOT-PIDNS-PID-START` from the first four of `fields`.
+    fn from_fields<'a>(fields: &mut impl Iterator<Item = &'a str>) -> Option<Owner> {
         let owner = Owner {
             boot: fields.next()?.to_owned(),
             pid_ns: fields.next()?.parse().ok()?,
             pid: fields.next()?.parse().ok()?,
             start: fields.next()?.parse().ok()?,
         };
-        let _sequence: u64 = fields.next()?.parse().ok()?;
-        (fields.next().is_none() && owner.valid()).then_some(owner)
+        owner.valid().then_some(owner)
     }
 
     /// Whether this owner has certainly exited, judged by the process `me`. Only a process of
@@ -145,6 +151,39 @@ fn parse_pid_ns(link: &str) -> Option<u64> {
 fn start_time(stat: &str) -> Option<u64> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// `BOOT-PIDNS-PID-START-` of this process, for what else it leaves on the host while it
+/// runs (secret files): named with it, they are removed by the next run once this process
+/// is gone, like its containers. `None` where `/proc` does not tell.
+pub(crate) fn owner_tag() -> Option<String> {
+    Owner::current().map(|owner| {
+        owner
+            .name_prefix()
+            .trim_start_matches(NAME_PREFIX)
+            .to_owned()
+    })
+}
+
+/// Whether the process named by a tag of [`owner_tag`]'s form at the start of `tagged` has
+/// certainly exited; `false` for anything that does not parse or cannot be checked.
+pub(crate) fn tagged_owner_is_gone(tagged: &str) -> bool {
+    let Some(me) = Owner::current() else {
+        return false;
+    };
+    Owner::from_fields(&mut tagged.split('-')).is_some_and(|owner| owner.is_gone(me))
+}
+
+/// Cleanups the interrupt handler runs before the process exits (`exit` runs no
+/// destructors): removing files that must not outlive the build.
+static EXIT_CLEANUPS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Has [`Engine::exit_on_interrupt`]'s handler run `cleanup` before it exits the process.
+pub(crate) fn run_on_interrupt_exit(cleanup: fn()) {
+    let mut cleanups = EXIT_CLEANUPS.lock().unwrap_or_else(PoisonError::into_inner);
+    if !cleanups.contains(&cleanup) {
+        cleanups.push(cleanup);
+    }
 }
 
 /// A fresh container name for this process.
@@ -322,6 +361,13 @@ impl Engine {
                     engine.remove_process_containers(),
                 ) => {}
                 _ = interrupts.recv() => {}
+            }
+            let cleanups = EXIT_CLEANUPS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for cleanup in cleanups {
+                cleanup();
             }
             std::process::exit(first.exit_code());
         }))

@@ -185,3 +185,26 @@ pub(crate) fn open_source(path: &Path) -> Result<Box<dyn FileSource>> {
         Ok(Box::new(TarSource::open(path)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_source_never_reads_outside_its_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, "outside").unwrap();
+        let root = outside.path().join("archive");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("manifest.json"), "[]").unwrap();
+        let source = DirSource::new(&root);
+        assert!(source.open("manifest.json").unwrap().is_some());
+        // Names a docker archive's manifest.json could give for its config or layers.
+        for name in [secret.to_str().unwrap(), "../secret", "x/../../secret"] {
+            assert!(source.open(name).unwrap().is_none(), "{name} was opened");
+        }
+        let error = source.read_all(secret.to_str().unwrap(), 100).unwrap_err();
+        assert!(error.to_string().contains("has no"), "{error}");
+    }
+}

@@ -248,6 +248,44 @@ impl LayerBuilder {
     /// under `options.dest`. Whiteouts in the stream are kept as whiteouts; modes, owners,
     /// user names and extended attributes are kept unless overridden.
     pub fn add_tar(&mut self, reader: impl Read, options: &AddOptions) -> Result<()> {
+        self.add_tar_stream(reader, options, false)
+    }
+
+    /// [`Self::add_tar`] for a tar in a file the builder may keep until the layer is
+    /// written: file contents are then read from that file in place instead of being
+    /// copied to the spool, so a COPY of a 5 GB file needs 5 GB of temporary disk, not 10.
+    /// (When the builder already spools another stream, the tar is read like a stream.)
+    pub fn add_tar_file(&mut self, file: File, options: &AddOptions) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let io_err = |source| Error::Io {
+            context: "reading a tar file".into(),
+            source,
+        };
+        if self.spool.is_some() {
+            let mut file = file;
+            file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+            return self.add_tar(io::BufReader::with_capacity(1 << 20, file), options);
+        }
+        // The file becomes the spool: entries point into it, and anything that must still be
+        // spooled (sparse entries) is appended after the tar's end, where the cursor is put.
+        // The tar is read through `read_at`, which leaves that cursor alone.
+        let reader = ReadAt {
+            file: file.try_clone().map_err(io_err)?,
+            pos: 0,
+        };
+        let mut writer = file;
+        let end = writer.seek(SeekFrom::End(0)).map_err(io_err)?;
+        self.spool = Some((BufWriter::with_capacity(1 << 20, writer), end));
+        self.add_tar_stream(io::BufReader::with_capacity(1 << 20, reader), options, true)
+    }
+
+    /// `in_place`: the stream is the spool file itself (see [`Self::add_tar_file`]).
+    fn add_tar_stream(
+        &mut self,
+        reader: impl Read,
+        options: &AddOptions,
+        in_place: bool,
+    ) -> Result<()> {
         let dest = normalize(options.dest.as_bytes()).ok_or_else(|| bad_dest(&options.dest))?;
         let dir_meta = synthetic_dir_meta(options);
         if !dest.is_empty() {
@@ -323,6 +361,11 @@ impl LayerBuilder {
                 t if is_whiteout_name(base) && (t.is_file() || t.is_character_special()) => {
                     Kind::Whiteout
                 }
+                t if in_place && (t.is_file() || t == tar::EntryType::Continuous) => Kind::File {
+                    data: Data::Spool(item.raw_file_position()),
+                    size: item.size(),
+                    link_group: None,
+                },
                 t if t.is_file()
                     || t == tar::EntryType::Continuous
                     || t == tar::EntryType::GNUSparse =>
@@ -662,6 +705,21 @@ impl LayerBuilder {
             },
             xattrs: Vec::new(),
         }))
+    }
+}
+
+/// Reads a file through `read_at` (pread), leaving its cursor to a writer of the same file.
+struct ReadAt {
+    file: File,
+    pos: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

@@ -320,6 +320,64 @@ fn a_tar_stream_is_sorted_and_keeps_links_whiteouts_xattrs_and_long_names() {
 }
 
 #[test]
+fn a_tar_file_read_in_place_gives_the_same_layer_as_a_stream() {
+    let f = fixture();
+    let messy = messy_tar();
+    let file_of = |bytes: &[u8]| {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+        file
+    };
+    let mut streamed = LayerBuilder::new(f.store.clone(), options(1_000));
+    streamed
+        .add_tar(&messy[..], &AddOptions::default())
+        .unwrap();
+    let streamed = streamed.write().unwrap();
+    // The file's cursor is left at the end by the writer: it must not matter.
+    let mut in_place = LayerBuilder::new(f.store.clone(), options(1_000));
+    in_place
+        .add_tar_file(file_of(&messy), &AddOptions::default())
+        .unwrap();
+    let in_place = in_place.write().unwrap();
+    assert_eq!(streamed.descriptor, in_place.descriptor);
+    assert_eq!(read_layer(&in_place), read_layer(&streamed));
+
+    // Two tars: the second is read as a stream into the first one's file, after its end.
+    let other = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, "srv/z-target", &b"later"[..])
+            .unwrap();
+        b.into_inner().unwrap()
+    };
+    let mut streamed = LayerBuilder::new(f.store.clone(), options(1_000));
+    streamed
+        .add_tar(&messy[..], &AddOptions::default())
+        .unwrap();
+    streamed
+        .add_tar(&other[..], &AddOptions::default())
+        .unwrap();
+    let streamed = streamed.write().unwrap();
+    let mut in_place = LayerBuilder::new(f.store.clone(), options(1_000));
+    in_place
+        .add_tar_file(file_of(&messy), &AddOptions::default())
+        .unwrap();
+    in_place
+        .add_tar_file(file_of(&other), &AddOptions::default())
+        .unwrap();
+    let in_place = in_place.write().unwrap();
+    assert_eq!(streamed.descriptor, in_place.descriptor);
+    let by_name: BTreeMap<_, _> = read_layer(&in_place).into_iter().collect();
+    assert_eq!(by_name["srv/z-target"].data, b"later");
+}
+
+#[test]
 fn tar_entries_may_not_escape_the_root() {
     let f = fixture();
     let mut raw = tar::Builder::new(Vec::new());
