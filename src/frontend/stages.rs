@@ -176,6 +176,13 @@ fn located(file: &str, at: Location, message: impl Into<String>) -> Error {
     Error::new(file, message).at(at.line, Some(at.column))
 }
 
+/// `NAME: why it is not an image reference`, for a name that does not parse as one.
+fn check_reference(name: &str) -> Result<(), String> {
+    crate::registry::reference::Reference::parse(name)
+        .map(|_| ())
+        .map_err(|e| format!("{name}: {e}"))
+}
+
 fn stage_names(stages: &[Stage]) -> Vec<&str> {
     stages.iter().filter_map(|s| s.name.as_deref()).collect()
 }
@@ -246,6 +253,9 @@ fn resolve_stage(
     } else if lower == "scratch" {
         Base::Scratch
     } else {
+        // A name that is no image reference is the Dockerfile's error, found before any
+        // engine or registry is asked (BuildKit: "failed to parse stage name").
+        check_reference(&base_name).map_err(|e| located(file, at, format!("FROM {e}")))?;
         Base::Image(base_name)
     };
     let platform = match &stage.platform {
@@ -274,6 +284,8 @@ fn resolve_stage(
                 }
                 Source::Image(image) => {
                     check_not_a_typo(file, command, &image, stages)?;
+                    check_reference(&image)
+                        .map_err(|e| located(file, command.location, format!("--from={e}")))?;
                     if !image_sources.contains(&image) {
                         image_sources.push(image);
                     }
@@ -538,6 +550,24 @@ mod tests {
         );
         assert!(error("ARG B\nFROM $B\n", None).contains("empty after expanding"));
         assert!(error("FROM a AS x\nFROM b AS X\n", None).contains("duplicate stage name"));
+    }
+
+    #[test]
+    fn names_that_are_no_image_reference_are_located_errors() {
+        let base = error("FROM a\0b\nRUN true\n", None);
+        assert!(base.starts_with("Dockerfile:1:1: FROM a\0b: "), "{base}");
+        let upper = error("FROM x\nFROM Debian:12\n", None);
+        assert!(
+            upper.starts_with("Dockerfile:2:1: FROM Debian:12: "),
+            "{upper}"
+        );
+        let from = error("FROM a\nCOPY --from=bad@sha256:xyz /a /a\n", None);
+        assert!(
+            from.starts_with("Dockerfile:2:1: --from=bad@sha256:xyz: "),
+            "{from}"
+        );
+        // Names that are references still resolve; stages are not references.
+        graph("FROM a AS Build\nFROM build\nCOPY --from=localhost:5000/x/y:1 /a /a\n");
     }
 
     #[test]
