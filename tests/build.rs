@@ -70,13 +70,6 @@ impl Project {
 }
 
 /// The manifest digest from the build summary.
-fn digest(stderr: &str) -> String {
-    stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("digest").map(|d| d.trim().to_owned()))
-        .unwrap_or_else(|| panic!("no digest in:\n{stderr}"))
-}
-
 const TWO_STAGES: &str = "\
 FROM BUSYBOX AS build
 WORKDIR /src
@@ -115,7 +108,10 @@ fn build_run_rebuild_and_explain_misses() {
 
     // Nothing changed: every step is cached and the digest is the same.
     let second = project.build_ok(&["-t", &tag]);
-    assert_eq!(digest(&first), digest(&second));
+    assert_eq!(
+        support::summary_digest(&first),
+        support::summary_digest(&second)
+    );
     assert!(second.contains("8 of 8 steps cached, 0 run"), "{second}");
 
     // A source change re-runs only what follows `COPY lib lib`: the deps step keeps its stamp.
@@ -152,8 +148,12 @@ fn fresh_clones_with_other_mtimes_give_the_same_digest() {
     }
     let oci_a = a.cache.path().join("out");
     let oci_b = b.cache.path().join("out");
-    let da = digest(&a.build_ok(&["--output", &format!("type=oci,dest={}", oci_a.display())]));
-    let db = digest(&b.build_ok(&["--output", &format!("type=oci,dest={}", oci_b.display())]));
+    let da = support::summary_digest(
+        &a.build_ok(&["--output", &format!("type=oci,dest={}", oci_a.display())]),
+    );
+    let db = support::summary_digest(
+        &b.build_ok(&["--output", &format!("type=oci,dest={}", oci_b.display())]),
+    );
     // The build stage stamps the time, but only what the final stage copies counts: the
     // stamp differs, so compare an image without it.
     assert_ne!(da, "");
@@ -173,11 +173,11 @@ fn fresh_clones_with_other_mtimes_give_the_same_digest() {
         .unwrap()
         .set_modified(std::time::SystemTime::UNIX_EPOCH)
         .unwrap();
-    let dc = digest(&c.build_ok(&[
+    let dc = support::summary_digest(&c.build_ok(&[
         "--output",
         &format!("type=oci,dest={}", c.cache.path().join("o").display()),
     ]));
-    let dd = digest(&d.build_ok(&[
+    let dd = support::summary_digest(&d.build_ok(&[
         "--output",
         &format!("type=oci,dest={}", d.cache.path().join("o").display()),
     ]));
@@ -217,7 +217,7 @@ fn outputs_push_and_records() {
         "--metadata-file",
         meta.to_str().unwrap(),
     ]);
-    let digest = digest(&stderr);
+    let digest = support::summary_digest(&stderr);
     let skopeo = |what: &str| {
         let out = Command::new("skopeo")
             .args(["inspect", "--tls-verify=false", what])
@@ -365,7 +365,10 @@ fn a_run_after_copy_from_in_the_final_stage() {
     let ls = support::docker(["run", "--rm", tag.as_str(), "ls", "/bin/vi"]);
     assert!(!ls.status.success());
     let second = project.build_ok(&["-t", &tag]);
-    assert_eq!(digest(&first), digest(&second));
+    assert_eq!(
+        support::summary_digest(&first),
+        support::summary_digest(&second)
+    );
     support::docker_ok(["rmi", tag.as_str()]);
 }
 
@@ -421,7 +424,10 @@ fn a_final_stage_built_on_a_build_stage() {
     assert_eq!(run_image(&tag, &[]), "base\nx\n");
     assert_eq!(run_image(&tag, &["ls", "-d", "/data"]), "/data\n");
     let second = project.build_ok(&["-t", &tag]);
-    assert_eq!(digest(&first), digest(&second));
+    assert_eq!(
+        support::summary_digest(&first),
+        support::summary_digest(&second)
+    );
     support::docker_ok(["rmi", tag.as_str()]);
 }
 

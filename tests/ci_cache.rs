@@ -31,7 +31,7 @@ struct Runner {
 impl Runner {
     fn new(sources: &Path) -> Runner {
         let checkout = tempdir();
-        copy_tree(sources, checkout.path());
+        base_common::copy_checkout(sources, checkout.path());
         Runner {
             checkout,
             cache: tempdir(),
@@ -88,29 +88,6 @@ impl Runner {
     fn layout(&self, name: &str) -> String {
         format!("type=oci,dest={}", self.cache.path().join(name).display())
     }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if matches!(entry.file_name().to_str(), Some("_build" | "deps")) {
-                continue;
-            }
-            fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn digest(stderr: &str) -> String {
-    stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("digest").map(|d| d.trim().to_owned()))
-        .unwrap_or_else(|| panic!("no digest in:\n{stderr}"))
 }
 
 /// The plain-progress result of each step whose name contains `needle`: `CACHED` or the
@@ -281,8 +258,14 @@ fn a_fresh_runner_reuses_the_dependency_steps_through_the_registry() {
     // Runner A builds the same change: the same image.
     change_source(&a);
     let on_a = run(&a, &["--output", &a.layout("out2")]);
-    assert_eq!(digest(&on_b), digest(&on_a));
-    assert_ne!(digest(&on_a), digest(&first));
+    assert_eq!(
+        base_common::summary_digest(&on_b),
+        base_common::summary_digest(&on_a)
+    );
+    assert_ne!(
+        base_common::summary_digest(&on_a),
+        base_common::summary_digest(&first)
+    );
 }
 
 /// A fresh runner restores `RUN --mount=type=cache` directories from a local cache
@@ -365,7 +348,10 @@ fn cache_mounts_and_layers_travel_through_a_local_directory() {
     let on_c = c.build_ok(&["--output", &c.layout("out"), "--cache-from", &from]);
     assert!(on_c.contains("3 of 3 steps cached, 0 run"), "{on_c}");
     let on_a_again = a.build_ok(&["--output", &a.layout("out")]);
-    assert_eq!(digest(&on_c), digest(&on_a_again));
+    assert_eq!(
+        base_common::summary_digest(&on_c),
+        base_common::summary_digest(&on_a_again)
+    );
     docker_ok(["rmi", tag_a.as_str(), tag_b.as_str()]);
 }
 

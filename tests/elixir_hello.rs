@@ -32,7 +32,7 @@ struct Checkout {
 impl Checkout {
     fn new() -> Checkout {
         let dir = tempdir();
-        copy_tree(
+        base_common::copy_checkout(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/elixir-hello"),
             dir.path(),
         );
@@ -81,29 +81,6 @@ impl Checkout {
         );
         stderr
     }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if matches!(entry.file_name().to_str(), Some("_build" | "deps")) {
-                continue;
-            }
-            fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn digest(stderr: &str) -> String {
-    stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("digest").map(|d| d.trim().to_owned()))
-        .unwrap_or_else(|| panic!("no digest in:\n{stderr}"))
 }
 
 /// The release's HTTP answer, from a container with PORT and the secret set.
@@ -349,7 +326,10 @@ fn the_step_cache_keeps_dependencies_until_the_lockfile_changes() {
     // Nothing changed: every step cached, the same image.
     let again = checkout.build_ok(&[]);
     assert!(again.contains("12 of 12 steps cached, 0 run"), "{again}");
-    assert_eq!(digest(&first), digest(&again));
+    assert_eq!(
+        base_common::summary_digest(&first),
+        base_common::summary_digest(&again)
+    );
 
     // A source change: the dependency steps stay cached, the stamp with them.
     let file = checkout.path().join("lib/hello/handler.ex");
@@ -402,7 +382,7 @@ fn two_fresh_clones_give_the_same_digest() {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
     }
     let out = |c: &Checkout| format!("type=oci,dest={}", c.cache.join("out").display());
-    let da = digest(&a.build_ok(&["--output", &out(&a)]));
-    let db = digest(&b.build_ok(&["--output", &out(&b)]));
+    let da = base_common::summary_digest(&a.build_ok(&["--output", &out(&a)]));
+    let db = base_common::summary_digest(&b.build_ok(&["--output", &out(&b)]));
     assert_eq!(da, db);
 }

@@ -188,6 +188,32 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// The `digest` line of a build's summary on standard error.
+pub fn summary_digest(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("digest").map(|d| d.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no digest in:\n{stderr}"))
+}
+
+/// Copies a project tree as a fresh clone would have it: without the `_build` and `deps`
+/// directories a local `mix` run may have left.
+pub fn copy_checkout(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if matches!(entry.file_name().to_str(), Some("_build" | "deps")) {
+                continue;
+            }
+            std::fs::create_dir_all(&target).unwrap();
+            copy_checkout(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// A fresh temporary directory, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
