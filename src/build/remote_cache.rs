@@ -784,9 +784,7 @@ fn extract_layers(
 /// An engine image plus cached layers, as a docker archive needs it: the engine's layers
 /// are listed (by diff_id) but never read, since the load leaves them out.
 struct OnEngine {
-    raw_manifest: Vec<u8>,
-    manifest: ImageManifest,
-    raw_config: Vec<u8>,
+    parts: oci::ImageParts,
     blobs: HashMap<Digest, (PathBuf, u64)>,
 }
 
@@ -818,43 +816,31 @@ impl OnEngine {
         let mut doc = oci::ImageConfig::new(platform, epoch)?;
         config::apply_to_oci(stage_config, &[], &mut doc)?;
         doc.set_diff_ids(&diff_ids);
-        let raw_config = doc.to_json();
-        let config_descriptor = oci::manifest::descriptor(
-            MediaType::ImageConfig,
-            oci::sha256_digest(&raw_config),
-            raw_config.len() as u64,
-        )?;
-        let (manifest, raw_manifest) =
-            oci::manifest::build_manifest(config_descriptor, descriptors)?;
-        Ok(OnEngine {
-            raw_manifest,
-            manifest,
-            raw_config,
-            blobs,
-        })
+        let parts = oci::ImageParts::oci(MediaType::ImageConfig, doc.to_json(), descriptors)?;
+        Ok(OnEngine { parts, blobs })
     }
 }
 
 impl Image for OnEngine {
     fn raw_manifest(&self) -> &[u8] {
-        &self.raw_manifest
+        &self.parts.raw_manifest
     }
 
     fn manifest_media_type(&self) -> &str {
-        MediaType::ImageManifest.as_ref()
+        &self.parts.media_type
     }
 
     fn manifest(&self) -> &ImageManifest {
-        &self.manifest
+        &self.parts.manifest
     }
 
     fn raw_config(&self) -> &[u8] {
-        &self.raw_config
+        &self.parts.raw_config
     }
 
     fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        if digest == self.manifest.config().digest() {
-            return Ok(Box::new(io::Cursor::new(self.raw_config.clone())));
+        if let Some(config) = self.parts.config_blob(digest) {
+            return Ok(config);
         }
         let (path, size) = self.blobs.get(digest).ok_or_else(|| {
             io::Error::new(

@@ -19,9 +19,10 @@ use super::image::Image;
 use super::layer::WrittenLayer;
 use super::manifest::{build_manifest, descriptor, oci_layer_media_type};
 
-/// The manifest and config of an image, parsed once.
+/// The manifest and config of an image, parsed once: what every [`Image`] implementation
+/// answers its manifest and config questions from.
 #[derive(Debug, Clone)]
-pub(crate) struct ImageParts {
+pub struct ImageParts {
     pub raw_manifest: Vec<u8>,
     pub manifest: ImageManifest,
     pub media_type: String,
@@ -31,9 +32,18 @@ pub(crate) struct ImageParts {
 impl ImageParts {
     /// An OCI manifest for `config` and `layers`.
     fn build(config: &ImageConfig, layers: Vec<oci_spec::image::Descriptor>) -> Result<Self> {
-        let raw_config = config.to_json();
+        Self::oci(MediaType::ImageConfig, config.to_json(), layers)
+    }
+
+    /// An OCI image manifest whose config blob is `raw_config` of `config_media_type`
+    /// (an image config, or another artifact's, as the step cache's index).
+    pub fn oci(
+        config_media_type: MediaType,
+        raw_config: Vec<u8>,
+        layers: Vec<oci_spec::image::Descriptor>,
+    ) -> Result<Self> {
         let config_descriptor = descriptor(
-            MediaType::ImageConfig,
+            config_media_type,
             sha256_digest(&raw_config),
             raw_config.len() as u64,
         )?;

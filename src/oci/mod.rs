@@ -28,7 +28,7 @@ mod source;
 mod transport;
 mod validate;
 
-pub use assembled::{AssembledImage, append_layers, scratch};
+pub use assembled::{AssembledImage, ImageParts, append_layers, scratch};
 pub use blobs::BlobStore;
 pub use config::{Healthcheck, ImageConfig, rfc3339};
 pub use digest::{HashingReader, HashingWriter, VerifyingReader, sha256_digest};

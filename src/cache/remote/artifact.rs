@@ -17,21 +17,13 @@ pub const LAYOUT_REF_NAME: &str = "imgbuild-cache";
 
 /// A cache ready to be written: manifest, index and the blob store holding its layers.
 pub struct CacheArtifact {
-    raw_manifest: Vec<u8>,
-    manifest: ImageManifest,
-    raw_config: Vec<u8>,
+    parts: oci::ImageParts,
     blobs: oci::BlobStore,
 }
 
 impl CacheArtifact {
     /// The manifest of `index`, whose layers are read from `blobs` when written.
     pub fn new(index: &CacheIndex, blobs: oci::BlobStore) -> oci::Result<CacheArtifact> {
-        let raw_config = oci::canonical_json(index);
-        let config = oci::manifest::descriptor(
-            MediaType::Other(INDEX_MEDIA_TYPE.to_owned()),
-            oci::sha256_digest(&raw_config),
-            raw_config.len() as u64,
-        )?;
         let layers = index
             .layers()
             .into_iter()
@@ -42,18 +34,18 @@ impl CacheArtifact {
                 oci::manifest::descriptor(MediaType::from(l.media_type.as_str()), digest, l.size)
             })
             .collect::<oci::Result<Vec<Descriptor>>>()?;
-        let (manifest, raw_manifest) = oci::manifest::build_manifest(config, layers)?;
-        Ok(CacheArtifact {
-            raw_manifest,
-            manifest,
-            raw_config,
-            blobs,
-        })
+        let parts = oci::ImageParts::oci(
+            MediaType::Other(INDEX_MEDIA_TYPE.to_owned()),
+            oci::canonical_json(index),
+            layers,
+        )?;
+        Ok(CacheArtifact { parts, blobs })
     }
 
     /// The digests of the layers not in the local blob store.
     pub fn missing_blobs(&self) -> Vec<&Descriptor> {
-        self.manifest
+        self.parts
+            .manifest
             .layers()
             .iter()
             .filter(|d| !self.blobs.contains(d.digest()))
@@ -80,26 +72,32 @@ pub fn check_manifest(manifest: &ImageManifest) -> Result<(), String> {
 
 impl Image for CacheArtifact {
     fn raw_manifest(&self) -> &[u8] {
-        &self.raw_manifest
+        &self.parts.raw_manifest
     }
 
     fn manifest_media_type(&self) -> &str {
-        MediaType::ImageManifest.as_ref()
+        &self.parts.media_type
     }
 
     fn manifest(&self) -> &ImageManifest {
-        &self.manifest
+        &self.parts.manifest
     }
 
     fn raw_config(&self) -> &[u8] {
-        &self.raw_config
+        &self.parts.raw_config
     }
 
     fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        if digest == self.manifest.config().digest() {
-            return Ok(Box::new(io::Cursor::new(self.raw_config.clone())));
+        if let Some(config) = self.parts.config_blob(digest) {
+            return Ok(config);
         }
-        let Some(layer) = self.manifest.layers().iter().find(|d| d.digest() == digest) else {
+        let Some(layer) = self
+            .parts
+            .manifest
+            .layers()
+            .iter()
+            .find(|d| d.digest() == digest)
+        else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{digest} is not a blob of the cache"),
