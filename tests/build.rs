@@ -118,6 +118,9 @@ fn build_run_rebuild_and_explain_misses() {
     fs::write(project.path().join("lib/a.txt"), "source b\n").unwrap();
     let third = project.build_ok(&["-t", &tag]);
     assert!(third.contains("cache miss: lib/a.txt changed"), "{third}");
+    // The engine has the previous image under the tag: only the layers from the changed
+    // `COPY --from=build /out.txt` on (that one and the stamp's after it) are sent again.
+    assert!(third.contains("engine (2 of "), "{third}");
     assert_eq!(run_image(&tag, &[]), "dep 1\nsource b\n");
     assert_eq!(run_image(&tag, &["cat", "/app/deps-stamp"]), stamp);
 

@@ -457,6 +457,15 @@ impl Builder {
     async fn publish(&self, image: Arc<dyn Image>) -> anyhow::Result<()> {
         let mut known: Vec<String> = lock(&self.loaded).values().cloned().collect();
         known.extend(lock(&self.stages).values().map(|s| s.image.clone()));
+        // The image the tags name now (the previous build, usually): it shares the base
+        // layers the packaging stage never loads, so a rebuild sends only its new layers.
+        known.extend(
+            self.request
+                .publish
+                .tags
+                .iter()
+                .map(|t| oci::with_default_tag(t)),
+        );
         let deps = SinkDeps {
             engine: self.engine.clone(),
             registry: Some(self.registry.clone()),
