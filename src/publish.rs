@@ -173,7 +173,11 @@ impl EngineSink {
             .await
             .context("loading the image into the engine")?;
         Ok(Published {
-            destination: format!("engine ({sent} of {total} layers sent, the others were there)"),
+            destination: if sent == total {
+                format!("engine (all {total} layers sent)")
+            } else {
+                format!("engine ({sent} of {total} layers sent; the engine had the others)")
+            },
             ..published
         })
     }
