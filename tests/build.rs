@@ -458,3 +458,48 @@ fn independent_stages_run_at_the_same_time() {
     );
     support::docker_ok(["rmi", tag.as_str()]);
 }
+
+#[test]
+fn copy_heredocs_in_a_build_stage_and_the_packaging_stage() {
+    let project = Project::new(
+        "\
+FROM BUSYBOX AS build
+COPY <<EOF /etc/greeting
+hello from the build stage
+EOF
+RUN cat /etc/greeting > /out.txt
+
+FROM BUSYBOX
+WORKDIR /app
+COPY --from=build /out.txt ./
+COPY <<EOF /app/
+from the packaging stage
+EOF
+COPY <<EOF <<OTHER /docs/
+one
+EOF
+two
+OTHER
+",
+        &[],
+    );
+    let tag = support::unique_name("heredocs");
+    project.build_ok(&["-t", &tag]);
+    assert_eq!(
+        run_image(&tag, &["cat", "/app/out.txt"]),
+        "hello from the build stage\n"
+    );
+    assert_eq!(
+        run_image(&tag, &["cat", "/app/EOF"]),
+        "from the packaging stage\n"
+    );
+    assert_eq!(
+        run_image(&tag, &["cat", "/docs/EOF", "/docs/OTHER"]),
+        "one\ntwo\n"
+    );
+    assert_eq!(
+        run_image(&tag, &["stat", "-c", "%a %u", "/app/EOF"]),
+        "644 0\n"
+    );
+    support::docker_ok(["rmi", tag.as_str()]);
+}

@@ -18,6 +18,7 @@ use anyhow::{Context as _, bail};
 use crate::context::{Entry, EntryKind, Selection};
 use crate::error::InputError;
 use crate::oci::layer::Ownership;
+use crate::plan::dispatch::CopyStep;
 
 /// Owners and modes a COPY sets (`--chown`, `--chmod`); `None` keeps the source's.
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,6 +91,31 @@ impl<W: Write> TarOut<W> {
     pub fn finish(self) -> io::Result<W> {
         self.builder.into_inner()
     }
+}
+
+/// Writes the heredoc files of `COPY <<EOF DEST` (owned by root, mode 0644): into DEST
+/// when it ends in `/` or is an existing directory, else as DEST itself.
+pub fn write_inline_files<W: Write>(
+    out: &mut TarOut<W>,
+    copy: &CopyStep,
+    dest_exists: bool,
+) -> io::Result<()> {
+    let dest = copy.dest.trim_end_matches('/');
+    for doc in &copy.inline {
+        let target = if copy.dest.ends_with('/') || dest_exists {
+            format!("{dest}/{}", doc.name)
+        } else {
+            dest.to_owned()
+        };
+        out.file(
+            &target,
+            0o644,
+            Ownership::ROOT,
+            doc.data.len() as u64,
+            doc.data.as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Tar names are relative: `/app/x` → `app/x`.

@@ -8,7 +8,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use futures_util::StreamExt;
 
-use super::archive::{CopyFromPlan, Overrides, TarOut, write_copy_from, write_selection};
+use super::archive::{
+    CopyFromPlan, Overrides, TarOut, write_copy_from, write_inline_files, write_selection,
+};
 use super::mounts::{self, MountContext, MountGuards};
 use std::sync::atomic::Ordering;
 
@@ -570,11 +572,6 @@ impl Builder {
             }
         };
         let dest_exists = stat_dir(copy.dest.trim_end_matches('/').to_owned()).await;
-        let dest = if copy.dest == "/" {
-            "/".to_owned()
-        } else {
-            copy.dest.trim_end_matches('/').to_owned()
-        };
         match &copy.from {
             CopyFrom::Context => {
                 if !copy.sources.is_empty() {
@@ -606,20 +603,7 @@ impl Builder {
                 }
             }
         }
-        for doc in &copy.inline {
-            let target = if copy.dest.ends_with('/') || dest_exists {
-                format!("{dest}/{}", doc.name)
-            } else {
-                dest.clone()
-            };
-            out.file(
-                &target,
-                0o644,
-                Ownership::ROOT,
-                doc.data.len() as u64,
-                doc.data.as_bytes(),
-            )?;
-        }
+        write_inline_files(&mut out, copy, dest_exists)?;
         let mut spool = out
             .finish()?
             .into_inner()

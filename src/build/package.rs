@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 
-use super::archive::{Overrides, TarOut, write_selection};
+use super::archive::{Overrides, TarOut, write_inline_files, write_selection};
 use super::engine_stage::{CopyFromTarget, StepFailed, copy_from_image};
 use super::image_fs::{ImageFs, Kind};
 use super::remote_cache::{UsedResult, UsedStep, layer_record};
@@ -25,7 +25,7 @@ use crate::cache::StepRecord;
 use crate::cache::remote::StepKind as CachedKind;
 use crate::oci::layer::{EntryMeta, Ownership, resolve_chown};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
-use crate::plan::dispatch::{CopyFrom, CopyStep, StagePlan, Step, StepKind};
+use crate::plan::dispatch::{CopyFrom, StagePlan, Step, StepKind};
 
 /// The image a stage's packaging starts from.
 pub(super) struct PackageBase {
@@ -259,36 +259,12 @@ impl Builder {
                         }
                     }
                 }
-                self.add_inline(&mut tar, copy, dest_exists)?;
+                write_inline_files(&mut tar, copy, dest_exists)?;
                 self.write_tar_layer(tar, fs).map(Some)
             }
             // A target stage with RUN steps is built in the engine (see `Builder::run`).
             StepKind::Run(_) => Err(anyhow::anyhow!("a RUN step cannot be written directly")),
         }
-    }
-
-    fn add_inline(
-        &self,
-        tar: &mut TarOut<BufWriter<std::fs::File>>,
-        copy: &CopyStep,
-        dest_exists: bool,
-    ) -> anyhow::Result<()> {
-        let dest = copy.dest.trim_end_matches('/');
-        for doc in &copy.inline {
-            let target = if copy.dest.ends_with('/') || dest_exists {
-                format!("{dest}/{}", doc.name)
-            } else {
-                dest.to_owned()
-            };
-            tar.file(
-                &target,
-                0o644,
-                Ownership::ROOT,
-                doc.data.len() as u64,
-                doc.data.as_bytes(),
-            )?;
-        }
-        Ok(())
     }
 
     fn mtime(&self) -> u64 {
