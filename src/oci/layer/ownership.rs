@@ -18,8 +18,8 @@ impl Ownership {
 /// against the contents of the image's `/etc/passwd` and `/etc/group` (`None` when the
 /// image has no such file).
 ///
-/// As in Docker, a user given without a group also gives the group: the same number as
-/// the uid, whether the user was named or numeric.
+/// As in BuildKit, a user given without a group also gives the group: a named user's
+/// primary group (the gid field of its `/etc/passwd` line), a numeric uid the same number.
 pub fn resolve_chown(
     spec: &str,
     passwd: Option<&str>,
@@ -34,26 +34,43 @@ pub fn resolve_chown(
             "`--chown={spec}` is not an owner: expected user, user:group, uid or uid:gid"
         )));
     }
-    let uid = lookup(user, passwd, "user", "/etc/passwd", 2)?;
+    let (uid, primary) = lookup(user, passwd, "user", "/etc/passwd")?;
     let gid = match grp {
-        Some(g) => lookup(g, group, "group", "/etc/group", 2)?,
-        None => uid,
+        Some(g) => lookup(g, group, "group", "/etc/group")?.0,
+        None => primary,
     };
     Ok(Ownership { uid, gid })
 }
 
-/// A number, or the id field (index `id_field` of a `:`-separated line) of the entry named
-/// `name` in a passwd/group file.
+/// The owner of what a `WORKDIR` creates: the stage's `USER` (`user[:group]`) looked up as
+/// BuildKit looks it up, where a name the image does not know (or an image without the
+/// file) counts as id 0 instead of failing the build.
+pub fn resolve_user(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Ownership {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, primary) = lookup(user, passwd, "user", "/etc/passwd").unwrap_or((0, 0));
+    let gid = match grp {
+        Some(g) => lookup(g, group, "group", "/etc/group").map_or(primary, |ids| ids.0),
+        None => primary,
+    };
+    Ownership { uid, gid }
+}
+
+/// A number (given as both ids), or the id and the group id (fields 2 and 3 of a
+/// `:`-separated line; a group line's field 3 is its member list, and unused) of the entry
+/// named `name` in a passwd/group file.
 fn lookup(
     name: &str,
     file: Option<&str>,
     kind: &str,
     file_name: &str,
-    id_field: usize,
-) -> Result<u64, InputError> {
+) -> Result<(u64, u64), InputError> {
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return name
             .parse()
+            .map(|id| (id, id))
             .map_err(|_| InputError::new(format!("{kind} id `{name}` in --chown is too large")));
     }
     let Some(contents) = file else {
@@ -74,14 +91,16 @@ fn lookup(
             "create the {kind} in an earlier stage of the image, or use a numeric id"
         )));
     };
-    fields
-        .get(id_field)
-        .and_then(|id| id.trim().parse().ok())
-        .ok_or_else(|| {
-            InputError::new(format!(
-                "the image's {file_name} has a malformed entry for {kind} `{name}`"
-            ))
-        })
+    let id = |field: usize| fields.get(field).and_then(|id| id.trim().parse().ok());
+    let malformed = || {
+        InputError::new(format!(
+            "the image's {file_name} has a malformed entry for {kind} `{name}`"
+        ))
+    };
+    let first = id(2).ok_or_else(malformed)?;
+    // Only a passwd line's primary group is used; a group line has members there.
+    let second = id(3).unwrap_or(first);
+    Ok((first, second))
 }
 
 /// Parses a `--chmod` value: an octal mode of at most four digits (e.g. `755`, `0644`,
@@ -115,17 +134,53 @@ mod tests {
     }
 
     #[test]
-    fn user_alone_uses_the_uid_as_gid_like_docker() {
+    fn a_named_user_alone_gives_its_primary_group_like_buildkit() {
         let o = resolve_chown("app", Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!(
             o,
             Ownership {
                 uid: 1000,
-                gid: 1000
+                gid: 1001
             }
         );
+        // A numeric uid alone is also the gid.
         let o = resolve_chown("42", None, None).unwrap();
         assert_eq!(o, Ownership { uid: 42, gid: 42 });
+        // Debian's `_apt` (42, primary group nogroup).
+        let debian = "_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n";
+        let o = resolve_chown("_apt", Some(debian), None).unwrap();
+        assert_eq!(
+            o,
+            Ownership {
+                uid: 42,
+                gid: 65534
+            }
+        );
+    }
+
+    #[test]
+    fn workdir_users_unknown_to_the_image_are_root_like_buildkit() {
+        let o = resolve_user("app:staff", Some(PASSWD), Some(GROUP));
+        assert_eq!(o, Ownership { uid: 1000, gid: 50 });
+        assert_eq!(
+            resolve_user("app", Some(PASSWD), Some(GROUP)),
+            Ownership {
+                uid: 1000,
+                gid: 1001
+            }
+        );
+        assert_eq!(resolve_user("ghost", Some(PASSWD), None), Ownership::ROOT);
+        assert_eq!(
+            resolve_user("app:ghosts", Some(PASSWD), Some(GROUP)),
+            Ownership {
+                uid: 1000,
+                gid: 1001
+            }
+        );
+        assert_eq!(
+            resolve_user("7:8", None, None),
+            Ownership { uid: 7, gid: 8 }
+        );
     }
 
     #[test]
