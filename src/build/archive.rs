@@ -15,6 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
+use super::image_fs::{Node, Resolved};
 use crate::context::{Entry, EntryKind, Selection};
 use crate::error::InputError;
 use crate::oci::layer::Ownership;
@@ -33,13 +34,85 @@ pub struct Overrides {
 pub struct TarOut<W: Write> {
     builder: tar::Builder<W>,
     overrides: Overrides,
+    /// The COPY's destination as written and where it really is in the image (its
+    /// symlinks followed): paths under the first are written under the second.
+    redirect: Option<(String, String)>,
+}
+
+/// Where a COPY writes: its destination resolved through the image's symlinks, as BuildKit
+/// resolves it (`COPY x /bin/x` on a merged-/usr image writes `/usr/bin/x`; `COPY tz
+/// /etc/localtime` writes the file the link points to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyDest {
+    /// The destination as written, cleaned (no trailing `/` but for the root).
+    pub written: String,
+    /// `written` with every symlink followed.
+    pub real: String,
+    /// `real` is an existing directory.
+    pub is_dir: bool,
+    /// The directories the COPY creates above what it copies (BuildKit's `MkdirAll` of the
+    /// destination's parent, or of the destination itself when written with a trailing
+    /// `/`), top down.
+    pub creates: Vec<String>,
+}
+
+impl CopyDest {
+    /// `dest` as a COPY writes it (a trailing `/` means a directory), resolved to `resolved`.
+    pub fn new(dest: &str, resolved: Resolved) -> CopyDest {
+        let mut creates = resolved.missing;
+        if !dest.ends_with('/') {
+            // The destination itself is made by what is copied: a file, or a directory
+            // whose entry the writers add.
+            creates.pop();
+        }
+        CopyDest {
+            written: crate::context::clean_dest(dest),
+            is_dir: resolved.node == Some(Node::Dir),
+            real: resolved.path,
+            creates,
+        }
+    }
+
+    /// The directories the COPY creates, 0755 (or `--chmod`) and owned by `--chown` or root,
+    /// as BuildKit creates them; then paths under the destination are written under its
+    /// real path.
+    pub fn start<W: Write>(&self, out: &mut TarOut<W>) -> io::Result<()> {
+        for dir in &self.creates {
+            out.dir(dir, 0o755, Ownership::ROOT)?;
+        }
+        if self.written != self.real {
+            out.redirect = Some((self.written.clone(), self.real.clone()));
+        }
+        Ok(())
+    }
 }
 
 impl<W: Write> TarOut<W> {
     pub fn new(out: W, overrides: Overrides) -> Self {
         let mut builder = tar::Builder::new(out);
         builder.mode(tar::HeaderMode::Deterministic);
-        TarOut { builder, overrides }
+        TarOut {
+            builder,
+            overrides,
+            redirect: None,
+        }
+    }
+
+    /// The tar name of image path `path`: relative, redirected through the destination's
+    /// symlinks.
+    fn name(&self, path: &str) -> String {
+        if let Some((from, to)) = &self.redirect {
+            let rest = if from == "/" {
+                Some(path)
+            } else {
+                path.strip_prefix(from.as_str())
+                    .filter(|r| r.is_empty() || r.starts_with('/'))
+            };
+            if let Some(rest) = rest {
+                return relative(&format!("{}/{}", to.trim_end_matches('/'), rest)).to_owned();
+            }
+        }
+        relative(path).to_owned()
     }
 
     fn header(&self, kind: tar::EntryType, mode: u32, owner: Ownership, size: u64) -> tar::Header {
@@ -62,7 +135,7 @@ impl<W: Write> TarOut<W> {
     pub fn dir(&mut self, path: &str, mode: u32, owner: Ownership) -> io::Result<()> {
         let mut h = self.header(tar::EntryType::Directory, mode, owner, 0);
         self.builder
-            .append_data(&mut h, relative(path), io::empty())
+            .append_data(&mut h, self.name(path), io::empty())
     }
 
     pub fn file(
@@ -74,18 +147,26 @@ impl<W: Write> TarOut<W> {
         data: impl Read,
     ) -> io::Result<()> {
         let mut h = self.header(tar::EntryType::Regular, mode, owner, size);
-        self.builder.append_data(&mut h, relative(path), data)
+        self.builder.append_data(&mut h, self.name(path), data)
     }
 
     pub fn symlink(&mut self, path: &str, target: &str, owner: Ownership) -> io::Result<()> {
         let mut h = self.header(tar::EntryType::Symlink, 0o777, owner, 0);
-        self.builder.append_link(&mut h, relative(path), target)
+        self.builder.append_link(&mut h, self.name(path), target)
     }
 
-    pub fn hardlink(&mut self, path: &str, target: &str, owner: Ownership) -> io::Result<()> {
-        let mut h = self.header(tar::EntryType::Link, 0o644, owner, 0);
-        self.builder
-            .append_link(&mut h, relative(path), relative(target))
+    /// A hard link to `target`. Its header carries the target's `mode` and owner: the
+    /// engine's extraction applies a link's header to the inode it shares.
+    pub fn hardlink(
+        &mut self,
+        path: &str,
+        target: &str,
+        mode: u32,
+        owner: Ownership,
+    ) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Link, mode, owner, 0);
+        let target = self.name(target);
+        self.builder.append_link(&mut h, self.name(path), target)
     }
 
     pub fn finish(self) -> io::Result<W> {
@@ -160,7 +241,7 @@ fn write_entry<W: Write>(
             out.file(&entry.target, entry.mode, root, *size, data.take(*size))?;
         }
         EntryKind::Symlink { target } => out.symlink(&entry.target, target, root)?,
-        EntryKind::Hardlink { target } => out.hardlink(&entry.target, target, root)?,
+        EntryKind::Hardlink { target } => out.hardlink(&entry.target, target, entry.mode, root)?,
         EntryKind::Archive => {
             let reader = open_archive(&entry.source)?;
             extract_archive_into(out, reader, &entry.target)?;
@@ -385,7 +466,7 @@ fn copy_entry<W: Write, R: Read>(
         tar::EntryType::Symlink => out.symlink(target, &link_name(&entry), owner)?,
         tar::EntryType::Link => {
             let linked = link_target(&link_name(&entry))?;
-            out.hardlink(target, &linked, owner)?;
+            out.hardlink(target, &linked, mode, owner)?;
         }
         // Device nodes, FIFOs and the like are not copied: an image gets its devices from
         // the runtime, and a build never needs to make one.
@@ -492,7 +573,8 @@ mod tests {
             [
                 ("app/bin".to_string(), 65534, 0o750, String::new()),
                 ("app/bin/x".into(), 65534, 0o750, String::new()),
-                ("app/y".into(), 65534, 0o644, "app/bin/x".into()),
+                // A hard link carries its file's mode: the engine applies it to the shared inode.
+                ("app/y".into(), 65534, 0o750, "app/bin/x".into()),
                 ("app/l".into(), 65534, 0o777, "bin/x".into()),
             ]
         );

@@ -2,6 +2,7 @@
 //! image, each COPY as a tar uploaded into a container, each WORKDIR as a directory, and the
 //! container committed after every step. Containers are always removed.
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
 
@@ -9,8 +10,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 
 use super::archive::{
-    CopyFromPlan, Overrides, TarOut, write_copy_from, write_inline_files, write_selection,
+    CopyDest, CopyFromPlan, Overrides, TarOut, write_copy_from, write_inline_files, write_selection,
 };
+use super::image_fs::{self, Node, Resolution, ResolveError, Resolved};
 use super::mounts::{self, MountContext, MountGuards};
 use std::sync::atomic::Ordering;
 
@@ -21,7 +23,7 @@ use crate::cache::StepRecord;
 use crate::cache::remote::StepKind as CachedKind;
 use crate::engine::{self, Container, Mount, RunSpec};
 use crate::error::InputError;
-use crate::oci::layer::{Ownership, resolve_chown};
+use crate::oci::layer::{Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, DockerArchiveOptions};
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
 
@@ -434,40 +436,64 @@ impl Builder {
             }
             StepKind::Mkdir { path, user } => {
                 let container = engine.create(&RunSpec::new(image, ["true"])).await?;
-                let exists = engine
-                    .stat(&container, path)
-                    .await
-                    .map(|s| s.is_dir())
-                    .unwrap_or(false);
-                if exists {
-                    engine.remove(container).await?;
-                    return Ok(image.to_owned());
-                }
-                let owner = match user.as_str() {
-                    "" => Ownership::ROOT,
-                    u => {
-                        let (passwd, group) = read_accounts(&engine, &container).await;
-                        resolve_chown(u, passwd.as_deref(), group.as_deref())?
+                let made = self.mkdir_in(&container, path, user).await;
+                match made {
+                    Ok(true) => Ok(engine.commit_and_remove(container, &commit_config).await?),
+                    Ok(false) => {
+                        engine.remove(container).await?;
+                        Ok(image.to_owned())
                     }
-                };
-                let mut out = TarOut::new(
-                    Vec::new(),
-                    Overrides {
-                        owner: Some(owner),
-                        chmod: None,
-                        mtime: self.epoch().max(0) as u64,
-                    },
-                );
-                out.dir(path, 0o755, owner)?;
-                let tar = out.finish()?;
-                let uploaded = engine.upload(&container, "/", tar).await;
-                if let Err(e) = uploaded {
-                    let _ = engine.remove(container).await;
-                    return Err(e.into());
+                    Err(e) => {
+                        let _ = engine.remove(container).await;
+                        Err(e)
+                    }
                 }
-                Ok(engine.commit_and_remove(container, &commit_config).await?)
             }
         }
+    }
+
+    /// WORKDIR's `mkdir -p` in `container`, each directory it creates owned by the USER;
+    /// `false` when the directory was there.
+    async fn mkdir_in(
+        &self,
+        container: &Container,
+        path: &str,
+        user: &str,
+    ) -> anyhow::Result<bool> {
+        let engine = self.engine()?;
+        let resolved = resolve_in_container(engine, container, path)
+            .await?
+            .map_err(|e| InputError::new(format!("WORKDIR {path}: {e}")))?;
+        if resolved.missing.is_empty() {
+            return match resolved.node {
+                Some(Node::Dir) => Ok(false),
+                _ => Err(InputError::new(format!(
+                    "WORKDIR {path}: `{}` exists in the image and is not a directory",
+                    resolved.path
+                ))
+                .into()),
+            };
+        }
+        let owner = match user {
+            "" => Ownership::ROOT,
+            u => {
+                let (passwd, group) = read_accounts(engine, container).await;
+                resolve_user(u, passwd.as_deref(), group.as_deref())
+            }
+        };
+        let mut out = TarOut::new(
+            Vec::new(),
+            Overrides {
+                owner: Some(owner),
+                chmod: None,
+                mtime: self.epoch().max(0) as u64,
+            },
+        );
+        for dir in &resolved.missing {
+            out.dir(dir, 0o755, owner)?;
+        }
+        engine.upload(container, "/", out.finish()?).await?;
+        Ok(true)
     }
 
     /// The container a RUN runs in, and what must outlive it (secret files, locks).
@@ -561,17 +587,12 @@ impl Builder {
                 mtime,
             },
         );
-        let stat_dir = |path: String| {
-            let engine = engine.clone();
-            async move {
-                engine
-                    .stat(container, &path)
-                    .await
-                    .map(|s| s.is_dir())
-                    .unwrap_or(false)
-            }
-        };
-        let dest_exists = stat_dir(copy.dest.trim_end_matches('/').to_owned()).await;
+        let resolved = resolve_in_container(&engine, container, &copy.dest)
+            .await?
+            .map_err(|e| InputError::new(format!("{}: {e}", step.display)))?;
+        let dest = CopyDest::new(&copy.dest, resolved);
+        dest.start(&mut out)?;
+        let dest_exists = dest.is_dir;
         match &copy.from {
             CopyFrom::Context => {
                 if !copy.sources.is_empty() {
@@ -715,6 +736,35 @@ fn parent(path: &str) -> &str {
     match path.trim_end_matches('/').rsplit_once('/') {
         Some(("", _)) | None => "/",
         Some((dir, _)) => dir,
+    }
+}
+
+/// `path` resolved through the symlinks of `container`'s file system (see
+/// [`image_fs::resolve`]), asking the engine about each component once. The inner error is
+/// the user's (a file where a directory is needed, a link loop).
+async fn resolve_in_container(
+    engine: &engine::Engine,
+    container: &Container,
+    path: &str,
+) -> anyhow::Result<Result<Resolved, ResolveError>> {
+    let mut known: HashMap<String, Option<Node>> = HashMap::new();
+    loop {
+        let resolution = image_fs::resolve(path, true, &mut |p| known.get(p).cloned());
+        let needed = match resolution {
+            Ok(Resolution::Done(resolved)) => return Ok(Ok(resolved)),
+            Ok(Resolution::Need(needed)) => needed,
+            Err(e) => return Ok(Err(e)),
+        };
+        // The engine's stat resolves symlinks above the path (all real directories here)
+        // and gives a link's target fully resolved, as an absolute path.
+        let node = match engine.stat(container, &needed).await {
+            Ok(stat) if stat.is_symlink() => Some(Node::Symlink(stat.link_target)),
+            Ok(stat) if stat.is_dir() => Some(Node::Dir),
+            Ok(_) => Some(Node::Other),
+            Err(engine::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        known.insert(needed, node);
     }
 }
 

@@ -41,6 +41,8 @@ pub struct FileMeta {
 pub struct ImageFs {
     entries: HashMap<String, FileMeta>,
     files: HashMap<String, Vec<u8>>,
+    /// Symlink targets, as stored: writes go through the image's links, as in a container.
+    links: HashMap<String, String>,
 }
 
 impl ImageFs {
@@ -68,7 +70,8 @@ impl ImageFs {
         image: &dyn Image,
         cache_dir: &std::path::Path,
     ) -> anyhow::Result<ImageFs> {
-        let dir = cache_dir.join("fs-index-v1");
+        // v2: symlink targets are kept.
+        let dir = cache_dir.join("fs-index-v2");
         let path = dir.join(format!("{}.json", image.digest().digest()));
         if let Ok(bytes) = std::fs::read(&path)
             && let Ok(fs) = serde_json::from_slice::<ImageFs>(&bytes)
@@ -93,6 +96,7 @@ impl ImageFs {
         let mut hidden: Vec<String> = Vec::new();
         let mut opaque: Vec<String> = Vec::new();
         let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut links: Vec<(String, String)> = Vec::new();
         for entry in archive.entries()? {
             let mut entry = entry?;
             let raw = entry.path_bytes().into_owned();
@@ -131,6 +135,11 @@ impl ImageFs {
                 entry.read_to_end(&mut data)?;
                 contents.push((path.clone(), data));
             }
+            if kind == Kind::Symlink
+                && let Some(target) = entry.link_name_bytes()
+            {
+                links.push((path.clone(), String::from_utf8_lossy(&target).into_owned()));
+            }
             added.push((path, meta));
         }
         for dir in opaque {
@@ -141,6 +150,7 @@ impl ImageFs {
             };
             self.entries.retain(|p, _| !p.starts_with(&prefix));
             self.files.retain(|p, _| !p.starts_with(&prefix));
+            self.links.retain(|p, _| !p.starts_with(&prefix));
         }
         for path in hidden {
             self.remove_tree(&path);
@@ -151,11 +161,30 @@ impl ImageFs {
                 self.remove_tree(&path);
             }
             self.files.remove(&path);
+            self.links.remove(&path);
+            // A layer may leave out parents; extracting it creates them.
+            let mut parent = path.as_str();
+            while let Some((dir, _)) = parent.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
+                if self.entries.contains_key(dir) {
+                    break;
+                }
+                self.entries.insert(
+                    dir.to_owned(),
+                    FileMeta {
+                        kind: Kind::Dir,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                    },
+                );
+                parent = dir;
+            }
             self.entries.insert(path, meta);
         }
         for (path, data) in contents {
             self.files.insert(path, data);
         }
+        self.links.extend(links);
         Ok(())
     }
 
@@ -164,6 +193,8 @@ impl ImageFs {
         self.entries
             .retain(|p, _| p != path && !p.starts_with(&prefix));
         self.files
+            .retain(|p, _| p != path && !p.starts_with(&prefix));
+        self.links
             .retain(|p, _| p != path && !p.starts_with(&prefix));
     }
 
@@ -182,6 +213,31 @@ impl ImageFs {
 
     pub fn is_dir(&self, path: &str) -> bool {
         self.stat(path).is_some_and(|m| m.kind == Kind::Dir)
+    }
+
+    /// What [`resolve`] needs to know of one path (no parent of it is a symlink).
+    pub fn node(&self, path: &str) -> Option<Node> {
+        let meta = self.stat(path)?;
+        Some(match meta.kind {
+            Kind::Dir => Node::Dir,
+            Kind::Symlink => Node::Symlink(self.links.get(path).cloned().unwrap_or_default()),
+            Kind::File | Kind::Other => Node::Other,
+        })
+    }
+
+    /// `path` resolved through the image's symlinks, as a process in a container sees it.
+    pub fn resolve(&self, path: &str, follow_last: bool) -> Result<Resolved, ResolveError> {
+        match resolve(path, follow_last, &mut |p| Some(self.node(p))) {
+            Ok(Resolution::Done(resolved)) => Ok(resolved),
+            Ok(Resolution::Need(_)) => unreachable_need(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `path` is a directory once its symlinks are followed.
+    pub fn is_dir_followed(&self, path: &str) -> bool {
+        self.resolve(path, true)
+            .is_ok_and(|r| r.node == Some(Node::Dir))
     }
 
     /// `/etc/passwd` or `/etc/group` as text, if the image has them.
@@ -206,6 +262,145 @@ impl ImageFs {
             self.files.insert(path, data);
         }
     }
+}
+
+/// A path as [`resolve`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    /// A symlink and its target as stored (relative, or absolute in the image).
+    Symlink(String),
+    /// A file, device, FIFO…
+    Other,
+}
+
+/// A path resolved inside the image's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The real absolute path: no component of it is a symlink (but the last, when it was
+    /// not followed).
+    pub path: String,
+    /// What is at `path`; `None` when it does not exist.
+    pub node: Option<Node>,
+    /// The directories on the way that do not exist, top down, ending with `path` itself
+    /// when it does not exist: what `mkdir -p` would create.
+    pub missing: Vec<String>,
+}
+
+/// Why a path cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveError {
+    /// A component that is not a directory has more components after it.
+    NotADirectory(String),
+    /// More than 40 symlinks.
+    Loop(String),
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolveError::NotADirectory(p) => {
+                write!(f, "`{p}` in the image is not a directory")
+            }
+            ResolveError::Loop(p) => write!(f, "too many levels of symbolic links at `{p}`"),
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
+
+/// Where [`resolve`] got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Done(Resolved),
+    /// `probe` does not know this path yet: look it up and resolve again.
+    Need(String),
+}
+
+/// Linux's limit on the symlinks followed while resolving one path.
+const MAX_SYMLINKS: usize = 40;
+
+/// Resolves an absolute path through symlinks the way the kernel does inside a container
+/// (or BuildKit's `RootPath`): absolute link targets and `..` stay inside the root, every
+/// component is followed, the last one only when `follow_last`. `probe` tells what a path
+/// is (`Some(None)`: nothing there; `None`: not known yet, see [`Resolution::Need`]); it
+/// is asked only about paths whose parents are real directories.
+pub fn resolve(
+    path: &str,
+    follow_last: bool,
+    probe: &mut dyn FnMut(&str) -> Option<Option<Node>>,
+) -> Result<Resolution, ResolveError> {
+    let mut pending: std::collections::VecDeque<String> =
+        path.split('/').map(str::to_owned).collect();
+    let mut real: Vec<String> = Vec::new();
+    // Index in `real` of the first component that does not exist.
+    let mut missing_from: Option<usize> = None;
+    let mut node = Some(Node::Dir);
+    let mut followed = 0;
+    while let Some(component) = pending.pop_front() {
+        match component.as_str() {
+            "" | "." => continue,
+            ".." => {
+                real.pop();
+                if missing_from.is_some_and(|m| m >= real.len()) {
+                    missing_from = None;
+                }
+                node = Some(Node::Dir);
+                continue;
+            }
+            _ => {}
+        }
+        real.push(component);
+        if missing_from.is_some() {
+            node = None;
+            continue;
+        }
+        let current = format!("/{}", real.join("/"));
+        let Some(found) = probe(&current) else {
+            return Ok(Resolution::Need(current));
+        };
+        let last = pending.iter().all(|c| c.is_empty() || c == ".");
+        match found {
+            None => {
+                missing_from = Some(real.len() - 1);
+                node = None;
+            }
+            Some(Node::Symlink(target)) if follow_last || !last => {
+                followed += 1;
+                if followed > MAX_SYMLINKS {
+                    return Err(ResolveError::Loop(current));
+                }
+                real.pop();
+                if target.starts_with('/') {
+                    real.clear();
+                }
+                for part in target.rsplit('/') {
+                    pending.push_front(part.to_owned());
+                }
+                node = Some(Node::Dir);
+            }
+            Some(Node::Other) if !last => return Err(ResolveError::NotADirectory(current)),
+            found => node = found,
+        }
+    }
+    let missing = match missing_from {
+        Some(from) => (from..real.len())
+            .map(|n| format!("/{}", real.get(..=n).unwrap_or_default().join("/")))
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Resolution::Done(Resolved {
+        path: format!("/{}", real.join("/")),
+        node,
+        missing,
+    }))
+}
+
+/// [`ImageFs`] knows every path, so its probe never asks for more.
+fn unreachable_need() -> Result<Resolved, ResolveError> {
+    Err(ResolveError::Loop(
+        "(internal: a path the image's index lacks)".into(),
+    ))
 }
 
 /// `./usr/bin/` → `/usr/bin`; `..` components make a name unusable (skipped).
@@ -292,5 +487,85 @@ mod tests {
             .unwrap();
         assert_eq!(fs.text_file("/etc/passwd"), None);
         assert!(fs.is_dir("/"));
+    }
+
+    fn debian() -> ImageFs {
+        use tar::EntryType::{Directory as D, Regular as F};
+        let mut fs = ImageFs::default();
+        fs.apply_layer(
+            &layer(&[
+                ("usr/", D, 0, b""),
+                ("usr/bin/", D, 0, b""),
+                ("usr/lib/", D, 0, b""),
+                ("usr/share/zoneinfo/Etc/UTC", F, 0, b""),
+                ("etc/", D, 0, b""),
+                ("etc/hosts", F, 0, b""),
+            ])[..],
+        )
+        .unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, target) in [
+            ("bin", "usr/bin"),
+            ("lib", "/usr/lib"),
+            ("lib64", "lib"),
+            ("etc/localtime", "/usr/share/zoneinfo/Etc/UTC"),
+            ("loop", "loop"),
+            ("up", "../../../usr"),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        fs.apply_layer(&b.into_inner().unwrap()[..]).unwrap();
+        fs
+    }
+
+    #[test]
+    fn paths_resolve_through_the_images_symlinks() {
+        let fs = debian();
+        let r = fs.resolve("/bin/x", true).unwrap();
+        assert_eq!((r.path.as_str(), r.node), ("/usr/bin/x", None));
+        assert_eq!(r.missing, ["/usr/bin/x"]);
+        // Absolute targets stay in the root; chains of links are followed.
+        let r = fs.resolve("/lib64/a/b/", true).unwrap();
+        assert_eq!(r.path, "/usr/lib/a/b");
+        assert_eq!(r.missing, ["/usr/lib/a", "/usr/lib/a/b"]);
+        assert!(fs.is_dir_followed("/bin") && !fs.is_dir("/bin"));
+        let r = fs.resolve("/etc/localtime", true).unwrap();
+        assert_eq!(r.path, "/usr/share/zoneinfo/Etc/UTC");
+        assert_eq!(r.node, Some(Node::Other));
+        let r = fs.resolve("/etc/localtime", false).unwrap();
+        assert_eq!(
+            r.node,
+            Some(Node::Symlink("/usr/share/zoneinfo/Etc/UTC".into()))
+        );
+        // `..` never leaves the root.
+        assert_eq!(fs.resolve("/up/bin", true).unwrap().path, "/usr/bin");
+        assert_eq!(fs.resolve("/", true).unwrap().node, Some(Node::Dir));
+        assert!(matches!(
+            fs.resolve("/etc/hosts/x", true),
+            Err(ResolveError::NotADirectory(p)) if p == "/etc/hosts"
+        ));
+        assert!(matches!(
+            fs.resolve("/loop/x", true),
+            Err(ResolveError::Loop(_))
+        ));
+    }
+
+    #[test]
+    fn resolving_asks_for_what_it_does_not_know() {
+        let mut asked = Vec::new();
+        let got = resolve("/bin/x", true, &mut |p| {
+            asked.push(p.to_owned());
+            match p {
+                "/bin" => Some(Some(Node::Symlink("/usr/bin".into()))),
+                "/usr" | "/usr/bin" => Some(Some(Node::Dir)),
+                _ => None,
+            }
+        })
+        .unwrap();
+        assert_eq!(got, Resolution::Need("/usr/bin/x".into()));
+        assert_eq!(asked, ["/bin", "/usr", "/usr/bin", "/usr/bin/x"]);
     }
 }

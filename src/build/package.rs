@@ -13,9 +13,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 
-use super::archive::{Overrides, TarOut, write_inline_files, write_selection};
+use super::archive::{CopyDest, Overrides, TarOut, write_inline_files, write_selection};
 use super::engine_stage::{CopyFromTarget, StepFailed, copy_from_image};
-use super::image_fs::{ImageFs, Kind};
+use super::image_fs::{ImageFs, Kind, Node};
 use super::remote_cache::{UsedResult, UsedStep, layer_record};
 use super::steps::StepResult;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,8 @@ use std::sync::atomic::Ordering;
 use super::{Builder, StageBase, config};
 use crate::cache::StepRecord;
 use crate::cache::remote::StepKind as CachedKind;
-use crate::oci::layer::{EntryMeta, Ownership, resolve_chown};
+use crate::error::InputError;
+use crate::oci::layer::{EntryMeta, Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
 use crate::plan::dispatch::{CopyFrom, StagePlan, Step, StepKind};
 
@@ -208,18 +209,29 @@ impl Builder {
     ) -> anyhow::Result<Option<WrittenLayer>> {
         match &step.kind {
             StepKind::Mkdir { path, user } => {
-                if fs.is_dir(path) {
-                    return Ok(None);
+                let resolved = fs
+                    .resolve(path, true)
+                    .map_err(|e| InputError::new(format!("WORKDIR {path}: {e}")))?;
+                if resolved.missing.is_empty() {
+                    return match resolved.node {
+                        Some(Node::Dir) => Ok(None),
+                        _ => Err(InputError::new(format!(
+                            "WORKDIR {path}: `{}` exists in the image and is not a directory",
+                            resolved.path
+                        ))
+                        .into()),
+                    };
                 }
-                let owner = self
-                    .owner(fs, Some(user.as_str()).filter(|u| !u.is_empty()))?
-                    .unwrap_or(Ownership::ROOT);
+                let owner = workdir_owner(fs, user);
                 let mut tar = self.temp_tar(Overrides {
                     owner: Some(owner),
                     chmod: None,
                     mtime: self.mtime(),
                 })?;
-                tar.dir(path, 0o755, owner)?;
+                // BuildKit's `mkdir -p`: every directory it creates belongs to the USER.
+                for dir in &resolved.missing {
+                    tar.dir(dir, 0o755, owner)?;
+                }
                 self.write_tar_layer(tar, fs).map(Some)
             }
             StepKind::Copy(copy) => {
@@ -230,12 +242,17 @@ impl Builder {
                     chmod,
                     mtime: self.mtime(),
                 })?;
-                let dest_exists = fs.is_dir(&copy.dest);
+                let resolved = fs
+                    .resolve(&copy.dest, true)
+                    .map_err(|e| InputError::new(format!("{}: {e}", step.display)))?;
+                let dest = CopyDest::new(&copy.dest, resolved);
+                dest.start(&mut tar)?;
+                let dest_exists = dest.is_dir;
                 match &copy.from {
                     CopyFrom::Context => {
                         if let Some((selected, _)) = &selection {
                             tokio::task::block_in_place(|| {
-                                write_selection(&mut tar, selected, &|p| fs.is_dir(p))
+                                write_selection(&mut tar, selected, &|p| fs.is_dir_followed(p))
                             })?;
                         }
                     }
@@ -301,6 +318,16 @@ impl Builder {
             file.seek(SeekFrom::Start(0))?;
             let mut builder = self.layer_builder();
             for dir in parent_dirs(&mut file)? {
+                if fs.stat(&dir).is_some_and(|m| m.kind != Kind::Dir) {
+                    // The destination was resolved through links, so this is a directory
+                    // of what is copied landing on a link or file of the image: BuildKit
+                    // refuses it the same way.
+                    return Err(InputError::new(format!(
+                        "cannot copy to non-directory: `{dir}` in the image is not a directory"
+                    ))
+                    .with_hint("copy into the directory the link points to")
+                    .into());
+                }
                 if let Some(meta) = fs.stat(&dir).filter(|m| m.kind == Kind::Dir) {
                     builder.add_directory(
                         &dir,
@@ -488,8 +515,23 @@ impl LazyFs {
     /// Whether `path` is a directory in the image; `false` if the image cannot be read (the
     /// step that needs it then reports the error).
     fn is_dir(&self, path: &str, layers: &[WrittenLayer]) -> bool {
-        self.ensure(layers).is_ok() && self.fs.borrow().as_ref().is_some_and(|fs| fs.is_dir(path))
+        self.ensure(layers).is_ok()
+            && self
+                .fs
+                .borrow()
+                .as_ref()
+                .is_some_and(|fs| fs.is_dir_followed(path))
     }
+}
+
+/// The owner of the directories a WORKDIR creates: the stage's USER as of that step.
+pub(super) fn workdir_owner(fs: &ImageFs, user: &str) -> Ownership {
+    if user.is_empty() {
+        return Ownership::ROOT;
+    }
+    let passwd = fs.text_file("/etc/passwd");
+    let group = fs.text_file("/etc/group");
+    resolve_user(user, passwd.as_deref(), group.as_deref())
 }
 
 fn mark_empty(history: &mut [crate::plan::dispatch::History], step: &Step) {

@@ -29,6 +29,7 @@ mod digest;
 pub mod git;
 mod glob;
 mod path;
+pub use path::clean_dest;
 mod select;
 
 use std::collections::BTreeMap;
