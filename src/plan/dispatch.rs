@@ -135,6 +135,9 @@ pub struct Step {
     /// Index of this step's entry in [`StagePlan::history`].
     pub history: usize,
     pub kind: StepKind,
+    /// The image config as this step sees it: the instructions before it applied, none
+    /// after it. An engine step is committed with it, never with the stage's final config.
+    pub config: ImageConfig,
 }
 
 /// What a stage does, after dispatch.
@@ -319,6 +322,7 @@ impl Dispatcher<'_> {
             display,
             history,
             kind,
+            config: self.config.clone(),
         });
     }
 
@@ -1008,6 +1012,39 @@ mod dispatch_tests {
             "RUN /bin/sh -c mix deps.get --only $MIX_ENV # buildkit"
         );
         assert!(p.history[1].empty_layer && !p.history[2].empty_layer);
+    }
+
+    #[test]
+    fn each_step_sees_only_the_instructions_before_it() {
+        // The final stage of `mix phx.gen.release --docker`: the RUN is root's, in /app,
+        // without the ENV and USER that come after it.
+        let p = plan(
+            "FROM debian\nWORKDIR /app\nRUN chown nobody /app\nENV MIX_ENV=prod\nCOPY rel ./\nUSER nobody\nWORKDIR /app/bin\nCMD [\"/app/bin/server\"]\n",
+        );
+        let configs: Vec<(&str, &str, Option<&str>)> = p
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.config.user.as_str(),
+                    s.config.working_dir.as_str(),
+                    s.config.get_env("MIX_ENV"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            configs,
+            [
+                ("", "/app", None),
+                ("", "/app", None),
+                ("", "/app", Some("prod")),
+                ("nobody", "/app/bin", Some("prod")),
+            ]
+        );
+        assert_eq!(run(&p.steps[1]).user, "");
+        assert!(p.steps.iter().all(|s| s.config.cmd.is_none()));
+        assert_eq!(p.config.user, "nobody");
+        assert_eq!(p.config.cmd, Some(vec!["/app/bin/server".to_string()]));
     }
 
     #[test]
