@@ -411,6 +411,12 @@ pub fn write_copy_from<W: Write>(
         } else {
             join(&plan.dest, &rest)
         };
+        if rest.is_empty() && plan.source_is_dir {
+            // The destination directory is created, not copied: 0755 and root (or
+            // --chown, --chmod), as BuildKit's MkdirAll makes it.
+            out.dir(&target, 0o755, Ownership::ROOT)?;
+            continue;
+        }
         // Hard-link targets are archive names too: renamed like the entries.
         let link_target = |link: &str| match safe_relative(link)
             .as_deref()
@@ -429,6 +435,10 @@ pub fn write_copy_from<W: Write>(
 
 /// `top` or `top/rest` → `rest` (`""` for the top itself).
 fn strip_top(rel: &str, top: &str) -> Option<String> {
+    // The image root's archive: every entry is below it.
+    if top == "." {
+        return Some(rel.trim_end_matches('/').to_owned());
+    }
     if rel == top {
         return Some(String::new());
     }

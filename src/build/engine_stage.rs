@@ -21,6 +21,7 @@ use super::steps::{Lookup, StepResult};
 use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::StepRecord;
 use crate::cache::remote::StepKind as CachedKind;
+use crate::context::{Glob, has_wildcards};
 use crate::engine::{self, Container, Mount, RunSpec};
 use crate::error::InputError;
 use crate::oci::layer::{Ownership, resolve_chown, resolve_user};
@@ -606,10 +607,10 @@ impl Builder {
             .await?
             .map_err(|e| InputError::new(format!("{}: {e}", step.display)))?;
         let dest = CopyDest::new(&copy.dest, resolved);
-        dest.start(&mut out)?;
         let dest_exists = dest.is_dir;
         match &copy.from {
             CopyFrom::Context => {
+                dest.start(&mut out)?;
                 if !copy.sources.is_empty() {
                     let options = super::steps::select_options(copy)?;
                     let selection =
@@ -622,21 +623,8 @@ impl Builder {
             }
             from => {
                 let source_image = self.copy_source_image(from).await?;
-                for src in &copy.sources {
-                    copy_from_image(
-                        &engine,
-                        &source_image,
-                        src,
-                        &CopyFromTarget {
-                            dest: &copy.dest,
-                            dest_exists,
-                            many: copy.sources.len() > 1,
-                            temp_dir: self.oci_blobs.root(),
-                        },
-                        &mut out,
-                    )
-                    .await?;
-                }
+                let temp_dir = self.oci_blobs.root();
+                copy_from_sources(&engine, &source_image, copy, &dest, temp_dir, &mut out).await?;
             }
         }
         write_inline_files(&mut out, copy, dest_exists)?;
@@ -659,15 +647,140 @@ impl Builder {
 /// Where a `COPY --from` source goes: `dest` as the COPY names it, whether it is an existing
 /// directory, whether the COPY has several sources, and where the engine's archive is
 /// kept while it is rewritten.
-pub(super) struct CopyFromTarget<'a> {
-    pub dest: &'a str,
-    pub dest_exists: bool,
-    pub many: bool,
-    pub temp_dir: &'a std::path::Path,
+struct CopyFromTarget<'a> {
+    dest: &'a str,
+    dest_exists: bool,
+    many: bool,
+    temp_dir: &'a std::path::Path,
 }
 
-/// Adds `src` of an engine image to `out`, renamed as `COPY src dest` places it.
-pub(super) async fn copy_from_image<W: std::io::Write>(
+/// Adds the `sources` of an engine image to `out`, as `COPY --from=… sources… dest` places
+/// them: wildcards expanded in the image, as BuildKit expands them (one that matches
+/// nothing copies nothing). Returns whether anything matched; nothing is written, not
+/// even the destination's parents, when nothing did.
+pub(super) async fn copy_from_sources<W: std::io::Write>(
+    engine: &engine::Engine,
+    image: &str,
+    copy: &CopyStep,
+    dest: &CopyDest,
+    temp_dir: &std::path::Path,
+    out: &mut TarOut<W>,
+) -> anyhow::Result<bool> {
+    let mut sources = Vec::new();
+    for src in &copy.sources {
+        let absolute = crate::context::clean_dest(&format!("/{src}"));
+        if absolute.split('/').any(has_wildcards) {
+            sources.extend(expand_wildcard(engine, image, src, &absolute, temp_dir).await?);
+        } else {
+            sources.push(absolute);
+        }
+    }
+    if sources.is_empty() {
+        return Ok(false);
+    }
+    let into_dir = copy.dest.ends_with('/') || dest.is_dir;
+    if sources.len() > 1 && !into_dir {
+        return Err(InputError::new(format!(
+            "COPY --from: {} paths match `{}`, so the destination must be a directory ending in `/`",
+            sources.len(),
+            copy.sources.join(" ")
+        ))
+        .with_hint(format!("write `{}/`", copy.dest.trim_end_matches('/')))
+        .into());
+    }
+    dest.start(out)?;
+    let target = CopyFromTarget {
+        dest: &copy.dest,
+        dest_exists: dest.is_dir,
+        many: sources.len() > 1,
+        temp_dir,
+    };
+    for src in &sources {
+        copy_from_image(engine, image, src, &target, out).await?;
+    }
+    Ok(true)
+}
+
+/// The paths of an image that the wildcard source `src` (cleaned: `absolute`) matches,
+/// sorted: BuildKit's `resolveWildcards`, each component after the first wildcard matched
+/// with Go's `filepath.Match` against the names below the directory before it.
+async fn expand_wildcard(
+    engine: &engine::Engine,
+    image: &str,
+    src: &str,
+    absolute: &str,
+    temp_dir: &std::path::Path,
+) -> anyhow::Result<Vec<String>> {
+    let components: Vec<&str> = absolute.split('/').filter(|c| !c.is_empty()).collect();
+    let first = components
+        .iter()
+        .position(|c| has_wildcards(c))
+        .unwrap_or(components.len());
+    let (base, pattern) = components.split_at(first);
+    let globs = pattern
+        .iter()
+        .map(|c| Glob::new(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| {
+            InputError::new(format!("COPY --from {src}: invalid wildcard: {reason}"))
+                .with_hint("wildcards follow Go's filepath.Match: * ? [a-z] [^a-z], and \\ escapes")
+        })?;
+    let base = format!("/{}", base.join("/"));
+    let container = engine.create(&RunSpec::new(image, ["true"])).await?;
+    let result = async {
+        let resolved = resolve_in_container(engine, &container, &base)
+            .await?
+            .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
+        if resolved.node != Some(Node::Dir) {
+            // BuildKit walks the directory before the wildcard: nothing there, no match.
+            return Ok(Vec::new());
+        }
+        let spool = tempfile::tempfile_in(temp_dir)
+            .context("creating a temporary file for a COPY --from listing")?;
+        let mut file = tokio::fs::File::from_std(spool);
+        engine
+            .download_to(&container, &resolved.path, &mut file)
+            .await?;
+        let mut spool = file.into_std().await;
+        spool.seek(SeekFrom::Start(0))?;
+        let names = tokio::task::block_in_place(|| archive_names(spool))?;
+        let mut matches: Vec<String> = names
+            .iter()
+            .filter_map(|name| {
+                // The archive names the directory itself first: `base/…`.
+                let (_, rest) = name.split_once('/')?;
+                let parts: Vec<&str> = rest.split('/').collect();
+                (parts.len() == globs.len() && parts.iter().zip(&globs).all(|(p, g)| g.matches(p)))
+                    .then(|| crate::context::clean_dest(&format!("{base}/{rest}")))
+            })
+            .collect();
+        matches.sort();
+        matches.dedup();
+        Ok(matches)
+    }
+    .await;
+    let _ = engine.remove(container).await;
+    result
+}
+
+/// The clean names of a tar's entries.
+fn archive_names(file: std::fs::File) -> anyhow::Result<Vec<String>> {
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
+    let mut names = Vec::new();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        if let Some(name) =
+            super::archive::safe_relative(&String::from_utf8_lossy(&entry.path_bytes()))
+        {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Adds `src` (absolute, clean) of an engine image to `out`, renamed as `COPY src dest`
+/// places it.
+async fn copy_from_image<W: std::io::Write>(
     engine: &engine::Engine,
     image: &str,
     src: &str,
@@ -680,54 +793,38 @@ pub(super) async fn copy_from_image<W: std::io::Write>(
         many,
         temp_dir,
     } = *target;
-    if src.contains(['*', '?', '[']) {
-        return Err(InputError::new(format!("COPY --from with a wildcard (`{src}`) is not supported yet; name the files or their directory")).into());
-    }
     let container = engine.create(&RunSpec::new(image, ["true"])).await?;
     let result = async {
-        let path = if src.starts_with('/') {
-            src.to_owned()
-        } else {
-            format!("/{src}")
+        // The source's symlinks are followed, the last one too, as BuildKit follows them.
+        let resolved = resolve_in_container(engine, &container, src)
+            .await?
+            .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
+        let Some(node) = resolved.node else {
+            return Err(
+                InputError::new(format!("COPY --from: `{src}` not found in the source"))
+                    .with_hint("check the path in the stage or image copied from")
+                    .into(),
+            );
         };
-        let mut stat = engine.stat(&container, &path).await.map_err(|e| {
-            anyhow::anyhow!(e).context(format!("COPY --from: `{src}` not found in the source"))
-        })?;
-        let mut path = path;
-        // A source that is a symlink is followed, as BuildKit follows it.
-        for _ in 0..16 {
-            if !stat.is_symlink() {
-                break;
-            }
-            let target = stat.link_target.clone();
-            path = if target.starts_with('/') {
-                target
-            } else {
-                format!("{}/{}", parent(&path), target)
-            };
-            stat = engine.stat(&container, &path).await?;
-        }
-        let top = path
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let source_is_dir = stat.is_dir();
-        let dest_clean = if dest == "/" {
-            "/".to_owned()
-        } else {
-            dest.trim_end_matches('/').to_owned()
+        let path = resolved.path;
+        // The root's archive names its entries after `.`.
+        let top = match path.rsplit('/').next().unwrap_or_default() {
+            "" => ".".to_owned(),
+            name => name.to_owned(),
         };
+        let source_is_dir = node == Node::Dir;
+        let dest_clean = crate::context::clean_dest(dest);
         let target = if source_is_dir {
             dest_clean
         } else if dest.ends_with('/') || dest_exists || many {
-            format!("{}/{}", dest_clean.trim_end_matches('/'), top)
+            // Named as the source is named, not as the link it may be points.
+            let name = src.rsplit('/').next().unwrap_or_default();
+            format!("{}/{}", dest_clean.trim_end_matches('/'), name)
         } else {
             dest_clean
         };
         let plan = CopyFromPlan {
-            top: if top.is_empty() { ".".into() } else { top },
+            top,
             source_is_dir,
             dest: target,
             dest_exists: source_is_dir && dest_exists,
@@ -762,13 +859,6 @@ fn exact_env(wanted: &[String], others: &[String]) -> Vec<String> {
         }
     }
     env
-}
-
-fn parent(path: &str) -> &str {
-    match path.trim_end_matches('/').rsplit_once('/') {
-        Some(("", _)) | None => "/",
-        Some((dir, _)) => dir,
-    }
 }
 
 /// `path` resolved through the symlinks of `container`'s file system (see

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 
 use super::archive::{CopyDest, Overrides, TarOut, write_inline_files, write_selection};
-use super::engine_stage::{CopyFromTarget, StepFailed, copy_from_image};
+use super::engine_stage::{StepFailed, copy_from_sources};
 use super::image_fs::{ImageFs, Kind, Node};
 use super::remote_cache::{UsedResult, UsedStep, layer_record};
 use super::steps::StepResult;
@@ -246,10 +246,10 @@ impl Builder {
                     .resolve(&copy.dest, true)
                     .map_err(|e| InputError::new(format!("{}: {e}", step.display)))?;
                 let dest = CopyDest::new(&copy.dest, resolved);
-                dest.start(&mut tar)?;
                 let dest_exists = dest.is_dir;
                 match &copy.from {
                     CopyFrom::Context => {
+                        dest.start(&mut tar)?;
                         if let Some((selected, _)) = &selection {
                             tokio::task::block_in_place(|| {
                                 write_selection(&mut tar, selected, &|p| fs.is_dir_followed(p))
@@ -259,20 +259,12 @@ impl Builder {
                     from => {
                         let image = self.copy_source_image(from).await?;
                         let engine = self.engine()?.clone();
-                        for src in &copy.sources {
-                            copy_from_image(
-                                &engine,
-                                &image,
-                                src,
-                                &CopyFromTarget {
-                                    dest: &copy.dest,
-                                    dest_exists,
-                                    many: copy.sources.len() > 1,
-                                    temp_dir: self.oci_blobs.root(),
-                                },
-                                &mut tar,
-                            )
-                            .await?;
+                        let temp_dir = self.oci_blobs.root();
+                        if !copy_from_sources(&engine, &image, copy, &dest, temp_dir, &mut tar)
+                            .await?
+                        {
+                            // A wildcard that matched nothing: BuildKit changes nothing.
+                            return Ok(None);
                         }
                     }
                 }

@@ -28,6 +28,7 @@ mod archive;
 mod digest;
 pub mod git;
 mod glob;
+pub use glob::{Glob, has_wildcards};
 mod path;
 pub use path::clean_dest;
 mod select;
