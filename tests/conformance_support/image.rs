@@ -243,6 +243,9 @@ fn read_members(layer: impl Read) -> Result<Vec<Member>, String> {
     Ok(members)
 }
 
+/// Part of a kept base tree's name: change it when what the flattener records changes.
+const TREE_FORMAT: &str = "tree-v1";
+
 /// Where a member's data lies in the archive file.
 struct Span {
     offset: u64,
@@ -325,7 +328,7 @@ pub fn read_docker_archive(
         .unwrap_or(0);
     let mut tree = if base_len > 0 {
         let cached = base_cache.join(format!(
-            "{}.json",
+            "{TREE_FORMAT}-{}.json",
             hex::encode(Sha256::digest(diff_ids[..base_len].join("\n")))
         ));
         match load_tree(&cached) {
