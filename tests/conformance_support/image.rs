@@ -221,7 +221,7 @@ fn read_members(layer: impl Read) -> Result<Vec<Member>, String> {
                 .map_err(|e| format!("{path}: content: {e}"))?;
             size = content.len() as u64;
             sha256 = Some(hex::encode(Sha256::digest(&content)));
-            if content.len() <= 80 {
+            if content.len() <= 400 {
                 text = String::from_utf8(content).ok();
             }
         }
@@ -244,7 +244,7 @@ fn read_members(layer: impl Read) -> Result<Vec<Member>, String> {
 }
 
 /// Part of a kept base tree's name: change it when what the flattener records changes.
-const TREE_FORMAT: &str = "tree-v1";
+const TREE_FORMAT: &str = "tree-v2";
 
 /// Where a member's data lies in the archive file.
 struct Span {
