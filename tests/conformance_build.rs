@@ -38,9 +38,13 @@ const LOG_TAIL: usize = 30;
 
 fn main() {
     let arguments = Arguments::from_args();
-    let mut trials = vec![Trial::test("differences-file", || {
-        check_differences_file().map_err(Failed::from)
-    })];
+    let mut trials = vec![
+        Trial::test("differences-file", || {
+            check_differences_file().map_err(Failed::from)
+        }),
+        Trial::test("cases-well-formed", || check_cases().map_err(Failed::from)),
+        Trial::test("glob-match", || check_glob_match().map_err(Failed::from)),
+    ];
     trials.extend(image::self_tests().into_iter().map(|(name, test)| {
         Trial::test(format!("flatten-{name}"), move || {
             test().map_err(Failed::from)
@@ -463,8 +467,8 @@ fn read_image(archive: &Path, bases: &[Vec<String>]) -> Result<Image, String> {
     image::read_docker_archive(archive, bases, &base_cache())
 }
 
-/// Makes the case's build context, Dockerfiles and HTTP server in a fresh directory.
-fn prepare(name: &str) -> Result<Prepared, String> {
+/// A case's `case.toml` and Dockerfile, checked for what the format requires.
+fn load_case(name: &str) -> Result<(CaseToml, String), String> {
     let case_dir = cases_dir().join(name);
     let case: CaseToml = match std::fs::read_to_string(case_dir.join("case.toml")) {
         Ok(text) => toml::from_str(&text).map_err(|e| format!("case.toml: {e}"))?,
@@ -475,11 +479,10 @@ fn prepare(name: &str) -> Result<Prepared, String> {
         None | Some("fail") => {}
         Some(other) => return Err(format!("case.toml: expect = {other:?}: only \"fail\"")),
     }
-    let engine_variant = case.engine_variant.unwrap_or(true);
-    if (!engine_variant || case.expect.is_some()) && case.why.is_none() {
+    if (case.engine_variant == Some(false) || case.expect.is_some()) && case.why.is_none() {
         return Err("case.toml: engine_variant = false and expect need `why`".to_owned());
     }
-    let mut dockerfile = std::fs::read_to_string(case_dir.join("Dockerfile"))
+    let dockerfile = std::fs::read_to_string(case_dir.join("Dockerfile"))
         .map_err(|e| format!("Dockerfile: {e}"))?;
     if dockerfile
         .lines()
@@ -489,6 +492,26 @@ fn prepare(name: &str) -> Result<Prepared, String> {
             "the Dockerfile has a `# syntax=` line: BuildKit would pull a front end".to_owned(),
         );
     }
+    Ok((case, dockerfile))
+}
+
+/// Every case directory is well formed, checked without building anything.
+fn check_cases() -> Result<(), String> {
+    let problems: Vec<String> = case_names()
+        .iter()
+        .filter_map(|name| load_case(name).err().map(|e| format!("case {name}: {e}")))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Makes the case's build context, Dockerfiles and HTTP server in a fresh directory.
+fn prepare(name: &str) -> Result<Prepared, String> {
+    let case_dir = cases_dir().join(name);
+    let (case, mut dockerfile) = load_case(name)?;
     let mut bases = Vec::new();
     for (marker, base) in [("@SLIM@", slim as fn() -> _), ("@BUSYBOX@", busybox)] {
         if dockerfile.contains(marker) {
@@ -519,7 +542,7 @@ fn prepare(name: &str) -> Result<Prepared, String> {
         dockerfile.push('\n');
     }
     let mut variants = vec![Variant::Direct];
-    if engine_variant {
+    if case.engine_variant.unwrap_or(true) {
         variants.push(Variant::Engine);
     }
     let prepared = Prepared {
@@ -895,4 +918,26 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     matches(pattern.as_bytes(), text.as_bytes())
+}
+
+fn check_glob_match() -> Result<(), String> {
+    let cases = [
+        ("/a/*.txt", "/a/b.txt", true),
+        ("/a/*.txt", "/a/b/c.txt", false),
+        ("/a/**", "/a/b/c.txt", true),
+        ("/a/**/c.txt", "/a/b/d/c.txt", true),
+        ("/a/?", "/a/b", true),
+        ("/a/?", "/a/bc", false),
+        ("/a/b", "/a/b/c", false),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(pattern, path, expected)| glob_match(pattern, path) != *expected)
+        .map(|(pattern, path, expected)| format!("{pattern} on {path}: expected {expected}"))
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("\n"))
+    }
 }
