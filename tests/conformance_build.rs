@@ -44,6 +44,7 @@ fn main() {
         }),
         Trial::test("cases-well-formed", || check_cases().map_err(Failed::from)),
         Trial::test("glob-match", || check_glob_match().map_err(Failed::from)),
+        Trial::test("static-http", || check_static_http().map_err(Failed::from)),
     ];
     trials.extend(image::self_tests().into_iter().map(|(name, test)| {
         Trial::test(format!("flatten-{name}"), move || {
@@ -940,4 +941,69 @@ fn check_glob_match() -> Result<(), String> {
     } else {
         Err(wrong.join("\n"))
     }
+}
+
+/// The case server answers files with their length and mtime, 404s the rest, and serves a
+/// bare repository to `git clone` over dumb HTTP (what `serve.sh` makes for ADD git cases).
+fn check_static_http() -> Result<(), String> {
+    let dir = tempdir();
+    let root = dir.path();
+    let sh = |script: &str| -> Result<(), String> {
+        let output = Command::new("bash")
+            .args(["-ec", script])
+            .current_dir(root)
+            .output()
+            .map_err(|e| format!("bash: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{script}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    sh(
+        "echo hello > hello.txt && touch -d '2021-03-04 05:06:07 UTC' hello.txt
+        git init -q work && cd work && echo in-git > f && git add f
+        git -c user.name=t -c user.email=t@t commit -qm one && cd ..
+        git clone -q --bare work repo.git && git -C repo.git update-server-info",
+    )?;
+    let server = static_http::StaticServer::start(root);
+    let get = |path: &str| -> Result<String, String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(server.url().trim_start_matches("http://"))
+            .map_err(|e| format!("connect: {e}"))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| format!("send: {e}"))?;
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(answer.to_ascii_lowercase())
+    };
+    let hello = get("/hello.txt")?;
+    for expected in [
+        "200 ok",
+        "content-length: 6",
+        "last-modified: thu, 04 mar 2021 05:06:07 gmt",
+        "\r\n\r\nhello\n",
+    ] {
+        if !hello.contains(expected) {
+            return Err(format!("GET /hello.txt lacks {expected:?}:\n{hello}"));
+        }
+    }
+    for missing in ["/nothing", "/../hello.txt", "/work"] {
+        let answer = get(missing)?;
+        if !answer.starts_with("http/1.1 404") {
+            return Err(format!("GET {missing} is not a 404:\n{answer}"));
+        }
+    }
+    sh(&format!(
+        "git clone -q {}/repo.git clone && test \"$(cat clone/f)\" = in-git",
+        server.url()
+    ))
 }
