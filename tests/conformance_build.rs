@@ -45,6 +45,9 @@ fn main() {
         Trial::test("cases-well-formed", || check_cases().map_err(Failed::from)),
         Trial::test("glob-match", || check_glob_match().map_err(Failed::from)),
         Trial::test("static-http", || check_static_http().map_err(Failed::from)),
+        Trial::test("config-compare", || {
+            check_config_compare().map_err(Failed::from)
+        }),
     ];
     trials.extend(image::self_tests().into_iter().map(|(name, test)| {
         Trial::test(format!("flatten-{name}"), move || {
@@ -1006,4 +1009,38 @@ fn check_static_http() -> Result<(), String> {
         "git clone -q {}/repo.git clone && test \"$(cat clone/f)\" = in-git",
         server.url()
     ))
+}
+
+/// Absent, `null` and empty config fields compare equal; anything else that differs shows.
+fn check_config_compare() -> Result<(), String> {
+    let image = |config: serde_json::Value| Image {
+        config: serde_json::json!({ "config": config }),
+        tree: Tree::default(),
+    };
+    let fields = |l: serde_json::Value, r: serde_json::Value| -> Vec<&'static str> {
+        compare(&image(l), &image(r))
+            .iter()
+            .map(|d| d.field)
+            .collect()
+    };
+    let same = fields(
+        serde_json::json!({"OnBuild": null, "Cmd": [], "User": "", "Labels": {},
+            "Healthcheck": {"Test": ["CMD", "x"], "Interval": 0}}),
+        serde_json::json!({"Healthcheck": {"Test": ["CMD", "x"]}}),
+    );
+    if !same.is_empty() {
+        return Err(format!("equal configs differ in {same:?}"));
+    }
+    let differ = fields(
+        serde_json::json!({"Env": ["A=1", "B=2"], "Cmd": ["a"], "Volumes": {"/v": {}},
+            "Healthcheck": {"Test": ["NONE"]}}),
+        serde_json::json!({"Env": ["B=2", "A=1"], "Entrypoint": ["a"]}),
+    );
+    let expected = ["Env", "Cmd", "Entrypoint", "Volumes", "Healthcheck"];
+    if differ != expected {
+        return Err(format!(
+            "differing fields {differ:?}, expected {expected:?}"
+        ));
+    }
+    Ok(())
 }
