@@ -436,10 +436,12 @@ impl<'a> Selector<'a> {
                     .to_str()
                     .ok_or_else(|| ResolveError::NotUtf8(rel.clone()))?
                     .to_owned();
-                if target.starts_with('/') {
-                    return Err(ResolveError::Escapes(rel, target));
-                }
                 current.pop();
+                if target.starts_with('/') {
+                    // BuildKit resolves an absolute link inside the context, as if the
+                    // context were the root.
+                    current.clear();
+                }
                 for part in target.rsplit('/') {
                     pending.push_front(part.to_owned());
                 }
