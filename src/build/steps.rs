@@ -58,6 +58,21 @@ impl StepResult {
 }
 
 impl Builder {
+    /// A user's mistake in `step` (a missing source…) named with the step's `file:line`.
+    fn located(&self, step: &Step, e: anyhow::Error) -> anyhow::Error {
+        let location = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
+        match e.downcast_ref::<crate::error::InputError>() {
+            Some(input) => {
+                let located = crate::error::InputError::new(format!("{location}: {input}"));
+                match input.hint() {
+                    Some(hint) => located.with_hint(hint.to_owned()).into(),
+                    None => located.into(),
+                }
+            }
+            None => e.context(location),
+        }
+    }
+
     /// The named inputs of `step`, on top of the key `parent`, for a step whose result is
     /// `result`. `source_key` is the key of the stage or image a `COPY --from` reads;
     /// `dest_is_dir` answers for the filesystem the step writes into.
@@ -113,12 +128,10 @@ impl Builder {
                     }
                     None if !copy.sources.is_empty() => {
                         let options = select_options(copy)?;
-                        let selected = self.context.select(
-                            &copy.sources,
-                            &copy.dest,
-                            &options,
-                            dest_is_dir,
-                        )?;
+                        let selected = self
+                            .context
+                            .select(&copy.sources, &copy.dest, &options, dest_is_dir)
+                            .map_err(|e| self.located(step, e))?;
                         for skipped in &selected.skipped {
                             self.reporter.warning(&skipped.to_string());
                         }
