@@ -15,6 +15,7 @@ mod engine_stage;
 mod image_fs;
 mod mounts;
 mod package;
+mod preflight;
 mod remote_cache;
 mod steps;
 
@@ -262,6 +263,8 @@ impl Builder {
 
     async fn run(&mut self) -> anyhow::Result<Arc<dyn Image>> {
         self.pull_images().await?;
+        // Everything imgbuild refuses is refused now, before any step runs.
+        self.preflight()?;
         let this = &*self;
         let target = this.graph.target;
         // Build stages run as soon as the stages they need are done, several at once.
