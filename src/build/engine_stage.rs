@@ -537,10 +537,20 @@ impl Builder {
             wrapped.append(&mut argv);
             argv = wrapped;
         }
+        let mut env = run.env.clone();
+        for var in prepared.env {
+            let name = var.split_once('=').map_or(var.as_str(), |(n, _)| n);
+            if !env
+                .iter()
+                .any(|e| e.split_once('=').is_some_and(|(n, _)| n == name))
+            {
+                env.push(var);
+            }
+        }
         let spec = RunSpec {
             image: image.to_owned(),
             argv,
-            env: run.env.clone(),
+            env,
             workdir: run.workdir.clone(),
             user: run.user.clone(),
             network,

@@ -75,10 +75,11 @@ fn remove_secret_dirs(select: impl Fn(&str) -> bool) -> usize {
     removed
 }
 
-/// What must live as long as a RUN: secret files and cache-mount locks.
+/// What must live as long as a RUN: secret files, copies for `rw` mounts and cache-mount
+/// locks.
 #[derive(Default)]
 pub struct MountGuards {
-    _secrets: Vec<tempfile::TempDir>,
+    _dirs: Vec<tempfile::TempDir>,
     _locks: Vec<fs::File>,
 }
 
@@ -88,6 +89,8 @@ pub struct PreparedMounts {
     pub mounts: Vec<EngineMount>,
     /// Shell lines run before the command: `export VAR="$(cat FILE)"`.
     pub env_exports: Vec<String>,
+    /// Variables the mounts set (`SSH_AUTH_SOCK`), unless the RUN's own environment does.
+    pub env: Vec<String>,
     pub guards: MountGuards,
 }
 
@@ -273,6 +276,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
     let mut out = PreparedMounts {
         mounts: Vec::new(),
         env_exports: Vec::new(),
+        env: Vec::new(),
         guards: MountGuards::default(),
     };
     for (i, mount) in mounts.iter().enumerate() {
@@ -394,7 +398,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                         });
                     }
                 }
-                out.guards._secrets.push(dir);
+                out.guards._dirs.push(dir);
             }
             MountKind::Bind if mount.from.is_some() => {
                 require_local("type=bind")?;
@@ -410,9 +414,30 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
             MountKind::Bind => {
                 require_local("type=bind")?;
                 let written = mount.source.as_deref().unwrap_or(".");
-                let source = context_path(cx.context_root, written).map_err(|e| {
+                let mut source = context_path(cx.context_root, written).map_err(|e| {
                     InputError::new(format!("RUN --mount=type=bind,source={written}: {e}"))
                 })?;
+                if !mount.readonly {
+                    // What a `rw` bind mount writes is thrown away, as in BuildKit: the RUN
+                    // gets a copy, never the user's checkout.
+                    let copy = tempfile::Builder::new()
+                        .prefix("run-mount-")
+                        .tempdir_in(cx.cache_dir)
+                        .context("creating a directory for a RUN --mount rw")?;
+                    let to = copy.path().join("context");
+                    let copied = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg("--")
+                        .arg(&source)
+                        .arg(&to)
+                        .status()
+                        .context("running cp for a RUN --mount rw")?;
+                    if !copied.success() {
+                        anyhow::bail!("copying {} for a RUN --mount rw failed", source.display());
+                    }
+                    source = to;
+                    out.guards._dirs.push(copy);
+                }
                 out.mounts.push(EngineMount::Bind {
                     source,
                     target: target_of(mount)?,
@@ -422,7 +447,16 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
             // No SSH agent is ever forwarded (imgbuild has no --ssh), so an optional ssh
             // mount is left out, as BuildKit leaves it out when `docker build` has no
             // --ssh; a required one was refused before the build started.
-            MountKind::Ssh => {}
+            // SSH_AUTH_SOCK names the first one's socket all the same, as in BuildKit.
+            MountKind::Ssh => {
+                if out.env.is_empty() {
+                    let socket = mount
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| "/run/buildkit/ssh_agent.0".to_owned());
+                    out.env.push(format!("SSH_AUTH_SOCK={socket}"));
+                }
+            }
         }
     }
     Ok(out)
