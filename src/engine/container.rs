@@ -665,6 +665,36 @@ mod tests {
         let host = body.host_config.unwrap_or_default();
         assert_eq!(host.network_mode, None);
         assert_eq!(host.mounts, None);
+        assert_eq!(host.tmpfs, None);
+        assert_eq!(host.privileged, None);
+    }
+
+    #[test]
+    fn tmpfs_mounts_are_exec_and_privileged_is_asked_for() {
+        let spec = RunSpec {
+            mounts: vec![
+                Mount::Tmpfs {
+                    target: "/t".into(),
+                    size: Some(1 << 20),
+                    read_only: false,
+                },
+                Mount::Bind {
+                    source: "/src".into(),
+                    target: "/b".into(),
+                    read_only: true,
+                },
+            ],
+            privileged: true,
+            ..RunSpec::new("img", ["true"])
+        };
+        let host = spec.create_body().host_config.unwrap_or_default();
+        assert_eq!(host.privileged, Some(true));
+        let tmpfs = host.tmpfs.unwrap_or_default();
+        assert_eq!(
+            tmpfs.get("/t").map(String::as_str),
+            Some("exec,size=1048576")
+        );
+        assert_eq!(host.mounts.map(|m| m.len()), Some(1));
     }
 
     #[test]
