@@ -1,37 +1,26 @@
-//! The checks made before the first step runs: every stage the build needs is dispatched
-//! (as it will be when it runs), and everything imgbuild refuses, or the command line does
-//! not allow, is reported then, naming the Dockerfile line. A build never runs some steps
+//! The checks made before the first step runs, on every needed stage's dispatched steps:
+//! everything imgbuild refuses, or the command line does not allow, is reported then,
+//! naming the Dockerfile line. A build never runs some steps
 //! and then stops at a feature it could have refused at the start.
 
-use std::collections::HashMap;
-
-use super::{Builder, config, mounts};
+use super::{Builder, mounts};
 use crate::error::InputError;
 use crate::frontend::instructions::MountKind;
-use crate::frontend::stages::{Base, Source};
-use crate::plan::dispatch::{self, ImageConfig, RunStep, Step, StepKind};
+use crate::frontend::stages::Source;
+use crate::plan::dispatch::{RunStep, Step, StepKind};
 use crate::request::Entitlement;
 
 impl Builder {
-    /// Dispatches every needed stage and checks its RUN steps; the first refusal is the error.
+    /// Checks the RUN steps of every needed stage (all dispatched by then); the first
+    /// refusal is the error.
     pub(super) fn preflight(&self) -> anyhow::Result<()> {
-        let mut configs: HashMap<usize, ImageConfig> = HashMap::new();
-        let mut needed = self.graph.needed.clone();
-        // A stage is built on, and mounts from, stages defined before it only.
-        needed.sort_unstable();
-        for index in needed {
-            let base = match &self.graph.stages[index].base {
-                Base::Scratch => ImageConfig::default(),
-                Base::Image(name) => config::from_oci(&self.pulled_image(name)?.config),
-                Base::Stage(i) => configs.get(i).cloned().unwrap_or_default(),
-            };
-            let plan = dispatch::dispatch_stage(&self.graph, index, &base)?;
+        for &index in &self.graph.needed {
+            let plan = self.plan(index)?;
             for step in &plan.steps {
                 if let StepKind::Run(run) = &step.kind {
                     self.check_run(index, step, run)?;
                 }
             }
-            configs.insert(index, plan.config);
         }
         Ok(())
     }
