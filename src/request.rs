@@ -9,6 +9,15 @@ use crate::engine::Network;
 use crate::oci::{Compression, Platform};
 use crate::progress;
 
+/// BuildKit's entitlements: what a RUN may do only when the command line allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Entitlement {
+    /// `RUN --network=host`.
+    NetworkHost,
+    /// `RUN --security=insecure`: a privileged container.
+    SecurityInsecure,
+}
+
 /// Where to find the Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerfileSource {
@@ -81,6 +90,8 @@ pub struct BuildRequest {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub network: Network,
+    /// `--allow`: what RUN steps may ask for beyond the sandbox.
+    pub allow: std::collections::BTreeSet<Entitlement>,
     pub no_cache: bool,
     pub cache_dir: PathBuf,
     /// `--secret`s by id.

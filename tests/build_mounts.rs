@@ -183,3 +183,195 @@ fn cache_mounts_are_kept_across_builds() {
     assert!(cache.path().join("mounts-v1").is_dir());
     support::docker_ok(["rmi", tag.as_str()]);
 }
+
+/// Whether the cache mount `id` of the marker stage holds `ran`: the marker RUN ran.
+fn marker_ran(cache: &Path, id: &str) -> bool {
+    use sha2::Digest as _;
+    let dir = cache
+        .join("mounts-v1")
+        .join(hex::encode(sha2::Sha256::digest(id.as_bytes())));
+    dir.join("ran").exists()
+}
+
+#[test]
+fn refusals_come_before_the_first_step_runs() {
+    // Each Dockerfile's first stage would leave a marker in a cache mount; a later stage
+    // asks for something refused. The refusal names the line, says what to do, exits 2,
+    // and the marker is never written.
+    let refused = [
+        (
+            "RUN --network=host true",
+            "needs the network.host entitlement",
+            "--allow network.host",
+        ),
+        (
+            "RUN --security=insecure true",
+            "needs the security.insecure entitlement",
+            "--allow security.insecure",
+        ),
+        (
+            "RUN --mount=type=ssh,required=true true",
+            "forwards no SSH agent",
+            "drop required=true",
+        ),
+        (
+            "RUN --mount=type=secret,id=absent,required=true true",
+            "no secret `absent` was given",
+            "--secret id=absent",
+        ),
+        (
+            "RUN --mount=type=bind,source=not-here,target=/m true",
+            "source=not-here: not found in the build context",
+            ".dockerignore",
+        ),
+    ];
+    for (run, message, hint) in refused {
+        let context = support::tempdir();
+        let cache = support::tempdir();
+        write_dockerfile(
+            context.path(),
+            &format!(
+                "FROM BUSYBOX AS first\nRUN --mount=type=cache,target=/m,id=marker touch /m/ran && touch /first\n\
+                 FROM BUSYBOX\nCOPY --from=first /first /first\n{run}\n"
+            ),
+        );
+        let out = imgbuild(
+            context.path(),
+            cache.path(),
+            &["--output", "type=oci,dest=/tmp/never-written"],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{run}: {stderr}");
+        assert!(stderr.contains("Dockerfile:5: "), "{run}: {stderr}");
+        assert!(stderr.contains(message), "{run}: {stderr}");
+        assert!(stderr.contains(hint), "{run}: {stderr}");
+        assert!(
+            !marker_ran(cache.path(), "marker"),
+            "{run}: the first stage ran"
+        );
+    }
+    // The marker does show a run: without the refused line, the first stage leaves it.
+    let context = support::tempdir();
+    let cache = support::tempdir();
+    write_dockerfile(
+        context.path(),
+        "FROM BUSYBOX AS first\nRUN --mount=type=cache,target=/m,id=marker touch /m/ran && touch /first\n\
+         FROM BUSYBOX\nCOPY --from=first /first /first\n",
+    );
+    let oci = cache.path().join("image");
+    let dest = format!("type=oci,dest={}", oci.display());
+    let out = imgbuild(context.path(), cache.path(), &["--output", &dest], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(marker_ran(cache.path(), "marker"));
+}
+
+#[test]
+fn the_host_network_needs_its_entitlement_and_default_is_the_builds_network() {
+    let context = support::tempdir();
+    let cache = support::tempdir();
+    // With --network none, a RUN's `default` network is none (lo only); `host` is the
+    // host's (granted by --allow). (`--security=insecure` asks the engine for a privileged
+    // container, which the test engine cannot start: engine::container's unit test covers
+    // the request.)
+    write_dockerfile(
+        context.path(),
+        "FROM BUSYBOX\n\
+         RUN --network=default ls /sys/class/net > /default-net\n\
+         RUN ls /sys/class/net > /build-net\n\
+         RUN --network=host ls /sys/class/net | wc -l > /host-net\n",
+    );
+    let tag = support::unique_name("entitlements");
+    let out = imgbuild(
+        context.path(),
+        cache.path(),
+        &["--network", "none", "--allow", "network.host", "-t", &tag],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cat = |path: &str| support::docker_ok(["run", "--rm", tag.as_str(), "cat", path]);
+    assert_eq!(cat("/default-net").trim(), "lo");
+    assert_eq!(cat("/build-net").trim(), "lo");
+    let host_interfaces: usize = cat("/host-net").trim().parse().unwrap();
+    assert!(host_interfaces > 1, "the host network has more than lo");
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
+#[test]
+fn shebang_heredocs_and_tmpfs_mounts_can_run_programs() {
+    let context = support::tempdir();
+    let cache = support::tempdir();
+    // The script file and a tmpfs mount are not noexec (exit 126 before), also for a user
+    // other than root.
+    write_dockerfile(
+        context.path(),
+        "FROM BUSYBOX\n\
+         RUN mkdir /out && chmod 777 /out\n\
+         USER 65534\n\
+         RUN <<EOF\n#!/bin/sh\necho \"script as $(id -u)\" > /out/script\nEOF\n\
+         RUN --mount=type=tmpfs,target=/t printf '#!/bin/sh\\necho tmpfs-ran\\n' > /t/s && chmod +x /t/s && /t/s > /out/tmpfs\n",
+    );
+    let tag = support::unique_name("heredoc-exec");
+    let out = imgbuild(context.path(), cache.path(), &["-t", &tag], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cat = |path: &str| support::docker_ok(["run", "--rm", tag.as_str(), "cat", path]);
+    assert_eq!(cat("/out/script").trim(), "script as 65534");
+    assert_eq!(cat("/out/tmpfs").trim(), "tmpfs-ran");
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
+#[test]
+fn bind_mounts_from_stages_show_their_files_and_a_missing_source_says_so() {
+    let context = support::tempdir();
+    let cache = support::tempdir();
+    write_dockerfile(
+        context.path(),
+        "FROM BUSYBOX AS src\n\
+         RUN mkdir -p /data && echo one > /data/a && chown 7:9 /data/a && chmod 640 /data/a\n\
+         FROM BUSYBOX\n\
+         WORKDIR /w\n\
+         RUN --mount=from=src,source=/data stat -c '%u:%g %a' a > /stat && cat a > /a\n",
+    );
+    let tag = support::unique_name("bind-from");
+    let out = imgbuild(context.path(), cache.path(), &["-t", &tag], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cat = |path: &str| support::docker_ok(["run", "--rm", tag.as_str(), "cat", path]);
+    assert_eq!(cat("/stat").trim(), "7:9 640");
+    assert_eq!(cat("/a").trim(), "one");
+    support::docker_ok(["rmi", tag.as_str()]);
+
+    write_dockerfile(
+        context.path(),
+        "FROM BUSYBOX AS src\nRUN true\nFROM BUSYBOX\nRUN --mount=from=src,source=/nope,target=/m ls /m\n",
+    );
+    let out = imgbuild(
+        context.path(),
+        cache.path(),
+        &["--output", "type=oci,dest=/tmp/never-written"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:4")
+            && stderr.contains("RUN --mount from=src,source=/nope: not found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("COPY"), "{stderr}");
+}

@@ -235,6 +235,8 @@ async fn mounts_are_seen_by_the_command_and_never_committed() {
         },
         Mount::Tmpfs {
             target: "/scratch".into(),
+            size: None,
+            read_only: false,
         },
     ];
     let mut first = RunSpec::new(

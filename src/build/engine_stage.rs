@@ -13,7 +13,7 @@ use super::archive::{
     CopyDest, CopyFromPlan, Overrides, TarOut, write_copy_from, write_inline_files, write_selection,
 };
 use super::image_fs::{self, Node, Resolution, ResolveError, Resolved};
-use super::mounts::{self, MountContext, MountGuards};
+use super::mounts::{self, MountContext, MountGuards, MountSources};
 use std::sync::atomic::Ordering;
 
 use super::remote_cache::{EngineState, Found, UsedResult, UsedStep, cache_mount_ids};
@@ -396,7 +396,13 @@ impl Builder {
         let StepKind::Copy(copy) = &step.kind else {
             return Ok(None);
         };
-        Ok(match &copy.from {
+        self.source_key(&copy.from)
+    }
+
+    /// The key of a stage or image that files are taken from (its last step's key, or the
+    /// image's digest); `None` for the build context.
+    pub(super) fn source_key(&self, from: &CopyFrom) -> anyhow::Result<Option<String>> {
+        Ok(match from {
             CopyFrom::Context => None,
             CopyFrom::Stage(i) => Some(self.stage_output(*i)?.key.clone()),
             CopyFrom::Image(name) => Some(self.pulled_image(name)?.digest.clone()),
@@ -421,7 +427,8 @@ impl Builder {
         let mut commit_config = config::to_engine(&step.config);
         match &step.kind {
             StepKind::Run(run) => {
-                let (mut spec, _guards) = self.run_spec(run, image)?;
+                let sources = self.mount_sources(run).await?;
+                let (mut spec, _guards) = self.run_spec(run, image, &sources)?;
                 spec.env = exact_env(&spec.env, &image_env);
                 if spec.user.is_empty() {
                     // BuildKit runs a stage without USER as root, whatever the image says.
@@ -512,33 +519,43 @@ impl Builder {
         Ok(true)
     }
 
+    /// The network a RUN runs in: `default` is the build's (`--network`), as in BuildKit;
+    /// `host` was checked against the entitlements before the build started.
+    pub(super) fn run_network(&self, run: &RunStep) -> engine::Network {
+        match run.network.as_deref() {
+            Some("host") => engine::Network::Host,
+            Some("none") => engine::Network::None,
+            _ => self.request.network,
+        }
+    }
+
     /// The container a RUN runs in, and what must outlive it (secret files, locks).
     pub(super) fn run_spec(
         &self,
         run: &RunStep,
         image: &str,
+        sources: &MountSources,
     ) -> anyhow::Result<(RunSpec, MountGuards)> {
-        let network = match run.network.as_deref() {
-            Some("host") => engine::Network::Host,
-            Some("none") => engine::Network::None,
-            Some(_) => engine::Network::Default,
-            None => self.request.network,
-        };
+        let network = self.run_network(run);
         let prepared = mounts::prepare(
             &run.mounts,
             &MountContext {
                 cache_dir: &self.request.cache_dir,
                 context_root: self.context.root(),
                 secrets: &self.request.secrets,
+                sources,
             },
         )?;
         let mut mounts = prepared.mounts;
         let (mut argv, stdin) = match &run.script {
             // A heredoc with a shebang runs as a script file, as docker build runs it: the
-            // file lives in a tmpfs, so it never reaches the committed image.
+            // file lives in a tmpfs (executable, as BuildKit's mounted file is), so it never
+            // reaches the committed image.
             Some(script) => {
                 mounts.push(Mount::Tmpfs {
                     target: "/dev/pipes".into(),
+                    size: None,
+                    read_only: false,
                 });
                 let path = run.argv.first().cloned().unwrap_or_default();
                 let argv = vec![
@@ -562,15 +579,26 @@ impl Builder {
             wrapped.append(&mut argv);
             argv = wrapped;
         }
+        let mut env = run.env.clone();
+        for var in prepared.env {
+            let name = var.split_once('=').map_or(var.as_str(), |(n, _)| n);
+            if !env
+                .iter()
+                .any(|e| e.split_once('=').is_some_and(|(n, _)| n == name))
+            {
+                env.push(var);
+            }
+        }
         let spec = RunSpec {
             image: image.to_owned(),
             argv,
-            env: run.env.clone(),
+            env,
             workdir: run.workdir.clone(),
             user: run.user.clone(),
             network,
             stdin,
             mounts,
+            privileged: run.security.as_deref() == Some("insecure"),
         };
         Ok((spec, prepared.guards))
     }

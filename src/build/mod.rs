@@ -15,6 +15,7 @@ mod engine_stage;
 mod image_fs;
 mod mounts;
 mod package;
+mod preflight;
 mod remote_cache;
 mod steps;
 
@@ -263,6 +264,8 @@ impl Builder {
     async fn run(&mut self) -> anyhow::Result<Arc<dyn Image>> {
         self.pull_images().await?;
         self.dispatch_all()?;
+        // Everything imgbuild refuses is refused now, before any step runs.
+        self.preflight()?;
         let this = &*self;
         let target = this.graph.target;
         // Build stages run as soon as the stages they need are done, several at once.
@@ -361,28 +364,69 @@ impl Builder {
         self.package(index, &plan, &plans).await
     }
 
-    /// Pulls every image a needed stage names (FROM and `COPY --from=image`), once each.
+    /// Pulls every image a needed stage names (FROM and `COPY --from=image`), once each:
+    /// a FROM image for its `--platform` (an index without it is an error, as in BuildKit),
+    /// the others for the build's platform.
     async fn pull_images(&mut self) -> anyhow::Result<()> {
-        let mut names: Vec<String> = Vec::new();
+        let default = self.request.publish.platform.clone();
+        let mut wanted: Vec<(String, oci::Platform, Option<usize>)> = Vec::new();
         for &i in &self.graph.needed {
             let stage = &self.graph.stages[i];
             if let Base::Image(name) = &stage.base {
-                names.push(name.clone());
+                let platform = stage.platform.clone().unwrap_or_else(|| default.clone());
+                wanted.push((name.clone(), platform, Some(i)));
             }
-            names.extend(stage.image_sources.iter().cloned());
+            for name in &stage.image_sources {
+                wanted.push((name.clone(), default.clone(), None));
+            }
         }
-        names.dedup();
-        for name in names {
-            if self.pulled.contains_key(&name) {
-                continue;
+        let mut platforms: HashMap<String, oci::Platform> = HashMap::new();
+        for (name, platform, stage) in wanted {
+            if let Some(earlier) = platforms.get(&name) {
+                if *earlier != platform {
+                    return Err(InputError::new(format!(
+                        "{name} is used for both {earlier} and {platform}; imgbuild uses an image for one platform per build"
+                    ))
+                    .with_hint("name the second use as a stage (FROM --platform=… IMAGE AS name) and use that stage")
+                    .into());
+                }
+            } else {
+                let pulled = self.pull(&name, &platform).await?;
+                platforms.insert(name.clone(), platform.clone());
+                self.pulled.insert(name.clone(), pulled);
             }
-            let pulled = self.pull(&name).await?;
-            self.pulled.insert(name, pulled);
+            if let Some(i) = stage {
+                self.warn_platform(i, &name, &platform)?;
+            }
         }
         Ok(())
     }
 
-    async fn pull(&self, name: &str) -> anyhow::Result<Pulled> {
+    /// BuildKit's `InvalidBaseImagePlatform` warning: the FROM image is for another platform
+    /// than the stage's (a single-platform image is used as it is, as BuildKit uses it).
+    fn warn_platform(
+        &self,
+        stage: usize,
+        name: &str,
+        wanted: &oci::Platform,
+    ) -> anyhow::Result<()> {
+        let config = &self.pulled_image(name)?.config;
+        let (os, arch) = (config.os(), config.architecture());
+        if os.is_some_and(|os| os != wanted.os)
+            || arch.is_some_and(|arch| arch != wanted.architecture)
+        {
+            let line = self.graph.dockerfile.stages[stage].location.line;
+            self.reporter.warning(&format!(
+                "{}:{line}: InvalidBaseImagePlatform: Base image {name} was pulled with platform \"{}/{}\", expected \"{wanted}\" for current build",
+                self.graph.dockerfile.file,
+                os.unwrap_or_default(),
+                arch.unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn pull(&self, name: &str, platform: &oci::Platform) -> anyhow::Result<Pulled> {
         let reference =
             Reference::parse(name).map_err(|e| InputError::new(format!("FROM {name}: {e}")))?;
         let id = self.ids.next();
@@ -395,12 +439,7 @@ impl Builder {
         };
         let result = self
             .registry
-            .pull(
-                &reference,
-                &self.request.publish.platform,
-                &self.registry_blobs,
-                &progress,
-            )
+            .pull(&reference, platform, &self.registry_blobs, &progress)
             .await;
         match result {
             Ok(image) => {

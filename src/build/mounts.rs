@@ -5,24 +5,30 @@
 //! * `type=secret`: a `--secret` written to a private temporary file outside the cache
 //!   dir, mounted read-only (or exported as an environment variable with `env=`) for that
 //!   RUN only, and deleted when it ends;
-//! * `type=bind` from the build context: the context path, read-only unless `rw`;
+//! * `type=bind` from the build context: the context path, read-only unless `rw`; from a
+//!   stage or image: a copy of its files ([`Builder::mount_sources`]);
 //! * `type=tmpfs`: an empty in-memory directory.
 //!
 //! The cache and bind mounts are host directories, so they need the engine to run on this
 //! machine (a unix socket), as the test environment's does.
 
+use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Seek as _, SeekFrom, Write};
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncSeekExt as _;
+
+use super::Builder;
+use crate::plan::dispatch::{CopyFrom, RunStep};
 
 use crate::engine::Mount as EngineMount;
 use crate::engine::cleanup;
 use crate::error::InputError;
-use crate::frontend::instructions::{Mount, MountKind};
+use crate::frontend::instructions::{Mount, MountKind, ram_bytes};
 use crate::request::SecretSource;
 
 /// Secret files are written to `$TMPDIR/imgbuild-secret-BOOT-PIDNS-PID-START-*/` (see
@@ -69,10 +75,11 @@ fn remove_secret_dirs(select: impl Fn(&str) -> bool) -> usize {
     removed
 }
 
-/// What must live as long as a RUN: secret files and cache-mount locks.
+/// What must live as long as a RUN: secret files, copies for `rw` mounts and cache-mount
+/// locks.
 #[derive(Default)]
 pub struct MountGuards {
-    _secrets: Vec<tempfile::TempDir>,
+    _dirs: Vec<tempfile::TempDir>,
     _locks: Vec<fs::File>,
 }
 
@@ -82,6 +89,8 @@ pub struct PreparedMounts {
     pub mounts: Vec<EngineMount>,
     /// Shell lines run before the command: `export VAR="$(cat FILE)"`.
     pub env_exports: Vec<String>,
+    /// Variables the mounts set (`SSH_AUTH_SOCK`), unless the RUN's own environment does.
+    pub env: Vec<String>,
     pub guards: MountGuards,
 }
 
@@ -90,17 +99,173 @@ pub struct MountContext<'a> {
     pub cache_dir: &'a Path,
     pub context_root: &'a Path,
     pub secrets: &'a std::collections::BTreeMap<String, SecretSource>,
+    /// The files of `from=` bind mounts, by mount index ([`Builder::mount_sources`]).
+    pub sources: &'a MountSources,
 }
 
-fn not_supported(what: &str) -> anyhow::Error {
-    InputError::new(format!(
-        "RUN --mount {what} is not supported by imgbuild yet"
-    ))
-    .into()
+/// Host copies of what a RUN's mounts take `from=` a stage or image, by mount index; the
+/// copies are deleted when this is dropped (after the RUN).
+#[derive(Default)]
+pub struct MountSources {
+    paths: HashMap<usize, PathBuf>,
+    _copies: Vec<tempfile::TempDir>,
+}
+
+impl Builder {
+    /// Copies what the RUN's `from=` bind mounts show (and what seeds a new `from=` cache
+    /// mount) out of the engine onto this machine.
+    ///
+    /// Why a host copy: the engine can only mount a host path, a volume or a tmpfs (its API
+    /// 1.41 has no image mounts and no volume subpaths, and a volume cannot be a single
+    /// file), and a stage's image lives in the engine's storage, which is not ours to
+    /// mount. The engine's archive of the source path is unpacked as it is (owners, modes,
+    /// setuid bits, links; imgbuild runs as root where the engine is local, as for every
+    /// host mount), so the RUN sees what BuildKit's bind mount shows; a `rw` mount writes
+    /// into this throw-away copy, never into the stage, as in BuildKit. It costs a copy of
+    /// the source path per RUN that runs (none when the step is cached), which is why
+    /// `source=` narrowing what is mounted matters for large stages.
+    pub(super) async fn mount_sources(&self, run: &RunStep) -> anyhow::Result<MountSources> {
+        let mut out = MountSources::default();
+        for (i, mount) in run.mounts.iter().enumerate() {
+            let Some(from) = &mount.from else { continue };
+            let seed_cache = match mount.kind {
+                MountKind::Bind => None,
+                MountKind::Cache => {
+                    let dir = cache_mount_dir(&self.request.cache_dir, &cache_id(mount));
+                    if dir.exists() {
+                        continue;
+                    }
+                    Some(dir)
+                }
+                _ => continue,
+            };
+            let image = self
+                .copy_source_image(&CopyFrom::named(&self.graph, from))
+                .await?;
+            let source = format!(
+                "/{}",
+                mount.source.as_deref().unwrap_or("").trim_matches('/')
+            );
+            let copy = tempfile::Builder::new()
+                .prefix("run-mount-")
+                .tempdir_in(&self.request.cache_dir)
+                .context("creating a directory for a RUN --mount from=")?;
+            let path = self
+                .unpack_from_engine(&image, &source, copy.path())
+                .await
+                .map_err(|e| {
+                    InputError::new(format!("RUN --mount from={from},source={source}: {e:#}"))
+                })?;
+            match seed_cache {
+                Some(dir) => {
+                    // A new cache starts with the source's files, as BuildKit's does.
+                    if let Some(parent) = dir.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    if !path.is_dir() {
+                        return Err(InputError::new(format!(
+                            "RUN --mount=type=cache,from={from},source={source}: not a directory"
+                        ))
+                        .into());
+                    }
+                    // Another build may have made it meanwhile; then that one is used.
+                    let _ = fs::rename(&path, &dir);
+                }
+                None => {
+                    out.paths.insert(i, path);
+                    out._copies.push(copy);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unpacks `source` of engine image `image` into `into`; returns the unpacked directory
+    /// (its contents) or file.
+    async fn unpack_from_engine(
+        &self,
+        image: &str,
+        source: &str,
+        into: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        let engine = self.engine()?;
+        let spool = tempfile::tempfile_in(into).context("creating a temporary file")?;
+        let mut file = tokio::fs::File::from_std(spool);
+        // `DIR/.` is the directory's contents, with symlinks on the way followed by the
+        // engine; a file is asked for by its own name.
+        let dir_archive = format!("{}/.", source.trim_end_matches('/'));
+        let is_dir = match engine
+            .download_from_image(image, &dir_archive, &mut file)
+            .await
+        {
+            Ok(_) => true,
+            Err(_) => {
+                file.set_len(0).await?;
+                file.seek(std::io::SeekFrom::Start(0)).await?;
+                engine
+                    .download_from_image(image, source, &mut file)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("not found in the source"))?;
+                false
+            }
+        };
+        let mut spool = file.into_std().await;
+        let root = into.join("root");
+        fs::create_dir(&root)?;
+        let whole_image = source == "/";
+        tokio::task::block_in_place(|| -> anyhow::Result<PathBuf> {
+            spool.seek(SeekFrom::Start(0))?;
+            let mut archive = tar::Archive::new(std::io::BufReader::new(spool));
+            archive.set_preserve_permissions(true);
+            archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
+            archive.set_unpack_xattrs(true);
+            archive.set_overwrite(true);
+            let mut top = None;
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                let name = entry.path()?.into_owned();
+                let relative: PathBuf = name
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
+                if relative.as_os_str().is_empty() {
+                    // The directory itself: the mount's root gets its owner and mode.
+                    let header = entry.header();
+                    fs::set_permissions(
+                        &root,
+                        fs::Permissions::from_mode(header.mode()? & 0o7777),
+                    )?;
+                    if rustix::process::geteuid().is_root() {
+                        chown(
+                            &root,
+                            Some(header.uid()? as u32),
+                            Some(header.gid()? as u32),
+                        )?;
+                    }
+                    continue;
+                }
+                // The engine adds it to every container; a stage's image has none.
+                if whole_image && relative == Path::new(".dockerenv") {
+                    continue;
+                }
+                if !is_dir {
+                    if entry.header().entry_type().is_symlink() {
+                        anyhow::bail!("is a symlink; mount what it points to");
+                    }
+                    top.get_or_insert_with(|| root.join(&relative));
+                }
+                entry.unpack_in(&root)?;
+            }
+            Ok(match top {
+                Some(file) => file,
+                None => root,
+            })
+        })
+    }
 }
 
 /// Whether the engine runs on this machine: host paths can only be mounted there.
-fn engine_is_local() -> bool {
+pub(super) fn engine_is_local() -> bool {
     match std::env::var("DOCKER_HOST") {
         Ok(host) if !host.is_empty() => host.starts_with("unix://"),
         _ => true,
@@ -111,18 +276,18 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
     let mut out = PreparedMounts {
         mounts: Vec::new(),
         env_exports: Vec::new(),
+        env: Vec::new(),
         guards: MountGuards::default(),
     };
-    for mount in mounts {
+    for (i, mount) in mounts.iter().enumerate() {
         match mount.kind {
             MountKind::Tmpfs => out.mounts.push(EngineMount::Tmpfs {
                 target: target_of(mount)?,
+                size: mount.size.as_deref().and_then(ram_bytes),
+                read_only: mount.readonly,
             }),
             MountKind::Cache => {
                 require_local("type=cache")?;
-                if mount.from.is_some() || mount.source.is_some() {
-                    return Err(not_supported("type=cache with from= or source="));
-                }
                 let dir = cache_mount_dir(cx.cache_dir, &cache_id(mount));
                 let fresh = !dir.exists();
                 fs::create_dir_all(&dir)
@@ -142,24 +307,24 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     lock.lock().context("locking a cache mount")?;
                     out.guards._locks.push(lock);
                 }
+                // `source=` is a directory of the cache (of the seeded files with from=).
+                let source = match mount.source.as_deref().map(|s| s.trim_matches('/')) {
+                    Some(sub) if !sub.is_empty() && mount.from.is_some() => dir,
+                    Some(sub) if !sub.is_empty() => {
+                        let sub = dir.join(context_relative(sub)?);
+                        fs::create_dir_all(&sub)?;
+                        sub
+                    }
+                    _ => dir,
+                };
                 out.mounts.push(EngineMount::Bind {
-                    source: dir,
+                    source,
                     target: target_of(mount)?,
                     read_only: mount.readonly,
                 });
             }
             MountKind::Secret => {
-                let id = mount
-                    .id
-                    .clone()
-                    .or_else(|| {
-                        mount
-                            .target
-                            .as_deref()
-                            .and_then(|t| t.rsplit('/').next())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_default();
+                let id = secret_id(mount);
                 let Some(value) = read_secret(&id, cx.secrets)? else {
                     if mount.required {
                         return Err(InputError::new(format!(
@@ -233,21 +398,65 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                         });
                     }
                 }
-                out.guards._secrets.push(dir);
+                out.guards._dirs.push(dir);
             }
-            MountKind::Bind => {
-                if mount.from.is_some() {
-                    return Err(not_supported("type=bind,from=…"));
-                }
+            MountKind::Bind if mount.from.is_some() => {
                 require_local("type=bind")?;
-                let source = context_path(cx.context_root, mount.source.as_deref().unwrap_or("."))?;
+                let source = cx.sources.paths.get(&i).cloned().ok_or_else(|| {
+                    anyhow::anyhow!("the files of a RUN --mount from= were not prepared")
+                })?;
                 out.mounts.push(EngineMount::Bind {
                     source,
                     target: target_of(mount)?,
                     read_only: mount.readonly,
                 });
             }
-            MountKind::Ssh => return Err(not_supported("type=ssh")),
+            MountKind::Bind => {
+                require_local("type=bind")?;
+                let written = mount.source.as_deref().unwrap_or(".");
+                let mut source = context_path(cx.context_root, written).map_err(|e| {
+                    InputError::new(format!("RUN --mount=type=bind,source={written}: {e}"))
+                })?;
+                if !mount.readonly {
+                    // What a `rw` bind mount writes is thrown away, as in BuildKit: the RUN
+                    // gets a copy, never the user's checkout.
+                    let copy = tempfile::Builder::new()
+                        .prefix("run-mount-")
+                        .tempdir_in(cx.cache_dir)
+                        .context("creating a directory for a RUN --mount rw")?;
+                    let to = copy.path().join("context");
+                    let copied = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg("--")
+                        .arg(&source)
+                        .arg(&to)
+                        .status()
+                        .context("running cp for a RUN --mount rw")?;
+                    if !copied.success() {
+                        anyhow::bail!("copying {} for a RUN --mount rw failed", source.display());
+                    }
+                    source = to;
+                    out.guards._dirs.push(copy);
+                }
+                out.mounts.push(EngineMount::Bind {
+                    source,
+                    target: target_of(mount)?,
+                    read_only: mount.readonly,
+                });
+            }
+            // No SSH agent is ever forwarded (imgbuild has no --ssh), so an optional ssh
+            // mount is left out, as BuildKit leaves it out when `docker build` has no
+            // --ssh; a required one was refused before the build started.
+            // SSH_AUTH_SOCK names the first one's socket all the same, as in BuildKit.
+            MountKind::Ssh => {
+                if out.env.is_empty() {
+                    let socket = mount
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| "/run/buildkit/ssh_agent.0".to_owned());
+                    out.env.push(format!("SSH_AUTH_SOCK={socket}"));
+                }
+            }
         }
     }
     Ok(out)
@@ -266,6 +475,23 @@ fn target_of(mount: &Mount) -> anyhow::Result<String> {
         .target
         .clone()
         .ok_or_else(|| InputError::new("RUN --mount needs target=PATH").into())
+}
+
+/// A secret mount's id: `id=`, else `source=`, else its target's file name, as BuildKit
+/// derives it.
+pub fn secret_id(mount: &Mount) -> String {
+    mount
+        .id
+        .clone()
+        .or_else(|| mount.source.clone())
+        .or_else(|| {
+            mount
+                .target
+                .as_deref()
+                .and_then(|t| t.rsplit('/').next())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
 }
 
 /// A cache mount's id: `id=`, else its target, as BuildKit names cache mounts.
@@ -308,18 +534,35 @@ fn read_secret(
     })
 }
 
-/// A path of the build context for a bind mount; never outside the context.
-fn context_path(root: &Path, source: &str) -> anyhow::Result<PathBuf> {
+/// A path of the build context for a bind mount; never outside the context. The error
+/// says what is wrong with the path.
+pub(super) fn context_path(root: &Path, source: &str) -> Result<PathBuf, String> {
     let joined = root.join(source.trim_start_matches('/'));
-    let resolved = fs::canonicalize(&joined)
-        .map_err(|e| InputError::new(format!("RUN --mount=type=bind,source={source}: {e}")))?;
+    let resolved = fs::canonicalize(&joined).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "not found in the build context".to_owned(),
+        _ => format!("cannot read it in the build context: {e}"),
+    })?;
     if !resolved.starts_with(root) {
+        return Err("leaves the build context".into());
+    }
+    Ok(resolved)
+}
+
+/// A relative path with no `..`, for a directory inside a cache mount.
+fn context_relative(sub: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(sub);
+    if path.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
         return Err(InputError::new(format!(
-            "RUN --mount=type=bind,source={source}: leaves the build context"
+            "RUN --mount=type=cache,source={sub}: a path inside the cache, without `..`"
         ))
         .into());
     }
-    Ok(resolved)
+    Ok(path.to_owned())
 }
 
 fn parse_octal(value: Option<&str>, default: u32) -> anyhow::Result<u32> {

@@ -7,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 use super::Builder;
 use crate::cache::{self, KeyInputs, StepRecord};
 use crate::context::{EntryKind, SelectOptions, Selection, SelectionDigest};
-use crate::plan::dispatch::{CopyStep, RunStep, Step, StepKind};
+use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, Step, StepKind};
 
 /// A step's inputs, and for COPY from the context the selection they were computed from.
 pub(super) struct Prepared {
@@ -213,11 +213,11 @@ impl Builder {
         let other = &mut inputs.other;
         other.insert("user".into(), run.user.clone());
         other.insert("workdir".into(), run.workdir.clone());
-        let network = run
-            .network
-            .clone()
-            .unwrap_or_else(|| format!("{:?}", self.request.network).to_lowercase());
+        let network = format!("{:?}", self.run_network(run)).to_lowercase();
         other.insert("network".into(), network);
+        if let Some(security) = &run.security {
+            other.insert("security".into(), security.clone());
+        }
         if let Some(script) = &run.script {
             other.insert("script".into(), sha256_hex(script.data.as_bytes()));
         }
@@ -226,11 +226,21 @@ impl Builder {
         }
     }
 
-    /// A bind mount of the build context is keyed on the content it shows.
+    /// A bind mount of the build context is keyed on the content it shows; a bind or cache
+    /// mount from a stage or image on that stage's key or that image's digest.
     fn bind_mount_inputs(&self, run: &RunStep, inputs: &mut KeyInputs) -> anyhow::Result<()> {
         use crate::frontend::instructions::MountKind;
         for (i, mount) in run.mounts.iter().enumerate() {
-            if mount.kind != MountKind::Bind || mount.from.is_some() {
+            if let Some(from) = &mount.from
+                && matches!(mount.kind, MountKind::Bind | MountKind::Cache)
+            {
+                let from = CopyFrom::named(&self.graph, from);
+                if let Some(key) = self.source_key(&from)? {
+                    inputs.other.insert(format!("mount {i} from"), key);
+                }
+                continue;
+            }
+            if mount.kind != MountKind::Bind {
                 continue;
             }
             let source = mount.source.clone().unwrap_or_else(|| ".".into());

@@ -165,6 +165,11 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = NetworkMode::Default)]
     pub network: NetworkMode,
 
+    /// Allow what a RUN may ask for, as BuildKit's entitlements: `network.host` for
+    /// `RUN --network=host`, `security.insecure` for `RUN --security=insecure`; repeatable.
+    #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
+    pub allow: Vec<Entitlement>,
+
     /// Do not use the step cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -216,6 +221,14 @@ pub enum NetworkMode {
     Default,
     Host,
     None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Entitlement {
+    #[value(name = "network.host")]
+    NetworkHost,
+    #[value(name = "security.insecure")]
+    SecurityInsecure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
-use crate::request::{BuildRequest, DockerfileSource, Output, PublishRequest, RegistryOptions};
+use crate::request::{
+    BuildRequest, DockerfileSource, Entitlement, Output, PublishRequest, RegistryOptions,
+};
 use crate::{engine, oci, progress};
 
 use super::args::{self, BuildArgs, DisplayArgs, PublishArgs, RegistryArgs};
@@ -73,6 +75,18 @@ impl BuildRequest {
                 args::NetworkMode::Host => engine::Network::Host,
                 args::NetworkMode::None => engine::Network::None,
             },
+            allow: args
+                .allow
+                .iter()
+                .map(|e| match e {
+                    args::Entitlement::NetworkHost => Entitlement::NetworkHost,
+                    args::Entitlement::SecurityInsecure => Entitlement::SecurityInsecure,
+                })
+                // `docker build --network host` grants the host network to every RUN.
+                .chain(
+                    (args.network == args::NetworkMode::Host).then_some(Entitlement::NetworkHost),
+                )
+                .collect(),
             no_cache: args.no_cache,
             cache_dir,
             secrets: args.secrets.into_iter().map(|s| (s.id, s.source)).collect(),

@@ -44,6 +44,8 @@ pub struct RunSpec {
     pub stdin: Option<Vec<u8>>,
     /// Mounted for the command only; nothing under them is committed.
     pub mounts: Vec<Mount>,
+    /// Every capability and device, as `RUN --security=insecure` asks.
+    pub privileged: bool,
 }
 
 impl RunSpec {
@@ -113,8 +115,16 @@ impl RunSpec {
                     Network::Host => Some("host".into()),
                     Network::None => Some("none".into()),
                 },
-                mounts: (!self.mounts.is_empty())
-                    .then(|| self.mounts.iter().map(Mount::to_engine).collect()),
+                mounts: Some(self.mounts.iter().filter_map(Mount::to_engine).collect())
+                    .filter(|m: &Vec<_>| !m.is_empty()),
+                tmpfs: Some(
+                    self.mounts
+                        .iter()
+                        .filter_map(|m| Some((m.target().to_owned(), m.tmpfs_options()?)))
+                        .collect(),
+                )
+                .filter(|t: &std::collections::HashMap<_, _>| !t.is_empty()),
+                privileged: self.privileged.then_some(true),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
@@ -138,25 +148,50 @@ pub enum Mount {
         target: String,
         read_only: bool,
     },
-    /// An empty in-memory file system.
-    Tmpfs { target: String },
+    /// An empty in-memory file system whose programs can run (BuildKit's tmpfs mounts are
+    /// not `noexec`, the engine's default), at most `size` bytes when given.
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+        read_only: bool,
+    },
 }
 
 impl Mount {
     fn target(&self) -> &str {
         match self {
-            Mount::Bind { target, .. } | Mount::Volume { target, .. } | Mount::Tmpfs { target } => {
-                target
-            }
+            Mount::Bind { target, .. }
+            | Mount::Volume { target, .. }
+            | Mount::Tmpfs { target, .. } => target,
         }
     }
 
-    fn to_engine(&self) -> bollard::models::Mount {
+    /// The options of a tmpfs mount for `HostConfig.Tmpfs`: only that form takes `exec`
+    /// (the Mounts API's tmpfs options have no flags before API 1.46).
+    fn tmpfs_options(&self) -> Option<String> {
+        let Mount::Tmpfs {
+            size, read_only, ..
+        } = self
+        else {
+            return None;
+        };
+        let mut options = vec!["exec".to_owned()];
+        if let Some(size) = size {
+            options.push(format!("size={size}"));
+        }
+        if *read_only {
+            options.push("ro".to_owned());
+        }
+        Some(options.join(","))
+    }
+
+    /// A bind or volume mount for the Mounts API (`None` for a tmpfs).
+    fn to_engine(&self) -> Option<bollard::models::Mount> {
         let base = bollard::models::Mount {
             target: Some(self.target().to_owned()),
             ..Default::default()
         };
-        match self {
+        Some(match self {
             Mount::Bind {
                 source, read_only, ..
             } => bollard::models::Mount {
@@ -177,11 +212,8 @@ impl Mount {
                 }),
                 ..base
             },
-            Mount::Tmpfs { .. } => bollard::models::Mount {
-                typ: Some(MountType::TMPFS),
-                ..base
-            },
-        }
+            Mount::Tmpfs { .. } => return None,
+        })
     }
 }
 
@@ -611,6 +643,8 @@ mod tests {
         let mount = RunSpec {
             mounts: vec![Mount::Tmpfs {
                 target: "tmp".into(),
+                size: None,
+                read_only: false,
             }],
             ..ok
         };
@@ -631,6 +665,36 @@ mod tests {
         let host = body.host_config.unwrap_or_default();
         assert_eq!(host.network_mode, None);
         assert_eq!(host.mounts, None);
+        assert_eq!(host.tmpfs, None);
+        assert_eq!(host.privileged, None);
+    }
+
+    #[test]
+    fn tmpfs_mounts_are_exec_and_privileged_is_asked_for() {
+        let spec = RunSpec {
+            mounts: vec![
+                Mount::Tmpfs {
+                    target: "/t".into(),
+                    size: Some(1 << 20),
+                    read_only: false,
+                },
+                Mount::Bind {
+                    source: "/src".into(),
+                    target: "/b".into(),
+                    read_only: true,
+                },
+            ],
+            privileged: true,
+            ..RunSpec::new("img", ["true"])
+        };
+        let host = spec.create_body().host_config.unwrap_or_default();
+        assert_eq!(host.privileged, Some(true));
+        let tmpfs = host.tmpfs.unwrap_or_default();
+        assert_eq!(
+            tmpfs.get("/t").map(String::as_str),
+            Some("exec,size=1048576")
+        );
+        assert_eq!(host.mounts.map(|m| m.len()), Some(1));
     }
 
     #[test]

@@ -1022,21 +1022,116 @@ pub fn parse_mount(spec: &str) -> Result<Mount, String> {
             other => return Err(format!("--mount: unknown option `{other}`")),
         }
     }
-    // Bind mounts are read-only unless asked otherwise, as in BuildKit.
-    mount.readonly = readonly.unwrap_or(mount.kind == MountKind::Bind);
-    match mount.kind {
-        MountKind::Secret | MountKind::Ssh => {}
-        _ if mount.target.is_none() => return Err("--mount needs target=PATH".into()),
-        _ => {}
-    }
-    if mount.kind == MountKind::Secret
-        && mount.id.is_none()
-        && mount.target.is_none()
-        && mount.env.is_none()
-    {
-        return Err("--mount type=secret needs id=NAME (or a target to derive it from)".into());
-    }
+    // Bind, secret and ssh mounts are read-only unless asked otherwise, as in BuildKit.
+    mount.readonly = readonly.unwrap_or(!matches!(mount.kind, MountKind::Cache | MountKind::Tmpfs));
+    check_mount_options(&mount)?;
     Ok(mount)
+}
+
+/// A tmpfs `size=` in bytes, read as BuildKit reads it (`units.RAMInBytes`): a number with
+/// an optional binary unit, `k`/`kb`/`kib` … `p`, any case.
+pub fn ram_bytes(size: &str) -> Option<u64> {
+    let size = size.trim();
+    let split = size
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(size.len());
+    let (number, unit) = size.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let power = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return None,
+    };
+    let bytes = number * 1024f64.powi(power);
+    (0.0..1.8e19).contains(&bytes).then_some(bytes as u64)
+}
+
+/// BuildKit's rules for which options a mount type takes, so a mistake is reported when the
+/// Dockerfile is read (a bind or cache mount without `target=` is at the working directory).
+fn check_mount_options(mount: &Mount) -> Result<(), String> {
+    let kind = match mount.kind {
+        MountKind::Bind => "bind",
+        MountKind::Cache => "cache",
+        MountKind::Tmpfs => "tmpfs",
+        MountKind::Secret => "secret",
+        MountKind::Ssh => "ssh",
+    };
+    let file_info = matches!(
+        mount.kind,
+        MountKind::Secret | MountKind::Ssh | MountKind::Cache
+    );
+    for (name, given) in [
+        ("mode", &mount.mode),
+        ("uid", &mount.uid),
+        ("gid", &mount.gid),
+    ] {
+        if given.is_some() && !file_info {
+            return Err(format!(
+                "--mount {name}= is not allowed for type={kind} mounts"
+            ));
+        }
+    }
+    if let Some(mode) = &mount.mode
+        && u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o7777)
+    {
+        return Err(format!("--mount mode={mode}: expected an octal mode"));
+    }
+    for id in [&mount.uid, &mount.gid].into_iter().flatten() {
+        if id.parse::<u32>().is_err() {
+            return Err(format!("--mount uid/gid `{id}`: expected a number"));
+        }
+    }
+    if mount.required && !matches!(mount.kind, MountKind::Secret | MountKind::Ssh) {
+        return Err(format!(
+            "--mount required is not allowed for type={kind} mounts"
+        ));
+    }
+    if let Some(size) = &mount.size {
+        if mount.kind != MountKind::Tmpfs {
+            return Err(format!(
+                "--mount size= is not allowed for type={kind} mounts"
+            ));
+        }
+        if ram_bytes(size).is_none() {
+            return Err(format!(
+                "--mount size={size}: expected a size such as 64m or 1g"
+            ));
+        }
+    }
+    if mount.sharing.is_some() && mount.kind != MountKind::Cache {
+        return Err(format!(
+            "--mount sharing= is not allowed for type={kind} mounts"
+        ));
+    }
+    if mount.env.is_some() && mount.kind != MountKind::Secret {
+        return Err(format!(
+            "--mount env= is not allowed for type={kind} mounts"
+        ));
+    }
+    if mount.kind == MountKind::Secret {
+        if mount.from.is_some() {
+            return Err("--mount type=secret takes no from=".into());
+        }
+        if mount.source.is_some() && mount.id.is_some() {
+            return Err("--mount type=secret: give source= or id=, not both".into());
+        }
+        if mount.id.is_none()
+            && mount.source.is_none()
+            && mount.target.is_none()
+            && mount.env.is_none()
+        {
+            return Err("--mount type=secret needs id=NAME (or a target to derive it from)".into());
+        }
+    }
+    if mount.kind == MountKind::Ssh && mount.source.is_some() {
+        return Err("--mount type=ssh takes no source=".into());
+    }
+    Ok(())
 }
 
 /// BuildKit's `BFlags`: `--name=value` flags of one instruction, each declared before use,
@@ -1179,14 +1274,38 @@ mod tests {
         assert_eq!(m.kind, MountKind::Bind);
         assert!(!m.readonly);
         assert!(parse_mount("target=/src").unwrap().readonly);
+        // Without target=, bind, cache and tmpfs mounts are at the working directory.
+        assert_eq!(parse_mount("from=build").unwrap().target, None);
+        assert!(parse_mount("type=secret,id=a,target=/s").unwrap().readonly);
+        assert!(!parse_mount("type=tmpfs,target=/t").unwrap().readonly);
         for bad in [
             "type=nfs,target=/x",
-            "type=cache",
             "type=cache,target=/x,sharing=maybe",
             "target=/x,colour=red",
             "type=secret",
+            "type=bind,target=/x,mode=0700",
+            "type=tmpfs,target=/x,uid=1",
+            "type=cache,target=/x,uid=abc",
+            "type=cache,target=/x,mode=999",
+            "type=bind,target=/x,required",
+            "type=cache,target=/x,size=1m",
+            "type=bind,target=/x,sharing=locked",
+            "type=secret,id=a,from=build",
+            "type=secret,id=a,source=b",
+            "type=ssh,source=x",
         ] {
             assert!(parse_mount(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tmpfs_sizes() {
+        assert_eq!(ram_bytes("1024"), Some(1024));
+        assert_eq!(ram_bytes("64m"), Some(64 << 20));
+        assert_eq!(ram_bytes("1GiB"), Some(1 << 30));
+        assert_eq!(ram_bytes("2kb"), Some(2048));
+        for bad in ["", "m", "12x", "-1"] {
+            assert_eq!(ram_bytes(bad), None, "{bad}");
         }
     }
 

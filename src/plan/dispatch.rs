@@ -77,6 +77,16 @@ pub enum CopyFrom {
     Image(String),
 }
 
+impl CopyFrom {
+    /// What a `--from=NAME` (of COPY, or of a RUN mount) names: a stage, else an image.
+    pub fn named(graph: &BuildGraph, name: &str) -> CopyFrom {
+        match graph.resolve_from(name) {
+            Source::Stage(i) => CopyFrom::Stage(i),
+            Source::Image(image) => CopyFrom::Image(image),
+        }
+    }
+}
+
 /// A step that changes the filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepKind {
@@ -99,6 +109,8 @@ pub struct RunStep {
     pub user: String,
     /// `RUN --network=…`; `None` uses the build's `--network`.
     pub network: Option<String>,
+    /// `RUN --security=…`; `insecure` runs privileged.
+    pub security: Option<String>,
     pub mounts: Vec<Mount>,
     /// A heredoc script with a shebang, written to a file and executed, as docker build does.
     pub script: Option<InlineFile>,
@@ -579,13 +591,33 @@ impl Dispatcher<'_> {
             {
                 *v = self.expand(at, v)?;
             }
+            // As BuildKit: a target is relative to the working directory (a bind or cache
+            // mount without one is at the working directory itself), and never `/`.
             if m.kind == MountKind::Cache && m.id.is_none() {
-                m.id = m.target.clone();
+                // BuildKit names a cache by its target as written, cleaned.
+                let written = m.target.as_deref().unwrap_or_default();
+                m.id = Some(match written.strip_prefix('/') {
+                    Some(_) => clean_path(written),
+                    None => match clean_path(written).trim_start_matches('/') {
+                        "" => ".".to_owned(),
+                        relative => relative.to_owned(),
+                    },
+                });
             }
-            if let Some(target) = &m.target
-                && !target.starts_with('/')
-            {
-                m.target = Some(join_path(&self.config.working_dir, target));
+            if !matches!(m.kind, MountKind::Secret | MountKind::Ssh) {
+                let target = m.target.take().unwrap_or_default();
+                let target = if target.starts_with('/') {
+                    clean_path(&target)
+                } else {
+                    clean_path(&join_path(&self.config.working_dir, &target))
+                };
+                if target == "/" {
+                    return Err(self.error(
+                        at,
+                        "RUN --mount: the target is `/`; mount somewhere below it (target=/mnt/…)",
+                    ));
+                }
+                m.target = Some(target);
             }
             mounts.push(m);
         }
@@ -610,6 +642,7 @@ impl Dispatcher<'_> {
             },
             user: self.config.user.clone(),
             network: run.network.clone(),
+            security: run.security.clone(),
             mounts,
             script,
             build_args: self.args.clone(),
@@ -623,10 +656,7 @@ impl Dispatcher<'_> {
         let keyword = if copy.is_add { "ADD" } else { "COPY" };
         let from = match &copy.from {
             None => CopyFrom::Context,
-            Some(f) => match self.graph.resolve_from(f) {
-                Source::Stage(i) => CopyFrom::Stage(i),
-                Source::Image(image) => CopyFrom::Image(image),
-            },
+            Some(f) => CopyFrom::named(self.graph, f),
         };
         let mut sources = Vec::with_capacity(copy.sources.len());
         for src in &copy.sources {

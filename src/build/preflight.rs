@@ -1,0 +1,112 @@
+//! The checks made before the first step runs, on every needed stage's dispatched steps:
+//! everything imgbuild refuses, or the command line does not allow, is reported then,
+//! naming the Dockerfile line. A build never runs some steps
+//! and then stops at a feature it could have refused at the start.
+
+use super::{Builder, mounts};
+use crate::error::InputError;
+use crate::frontend::instructions::MountKind;
+use crate::frontend::stages::Source;
+use crate::plan::dispatch::{RunStep, Step, StepKind};
+use crate::request::Entitlement;
+
+impl Builder {
+    /// Checks the RUN steps of every needed stage (all dispatched by then); the first
+    /// refusal is the error.
+    pub(super) fn preflight(&self) -> anyhow::Result<()> {
+        for &index in &self.graph.needed {
+            let plan = self.plan(index)?;
+            for step in &plan.steps {
+                if let StepKind::Run(run) = &step.kind {
+                    self.check_run(index, step, run)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_run(&self, stage: usize, step: &Step, run: &RunStep) -> anyhow::Result<()> {
+        let at = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
+        let refuse = |message: String, hint: &str| -> anyhow::Result<()> {
+            Err(InputError::new(format!("{at}: {message}"))
+                .with_hint(hint)
+                .into())
+        };
+        let allowed = |e| self.request.allow.contains(&e);
+        if run.network.as_deref() == Some("host") && !allowed(Entitlement::NetworkHost) {
+            return refuse(
+                "RUN --network=host needs the network.host entitlement, which this build was not given".into(),
+                "pass --allow network.host (or --network host), as with docker buildx build --allow network.host",
+            );
+        }
+        if run.security.as_deref() == Some("insecure") && !allowed(Entitlement::SecurityInsecure) {
+            return refuse(
+                "RUN --security=insecure needs the security.insecure entitlement, which this build was not given".into(),
+                "pass --allow security.insecure to run this step in a privileged container",
+            );
+        }
+        for mount in &run.mounts {
+            let local = mounts::engine_is_local();
+            match mount.kind {
+                MountKind::Ssh if mount.required => {
+                    return refuse(
+                        "RUN --mount=type=ssh,required=true: imgbuild forwards no SSH agent".into(),
+                        "fetch over HTTPS with a --secret token, or drop required=true (the mount is then left out, as docker build leaves it out without --ssh)",
+                    );
+                }
+                MountKind::Secret if mount.required => {
+                    let id = mounts::secret_id(mount);
+                    if !self.request.secrets.contains_key(&id) {
+                        return refuse(
+                            format!(
+                                "RUN --mount=type=secret,id={id},required: no secret `{id}` was given"
+                            ),
+                            &format!("pass --secret id={id},src=FILE or --secret id={id},env=VAR"),
+                        );
+                    }
+                }
+                MountKind::Cache | MountKind::Bind | MountKind::Secret if !local => {
+                    return refuse(
+                        format!(
+                            "RUN --mount={}: the Docker engine is not on this machine (DOCKER_HOST is not a unix socket), and the mount is a directory of this machine",
+                            kind_name(mount.kind)
+                        ),
+                        "build with a local engine, or drop the mount",
+                    );
+                }
+                _ => {}
+            }
+            let Some(from) = &mount.from else {
+                if mount.kind == MountKind::Bind {
+                    let source = mount.source.as_deref().unwrap_or(".");
+                    if let Err(e) = mounts::context_path(self.context.root(), source) {
+                        return refuse(
+                            format!("RUN --mount=type=bind,source={source}: {e}"),
+                            "bind mounts without from= show the build context; check the path and .dockerignore",
+                        );
+                    }
+                }
+                continue;
+            };
+            if let Source::Stage(i) = self.graph.resolve_from(from)
+                && i >= stage
+            {
+                return refuse(
+                    format!("RUN --mount from={from}: the stage is defined after this one"),
+                    "a RUN can mount only stages defined before its own",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kind_name(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::Bind => "type=bind",
+        MountKind::Cache => "type=cache",
+        MountKind::Tmpfs => "type=tmpfs",
+        MountKind::Secret => "type=secret",
+        MountKind::Ssh => "type=ssh",
+    }
+}
