@@ -603,6 +603,7 @@ impl Builder {
                 }
             }
         }
+        self.write_remote_sources(&mut out, copy, &|_| dest_exists)?;
         write_inline_files(&mut out, copy, dest_exists)?;
         let mut spool = out
             .finish()?
