@@ -183,6 +183,11 @@ fn checksum_mismatch_and_missing_files_fail_located() {
         server.url("f")
     ));
     project.build_ok();
+    // Pinned by its checksum, the stored copy is used without asking the server (it is gone).
+    fs::remove_file(served.path().join("f")).unwrap();
+    let again = project.build_ok();
+    assert!(again.contains("1 of 1 steps cached"), "{again}");
+    fs::write(served.path().join("f"), "data\n").unwrap();
     let cases = [
         (
             format!(
