@@ -146,10 +146,22 @@ fn git(dir: &Path, args: &[&str]) {
 fn download_is_0600_with_its_last_modified_and_keyed_on_content() {
     let served = support::tempdir();
     fs::write(served.path().join("hello.txt"), "hello\n").unwrap();
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(6);
+    header.set_mode(0o640);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "inner.txt", &b"inner\n"[..])
+        .unwrap();
+    fs::write(served.path().join("a.tar"), archive.into_inner().unwrap()).unwrap();
     let server = Server::start(served.path().to_owned());
+    // A tar stays a file unless `--unpack=true` asks.
     let project = Project::new(&format!(
-        "FROM BUSYBOX\nADD {} /d/\nRUN ls -ln --full-time /d/hello.txt && cat /d/hello.txt\n",
-        server.url("hello.txt")
+        "FROM BUSYBOX\nADD {hello} /d/\nADD {tar} /kept/\nADD --unpack=true {tar} /unpacked/\n\
+         RUN ls -ln --full-time /d/hello.txt && cat /d/hello.txt && test -f /kept/a.tar && ls -ln /unpacked/inner.txt\n",
+        hello = server.url("hello.txt"),
+        tar = server.url("a.tar"),
     ));
     let first = project.build_ok();
     assert!(
@@ -158,8 +170,12 @@ fn download_is_0600_with_its_last_modified_and_keyed_on_content() {
     );
     // Unchanged: revalidated with its ETag (a 304), every step cached.
     let second = project.build_ok();
-    assert!(second.contains("2 of 2 steps cached"), "{second}");
-    assert_eq!(server.not_modified.load(Ordering::SeqCst), 1);
+    assert!(
+        first.contains("-rw-r-----    1 0        0                6"),
+        "{first}"
+    );
+    assert!(second.contains("4 of 4 steps cached"), "{second}");
+    assert_eq!(server.not_modified.load(Ordering::SeqCst), 2);
     // Changed content: the ADD misses and says which source changed.
     fs::write(served.path().join("hello.txt"), "hello again\n").unwrap();
     let third = project.build_ok();
