@@ -23,6 +23,7 @@ pub mod cli;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod fetch;
 pub mod frontend;
 pub mod oci;
 pub mod plan;

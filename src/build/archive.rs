@@ -169,6 +169,12 @@ impl<W: Write> TarOut<W> {
         self.builder.append_link(&mut h, self.name(path), target)
     }
 
+    /// Sets the mtime of the entries written next (an `ADD` download's `Last-Modified`),
+    /// returning the one before.
+    pub fn set_mtime(&mut self, mtime: u64) -> u64 {
+        std::mem::replace(&mut self.overrides.mtime, mtime)
+    }
+
     pub fn finish(self) -> io::Result<W> {
         self.builder.into_inner()
     }

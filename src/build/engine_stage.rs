@@ -655,6 +655,7 @@ impl Builder {
                 copy_from_sources(&engine, &source_image, copy, &dest, temp_dir, &mut out).await?;
             }
         }
+        self.write_remote_sources(&mut out, copy, &|_| dest_exists)?;
         write_inline_files(&mut out, copy, dest_exists)?;
         let mut spool = out
             .finish()?

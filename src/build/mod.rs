@@ -16,6 +16,7 @@ mod image_fs;
 mod mounts;
 mod package;
 mod preflight;
+mod remote;
 mod remote_cache;
 mod steps;
 
@@ -118,6 +119,8 @@ pub(crate) struct Builder {
     journal: Mutex<Vec<remote_cache::UsedStep>>,
     /// Cache mounts already restored from an imported cache (or found non-empty).
     restored_mounts: tokio::sync::Mutex<std::collections::HashSet<String>>,
+    /// `ADD https://…` and `ADD git…` sources, resolved once per build.
+    fetcher: crate::fetch::Fetcher,
 }
 
 /// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
@@ -171,6 +174,7 @@ pub async fn build(
     let ids = Ids::default();
     let remote =
         remote_cache::import_caches(&request, &registry, &registry_blobs, &reporter, &ids).await;
+    let fetcher = crate::fetch::Fetcher::new(&request.cache_dir, oci_blobs.clone())?;
     let mut builder = Builder {
         request,
         graph,
@@ -191,6 +195,7 @@ pub async fn build(
         remote,
         journal: Mutex::new(Vec::new()),
         restored_mounts: tokio::sync::Mutex::new(Default::default()),
+        fetcher,
     };
     let image = builder.run().await?;
     let digest = image.digest().to_string();
@@ -308,6 +313,7 @@ impl Builder {
     /// Dispatches and runs one build stage in the engine.
     async fn build_stage(&self, index: usize) -> anyhow::Result<()> {
         let plan = self.plan(index)?;
+        self.resolve_remote_sources(&plan).await?;
         let output = self.run_engine_stage(index, &plan).await?;
         lock(&self.stages).insert(index, output);
         Ok(())
@@ -348,6 +354,7 @@ impl Builder {
     /// The image of the target stage.
     async fn build_target(&self, index: usize) -> anyhow::Result<Arc<dyn Image>> {
         let plan = self.plan(index)?;
+        self.resolve_remote_sources(&plan).await?;
         let plans = lock(&self.plans).clone();
         // A target with RUN steps runs in the engine like a build stage; its layers are
         // then exported and rewritten deterministically. Without RUN, every layer is

@@ -268,6 +268,7 @@ impl Builder {
                         }
                     }
                 }
+                self.write_remote_sources(&mut tar, copy, &|p| fs.is_dir(p))?;
                 write_inline_files(&mut tar, copy, dest_exists)?;
                 self.write_tar_layer(tar, fs).map(Some)
             }

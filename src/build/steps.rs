@@ -147,6 +147,7 @@ impl Builder {
                     }
                     None => {}
                 }
+                self.remote_inputs(copy, &mut inputs)?;
             }
             StepKind::Mkdir { path, user } => {
                 inputs.instruction = format!("WORKDIR {path}");

@@ -201,12 +201,17 @@ fn write_checked<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
 pub const ABANDONED_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// The directories of a cache dir where writes go through temporary `.tmp*` files.
-const TEMP_FILE_DIRS: [&str; 4] = [
+const TEMP_FILE_DIRS: [&str; 5] = [
     "blobs",
     "blob-sources/sha256",
     "steps-v2/keys",
     "steps-v2/last",
+    "fetch-v1/http",
 ];
+
+/// Where ADD of a URL or git repository makes temporary directories (a download under its
+/// name, a checkout): `.tmp-add-*` and `.tmp-checkout-*`, removed whole once abandoned.
+const TEMP_DIR_DIRS: [&str; 2] = ["blobs", "fetch-v1/git"];
 
 /// Removes the temporary files (`.tmp*`) that processes killed mid-write left in
 /// `cache_dir` (SIGKILL runs no destructor, and a blob being written can be large) once
@@ -234,6 +239,30 @@ pub fn remove_abandoned_temp_files(cache_dir: &Path, older_than: Duration) -> us
             if meta.is_file()
                 && untouched.is_some_and(|age| age >= older_than)
                 && fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    for dir in TEMP_DIR_DIRS {
+        let Ok(entries) = fs::read_dir(cache_dir.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(".tmp-add-") || name.starts_with(".tmp-checkout-")) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let untouched = meta
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok());
+            if meta.is_dir()
+                && untouched.is_some_and(|age| age >= older_than)
+                && fs::remove_dir_all(entry.path()).is_ok()
             {
                 removed += 1;
             }
@@ -370,6 +399,18 @@ mod tests {
         e.instruction = "COPY . .".into();
         assert_eq!(explain_miss(Some(&a), &e), "the instruction changed");
         assert!(explain_miss(Some(&a), &a).contains("missing"));
+    }
+
+    #[test]
+    fn abandoned_add_directories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("fetch-v1/git/.tmp-checkout-x/tree");
+        fs::create_dir_all(&checkout).unwrap();
+        fs::write(checkout.join("f"), "x").unwrap();
+        fs::create_dir_all(dir.path().join("fetch-v1/git/0123.git")).unwrap();
+        assert_eq!(remove_abandoned_temp_files(dir.path(), Duration::ZERO), 1);
+        assert!(!dir.path().join("fetch-v1/git/.tmp-checkout-x").exists());
+        assert!(dir.path().join("fetch-v1/git/0123.git").is_dir());
     }
 
     #[test]

@@ -216,6 +216,18 @@ impl Context {
         })
     }
 
+    /// A directory read as a context without a `.dockerignore`: what `ADD` fetched (a
+    /// download, a git checkout), where a `.dockerignore` of the source means nothing.
+    pub fn open_unfiltered(root: &Path) -> Result<Context, Error> {
+        let root =
+            std::fs::canonicalize(root).with_context(|| format!("opening {}", root.display()))?;
+        Ok(Context {
+            root,
+            ignore: DockerIgnore::default(),
+            ignore_text: Vec::new(),
+        })
+    }
+
     /// The canonical context directory.
     pub fn root(&self) -> &Path {
         &self.root

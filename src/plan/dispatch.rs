@@ -125,6 +125,8 @@ pub struct CopyStep {
     pub sources: Vec<String>,
     /// Heredoc sources, expanded when their terminator was unquoted.
     pub inline: Vec<InlineFile>,
+    /// `ADD https://…` and `ADD git…` sources, written after the context's.
+    pub remote: Vec<crate::fetch::RemoteSource>,
     /// Absolute destination; a trailing `/` means "into this directory".
     pub dest: String,
     pub chown: Option<String>,
@@ -659,23 +661,53 @@ impl Dispatcher<'_> {
             Some(f) => CopyFrom::named(self.graph, f),
         };
         let mut sources = Vec::with_capacity(copy.sources.len());
+        let mut remote = Vec::new();
+        let mut shown_sources = Vec::with_capacity(copy.sources.len());
         for src in &copy.sources {
             let src = self.expand(at, src)?;
-            if copy.is_add
-                && (src.starts_with("http://")
-                    || src.starts_with("https://")
-                    || src.starts_with("git@"))
-            {
-                return Err(self
-                    .error(
-                        at,
-                        format!("ADD {src}: adding from a URL is not supported by imgbuild"),
-                    )
-                    .with_hint(
-                        "download it in a RUN step (curl -fsSLo …) or fetch it before the build",
-                    ));
+            if !copy.is_add {
+                if crate::fetch::RemoteSource::looks_remote(&src) {
+                    return Err(self
+                        .error(
+                            at,
+                            format!(
+                                "COPY {}: source can't be a URL or git ref for COPY",
+                                crate::fetch::redact_url(&src)
+                            ),
+                        )
+                        .with_hint("use ADD for remote sources"));
+                }
+                shown_sources.push(src.clone());
+                sources.push(src);
+                continue;
             }
-            sources.push(src);
+            match crate::fetch::RemoteSource::parse(
+                &src,
+                copy.keep_git_dir,
+                copy.checksum.as_deref(),
+            ) {
+                Ok(Some(r)) => {
+                    shown_sources.push(r.display());
+                    remote.push(r);
+                }
+                Ok(None) => {
+                    shown_sources.push(src.clone());
+                    sources.push(src);
+                }
+                Err(e) => {
+                    return Err(
+                        self.error(at, format!("ADD {}: {e}", crate::fetch::redact_url(&src)))
+                    );
+                }
+            }
+        }
+        if copy.checksum.is_some() {
+            if sources.len() + remote.len() != 1 {
+                return Err(self.error(at, "checksum can't be specified for multiple sources"));
+            }
+            if remote.is_empty() {
+                return Err(self.error(at, "checksum requires HTTP(S) or Git sources"));
+            }
         }
         let mut inline = Vec::with_capacity(copy.inline.len());
         for doc in &copy.inline {
@@ -701,7 +733,7 @@ impl Dispatcher<'_> {
         }
         let dest_raw = self.expand(at, &copy.dest)?;
         let dest = dest_path(&self.config.working_dir, &dest_raw);
-        if sources.len() + inline.len() > 1 && !dest.ends_with('/') {
+        if sources.len() + remote.len() + inline.len() > 1 && !dest.ends_with('/') {
             return Err(self.error(at, format!("{keyword} with more than one source needs a directory destination ending in `/`, not `{dest_raw}`"))
                 .with_hint(format!("write `{dest_raw}/`")));
         }
@@ -735,7 +767,7 @@ impl Dispatcher<'_> {
         if let Some(c) = &chmod {
             created_by.push_str(&format!(" --chmod={c}"));
         }
-        for s in &sources {
+        for s in &shown_sources {
             created_by.push(' ');
             created_by.push_str(s);
         }
@@ -750,6 +782,7 @@ impl Dispatcher<'_> {
             from,
             sources,
             inline,
+            remote,
             dest,
             chown,
             chmod,
@@ -1240,11 +1273,37 @@ mod dispatch_tests {
         assert!(
             err("FROM a\nCOPY a b c\n").contains("needs a directory destination ending in `/`")
         );
-        assert!(err("FROM a\nADD https://example.com/x /x\n").contains("URL is not supported"));
+        assert!(err("FROM a\nCOPY https://example.com/x /x\n").contains("can't be a URL"));
+        assert!(
+            err("FROM a\nADD --checksum=sha256:abc https://example.com/x /x\n")
+                .starts_with("Dockerfile:2:1: ADD https://example.com/x: `sha256:abc`")
+        );
+        assert!(err("FROM a\nADD --checksum=sha256:abc x /x\n").contains("requires HTTP(S)"));
+        assert!(err("FROM a\nADD https://h/a https://h/b /x\n").contains("ending in `/`"));
         assert!(err("FROM a\nCOPY --chmod=999 a /a\n").contains("octal mode"));
         assert!(err("FROM a\nEXPOSE http\n").starts_with("Dockerfile:2:1: EXPOSE http"));
         assert!(err("FROM a\nSTOPSIGNAL SIGFOO\n").contains("not a signal"));
         assert!(err("FROM a\nENV X=${Y:?required}\n").contains("required"));
+    }
+
+    #[test]
+    fn add_remote_sources() {
+        let p = plan(
+            "FROM a\nADD https://u:tok@example.com/f.tgz local /d/\nADD --keep-git-dir https://h/r.git#v1:sub /g\n",
+        );
+        let c = copy(&p.steps[0]);
+        assert_eq!(c.sources, ["local"]);
+        assert_eq!(c.remote.len(), 1);
+        assert_eq!(
+            p.history[0].created_by,
+            "ADD https://example.com/f.tgz local /d/ # buildkit"
+        );
+        assert!(!p.steps[0].display.contains("tok"));
+        let g = copy(&p.steps[1]);
+        assert!(g.sources.is_empty());
+        assert!(
+            matches!(&g.remote[0], crate::fetch::RemoteSource::Git(s) if s.keep_git_dir && s.subdir == "sub")
+        );
     }
 
     #[test]

@@ -1,0 +1,502 @@
+//! `ADD git…`: BuildKit's git source with the `git` command line. A ref is resolved with
+//! `git ls-remote` (the key); the commit is fetched into a bare repository kept in the
+//! cache dir per remote, and checked out into a temporary directory when the step runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+use sha2::{Digest as _, Sha256};
+
+use super::{Fetcher, GitSource, redact_url, scrub};
+
+/// A source parsed from an `ADD` argument, before the instruction's flags are merged in.
+pub(super) struct Parsed {
+    pub source: GitSource,
+    /// `?keep-git-dir=…` when the URL says it.
+    pub keep_git_dir_query: Option<bool>,
+}
+
+/// BuildKit's `dfgitutil.ParseGitRef`, for ADD: `Ok(None)` when `src` is not a git source.
+pub(super) fn parse(src: &str) -> Result<Option<Parsed>, String> {
+    if src.starts_with("./") || src.starts_with("../") || src.starts_with("github.com/") {
+        // `github.com/…` is a git source only for build contexts; ADD reads it as a path.
+        return Ok(None);
+    }
+    let (without_fragment, fragment) = match src.split_once('#') {
+        Some((a, f)) => (a, Some(f)),
+        None => (src, None),
+    };
+    let (remote, query) = match without_fragment.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (without_fragment, None),
+    };
+    match scheme(src) {
+        Some(scheme) => match scheme.to_ascii_lowercase().as_str() {
+            "http" | "https" => {
+                let path_start = remote
+                    .get(scheme.len() + 3..)
+                    .and_then(|rest| rest.find('/'))
+                    .map_or(remote.len(), |i| i + scheme.len() + 3);
+                if !remote[path_start..].ends_with(".git") {
+                    return Ok(None);
+                }
+            }
+            "git" | "ssh" => {}
+            _ => return Ok(None),
+        },
+        None if is_scp_style(src) => {}
+        None => return Ok(None),
+    }
+    let mut source = GitSource {
+        remote: remote.to_owned(),
+        reference: None,
+        subdir: String::new(),
+        keep_git_dir: false,
+        checksum: None,
+        submodules: true,
+    };
+    if let Some(fragment) = fragment.filter(|f| !f.is_empty()) {
+        let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+        source.reference = Some(reference.to_owned()).filter(|r| !r.is_empty());
+        source.subdir = clean_subdir(subdir);
+    }
+    let mut keep_git_dir_query = None;
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        keep_git_dir_query = load_query(&mut source, query)?;
+    }
+    Ok(Some(Parsed {
+        source,
+        keep_git_dir_query,
+    }))
+}
+
+/// `[a-zA-Z0-9]+` before `://`.
+fn scheme(src: &str) -> Option<&str> {
+    let (scheme, _) = src.split_once("://")?;
+    (!scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(scheme)
+}
+
+/// `user@host:path` (git's scp-like syntax): user `[A-Za-z0-9-_]+`, host `[A-Za-z0-9-.]+`.
+fn is_scp_style(src: &str) -> bool {
+    let Some((user, rest)) = src.split_once('@') else {
+        return false;
+    };
+    let Some((host, _)) = rest.split_once(':') else {
+        return false;
+    };
+    !user.is_empty()
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// `path.Join("/", subdir)` without the leading `/`.
+fn clean_subdir(subdir: &str) -> String {
+    crate::plan::dispatch::clean_path(&format!("/{subdir}"))
+        .trim_start_matches('/')
+        .to_owned()
+}
+
+fn load_query(source: &mut GitSource, query: &str) -> Result<Option<bool>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut tag, mut branch, mut keep) = (None, None, None);
+    let flag = |key: &str, value: &str| -> Result<bool, String> {
+        match value {
+            "" | "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+            _ => Err(format!("invalid {key} value: {value:?}")),
+        }
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = super::http::percent_decode(value);
+        if !seen.insert(key.to_owned()) {
+            return Err(format!("query {key:?} has multiple values"));
+        }
+        if value.is_empty() && !matches!(key, "submodules" | "keep-git-dir" | "fetch-by-commit") {
+            return Err(format!("query {key:?} has no value"));
+        }
+        match key {
+            "ref" => {
+                if let Some(r) = &source.reference
+                    && *r != value
+                {
+                    return Err(format!("ref conflicts: {r:?} vs {value:?}"));
+                }
+                source.reference = Some(value);
+            }
+            "tag" => tag = Some(value),
+            "branch" => branch = Some(value),
+            "subdir" => {
+                let value = clean_subdir(&value);
+                if !source.subdir.is_empty() && source.subdir != value {
+                    return Err(format!(
+                        "subdir conflicts: {:?} vs {value:?}",
+                        source.subdir
+                    ));
+                }
+                source.subdir = value;
+            }
+            "checksum" | "commit" => source.checksum = Some(value),
+            "keep-git-dir" => keep = Some(flag(key, &value)?),
+            "submodules" => source.submodules = flag(key, &value)?,
+            "fetch-by-commit" => {
+                flag(key, &value)?;
+            }
+            "mtime" if matches!(value.as_str(), "checkout" | "commit") => {
+                // imgbuild's mtimes are the source date epoch either way.
+            }
+            "mtime" => {
+                return Err(format!(
+                    "invalid mtime value: {value:?} (must be \"checkout\" or \"commit\")"
+                ));
+            }
+            other => return Err(format!("unexpected query {other:?}")),
+        }
+    }
+    for (name, prefix, value) in [
+        ("tag", "refs/tags/", &tag),
+        ("branch", "refs/heads/", &branch),
+    ] {
+        let Some(value) = value else { continue };
+        if name == "branch" && tag.is_some() {
+            return Err("branch conflicts with tag".into());
+        }
+        let full = if value.starts_with(prefix) {
+            value.clone()
+        } else {
+            format!("{prefix}{value}")
+        };
+        if let Some(r) = &source.reference
+            && *r != full
+        {
+            return Err(format!("ref conflicts: {r:?} vs {full:?}"));
+        }
+        source.reference = Some(full);
+    }
+    Ok(keep)
+}
+
+/// A full commit hash (SHA-1 or SHA-256).
+fn is_commit(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Runs git without a terminal prompt for credentials; its error (stderr) with every
+/// credential of `remote` scrubbed.
+fn git(args: &[&str], dir: Option<&Path>, remote: &str) -> anyhow::Result<String> {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let output = cmd
+        .output()
+        .context("running `git` (install git to ADD from git repositories)")?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = last[last.len().saturating_sub(3)..].join("; ");
+        bail!("{}", scrub(&tail, remote));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The commit `source`'s ref names on the remote now, and the full ref it matched, as
+/// BuildKit resolves it: a full commit hash as it is; a branch before a tag of the same
+/// name; an annotated tag to its commit unless `.git` is kept.
+pub(super) async fn resolve(
+    _fetcher: &Fetcher,
+    source: &GitSource,
+) -> anyhow::Result<(String, Option<String>)> {
+    let remote = source.remote.clone();
+    let shown = redact_url(&remote);
+    if let Some(r) = source.reference.as_deref().filter(|r| is_commit(r)) {
+        check_checksum(source, r, "")?;
+        return Ok((r.to_owned(), None));
+    }
+    let source = source.clone();
+    tokio::task::block_in_place(move || {
+        let reference = match &source.reference {
+            Some(r) => r.clone(),
+            None => default_branch(&remote)?,
+        };
+        let peeled = format!("{reference}^{{}}");
+        let listing = git(
+            &["ls-remote", "--", &remote, &reference, &peeled],
+            None,
+            &remote,
+        )
+        .with_context(|| format!("failed to fetch remote {shown}"))?;
+        let bare = reference.trim_start_matches("refs/");
+        let partial = format!("refs/{bare}");
+        let head = format!("refs/heads/{}", reference.trim_start_matches("refs/heads/"));
+        let tag = format!("refs/tags/{}", reference.trim_start_matches("refs/tags/"));
+        let annotated = format!("{tag}^{{}}");
+        let (mut exact, mut head_sha, mut tag_sha, mut peeled_sha) = (None, None, None, None);
+        for line in listing.lines() {
+            let Some((sha, name)) = line.split_once('\t') else {
+                continue;
+            };
+            let slot = if name == head {
+                &mut head_sha
+            } else if name == tag {
+                &mut tag_sha
+            } else if name == annotated {
+                &mut peeled_sha
+            } else if name == partial {
+                &mut exact
+            } else {
+                continue;
+            };
+            *slot = Some((sha.to_owned(), name.to_owned()));
+        }
+        let found = exact.or(head_sha);
+        let from_branch = found.is_some();
+        let (sha, name) = found.or(tag_sha).ok_or_else(|| {
+            anyhow::anyhow!("repository {shown} does not contain ref {reference}")
+        })?;
+        let peeled_sha = if from_branch {
+            String::new()
+        } else {
+            peeled_sha.map(|(s, _)| s).unwrap_or_default()
+        };
+        if !is_commit(&sha) {
+            bail!("{shown}: invalid commit sha {sha:?}");
+        }
+        check_checksum(&source, &sha, &peeled_sha)?;
+        // Without .git, an annotated tag is its commit (more keys shared).
+        let commit = if !peeled_sha.is_empty() && !source.keep_git_dir {
+            peeled_sha
+        } else {
+            sha
+        };
+        Ok((commit, Some(name)))
+    })
+}
+
+fn check_checksum(source: &GitSource, sha: &str, peeled: &str) -> anyhow::Result<()> {
+    if let Some(sum) = &source.checksum
+        && !sha.starts_with(sum.as_str())
+        && (peeled.is_empty() || !peeled.starts_with(sum.as_str()))
+    {
+        let got = if peeled.is_empty() {
+            sha.to_owned()
+        } else {
+            format!("{sha} or {peeled}")
+        };
+        bail!(
+            "{}: expected checksum to match {sum}, got {got}",
+            redact_url(&source.remote)
+        );
+    }
+    Ok(())
+}
+
+/// The branch the remote's HEAD points to.
+fn default_branch(remote: &str) -> anyhow::Result<String> {
+    let out = git(
+        &["ls-remote", "--symref", "--", remote, "HEAD"],
+        None,
+        remote,
+    )
+    .with_context(|| format!("failed to fetch remote {}", redact_url(remote)))?;
+    out.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("ref:")?;
+            let (target, name) = rest.trim().split_once('\t')?;
+            (name == "HEAD").then(|| target.trim().to_owned())
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "could not find the default branch of {}: name a ref (#branch)",
+                redact_url(remote)
+            )
+        })
+}
+
+/// A checked-out tree in a temporary directory, removed when dropped.
+pub struct Checkout {
+    _dir: tempfile::TempDir,
+    /// What is copied: the tree, or its subdirectory.
+    pub root: PathBuf,
+}
+
+/// Serialises fetches into the shared bare repositories of this process.
+static BARE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(super) fn checkout(
+    fetcher: &Fetcher,
+    source: &GitSource,
+    commit: &str,
+    full_ref: Option<&str>,
+) -> anyhow::Result<Checkout> {
+    let remote = source.remote.as_str();
+    let shown = redact_url(remote);
+    let git_root = fetcher.root.join("git");
+    std::fs::create_dir_all(&git_root)
+        .with_context(|| format!("creating {}", git_root.display()))?;
+    let bare = git_root.join(format!(
+        "{}.git",
+        hex::encode(Sha256::digest(redact_url(remote).as_bytes()))
+    ));
+    let bare_str = bare.to_string_lossy().into_owned();
+    let keep = format!("refs/imgbuild/{commit}");
+    // Held to the end: the checkout below uses the bare repository's index too.
+    let _guard = BARE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    {
+        if !bare.join("HEAD").is_file() {
+            git(&["init", "-q", "--bare", &bare_str], None, remote)?;
+        }
+        let has_commit = git(
+            &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+            Some(&bare),
+            remote,
+        )
+        .is_ok();
+        if !has_commit {
+            let want = full_ref.unwrap_or(commit);
+            let refspec = format!("+{want}:{keep}");
+            let shallow = git(
+                &[
+                    "fetch",
+                    "-q",
+                    "--depth=1",
+                    "--no-tags",
+                    "--",
+                    remote,
+                    &refspec,
+                ],
+                Some(&bare),
+                remote,
+            );
+            if let Err(e) = shallow {
+                // Servers of the "dumb" HTTP protocol (static files) cannot serve shallow
+                // fetches: fetch the whole history instead.
+                if !e.to_string().contains("dumb http") {
+                    return Err(e.context(format!("failed to fetch remote {shown}")));
+                }
+                git(
+                    &["fetch", "-q", "--no-tags", "--", remote, &refspec],
+                    Some(&bare),
+                    remote,
+                )
+                .with_context(|| format!("failed to fetch remote {shown}"))?;
+            }
+            git(
+                &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+                Some(&bare),
+                remote,
+            )
+            .with_context(|| {
+                format!("{shown}: the ref moved while building, commit {commit} is no longer there")
+            })?;
+        }
+        git(&["update-ref", &keep, commit], Some(&bare), remote)?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(".tmp-checkout-")
+        .tempdir_in(&git_root)
+        .context("creating a directory for a git checkout")?;
+    let tree = dir.path().join("tree");
+    let tree_str = tree.to_string_lossy().into_owned();
+    std::fs::create_dir(&tree)?;
+    let failed = || format!("failed to checkout remote {shown}");
+    if source.keep_git_dir {
+        // A repository of its own with only this commit, HEAD detached at it, its origin
+        // the remote (credentials removed), as BuildKit leaves it.
+        git(&["init", "-q", &tree_str], None, remote)?;
+        git(
+            &["remote", "add", "origin", &format!("file://{bare_str}")],
+            Some(&tree),
+            remote,
+        )?;
+        let local = full_ref.unwrap_or("refs/imgbuild/checkout");
+        git(
+            &[
+                "fetch",
+                "-q",
+                "-u",
+                "--depth=1",
+                "origin",
+                &format!("{keep}:{local}"),
+            ],
+            Some(&tree),
+            remote,
+        )
+        .with_context(failed)?;
+        git(&["checkout", "-q", "FETCH_HEAD"], Some(&tree), remote).with_context(failed)?;
+        git(
+            &["remote", "set-url", "origin", &shown],
+            Some(&tree),
+            remote,
+        )?;
+        git(
+            &["reflog", "expire", "--all", "--expire=now"],
+            Some(&tree),
+            remote,
+        )?;
+        let _ = std::fs::remove_file(tree.join(".git/FETCH_HEAD"));
+        if full_ref.is_none() {
+            git(
+                &["update-ref", "-d", "refs/imgbuild/checkout"],
+                Some(&tree),
+                remote,
+            )?;
+        }
+    } else {
+        git(
+            &[
+                &format!("--git-dir={bare_str}"),
+                &format!("--work-tree={tree_str}"),
+                "-c",
+                "core.bare=false",
+                "checkout",
+                "-q",
+                "--no-overlay",
+                commit,
+                "--",
+                ".",
+            ],
+            Some(&tree),
+            remote,
+        )
+        .with_context(failed)?;
+        // The index git wrote into the bare repository is of no use to anyone.
+        let _ = std::fs::remove_file(bare.join("index"));
+    }
+    if source.submodules && tree.join(".gitmodules").is_file() {
+        bail!(
+            "{shown} has submodules, which imgbuild does not check out yet; add \
+             `?submodules=false` to the URL to copy the tree without them"
+        );
+    }
+    let root = subdir_root(&tree, &source.subdir)?;
+    Ok(Checkout { _dir: dir, root })
+}
+
+/// `tree/subdir`, refusing a subdir that is missing or passes through anything but
+/// directories (a symlink could lead out of the checkout).
+fn subdir_root(tree: &Path, subdir: &str) -> anyhow::Result<PathBuf> {
+    let mut path = tree.to_path_buf();
+    for part in subdir.split('/').filter(|p| !p.is_empty()) {
+        path.push(part);
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|_| anyhow::anyhow!("invalid subdir {subdir}: {part} does not exist"))?;
+        if !meta.is_dir() {
+            bail!("git subpath {subdir:?} contains non-directory {part:?}");
+        }
+    }
+    Ok(path)
+}
