@@ -1,8 +1,10 @@
 //! BuildKit's own parser test cases (conformance/buildkit-parser): every positive case must
 //! dump byte for byte as its `result`, every negative case must be rejected.
 //!
-//! Reads `$IMGBUILD_CONFORMANCE_DIR` if set, else `../shared/conformance/buildkit-parser`
-//! beside the crate.
+//! The data is found by `conformance_data::dir()`: `$IMGBUILD_CONFORMANCE_DIR` if set (as
+//! scripts/test sets it), else `../shared/conformance/buildkit-parser` beside the crate.
+
+mod conformance_data;
 
 use std::path::{Path, PathBuf};
 
@@ -11,23 +13,9 @@ use imgbuild::frontend::parser::parse;
 const POSITIVE_CASES: usize = 33;
 const NEGATIVE_CASES: usize = 4;
 
-fn conformance_dir() -> PathBuf {
-    let dir = match std::env::var_os("IMGBUILD_CONFORMANCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/buildkit-parser"),
-    };
-    assert!(
-        dir.join("positive").is_dir() && dir.join("negative").is_dir(),
-        "no conformance cases at {} (expected positive/ and negative/ there); set \
-         IMGBUILD_CONFORMANCE_DIR to the buildkit-parser directory",
-        dir.display()
-    );
-    dir
-}
-
 /// The case directories under `dir/kind`, sorted by name.
 fn cases(kind: &str) -> Vec<PathBuf> {
-    let dir = conformance_dir().join(kind);
+    let dir = conformance_data::dir().join(kind);
     let entries =
         std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     let mut cases: Vec<PathBuf> = entries
@@ -120,7 +108,7 @@ fn negative_cases_are_rejected() {
 
 #[test]
 fn negative_cases_fail_with_buildkit_messages() {
-    let dir = conformance_dir().join("negative");
+    let dir = conformance_data::dir().join("negative");
     for (case, line, message) in [
         ("empty_dockerfile", 0, "file with no instructions"),
         ("only_comments", 0, "file with no instructions"),

@@ -1,9 +1,11 @@
 //! BuildKit's own shell-lexer test data (`envVarTest`, `wordsTest`), run with the harness
 //! rules of `conformance/buildkit-parser/shell/FORMAT.md`.
 //!
-//! The data is read from `$IMGBUILD_CONFORMANCE_DIR` (the `shell` directory itself, or a
-//! directory holding `shell/` or `buildkit-parser/shell/`), else from
-//! `<manifest dir>/../shared/conformance/buildkit-parser/shell`. A missing directory fails.
+//! The data is `shell/` of `conformance_data::dir()`: `$IMGBUILD_CONFORMANCE_DIR` if set (as
+//! scripts/test sets it), else `../shared/conformance/buildkit-parser` beside the crate. A
+//! missing directory fails.
+
+mod conformance_data;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,32 +18,7 @@ const ENV_VAR_WINDOWS_LINES: usize = 2;
 const WORDS_LINES: usize = 24;
 
 fn data_dir() -> PathBuf {
-    let mut looked = Vec::new();
-    let candidates: Vec<PathBuf> = match std::env::var_os("IMGBUILD_CONFORMANCE_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            vec![
-                dir.clone(),
-                dir.join("shell"),
-                dir.join("buildkit-parser").join("shell"),
-            ]
-        }
-        None => vec![
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/conformance/buildkit-parser/shell"),
-        ],
-    };
-    for dir in candidates {
-        if dir.join("envVarTest").is_file() && dir.join("wordsTest").is_file() {
-            return dir;
-        }
-        looked.push(dir.display().to_string());
-    }
-    panic!(
-        "BuildKit's shell test data (envVarTest, wordsTest) not found; looked in: {}. \
-         Set IMGBUILD_CONFORMANCE_DIR to the directory that holds them.",
-        looked.join(", ")
-    );
+    conformance_data::dir().join("shell")
 }
 
 fn read(dir: &Path, name: &str) -> String {
