@@ -42,13 +42,18 @@ impl Project {
     }
 
     fn command_as_given(&self, args: &[&str]) -> Command {
+        self.command_with_cache(self.cache.path(), args)
+    }
+
+    /// A build of this project with another project's cache dir.
+    fn command_with_cache(&self, cache: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(support::imgbuild_bin());
         cmd.args(["build", "--cache-dir"])
-            .arg(self.cache.path())
+            .arg(cache)
             .args(args)
             .arg(self.path())
             .env("DOCKER_HOST", &support::env().docker_host)
-            .env("HOME", self.cache.path())
+            .env("HOME", cache)
             .env_remove("SOURCE_DATE_EPOCH");
         cmd
     }
@@ -502,4 +507,56 @@ OTHER
         "644 0\n"
     );
     support::docker_ok(["rmi", tag.as_str()]);
+}
+
+/// The step cache is keyed on what a step reads, not on the instructions around it, so the
+/// engine image a step starts from may come from another Dockerfile's build. What the step
+/// sees must not depend on that: the second Dockerfile gives the same image after the first
+/// filled the cache as from an empty one, and sees what BuildKit's RUN sees.
+#[test]
+fn a_cache_filled_by_another_dockerfile_changes_nothing() {
+    let fills = Project::new(
+        "FROM BUSYBOX\nENV LEAK=from-the-other-dockerfile\nUSER 1234:1234\nCOPY f.txt /f.txt\nRUN true\n",
+        &[("f.txt", "shared\n")],
+    );
+    let reads_text = "FROM BUSYBOX AS build\nCOPY f.txt /f.txt\nRUN echo \"user=$(id -u):$(id -g) pwd=$(pwd) leak=[$LEAK]\" > /seen\nFROM build\nRUN echo \"child user=$(id -u) leak=[$LEAK]\" >> /seen\nCMD [\"cat\", \"/seen\"]\n";
+    let reads = Project::new(reads_text, &[("f.txt", "shared\n")]);
+
+    let alone = support::unique_name("reads-alone");
+    let alone_digest = support::summary_digest(&reads.build_ok(&["-t", &alone]));
+
+    fills.build_ok(&[]);
+    let after = support::unique_name("reads-after");
+    let out = reads
+        .command_with_cache(fills.cache.path(), &["--progress", "plain", "-t", &after])
+        .output()
+        .expect("imgbuild runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "imgbuild failed:\n{stderr}");
+    assert!(
+        stderr.contains("CACHED") || stderr.contains("cached"),
+        "the COPY should come from the other Dockerfile's build:\n{stderr}"
+    );
+    assert_eq!(support::summary_digest(&stderr), alone_digest);
+
+    let buildkit = support::unique_name("reads-buildkit");
+    let output = Command::new(support::DOCKER_CLI)
+        .args(["build", "--network", "host", "-q", "-t", &buildkit])
+        .arg(reads.path())
+        .env("DOCKER_HOST", &support::env().docker_host)
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .expect("docker build runs");
+    assert!(
+        output.status.success(),
+        "BuildKit failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = run_image(&buildkit, &[]);
+    assert_eq!(expected, "user=0:0 pwd=/ leak=[]\nchild user=0 leak=[]\n");
+    assert_eq!(run_image(&alone, &[]), expected);
+    assert_eq!(run_image(&after, &[]), expected);
+    for tag in [&alone, &after, &buildkit] {
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
 }

@@ -129,7 +129,7 @@ fn kill_child_when(mut child: Child, what: &str, moment: impl Fn(u32) -> bool) -
 
 /// The raw JSON of every step entry in a cache dir.
 fn records(cache: &Path) -> Vec<serde_json::Value> {
-    let Ok(dir) = fs::read_dir(cache.join("steps-v1/keys")) else {
+    let Ok(dir) = fs::read_dir(cache.join("steps-v2/keys")) else {
         return Vec::new();
     };
     dir.filter_map(|e| fs::read(e.ok()?.path()).ok())
@@ -141,7 +141,7 @@ fn records(cache: &Path) -> Vec<serde_json::Value> {
 /// it names is in the blob store.
 fn assert_cache_consistent(cache: &Path) {
     let steps = StepCache::open(cache).unwrap();
-    let keys = fs::read_dir(cache.join("steps-v1/keys")).unwrap();
+    let keys = fs::read_dir(cache.join("steps-v2/keys")).unwrap();
     let mut count = 0;
     for entry in keys {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -348,7 +348,7 @@ fn killed_while_writing_the_cache_leaves_it_consistent() {
     for name in ["a", "b", "c"] {
         project.random_file(name, 16);
     }
-    let keys = project.cache.path().join("steps-v1/keys");
+    let keys = project.cache.path().join("steps-v2/keys");
     let entries = || {
         names(&keys)
             .into_iter()
@@ -385,7 +385,7 @@ fn a_torn_cache_entry_is_ignored_and_the_step_runs_again() {
     let first_iid = fs::read_to_string(&iid).unwrap();
     // Tear every entry: cut one short, change a byte of the other (its checksum no longer
     // matches).
-    let keys = project.cache.path().join("steps-v1/keys");
+    let keys = project.cache.path().join("steps-v2/keys");
     let mut paths: Vec<PathBuf> = names(&keys).into_iter().map(|n| keys.join(n)).collect();
     paths.sort();
     assert_eq!(paths.len(), 2, "one entry a COPY step");

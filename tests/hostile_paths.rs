@@ -109,7 +109,7 @@ impl Project {
     /// The engine images the builds of this project made (recorded in its step cache), so
     /// the test removes them and nothing else from the shared engine.
     fn remove_engine_images(&self) {
-        let keys = self.cache.path().join("steps-v1/keys");
+        let keys = self.cache.path().join("steps-v2/keys");
         let Ok(entries) = fs::read_dir(keys) else {
             return;
         };

@@ -72,20 +72,20 @@ pub fn dockerfile_parse(data: &[u8]) {
             }
         };
         assert!(graph.needed.contains(&graph.target), "target not needed");
-        let mut configs: BTreeMap<usize, ImageConfig> = BTreeMap::new();
+        let mut configs: BTreeMap<usize, (ImageConfig, Vec<(String, String)>)> = BTreeMap::new();
         for &index in &graph.needed {
             let resolved = &graph.stages[index];
             assert_eq!(resolved.index, index, "stages out of order");
-            let base = match resolved.base {
+            let (base, base_args) = match resolved.base {
                 Base::Stage(earlier) => match configs.get(&earlier) {
                     Some(config) => config.clone(),
                     None => panic!("stage {index} needs stage {earlier}, not dispatched before"),
                 },
-                Base::Scratch | Base::Image(_) => ImageConfig::default(),
+                Base::Scratch | Base::Image(_) => (ImageConfig::default(), Vec::new()),
             };
-            match dispatch_stage(&graph, index, &base) {
+            match dispatch_stage(&graph, index, &base, &base_args) {
                 Ok(plan) => {
-                    configs.insert(index, plan.config);
+                    configs.insert(index, (plan.config, plan.args));
                 }
                 Err(e) => {
                     check_error(&e);

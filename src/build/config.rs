@@ -93,20 +93,15 @@ pub fn apply_to_oci(
     Ok(())
 }
 
-/// What a commit in the engine should carry, so containers made from it see the stage's
-/// environment.
+/// What a step's engine image carries: the ENV, USER and WORKDIR of the config as that step
+/// sees it. Nothing else: the image a build makes gets its config from the plan, and a
+/// VOLUME in an engine image would make the engine discard what later RUN steps write
+/// there, which BuildKit keeps.
 pub fn to_engine(config: &ImageConfig) -> engine::ImageConfig {
     engine::ImageConfig {
         env: config.env.clone(),
-        cmd: config.cmd.clone(),
-        entrypoint: config.entrypoint.clone(),
         workdir: config.working_dir.clone(),
         user: config.user.clone(),
-        labels: config.labels.clone(),
-        exposed_ports: config.exposed_ports.iter().cloned().collect(),
-        volumes: config.volumes.iter().cloned().collect(),
-        stop_signal: config.stop_signal.clone().unwrap_or_default(),
-        shell: config.shell.clone(),
-        on_build: config.on_build.clone(),
+        ..engine::ImageConfig::default()
     }
 }

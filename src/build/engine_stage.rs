@@ -178,7 +178,7 @@ impl Builder {
             let started = Instant::now();
             let result = async {
                 let image = self.materialize(&mut state, &plan.config, id).await?;
-                self.execute_in_engine(id, step, &image, plan).await
+                self.execute_in_engine(id, step, &image).await
             }
             .await;
             match result {
@@ -405,13 +405,26 @@ impl Builder {
         id: usize,
         step: &Step,
         image: &str,
-        plan: &StagePlan,
     ) -> anyhow::Result<String> {
         let engine = self.engine()?.clone();
-        let commit_config = config::to_engine(&plan.config);
+        // The engine image a step starts from may have been made by another Dockerfile (the
+        // cache is keyed on what a step reads, not on the config around it), so neither its
+        // ENV nor its USER may reach the step.
+        let image_env = engine
+            .find_image(image)
+            .await?
+            .map(|i| i.config.env)
+            .unwrap_or_default();
+        let mut commit_config = config::to_engine(&step.config);
         match &step.kind {
             StepKind::Run(run) => {
-                let (spec, _guards) = self.run_spec(run, image)?;
+                let (mut spec, _guards) = self.run_spec(run, image)?;
+                spec.env = exact_env(&spec.env, &image_env);
+                if spec.user.is_empty() {
+                    // BuildKit runs a stage without USER as root, whatever the image says.
+                    spec.user = "0:0".into();
+                }
+                commit_config.env = exact_env(&commit_config.env, &spec.env);
                 self.restore_cache_mounts(id, run).await;
                 let reporter = self.reporter.clone();
                 let container = engine
@@ -422,6 +435,7 @@ impl Builder {
                 Ok(engine.commit_and_remove(container, &commit_config).await?)
             }
             StepKind::Copy(copy) => {
+                commit_config.env = exact_env(&commit_config.env, &image_env);
                 let container = engine.create(&RunSpec::new(image, ["true"])).await?;
                 let result = self.copy_into(&container, step, copy).await;
                 match result {
@@ -433,6 +447,7 @@ impl Builder {
                 }
             }
             StepKind::Mkdir { path, user } => {
+                commit_config.env = exact_env(&commit_config.env, &image_env);
                 let container = engine.create(&RunSpec::new(image, ["true"])).await?;
                 let exists = engine
                     .stat(&container, path)
@@ -711,6 +726,23 @@ pub(super) async fn copy_from_image<W: std::io::Write>(
     result
 }
 
+/// `wanted`, and every variable of `others` it does not name as a bare `KEY`: Docker adds an
+/// image's variables that a container does not name to the container's environment (and a
+/// container's to the image committed from it), and a bare `KEY` is how it is told to
+/// leave one out.
+fn exact_env(wanted: &[String], others: &[String]) -> Vec<String> {
+    let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_owned();
+    let named: std::collections::HashSet<String> = wanted.iter().map(|kv| key(kv)).collect();
+    let mut env = wanted.to_vec();
+    for kv in others {
+        let k = key(kv);
+        if !named.contains(&k) && !env.contains(&k) {
+            env.push(k);
+        }
+    }
+    env
+}
+
 fn parent(path: &str) -> &str {
     match path.trim_end_matches('/').rsplit_once('/') {
         Some(("", _)) | None => "/",
@@ -771,4 +803,25 @@ pub(super) async fn load_into_engine(
     let file = tokio::fs::File::open(archive.path()).await?;
     engine.load_archive_from(file).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_env;
+
+    #[test]
+    fn exact_env_unsets_what_it_does_not_name() {
+        let wanted = ["PATH=/bin".to_string(), "A=1".to_string()];
+        let others = [
+            "A=old".to_string(),
+            "LATER=leak".to_string(),
+            "GONE".to_string(),
+            "LATER=twice".to_string(),
+        ];
+        assert_eq!(
+            exact_env(&wanted, &others),
+            ["PATH=/bin", "A=1", "LATER", "GONE"]
+        );
+        assert_eq!(exact_env(&wanted, &[]), wanted);
+    }
 }

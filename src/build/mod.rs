@@ -262,6 +262,7 @@ impl Builder {
 
     async fn run(&mut self) -> anyhow::Result<Arc<dyn Image>> {
         self.pull_images().await?;
+        self.dispatch_all()?;
         let this = &*self;
         let target = this.graph.target;
         // Build stages run as soon as the stages they need are done, several at once.
@@ -303,24 +304,47 @@ impl Builder {
 
     /// Dispatches and runs one build stage in the engine.
     async fn build_stage(&self, index: usize) -> anyhow::Result<()> {
-        let base_config = self.base_config(index)?;
-        let plan = dispatch::dispatch_stage(&self.graph, index, &base_config)?;
-        for warning in &plan.warnings {
-            self.reporter.warning(warning);
-        }
+        let plan = self.plan(index)?;
         let output = self.run_engine_stage(index, &plan).await?;
         lock(&self.stages).insert(index, output);
-        lock(&self.plans).insert(index, plan);
         Ok(())
+    }
+
+    /// Dispatches every needed stage, bases first, before any step runs: every error the
+    /// Dockerfile has is found before a build stage has run for minutes.
+    fn dispatch_all(&self) -> anyhow::Result<()> {
+        // `needed` lists stages in Dockerfile order, so a base stage comes first.
+        for &index in &self.graph.needed {
+            let (base, base_args) = match &self.graph.stages[index].base {
+                Base::Scratch => (ImageConfig::default(), Vec::new()),
+                Base::Image(name) => (
+                    config::from_oci(&self.pulled_image(name)?.config),
+                    Vec::new(),
+                ),
+                Base::Stage(i) => {
+                    let base = self.plan(*i)?;
+                    (base.config, base.args)
+                }
+            };
+            let plan = dispatch::dispatch_stage(&self.graph, index, &base, &base_args)?;
+            for warning in &plan.warnings {
+                self.reporter.warning(warning);
+            }
+            lock(&self.plans).insert(index, plan);
+        }
+        Ok(())
+    }
+
+    fn plan(&self, index: usize) -> anyhow::Result<StagePlan> {
+        lock(&self.plans)
+            .get(&index)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("stage {index} was not dispatched"))
     }
 
     /// The image of the target stage.
     async fn build_target(&self, index: usize) -> anyhow::Result<Arc<dyn Image>> {
-        let base_config = self.base_config(index)?;
-        let plan = dispatch::dispatch_stage(&self.graph, index, &base_config)?;
-        for warning in &plan.warnings {
-            self.reporter.warning(warning);
-        }
+        let plan = self.plan(index)?;
         let plans = lock(&self.plans).clone();
         // A target with RUN steps runs in the engine like a build stage; its layers are
         // then exported and rewritten deterministically. Without RUN, every layer is
@@ -332,8 +356,6 @@ impl Builder {
         {
             let output = self.run_engine_stage(index, &plan).await?;
             lock(&self.stages).insert(index, output);
-            let mut plans = plans;
-            plans.insert(index, plan);
             return Ok(self.stage_as_image(index, &plans).await?.image);
         }
         self.package(index, &plan, &plans).await
@@ -412,15 +434,6 @@ impl Builder {
                 Err(err)
             }
         }
-    }
-
-    /// The config a stage starts from.
-    fn base_config(&self, index: usize) -> anyhow::Result<ImageConfig> {
-        Ok(match &self.graph.stages[index].base {
-            Base::Scratch => ImageConfig::default(),
-            Base::Image(name) => config::from_oci(&self.pulled_image(name)?.config),
-            Base::Stage(i) => self.stage_output(*i)?.config.clone(),
-        })
     }
 
     fn pulled_image(&self, name: &str) -> anyhow::Result<&Pulled> {

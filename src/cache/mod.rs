@@ -6,7 +6,7 @@
 //! paths of the checkout, no umask. So `COPY mix.exs mix.lock ./` + `RUN mix deps.get` is
 //! keyed on the lockfile alone and survives source edits and fresh clones.
 //!
-//! Entries live under `<cache-dir>/steps-v1/`, one JSON file a key, written to a temporary
+//! Entries live under `<cache-dir>/steps-v2/`, one JSON file a key, written to a temporary
 //! name and renamed, with a checksum so a torn or corrupted entry is detected and ignored
 //! (the step re-runs). The inputs are stored with each entry and, per step position, the
 //! inputs of the last build, so a miss can say *which* input changed.
@@ -24,8 +24,11 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-/// The directory of this cache format under the cache dir.
-pub const LAYOUT: &str = "steps-v1";
+/// The directory of this cache format under the cache dir. It is part of every key, so a
+/// new version also leaves imported caches of the old one unused. v2: engine steps run and
+/// are committed with the config as of their step (v1 committed the stage's final config,
+/// so a RUN saw a later USER or ENV).
+pub const LAYOUT: &str = "steps-v2";
 
 /// Everything a step's result depends on, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -201,8 +204,8 @@ pub const ABANDONED_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 const TEMP_FILE_DIRS: [&str; 4] = [
     "blobs",
     "blob-sources/sha256",
-    "steps-v1/keys",
-    "steps-v1/last",
+    "steps-v2/keys",
+    "steps-v2/last",
 ];
 
 /// Removes the temporary files (`.tmp*`) that processes killed mid-write left in
@@ -388,14 +391,14 @@ mod tests {
         };
         let abandoned = [
             write("blobs/.tmp-abandoned", old),
-            write("steps-v1/keys/.tmpABCDEF", old),
+            write("steps-v2/keys/.tmpABCDEF", old),
         ];
         let kept = [
             write("blobs/.tmp-being-written", SystemTime::now()),
             write("blobs/sha256/.tmp-not-a-temp-dir", old),
             write("blobs/notes", old),
         ];
-        fs::create_dir(dir.path().join("steps-v1/last/.tmpdir")).unwrap();
+        fs::create_dir(dir.path().join("steps-v2/last/.tmpdir")).unwrap();
         let record = StepRecord {
             key: inputs().key(),
             inputs: inputs(),
@@ -411,7 +414,7 @@ mod tests {
         );
         assert!(abandoned.iter().all(|p| !p.exists()));
         assert!(kept.iter().all(|p| p.exists()));
-        assert!(dir.path().join("steps-v1/last/.tmpdir").is_dir());
+        assert!(dir.path().join("steps-v2/last/.tmpdir").is_dir());
         assert_eq!(cache.get(&record.key), Some(record));
         // A missing cache dir is nothing to clean.
         assert_eq!(

@@ -32,7 +32,7 @@ pub struct RunSpec {
     /// The command and its arguments; must not be empty.
     pub argv: Vec<String>,
     /// `KEY=VALUE` entries; they override the image's variables of the same name, the
-    /// image's others stay.
+    /// image's others stay, except those named by a bare `KEY` entry, which are unset.
     pub env: Vec<String>,
     /// Absolute working directory, created when missing; empty means the image's.
     pub workdir: String,

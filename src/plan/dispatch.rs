@@ -135,6 +135,9 @@ pub struct Step {
     /// Index of this step's entry in [`StagePlan::history`].
     pub history: usize,
     pub kind: StepKind,
+    /// The image config as this step sees it: the instructions before it applied, none
+    /// after it. An engine step is committed with it, never with the stage's final config.
+    pub config: ImageConfig,
 }
 
 /// What a stage does, after dispatch.
@@ -148,6 +151,9 @@ pub struct StagePlan {
     pub config: ImageConfig,
     /// The history entries this stage adds (after the base image's).
     pub history: Vec<History>,
+    /// The ARGs in scope when the stage ends, with their values: a stage built on this one
+    /// starts with them, as in BuildKit.
+    pub args: Vec<(String, String)>,
     /// Warnings worth showing (secret-looking ENV/ARG names, …).
     pub warnings: Vec<String>,
 }
@@ -206,11 +212,12 @@ struct Dispatcher<'a> {
 }
 
 /// Dispatches stage `stage` of `graph` on top of `base`, the config of its base image or
-/// stage.
+/// stage, with `base_args` in scope: the ARGs a base stage ended with (none for an image).
 pub fn dispatch_stage(
     graph: &BuildGraph,
     stage: usize,
     base: &ImageConfig,
+    base_args: &[(String, String)],
 ) -> Result<StagePlan, Error> {
     let mut config = base.clone();
     if config.get_env("PATH").is_none() {
@@ -222,6 +229,12 @@ pub fn dispatch_stage(
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         scope.set(k, v);
     }
+    for (k, v) in base_args {
+        // An ENV of the base stage set after its ARG of the same name wins, as in the stage.
+        if config.get_env(k).is_none() {
+            scope.set(k, v);
+        }
+    }
     let file = graph.dockerfile.file.as_str();
     let mut d = Dispatcher {
         graph,
@@ -230,7 +243,7 @@ pub fn dispatch_stage(
         stage,
         scope,
         config,
-        args: Vec::new(),
+        args: base_args.to_vec(),
         cmd_set: false,
         steps: Vec::new(),
         history: Vec::new(),
@@ -251,6 +264,7 @@ pub fn dispatch_stage(
         steps: d.steps,
         config: d.config,
         history: d.history,
+        args: d.args,
         warnings: d.warnings,
     })
 }
@@ -319,6 +333,7 @@ impl Dispatcher<'_> {
             display,
             history,
             kind,
+            config: self.config.clone(),
         });
     }
 
@@ -950,7 +965,7 @@ mod dispatch_tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let graph = stages::resolve(dockerfile, &args, None, &Platform::linux_amd64())?;
-        dispatch_stage(&graph, stage, base)
+        dispatch_stage(&graph, stage, base, &[])
     }
 
     fn plan(text: &str) -> StagePlan {
@@ -1008,6 +1023,66 @@ mod dispatch_tests {
             "RUN /bin/sh -c mix deps.get --only $MIX_ENV # buildkit"
         );
         assert!(p.history[1].empty_layer && !p.history[2].empty_layer);
+    }
+
+    #[test]
+    fn each_step_sees_only_the_instructions_before_it() {
+        // The final stage of `mix phx.gen.release --docker`: the RUN is root's, in /app,
+        // without the ENV and USER that come after it.
+        let p = plan(
+            "FROM debian\nWORKDIR /app\nRUN chown nobody /app\nENV MIX_ENV=prod\nCOPY rel ./\nUSER nobody\nWORKDIR /app/bin\nCMD [\"/app/bin/server\"]\n",
+        );
+        let configs: Vec<(&str, &str, Option<&str>)> = p
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.config.user.as_str(),
+                    s.config.working_dir.as_str(),
+                    s.config.get_env("MIX_ENV"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            configs,
+            [
+                ("", "/app", None),
+                ("", "/app", None),
+                ("", "/app", Some("prod")),
+                ("nobody", "/app/bin", Some("prod")),
+            ]
+        );
+        assert_eq!(run(&p.steps[1]).user, "");
+        assert!(p.steps.iter().all(|s| s.config.cmd.is_none()));
+        assert_eq!(p.config.user, "nobody");
+        assert_eq!(p.config.cmd, Some(vec!["/app/bin/server".to_string()]));
+    }
+
+    #[test]
+    fn a_stage_on_a_stage_keeps_its_args() {
+        // BuildKit's child stage starts with its base stage's build args (and their env).
+        let text =
+            "FROM a AS base\nARG X=1\nARG Y=2\nENV Y=env\nRUN true\nFROM base\nRUN echo $X $Y\n";
+        let base = plan_with(text, &[], 0, &ImageConfig::default()).unwrap();
+        assert_eq!(
+            base.args,
+            [("X".into(), "1".into()), ("Y".into(), "2".into())]
+        );
+        let ast = parse_dockerfile("Dockerfile", text.as_bytes()).unwrap();
+        let dockerfile = instructions::from_ast("Dockerfile", &ast).unwrap();
+        let graph = stages::resolve(
+            dockerfile,
+            &Default::default(),
+            None,
+            &Platform::linux_amd64(),
+        )
+        .unwrap();
+        let child = dispatch_stage(&graph, 1, &base.config, &base.args).unwrap();
+        let r = run(&child.steps[0]);
+        assert!(r.env.contains(&"X=1".to_string()), "{:?}", r.env);
+        assert!(r.env.contains(&"Y=env".to_string()), "{:?}", r.env);
+        assert_eq!(child.steps[0].display, "RUN echo 1 env");
+        assert!(child.config.get_env("X").is_none());
     }
 
     #[test]

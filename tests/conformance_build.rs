@@ -1,0 +1,1046 @@
+//! Differential conformance against BuildKit: every case under
+//! `tests/conformance/build/cases/` is built with `DOCKER_BUILDKIT=1 docker build` and with
+//! imgbuild, on the same engine, bases and context, and the two images must agree file by
+//! file (type, mode, owner, size, content, link target, hard links; never mtimes) and in
+//! their run-time config. Each case runs twice: as written ("direct": imgbuild writes a
+//! RUN-less target stage itself) and with `RUN true` appended ("engine": the same steps run
+//! in the engine); imgbuild's two results must agree with each other too.
+//!
+//! Deliberate differences are listed, with their reason, in
+//! `tests/conformance/build/differences.toml`, and only there. A case's `case.toml` may name
+//! an open bug as `known_divergence`: that trial passes only while the divergence shows.
+//! See README.md, "Conformance against BuildKit", for the case format.
+
+// The harness reports known divergences and timings on the terminal, like libtest does.
+#![allow(clippy::print_stdout)]
+
+mod base_common;
+#[path = "conformance_support/image.rs"]
+mod image;
+#[path = "support/static_http.rs"]
+mod static_http;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use base_common::{busybox_in_registry, docker, env, imgbuild, repo, tempdir, unique_name};
+use image::{Image, Tree};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::Deserialize;
+
+/// How many differences a failure lists before it only counts the rest.
+const SHOWN_DIFFERENCES: usize = 40;
+/// How many lines of a failed build's output a failure shows.
+const LOG_TAIL: usize = 30;
+
+fn main() {
+    let arguments = Arguments::from_args();
+    let mut trials = vec![
+        Trial::test("differences-file", || {
+            check_differences_file().map_err(Failed::from)
+        }),
+        Trial::test("cases-well-formed", || check_cases().map_err(Failed::from)),
+        Trial::test("glob-match", || check_glob_match().map_err(Failed::from)),
+        Trial::test("static-http", || check_static_http().map_err(Failed::from)),
+        Trial::test("config-compare", || {
+            check_config_compare().map_err(Failed::from)
+        }),
+    ];
+    trials.extend(image::self_tests().into_iter().map(|(name, test)| {
+        Trial::test(format!("flatten-{name}"), move || {
+            test().map_err(Failed::from)
+        })
+    }));
+    for name in case_names() {
+        trials.push(Trial::test(name.clone(), move || run_case(&name)));
+    }
+    libtest_mimic::run(&arguments, trials).exit();
+}
+
+fn cases_dir() -> PathBuf {
+    repo().join("tests/conformance/build/cases")
+}
+
+fn differences_path() -> PathBuf {
+    repo().join("tests/conformance/build/differences.toml")
+}
+
+/// The case directories, by name: adding a case is adding a directory.
+fn case_names() -> Vec<String> {
+    let dir = cases_dir();
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list the cases in {}: {e}", dir.display()));
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `case.toml`; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseToml {
+    /// `--target`; the target stage must be the last stage (the engine variant appends to it).
+    target: Option<String>,
+    #[serde(default)]
+    build_args: Vec<String>,
+    /// `--secret` specs; `src=` is relative to the build context.
+    #[serde(default)]
+    secrets: Vec<String>,
+    /// `"fail"`: BuildKit fails the build, and imgbuild must fail too (exit 1 or 2).
+    expect: Option<String>,
+    /// `false` only when the target has no `/bin/sh` to run `RUN true` (with `why`).
+    engine_variant: Option<bool>,
+    why: Option<String>,
+    /// An open bug: the trial passes only while imgbuild still diverges.
+    known_divergence: Option<String>,
+    /// Where the local BuildKit v0.8 differs from current BuildKit, and which one the case
+    /// follows.
+    #[allow(dead_code)]
+    note: Option<String>,
+}
+
+/// One deliberate difference between imgbuild and BuildKit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Difference {
+    case: String,
+    /// An absolute path, or a glob (`*`, `?` within a component, `**` across them);
+    /// `config` for config fields.
+    path: String,
+    field: String,
+    reason: String,
+    /// `direct` or `engine`; both when absent.
+    variant: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DifferencesFile {
+    #[serde(default)]
+    difference: Vec<Difference>,
+}
+
+const FS_FIELDS: [&str; 8] = [
+    "presence",
+    "type",
+    "mode",
+    "owner",
+    "size",
+    "content",
+    "link",
+    "hardlinks",
+];
+const CONFIG_FIELDS: [&str; 12] = [
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "User",
+    "WorkingDir",
+    "ExposedPorts",
+    "Volumes",
+    "Labels",
+    "StopSignal",
+    "Healthcheck",
+    "Shell",
+    "OnBuild",
+];
+
+fn load_differences() -> Result<Vec<Difference>, String> {
+    let path = differences_path();
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: DifferencesFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file.difference)
+}
+
+/// The differences file names existing cases, known fields and a reason for each entry.
+fn check_differences_file() -> Result<(), String> {
+    let cases: BTreeSet<String> = case_names().into_iter().collect();
+    let mut problems = Vec::new();
+    for d in load_differences()? {
+        let at = format!(
+            "difference (case {}, path {}, field {})",
+            d.case, d.path, d.field
+        );
+        if !cases.contains(&d.case) {
+            problems.push(format!("{at}: no case directory {}", d.case));
+        }
+        let config = d.path == "config";
+        if !config && !d.path.starts_with('/') {
+            problems.push(format!("{at}: path must be absolute, or `config`"));
+        }
+        let known = if config {
+            CONFIG_FIELDS.contains(&d.field.as_str())
+        } else {
+            FS_FIELDS.contains(&d.field.as_str())
+        };
+        if !known {
+            problems.push(format!(
+                "{at}: unknown field; file fields: {}; config fields: {}",
+                FS_FIELDS.join(", "),
+                CONFIG_FIELDS.join(", ")
+            ));
+        }
+        if d.reason.trim().is_empty() {
+            problems.push(format!("{at}: the reason is empty"));
+        }
+        if d.variant
+            .as_deref()
+            .is_some_and(|v| v != "direct" && v != "engine")
+        {
+            problems.push(format!("{at}: variant must be `direct` or `engine`"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// A base image the cases may build on, with its diff_ids (whose flattened tree is kept).
+struct Base {
+    reference: String,
+    diff_ids: Vec<String>,
+}
+
+fn diff_ids_in_engine(reference: &str) -> Result<Vec<String>, String> {
+    let inspect = || {
+        docker([
+            "image",
+            "inspect",
+            "-f",
+            "{{json .RootFS.Layers}}",
+            reference,
+        ])
+    };
+    let mut output = inspect();
+    if !output.status.success() {
+        let pull = docker(["pull", "-q", reference]);
+        if !pull.status.success() {
+            return Err(format!(
+                "docker pull {reference}: {}",
+                String::from_utf8_lossy(&pull.stderr)
+            ));
+        }
+        output = inspect();
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| {
+        format!(
+            "docker image inspect {reference}: {e}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// bookworm-slim in the test registry, made by `scripts/base-images` if it is missing
+/// (only this image: the toolchain is not needed here).
+fn slim() -> Result<&'static Base, String> {
+    static SLIM: OnceLock<Result<Base, String>> = OnceLock::new();
+    SLIM.get_or_init(|| {
+        let registry = &env().registry;
+        let script = repo().join("scripts/base-images");
+        let output = Command::new(&script)
+            .args([registry.as_str(), "bookworm-slim"])
+            .env("IMGBUILD", base_common::imgbuild_bin())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/base-images failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let reference = format!("{registry}/imgbuild/bookworm-slim:bookworm");
+        let diff_ids = diff_ids_in_engine(&reference)?;
+        Ok(Base {
+            reference,
+            diff_ids,
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+fn busybox() -> Result<&'static Base, String> {
+    static BUSYBOX: OnceLock<Result<Base, String>> = OnceLock::new();
+    BUSYBOX
+        .get_or_init(|| {
+            let reference = busybox_in_registry();
+            let diff_ids = diff_ids_in_engine(&reference)?;
+            Ok(Base {
+                reference,
+                diff_ids,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Where flattened base trees are kept between runs, keyed by their diff_ids.
+fn base_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-base-trees")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Direct,
+    Engine,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Direct => "direct",
+            Variant::Engine => "engine",
+        }
+    }
+}
+
+/// What one build gave.
+enum Built {
+    /// A Docker archive of the image.
+    Image(PathBuf),
+    /// The build failed: its exit code and the tail of its output.
+    Failed { code: Option<i32>, log: String },
+}
+
+/// Everything one case needs to build, prepared in its own temporary directory.
+struct Prepared {
+    dir: tempfile::TempDir,
+    context: PathBuf,
+    case: CaseToml,
+    variants: Vec<Variant>,
+    bases: Vec<Vec<String>>,
+    // Serves the case's `serve/` for `@HTTP@` until the case ends.
+    _server: Option<static_http::StaticServer>,
+}
+
+impl Prepared {
+    fn dockerfile(&self, variant: Variant) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("Dockerfile.{}", variant.name()))
+    }
+}
+
+fn run_case(name: &str) -> Result<(), Failed> {
+    let started = Instant::now();
+    let prepared = prepare(name).map_err(|e| format!("case {name}: {e}"))?;
+    let expect_fail = prepared.case.expect.as_deref() == Some("fail");
+    let (buildkit, imgbuild) = std::thread::scope(|scope| {
+        let buildkit = scope.spawn(|| {
+            prepared
+                .variants
+                .iter()
+                .map(|&v| build_with_buildkit(name, &prepared, v))
+                .collect::<Vec<_>>()
+        });
+        let imgbuild: Vec<_> = prepared
+            .variants
+            .iter()
+            .map(|&v| build_with_imgbuild(&prepared, v))
+            .collect();
+        (buildkit.join(), imgbuild)
+    });
+    let buildkit = buildkit.map_err(|_| format!("case {name}: the BuildKit thread panicked"))?;
+    let mut problems = Vec::new();
+    let mut observed = Vec::new();
+    let mut built = Vec::new();
+    for ((variant, bk), ib) in prepared.variants.iter().zip(buildkit).zip(imgbuild) {
+        let bk = bk.map_err(|e| format!("case {name}, variant {}: {e}", variant.name()))?;
+        let ib = ib.map_err(|e| format!("case {name}, variant {}: {e}", variant.name()))?;
+        let at = format!("case {name}, variant {}", variant.name());
+        match (bk, ib, expect_fail) {
+            (Built::Image(_), _, true) => {
+                return Err(format!(
+                    "{at}: case.toml says expect = \"fail\" but BuildKit built it; fix the case"
+                )
+                .into());
+            }
+            (Built::Failed { log, .. }, _, false) => {
+                return Err(format!(
+                    "{at}: BuildKit failed to build the case, so it checks nothing; fix the \
+                     case (or say expect = \"fail\"). BuildKit's output ends:\n{log}"
+                )
+                .into());
+            }
+            (Built::Failed { .. }, Built::Failed { code, log }, true) => {
+                if !matches!(code, Some(1 | 2)) || log.contains("panicked at") {
+                    problems.push(format!(
+                        "{at}: BuildKit fails this build, and imgbuild must fail with exit 1 \
+                         or 2 (no panic), but it exited {}; its output ends:\n{log}",
+                        shown_code(code)
+                    ));
+                }
+            }
+            (Built::Failed { .. }, Built::Image(_), true) => problems.push(format!(
+                "{at}: BuildKit fails this build, but imgbuild built it"
+            )),
+            (Built::Image(_), Built::Failed { code, log }, false) => problems.push(format!(
+                "{at}: BuildKit built it, but imgbuild failed (exit {}); its output ends:\n{log}",
+                shown_code(code)
+            )),
+            (Built::Image(bk), Built::Image(ib), false) => {
+                let bk = read_image(&bk, &prepared.bases)?;
+                let ib = read_image(&ib, &prepared.bases)?;
+                observed.push((*variant, compare(&bk, &ib)));
+                built.push((*variant, ib));
+            }
+        }
+    }
+    // Deliberate differences explain what they match; one that matches nothing is stale.
+    let differences: Vec<Difference> = load_differences()?
+        .into_iter()
+        .filter(|d| d.case == name)
+        .collect();
+    for (variant, diffs) in observed {
+        let listed: Vec<&Difference> = differences
+            .iter()
+            .filter(|d| d.variant.as_deref().is_none_or(|v| v == variant.name()))
+            .collect();
+        let mut used = vec![false; listed.len()];
+        let unexplained: Vec<Diff> = diffs
+            .into_iter()
+            .filter(|diff| {
+                let explained = listed.iter().position(|d| diff.is_listed(d));
+                if let Some(i) = explained {
+                    used[i] = true;
+                }
+                explained.is_none()
+            })
+            .collect();
+        let at = format!("case {name}, variant {}", variant.name());
+        if !unexplained.is_empty() {
+            problems.push(format!(
+                "{at}: imgbuild differs from BuildKit:\n{}",
+                show_diffs(&unexplained, "BuildKit", "imgbuild")
+            ));
+        }
+        for (d, used) in listed.iter().zip(used) {
+            if !used {
+                problems.push(format!(
+                    "{at}: differences.toml lists path {} field {} ({}), but imgbuild and \
+                     BuildKit agree there now: remove the entry",
+                    d.path, d.field, d.reason
+                ));
+            }
+        }
+    }
+    if let [(Variant::Direct, direct), (Variant::Engine, engine)] = built.as_slice() {
+        let diffs = compare(direct, engine);
+        if !diffs.is_empty() {
+            problems.push(format!(
+                "case {name}: imgbuild's direct and engine results differ:\n{}",
+                show_diffs(&diffs, "direct", "engine")
+            ));
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    match (&prepared.case.known_divergence, problems.is_empty()) {
+        (None, true) => Ok(()),
+        (None, false) => Err(problems.join("\n\n").into()),
+        (Some(bug), false) => {
+            println!(
+                "case {name}: known divergence ({bug}), still observed ({seconds:.1}s):\n{}",
+                problems.join("\n\n")
+            );
+            Ok(())
+        }
+        (Some(bug), true) => Err(format!(
+            "case {name}: the known divergence \"{bug}\" is no longer observed: imgbuild \
+             agrees with BuildKit now; remove known_divergence from its case.toml"
+        )
+        .into()),
+    }
+}
+
+fn shown_code(code: Option<i32>) -> String {
+    code.map_or_else(|| "by a signal".to_owned(), |c| c.to_string())
+}
+
+fn read_image(archive: &Path, bases: &[Vec<String>]) -> Result<Image, String> {
+    image::read_docker_archive(archive, bases, &base_cache())
+}
+
+/// A case's `case.toml` and Dockerfile, checked for what the format requires.
+fn load_case(name: &str) -> Result<(CaseToml, String), String> {
+    let case_dir = cases_dir().join(name);
+    let case: CaseToml = match std::fs::read_to_string(case_dir.join("case.toml")) {
+        Ok(text) => toml::from_str(&text).map_err(|e| format!("case.toml: {e}"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => CaseToml::default(),
+        Err(e) => return Err(format!("case.toml: {e}")),
+    };
+    match case.expect.as_deref() {
+        None | Some("fail") => {}
+        Some(other) => return Err(format!("case.toml: expect = {other:?}: only \"fail\"")),
+    }
+    if (case.engine_variant == Some(false) || case.expect.is_some()) && case.why.is_none() {
+        return Err("case.toml: engine_variant = false and expect need `why`".to_owned());
+    }
+    let dockerfile = std::fs::read_to_string(case_dir.join("Dockerfile"))
+        .map_err(|e| format!("Dockerfile: {e}"))?;
+    if dockerfile
+        .lines()
+        .any(|l| l.trim_start().to_ascii_lowercase().starts_with("# syntax="))
+    {
+        return Err(
+            "the Dockerfile has a `# syntax=` line: BuildKit would pull a front end".to_owned(),
+        );
+    }
+    Ok((case, dockerfile))
+}
+
+/// Every case directory is well formed, checked without building anything.
+fn check_cases() -> Result<(), String> {
+    let problems: Vec<String> = case_names()
+        .iter()
+        .filter_map(|name| load_case(name).err().map(|e| format!("case {name}: {e}")))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Makes the case's build context, Dockerfiles and HTTP server in a fresh directory.
+fn prepare(name: &str) -> Result<Prepared, String> {
+    let case_dir = cases_dir().join(name);
+    let (case, mut dockerfile) = load_case(name)?;
+    let mut bases = Vec::new();
+    for (marker, base) in [("@SLIM@", slim as fn() -> _), ("@BUSYBOX@", busybox)] {
+        if dockerfile.contains(marker) {
+            let base = base()?;
+            dockerfile = dockerfile.replace(marker, &base.reference);
+            bases.push(base.diff_ids.clone());
+        }
+    }
+    let dir = tempdir();
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).map_err(|e| format!("{}: {e}", context.display()))?;
+    if case_dir.join("context").is_dir() {
+        copy_as_git(&case_dir.join("context"), &context)?;
+    }
+    run_script(&case_dir.join("setup.sh"), &context)?;
+    let server = if case_dir.join("serve").is_dir() {
+        let served = dir.path().join("serve");
+        std::fs::create_dir(&served).map_err(|e| format!("{}: {e}", served.display()))?;
+        copy_as_git(&case_dir.join("serve"), &served)?;
+        run_script(&case_dir.join("serve.sh"), &served)?;
+        let server = static_http::StaticServer::start(&served);
+        dockerfile = dockerfile.replace("@HTTP@", &server.url());
+        Some(server)
+    } else {
+        None
+    };
+    if !dockerfile.ends_with('\n') {
+        dockerfile.push('\n');
+    }
+    let mut variants = vec![Variant::Direct];
+    if case.engine_variant.unwrap_or(true) {
+        variants.push(Variant::Engine);
+    }
+    let prepared = Prepared {
+        dir,
+        context,
+        case,
+        variants,
+        bases,
+        _server: server,
+    };
+    for &variant in &prepared.variants {
+        let text = match variant {
+            Variant::Direct => dockerfile.clone(),
+            Variant::Engine => format!("{dockerfile}RUN true\n"),
+        };
+        let path = prepared.dockerfile(variant);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(prepared)
+}
+
+/// Copies a case's tree as a git checkout has it: files 0644, or 0755 when executable,
+/// directories 0755, symlinks as symlinks.
+fn copy_as_git(from: &Path, to: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let error = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
+    for entry in std::fs::read_dir(from).map_err(|e| error(from, e))? {
+        let entry = entry.map_err(|e| error(from, e))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let metadata = std::fs::symlink_metadata(&source).map_err(|e| error(&source, e))?;
+        let mode = if metadata.is_symlink() {
+            let link = std::fs::read_link(&source).map_err(|e| error(&source, e))?;
+            std::os::unix::fs::symlink(link, &target).map_err(|e| error(&target, e))?;
+            continue;
+        } else if metadata.is_dir() {
+            std::fs::create_dir(&target).map_err(|e| error(&target, e))?;
+            copy_as_git(&source, &target)?;
+            0o755
+        } else {
+            std::fs::copy(&source, &target).map_err(|e| error(&target, e))?;
+            if metadata.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            }
+        };
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| error(&target, e))?;
+    }
+    Ok(())
+}
+
+/// Runs `script` (if it exists) with bash in `dir`, under umask 022 whatever the caller's.
+fn run_script(script: &Path, dir: &Path) -> Result<(), String> {
+    if !script.exists() {
+        return Ok(());
+    }
+    let output = Command::new("bash")
+        .args(["-c", "umask 022 && exec bash -e \"$0\""])
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed ({}):\n{}{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// `--target`, `--build-arg` and `--secret` (with `src=` made absolute), the same for
+/// both builders.
+fn build_flags(prepared: &Prepared) -> Vec<String> {
+    let case = &prepared.case;
+    let mut flags = Vec::new();
+    if let Some(target) = &case.target {
+        flags.extend(["--target".to_owned(), target.clone()]);
+    }
+    for arg in &case.build_args {
+        flags.extend(["--build-arg".to_owned(), arg.clone()]);
+    }
+    for secret in &case.secrets {
+        let spec: Vec<String> = secret
+            .split(',')
+            .map(|part| match part.strip_prefix("src=") {
+                Some(src) => format!("src={}", prepared.context.join(src).display()),
+                None => part.to_owned(),
+            })
+            .collect();
+        flags.extend(["--secret".to_owned(), spec.join(",")]);
+    }
+    flags
+}
+
+fn tail(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(LOG_TAIL);
+    lines[from..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `docker build` with BuildKit, `docker save` of the result, and `docker rmi`.
+fn build_with_buildkit(name: &str, prepared: &Prepared, variant: Variant) -> Result<Built, String> {
+    let tag = unique_name(&format!("conformance-{name}-{}", variant.name()));
+    let output = Command::new(base_common::DOCKER_CLI)
+        .args(["build", "--network", "host", "-t", &tag])
+        .args(build_flags(prepared))
+        .arg("-f")
+        .arg(prepared.dockerfile(variant))
+        .arg(&prepared.context)
+        .env("DOCKER_HOST", &env().docker_host)
+        .env("DOCKER_BUILDKIT", "1")
+        .env("BUILDKIT_PROGRESS", "plain")
+        .output()
+        .map_err(|e| format!("cannot run docker build: {e}"))?;
+    if !output.status.success() {
+        return Ok(Built::Failed {
+            code: output.status.code(),
+            log: tail(&[output.stdout, output.stderr].concat()),
+        });
+    }
+    let archive = prepared
+        .dir
+        .path()
+        .join(format!("buildkit-{}.tar", variant.name()));
+    let save = docker([
+        "save".as_ref(),
+        "-o".as_ref(),
+        archive.as_os_str(),
+        tag.as_ref(),
+    ]);
+    let removed = docker(["rmi", tag.as_str()]);
+    if !save.status.success() {
+        return Err(format!(
+            "docker save {tag}: {}",
+            String::from_utf8_lossy(&save.stderr)
+        ));
+    }
+    if !removed.status.success() {
+        return Err(format!(
+            "docker rmi {tag}: {}",
+            String::from_utf8_lossy(&removed.stderr)
+        ));
+    }
+    Ok(Built::Image(archive))
+}
+
+/// imgbuild to a Docker archive, with the case's own cache directory (both variants share
+/// it, as two builds on one machine would).
+fn build_with_imgbuild(prepared: &Prepared, variant: Variant) -> Result<Built, String> {
+    let archive = prepared
+        .dir
+        .path()
+        .join(format!("imgbuild-{}.tar", variant.name()));
+    let output = imgbuild()
+        .args(["build", "--progress", "plain", "--network", "host"])
+        .arg("--cache-dir")
+        .arg(prepared.dir.path().join("imgbuild-cache"))
+        .arg("--output")
+        .arg(format!("type=docker,dest={}", archive.display()))
+        .args(build_flags(prepared))
+        .arg("-f")
+        .arg(prepared.dockerfile(variant))
+        .arg(&prepared.context)
+        .output()
+        .map_err(|e| format!("cannot run imgbuild: {e}"))?;
+    if output.status.success() {
+        Ok(Built::Image(archive))
+    } else {
+        Ok(Built::Failed {
+            code: output.status.code(),
+            log: tail(&output.stderr),
+        })
+    }
+}
+
+/// One difference between two images: a path (or `config`), a field and both values.
+#[derive(Debug)]
+struct Diff {
+    path: String,
+    field: &'static str,
+    left: String,
+    right: String,
+}
+
+impl Diff {
+    fn is_listed(&self, d: &Difference) -> bool {
+        d.field == self.field
+            && (d.path == self.path || (self.path != "config" && glob_match(&d.path, &self.path)))
+    }
+}
+
+fn show_diffs(diffs: &[Diff], left: &str, right: &str) -> String {
+    let mut lines: Vec<String> = diffs
+        .iter()
+        .take(SHOWN_DIFFERENCES)
+        .map(|d| {
+            format!(
+                "  {} {}: {left} {} | {right} {}",
+                d.path, d.field, d.left, d.right
+            )
+        })
+        .collect();
+    if diffs.len() > SHOWN_DIFFERENCES {
+        lines.push(format!(
+            "  … and {} more differences",
+            diffs.len() - SHOWN_DIFFERENCES
+        ));
+    }
+    lines.join("\n")
+}
+
+/// Every difference between two images' files and run-time config.
+fn compare(left: &Image, right: &Image) -> Vec<Diff> {
+    let mut diffs = compare_trees(&left.tree, &right.tree);
+    for field in CONFIG_FIELDS {
+        let l = config_field(&left.config, field);
+        let r = config_field(&right.config, field);
+        if l != r {
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .map_or_else(|| "(absent)".to_owned(), |v| v.to_string())
+            };
+            diffs.push(Diff {
+                path: "config".to_owned(),
+                field,
+                left: show(&l),
+                right: show(&r),
+            });
+        }
+    }
+    diffs
+}
+
+/// A config field as docker reads it: absent, `null` and empty (`[]`, `{}`, `""`) are the
+/// same. BuildKit writes its config with Go's `omitempty`, so it cannot tell them apart
+/// either (v0.8 writes `"OnBuild": null`, `CMD []` leaves no `Cmd` at all), and the engine
+/// treats them alike when it runs the image. In a Healthcheck, zero durations and retries
+/// mean "the default", as omitted fields do.
+fn config_field(config: &serde_json::Value, field: &str) -> Option<serde_json::Value> {
+    let value = config.get("config")?.get(field)?.clone();
+    normalise_config(value, field == "Healthcheck")
+}
+
+fn normalise_config(value: serde_json::Value, zero_is_absent: bool) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match value {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::Number(n) if zero_is_absent && n.as_f64() == Some(0.0) => None,
+        Value::Object(o) => {
+            let o: serde_json::Map<String, Value> = o
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    // Only a Healthcheck's own fields drop zeroes; map keys (Labels,
+                    // ExposedPorts, Volumes) are kept with their empty values.
+                    if zero_is_absent {
+                        normalise_config(v, true).map(|v| (k, v))
+                    } else {
+                        Some((k, v))
+                    }
+                })
+                .collect();
+            (!o.is_empty()).then_some(Value::Object(o))
+        }
+        other => Some(other),
+    }
+}
+
+fn compare_trees(left: &Tree, right: &Tree) -> Vec<Diff> {
+    let (left_links, right_links) = (left.link_groups(), right.link_groups());
+    let paths: BTreeSet<&String> = left.paths().chain(right.paths()).collect();
+    let mut diffs = Vec::new();
+    for path in paths {
+        let shown = format!("/{path}");
+        let mut push = |field, l: String, r: String| {
+            diffs.push(Diff {
+                path: shown.clone(),
+                field,
+                left: l,
+                right: r,
+            });
+        };
+        let (l, r) = match (left.get(path), right.get(path)) {
+            (Some(l), Some(r)) => (l, r),
+            (l, r) => {
+                let show = |e: Option<&image::Entry>| e.map_or("missing".to_owned(), describe);
+                push("presence", show(l), show(r));
+                continue;
+            }
+        };
+        if l.kind != r.kind {
+            push("type", describe(l), describe(r));
+            continue;
+        }
+        if l.mode != r.mode {
+            push("mode", format!("{:04o}", l.mode), format!("{:04o}", r.mode));
+        }
+        if (l.uid, l.gid) != (r.uid, r.gid) {
+            push(
+                "owner",
+                format!("{}:{}", l.uid, l.gid),
+                format!("{}:{}", r.uid, r.gid),
+            );
+        }
+        // A different content shows its size; the size alone only when the hashes agree.
+        if l.sha256 != r.sha256 {
+            push("content", content(l), content(r));
+        } else if l.size != r.size {
+            push("size", l.size.to_string(), r.size.to_string());
+        }
+        if l.link != r.link {
+            push(
+                "link",
+                format!("-> {}", l.link.as_deref().unwrap_or("")),
+                format!("-> {}", r.link.as_deref().unwrap_or("")),
+            );
+        }
+        let group = |links: &std::collections::HashMap<&str, String>| {
+            links
+                .get(path.as_str())
+                .map_or_else(|| "no hard links".to_owned(), |g| format!("linked {g}"))
+        };
+        let (lg, rg) = (group(&left_links), group(&right_links));
+        if lg != rg {
+            push("hardlinks", lg, rg);
+        }
+    }
+    diffs
+}
+
+fn describe(e: &image::Entry) -> String {
+    let mut shown = format!("{} {:04o} {}:{}", e.kind, e.mode, e.uid, e.gid);
+    if let Some(link) = &e.link {
+        shown.push_str(&format!(" -> {link}"));
+    }
+    if e.kind == "file" {
+        shown.push_str(&format!(" {}", content(e)));
+    }
+    shown
+}
+
+fn content(e: &image::Entry) -> String {
+    match (&e.text, &e.sha256) {
+        (Some(text), _) => format!("{text:?} ({} bytes)", e.size),
+        (None, Some(sha)) => format!("{} bytes sha256:{}", e.size, &sha[..12]),
+        (None, None) => "(none)".to_owned(),
+    }
+}
+
+/// Glob match on paths: `**` matches anything, `*` and `?` anything but `/`.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    fn matches(p: &[u8], t: &[u8]) -> bool {
+        match p {
+            [] => t.is_empty(),
+            [b'*', b'*', rest @ ..] => (0..=t.len()).any(|i| matches(rest, &t[i..])),
+            [b'*', rest @ ..] => {
+                let stop = t.iter().position(|&c| c == b'/').unwrap_or(t.len());
+                (0..=stop).any(|i| matches(rest, &t[i..]))
+            }
+            [b'?', rest @ ..] => t.first().is_some_and(|&c| c != b'/') && matches(rest, &t[1..]),
+            [c, rest @ ..] => t.first() == Some(c) && matches(rest, &t[1..]),
+        }
+    }
+    matches(pattern.as_bytes(), text.as_bytes())
+}
+
+fn check_glob_match() -> Result<(), String> {
+    let cases = [
+        ("/a/*.txt", "/a/b.txt", true),
+        ("/a/*.txt", "/a/b/c.txt", false),
+        ("/a/**", "/a/b/c.txt", true),
+        ("/a/**/c.txt", "/a/b/d/c.txt", true),
+        ("/a/?", "/a/b", true),
+        ("/a/?", "/a/bc", false),
+        ("/a/b", "/a/b/c", false),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(pattern, path, expected)| glob_match(pattern, path) != *expected)
+        .map(|(pattern, path, expected)| format!("{pattern} on {path}: expected {expected}"))
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("\n"))
+    }
+}
+
+/// The case server answers files with their length and mtime, 404s the rest, and serves a
+/// bare repository to `git clone` over dumb HTTP (what `serve.sh` makes for ADD git cases).
+fn check_static_http() -> Result<(), String> {
+    let dir = tempdir();
+    let root = dir.path();
+    let sh = |script: &str| -> Result<(), String> {
+        let output = Command::new("bash")
+            .args(["-ec", script])
+            .current_dir(root)
+            .output()
+            .map_err(|e| format!("bash: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{script}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    sh(
+        "echo hello > hello.txt && touch -d '2021-03-04 05:06:07 UTC' hello.txt
+        git init -q work && cd work && echo in-git > f && git add f
+        git -c user.name=t -c user.email=t@t commit -qm one && cd ..
+        git clone -q --bare work repo.git && git -C repo.git update-server-info",
+    )?;
+    let server = static_http::StaticServer::start(root);
+    let get = |path: &str| -> Result<String, String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(server.url().trim_start_matches("http://"))
+            .map_err(|e| format!("connect: {e}"))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| format!("send: {e}"))?;
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(answer.to_ascii_lowercase())
+    };
+    let hello = get("/hello.txt")?;
+    for expected in [
+        "200 ok",
+        "content-length: 6",
+        "last-modified: thu, 04 mar 2021 05:06:07 gmt",
+        "\r\n\r\nhello\n",
+    ] {
+        if !hello.contains(expected) {
+            return Err(format!("GET /hello.txt lacks {expected:?}:\n{hello}"));
+        }
+    }
+    for missing in ["/nothing", "/../hello.txt", "/work"] {
+        let answer = get(missing)?;
+        if !answer.starts_with("http/1.1 404") {
+            return Err(format!("GET {missing} is not a 404:\n{answer}"));
+        }
+    }
+    sh(&format!(
+        "git clone -q {}/repo.git clone && test \"$(cat clone/f)\" = in-git",
+        server.url()
+    ))
+}
+
+/// Absent, `null` and empty config fields compare equal; anything else that differs shows.
+fn check_config_compare() -> Result<(), String> {
+    let image = |config: serde_json::Value| Image {
+        config: serde_json::json!({ "config": config }),
+        tree: Tree::default(),
+    };
+    let fields = |l: serde_json::Value, r: serde_json::Value| -> Vec<&'static str> {
+        compare(&image(l), &image(r))
+            .iter()
+            .map(|d| d.field)
+            .collect()
+    };
+    let same = fields(
+        serde_json::json!({"OnBuild": null, "Cmd": [], "User": "", "Labels": {},
+            "Healthcheck": {"Test": ["CMD", "x"], "Interval": 0}}),
+        serde_json::json!({"Healthcheck": {"Test": ["CMD", "x"]}}),
+    );
+    if !same.is_empty() {
+        return Err(format!("equal configs differ in {same:?}"));
+    }
+    let differ = fields(
+        serde_json::json!({"Env": ["A=1", "B=2"], "Cmd": ["a"], "Volumes": {"/v": {}},
+            "Healthcheck": {"Test": ["NONE"]}}),
+        serde_json::json!({"Env": ["B=2", "A=1"], "Entrypoint": ["a"]}),
+    );
+    let expected = ["Env", "Cmd", "Entrypoint", "Volumes", "Healthcheck"];
+    if differ != expected {
+        return Err(format!(
+            "differing fields {differ:?}, expected {expected:?}"
+        ));
+    }
+    Ok(())
+}
