@@ -1,0 +1,4 @@
+ln one two
+ln one dir/three
+ln dir/x dir/y
+chmod 0640 one

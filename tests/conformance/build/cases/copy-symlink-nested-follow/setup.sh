@@ -1,0 +1,2 @@
+ln -s ../bar foo/sub
+chmod 0700 foo

@@ -1,0 +1,8 @@
+cat > .dockerignore <<'IGN'
+docs
+!docs/README.md
+!docs/api
+/build/out
+.dockerignore
+Dockerfile
+IGN

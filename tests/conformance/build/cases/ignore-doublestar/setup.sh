@@ -1,0 +1,9 @@
+cat > .dockerignore <<'IGN'
+**/*.tmp
+**/*.bak
+logs/*.log
+!logs/important.log
+node_modules
+.dockerignore
+Dockerfile
+IGN

@@ -1,0 +1,1 @@
+printf '*.env\n' > .dockerignore

@@ -1,0 +1,10 @@
+cat > .dockerignore <<'IGN'
+file?
+*/*/*.md
+./CHANGELOG.md
+b.md
+!b.md
+a.md
+.dockerignore
+Dockerfile
+IGN
