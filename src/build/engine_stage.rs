@@ -181,7 +181,12 @@ impl Builder {
             let started = Instant::now();
             let result = async {
                 let image = self.materialize(&mut state, &plan.config, id).await?;
-                self.execute_in_engine(id, step, &image).await
+                let mount_points = match &step.kind {
+                    StepKind::Run(_) => self.missing_mount_points(index, n)?,
+                    _ => Vec::new(),
+                };
+                self.execute_in_engine(id, step, &image, &mount_points)
+                    .await
             }
             .await;
             match result {
@@ -409,11 +414,52 @@ impl Builder {
         })
     }
 
+    /// The mount points (`/dev`, `/proc`, `/sys`) that the image before step `step` of
+    /// stage `index` lacks. A RUN leaves them in its layer, as BuildKit's does (runc makes
+    /// them in the root file system), where the engine keeps its own in a layer that is
+    /// never committed. Only the first RUN on a chain of images can find them missing.
+    fn missing_mount_points(&self, index: usize, step: usize) -> anyhow::Result<Vec<&'static str>> {
+        let mut index = index;
+        let mut steps = step;
+        loop {
+            let plan = self.plan(index)?;
+            if plan.steps[..steps]
+                .iter()
+                .any(|s| matches!(s.kind, StepKind::Run(_)))
+            {
+                return Ok(Vec::new());
+            }
+            match &self.graph.stages[index].base {
+                crate::frontend::stages::Base::Scratch => return Ok(MOUNT_POINTS.to_vec()),
+                crate::frontend::stages::Base::Image(name) => {
+                    let pulled = self.pulled_image(name)?;
+                    let fs = tokio::task::block_in_place(|| {
+                        image_fs::ImageFs::of_image_cached(
+                            pulled.image.as_ref(),
+                            &self.request.cache_dir,
+                        )
+                    })
+                    .with_context(|| format!("reading the file system of {name}"))?;
+                    return Ok(MOUNT_POINTS
+                        .iter()
+                        .copied()
+                        .filter(|p| fs.node(p).is_none())
+                        .collect());
+                }
+                crate::frontend::stages::Base::Stage(i) => {
+                    index = *i;
+                    steps = self.plan(index)?.steps.len();
+                }
+            }
+        }
+    }
+
     async fn execute_in_engine(
         &self,
         id: usize,
         step: &Step,
         image: &str,
+        mount_points: &[&str],
     ) -> anyhow::Result<String> {
         let engine = self.engine()?.clone();
         // The engine image a step starts from may have been made by another Dockerfile (the
@@ -442,6 +488,23 @@ impl Builder {
                         reporter.log(id, line.text)
                     })
                     .await?;
+                if !mount_points.is_empty() {
+                    let mut out = TarOut::new(
+                        Vec::new(),
+                        Overrides {
+                            owner: Some(Ownership::ROOT),
+                            chmod: None,
+                            mtime: self.epoch().max(0) as u64,
+                        },
+                    );
+                    for dir in mount_points {
+                        out.dir(dir, 0o755, Ownership::ROOT)?;
+                    }
+                    if let Err(e) = engine.upload(&container, "/", out.finish()?).await {
+                        let _ = engine.remove(container).await;
+                        return Err(e.into());
+                    }
+                }
                 Ok(engine.commit_and_remove(container, &commit_config).await?)
             }
             StepKind::Copy(copy) => {
@@ -672,6 +735,9 @@ impl Builder {
         Ok(())
     }
 }
+
+/// What runc makes in a root file system that lacks them, and a RUN's layer keeps.
+const MOUNT_POINTS: [&str; 3] = ["/dev", "/proc", "/sys"];
 
 /// Where a `COPY --from` source goes: `dest` as the COPY names it, whether it is an existing
 /// directory, whether the COPY has several sources, and where the engine's archive is
