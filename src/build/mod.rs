@@ -325,7 +325,14 @@ impl Builder {
         // `needed` lists stages in Dockerfile order, so a base stage comes first.
         for &index in &self.graph.needed {
             let (base, base_args) = match &self.graph.stages[index].base {
-                Base::Scratch => (ImageConfig::default(), Vec::new()),
+                // BuildKit's empty image: WorkingDir `/` (dispatch adds the default PATH).
+                Base::Scratch => (
+                    ImageConfig {
+                        working_dir: "/".into(),
+                        ..ImageConfig::default()
+                    },
+                    Vec::new(),
+                ),
                 Base::Image(name) => (
                     config::from_oci(&self.pulled_image(name)?.config),
                     Vec::new(),

@@ -378,12 +378,18 @@ impl Dispatcher<'_> {
         match &command.instruction {
             Instruction::Env(pairs) => {
                 let mut message = String::from("ENV");
+                // Every value of one ENV line is expanded with the variables from before
+                // the line (`ENV A=2 B=$A` gives B the earlier A), as in BuildKit.
+                let mut expanded = Vec::with_capacity(pairs.len());
                 for pair in pairs {
                     let key = self.expand(at, &pair.key)?;
                     let value = self.expand(at, &pair.value)?;
                     if key.is_empty() {
                         return Err(self.error(at, "ENV names can not be blank"));
                     }
+                    expanded.push((key, value));
+                }
+                for (key, value) in expanded {
                     self.warn_secret("ENV", &key, at);
                     message.push_str(&format!(" {key}={value}"));
                     self.scope.set(&key, &value);
