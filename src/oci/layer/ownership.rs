@@ -20,6 +20,8 @@ impl Ownership {
 ///
 /// As in BuildKit, a user given without a group also gives the group: a named user's
 /// primary group (the gid field of its `/etc/passwd` line), a numeric uid the same number.
+/// A name the image does not know is id 0 and an unknown group leaves the primary group,
+/// as BuildKit's `readUser` has it; only a value that names no user at all is an error.
 pub fn resolve_chown(
     spec: &str,
     passwd: Option<&str>,
@@ -34,12 +36,7 @@ pub fn resolve_chown(
             "`--chown={spec}` is not an owner: expected user, user:group, uid or uid:gid"
         )));
     }
-    let (uid, primary) = lookup(user, passwd, "user", "/etc/passwd")?;
-    let gid = match grp {
-        Some(g) => lookup(g, group, "group", "/etc/group")?.0,
-        None => primary,
-    };
-    Ok(Ownership { uid, gid })
+    Ok(resolve_user(spec, passwd, group))
 }
 
 /// The owner of what a `WORKDIR` creates: the stage's `USER` (`user[:group]`) looked up as
@@ -50,9 +47,9 @@ pub fn resolve_user(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Ow
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let (uid, primary) = lookup(user, passwd, "user", "/etc/passwd").unwrap_or((0, 0));
+    let (uid, primary) = lookup(user, passwd).unwrap_or((0, 0));
     let gid = match grp {
-        Some(g) => lookup(g, group, "group", "/etc/group").map_or(primary, |ids| ids.0),
+        Some(g) => lookup(g, group).map_or(primary, |ids| ids.0),
         None => primary,
     };
     Ownership { uid, gid }
@@ -60,47 +57,19 @@ pub fn resolve_user(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Ow
 
 /// A number (given as both ids), or the id and the group id (fields 2 and 3 of a
 /// `:`-separated line; a group line's field 3 is its member list, and unused) of the entry
-/// named `name` in a passwd/group file.
-fn lookup(
-    name: &str,
-    file: Option<&str>,
-    kind: &str,
-    file_name: &str,
-) -> Result<(u64, u64), InputError> {
+/// named `name` in a passwd/group file; `None` when the file, the name or its id is missing.
+fn lookup(name: &str, file: Option<&str>) -> Option<(u64, u64)> {
     if name.bytes().all(|b| b.is_ascii_digit()) {
-        return name
-            .parse()
-            .map(|id| (id, id))
-            .map_err(|_| InputError::new(format!("{kind} id `{name}` in --chown is too large")));
+        return name.parse().ok().map(|id| (id, id));
     }
-    let Some(contents) = file else {
-        return Err(InputError::new(format!(
-            "--chown names {kind} `{name}`, but the image has no {file_name} to look it up in"
-        ))
-        .with_hint(format!("use a numeric {kind} id instead")));
-    };
-    let entry = contents
+    let fields: Vec<&str> = file?
         .lines()
         .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|fields| fields.first() == Some(&name));
-    let Some(fields) = entry else {
-        return Err(InputError::new(format!(
-            "--chown names {kind} `{name}`, which is not in the image's {file_name}"
-        ))
-        .with_hint(format!(
-            "create the {kind} in an earlier stage of the image, or use a numeric id"
-        )));
-    };
+        .find(|fields| fields.first() == Some(&name))?;
     let id = |field: usize| fields.get(field).and_then(|id| id.trim().parse().ok());
-    let malformed = || {
-        InputError::new(format!(
-            "the image's {file_name} has a malformed entry for {kind} `{name}`"
-        ))
-    };
-    let first = id(2).ok_or_else(malformed)?;
+    let first = id(2)?;
     // Only a passwd line's primary group is used; a group line has members there.
-    let second = id(3).unwrap_or(first);
-    Ok((first, second))
+    Some((first, id(3).unwrap_or(first)))
 }
 
 /// Parses a `--chmod` value: an octal mode of at most four digits (e.g. `755`, `0644`,
@@ -190,13 +159,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_are_input_errors() {
-        let err = resolve_chown("nobody2", Some(PASSWD), Some(GROUP)).unwrap_err();
-        assert!(err.to_string().contains("`nobody2`"), "{err}");
-        let err = resolve_chown("app:wheel", Some(PASSWD), Some(GROUP)).unwrap_err();
-        assert!(err.to_string().contains("group `wheel`"), "{err}");
-        let err = resolve_chown("app", None, None).unwrap_err();
-        assert!(err.to_string().contains("no /etc/passwd"), "{err}");
+    fn unknown_names_are_root_as_in_buildkit() {
+        // BuildKit's readUser: a name the image does not know is id 0, a group it does not
+        // know leaves the user's primary group; only a malformed value is an error.
+        let owner = |spec, passwd, group| resolve_chown(spec, passwd, group).unwrap();
+        assert_eq!(owner("nobody2", Some(PASSWD), Some(GROUP)), Ownership::ROOT);
+        let app = owner("app", Some(PASSWD), Some(GROUP));
+        assert_eq!(owner("app:wheel", Some(PASSWD), Some(GROUP)), app);
+        assert_eq!(owner("app", None, None), Ownership::ROOT);
+        assert_eq!(
+            owner("77:wheel", None, None),
+            Ownership { uid: 77, gid: 77 }
+        );
         assert!(resolve_chown(":1", None, None).is_err());
         assert!(resolve_chown("1:", None, None).is_err());
     }
