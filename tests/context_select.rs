@@ -200,28 +200,17 @@ fn a_wildcard_may_match_nothing_even_for_every_source() {
 }
 
 #[test]
-fn several_wildcard_matches_need_a_directory_destination() {
+fn several_matches_onto_a_file_destination_are_copied_in_turn() {
+    // BuildKit copies each match (or source) onto the same path, the last one winning
+    // (conformance cases copy-multi-src-file-dest and glob-nomatch-with-other).
     let f = Fixture::new();
     f.file("a.txt", "", 0o644).file("b.txt", "", 0o644);
     let ctx = f.context();
-    let error = select(&ctx, &["*.txt"], "/notes").unwrap_err();
-    assert!(is_input_error(&error));
-    assert!(
-        error_text(&error).contains(
-            "the wildcard matches 2 paths, so the destination must be a directory ending in `/`"
-        ),
-        "{error:#}"
-    );
-    assert_eq!(
-        imgbuild::error::hint(&error).as_deref(),
-        Some("write `/notes/`")
-    );
-    // Several named sources too (the Dockerfile front end checks the `/` first).
-    let error = select(&ctx, &["a.txt", "nomatch*", "b.txt"], "/notes").unwrap_err();
-    assert_eq!(
-        error_text(&error),
-        "COPY a.txt nomatch* b.txt /notes: 2 sources match, so the destination must be a directory ending in `/`"
-    );
+    for srcs in [&["*.txt"][..], &["a.txt", "nomatch*", "b.txt"]] {
+        let selection = select(&ctx, srcs, "/notes").unwrap();
+        assert_eq!(targets(&selection), ["/notes"], "{srcs:?}");
+        assert!(selection.entries[0].source.ends_with("b.txt"), "{srcs:?}");
+    }
     assert_eq!(
         targets(&select(&ctx, &["nomatch*", "b.txt"], "/notes").unwrap()),
         ["/notes"],

@@ -87,6 +87,14 @@ impl CopyDest {
     }
 }
 
+/// Whether a COPY from the context writes anything: wildcards that matched nothing copy
+/// nothing, and BuildKit then creates no destination either.
+pub fn copies_anything(copy: &CopyStep, selection: Option<&Selection>) -> bool {
+    !copy.inline.is_empty()
+        || !copy.remote.is_empty()
+        || selection.is_some_and(|s| !s.entries.is_empty())
+}
+
 impl<W: Write> TarOut<W> {
     pub fn new(out: W, overrides: Overrides) -> Self {
         let mut builder = tar::Builder::new(out);

@@ -10,7 +10,8 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 
 use super::archive::{
-    CopyDest, CopyFromPlan, Overrides, TarOut, write_copy_from, write_inline_files, write_selection,
+    CopyDest, CopyFromPlan, Overrides, TarOut, copies_anything, write_copy_from,
+    write_inline_files, write_selection,
 };
 use super::image_fs::{self, Node, Resolution, ResolveError, Resolved};
 use super::mounts::{self, MountContext, MountGuards, MountSources};
@@ -701,12 +702,20 @@ impl Builder {
         let dest_exists = dest.is_dir;
         match &copy.from {
             CopyFrom::Context => {
-                dest.start(&mut out)?;
-                if !copy.sources.is_empty() {
-                    let options = super::steps::select_options(copy)?;
-                    let selection =
-                        self.context
-                            .select(&copy.sources, &copy.dest, &options, &|_| dest_exists)?;
+                let selection = match copy.sources.is_empty() {
+                    true => None,
+                    false => {
+                        let options = super::steps::select_options(copy)?;
+                        Some(
+                            self.context
+                                .select(&copy.sources, &copy.dest, &options, &|_| dest_exists)?,
+                        )
+                    }
+                };
+                if copies_anything(copy, selection.as_ref()) {
+                    dest.start(&mut out)?;
+                }
+                if let Some(selection) = selection {
                     tokio::task::block_in_place(|| {
                         write_selection(&mut out, &selection, &|_| dest_exists)
                     })?;

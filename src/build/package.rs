@@ -13,7 +13,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 
-use super::archive::{CopyDest, Overrides, TarOut, write_inline_files, write_selection};
+use super::archive::{
+    CopyDest, Overrides, TarOut, copies_anything, write_inline_files, write_selection,
+};
 use super::engine_stage::{StepFailed, copy_from_sources};
 use super::image_fs::{ImageFs, Kind, Node};
 use super::remote_cache::{UsedResult, UsedStep, layer_record};
@@ -249,8 +251,11 @@ impl Builder {
                 let dest_exists = dest.is_dir;
                 match &copy.from {
                     CopyFrom::Context => {
-                        dest.start(&mut tar)?;
-                        if let Some((selected, _)) = &selection {
+                        let selected = selection.as_ref().map(|(selected, _)| selected);
+                        if copies_anything(copy, selected) {
+                            dest.start(&mut tar)?;
+                        }
+                        if let Some(selected) = selected {
                             tokio::task::block_in_place(|| {
                                 write_selection(&mut tar, selected, &|p| fs.is_dir_followed(p))
                             })?;

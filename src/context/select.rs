@@ -143,34 +143,17 @@ impl<'a> Selector<'a> {
             if self.opts.parents {
                 self.add_parents_source(src, &dest_clean)?;
             } else {
-                self.add_source(src, dest, &dest_clean, into_dir)?;
+                self.add_source(src, &dest_clean, into_dir)?;
             }
         }
-        // The Dockerfile front end refuses several sources without a trailing `/`; what
-        // reaches here with several matches must have a directory destination too.
-        if self.source_index > 1 && !into_dir && !self.opts.parents {
-            return Err(self.ctx.context_error(
-                format!(
-                    "{} {} {dest}: {} sources match, so the destination must be a directory ending in `/`",
-                    self.keyword,
-                    sources.join(" "),
-                    self.source_index
-                ),
-                format!("write `{dest}/`"),
-            ));
-        }
+        // Several sources onto a path without `/` are copied onto it in turn, the last
+        // winning, as BuildKit copies each match with the same destination.
         self.finish()
     }
 
     // ----- sources -------------------------------------------------------------------
 
-    fn add_source(
-        &mut self,
-        src: &str,
-        dest: &str,
-        dest_clean: &str,
-        into_dir: bool,
-    ) -> Result<(), Error> {
+    fn add_source(&mut self, src: &str, dest_clean: &str, into_dir: bool) -> Result<(), Error> {
         let components = self.clean(src)?;
         let Some(first_wildcard) = components.iter().position(|c| has_wildcards(c)) else {
             let resolved = self
@@ -210,16 +193,6 @@ impl<'a> Selector<'a> {
                     .is_some_and(|exclude| exclude.is_excluded(relative))
             })
             .collect();
-        if matches.len() > 1 && !into_dir {
-            return Err(self.ctx.context_error(
-                format!(
-                    "{} {src} {dest}: the wildcard matches {} paths, so the destination must be a directory ending in `/`",
-                    self.keyword,
-                    matches.len()
-                ),
-                format!("write `{dest}/`"),
-            ));
-        }
         for (matched, relative) in matches {
             let written = join(&base.join("/"), &relative);
             let resolved = self

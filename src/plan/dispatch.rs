@@ -739,10 +739,6 @@ impl Dispatcher<'_> {
         }
         let dest_raw = self.expand(at, &copy.dest)?;
         let dest = dest_path(&self.config.working_dir, &dest_raw);
-        if sources.len() + remote.len() + inline.len() > 1 && !dest.ends_with('/') {
-            return Err(self.error(at, format!("{keyword} with more than one source needs a directory destination ending in `/`, not `{dest_raw}`"))
-                .with_hint(format!("write `{dest_raw}/`")));
-        }
         let chown = copy
             .chown
             .as_deref()
