@@ -315,7 +315,19 @@ impl Builder {
         tokio::task::block_in_place(|| -> anyhow::Result<WrittenLayer> {
             file.seek(SeekFrom::Start(0))?;
             let mut builder = self.layer_builder();
-            for dir in parent_dirs(&mut file)? {
+            let paths = tar_paths(&mut file)?;
+            if let Some(path) = paths
+                .non_dirs
+                .iter()
+                .find(|p| fs.stat(p).is_some_and(|m| m.kind == Kind::Dir))
+            {
+                return Err(InputError::new(format!(
+                    "cannot replace to directory `{path}` with file: the image has a directory there"
+                ))
+                .with_hint("copy to another path, or into that directory with a trailing `/`")
+                .into());
+            }
+            for dir in paths.parents {
                 if fs.stat(&dir).is_some_and(|m| m.kind != Kind::Dir) {
                     // The destination was resolved through links, so this is a directory
                     // of what is copied landing on a link or file of the image: BuildKit
@@ -570,8 +582,16 @@ fn apply_blob(
 }
 
 /// The directories above every entry of a tar (absolute, without the root).
-fn parent_dirs(file: &mut std::fs::File) -> anyhow::Result<Vec<String>> {
+/// What a step's tar writes: the directories above its entries, and its entries that are
+/// not directories.
+struct TarPaths {
+    parents: Vec<String>,
+    non_dirs: Vec<String>,
+}
+
+fn tar_paths(file: &mut std::fs::File) -> anyhow::Result<TarPaths> {
     let mut dirs = std::collections::BTreeSet::new();
+    let mut non_dirs = Vec::new();
     let mut archive = tar::Archive::new(file);
     for entry in archive.entries()? {
         let entry = entry?;
@@ -586,8 +606,14 @@ fn parent_dirs(file: &mut std::fs::File) -> anyhow::Result<Vec<String>> {
             path.push_str(part);
             dirs.insert(path.clone());
         }
+        if !entry.header().entry_type().is_dir() && !parts.is_empty() {
+            non_dirs.push(format!("/{}", parts.join("/")));
+        }
     }
-    Ok(dirs.into_iter().collect())
+    Ok(TarPaths {
+        parents: dirs.into_iter().collect(),
+        non_dirs,
+    })
 }
 
 /// Takes the last `count` layer tars out of a `docker save` archive, each into its own

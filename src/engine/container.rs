@@ -433,7 +433,9 @@ impl Engine {
     }
 
     /// Extracts a tar archive into directory `dir` (which must exist) of a container that
-    /// is not running. Entries keep the owners, modes and times of their tar headers.
+    /// is not running. Entries keep the owners, modes and times of their tar headers. An
+    /// entry that would replace a directory with a non-directory, or the other way round,
+    /// fails the upload, as BuildKit's copy fails.
     pub async fn upload(
         &self,
         container: &Container,
@@ -451,7 +453,10 @@ impl Engine {
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         // No copyUIDGID: with it the engine would chown every entry to the container's user.
-        let options = UploadToContainerOptionsBuilder::default().path(dir).build();
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(dir)
+            .no_overwrite_dir_non_dir("true")
+            .build();
         self.docker
             .upload_to_container(container.id(), Some(options), bollard::body_try_stream(tar))
             .await
