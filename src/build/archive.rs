@@ -389,6 +389,39 @@ pub struct CopyFromPlan {
     pub dest: String,
     /// `dest` already exists as a directory: keep its metadata (no entry for it).
     pub dest_exists: bool,
+    /// SRC's absolute path in the source.
+    pub source: String,
+    /// Mount points the source image lacks, which its container's archive shows.
+    pub absent: Vec<String>,
+}
+
+impl CopyFromPlan {
+    /// Whether the archive entry for source path `path` is the engine's, not the image's:
+    /// Docker's init layer, which every container shows (mount points the image lacks,
+    /// `/dev/pts`, `/dev/shm`, and empty 0755 `/.dockerenv`, `/dev/console`, `/etc/hosts`,
+    /// `/etc/hostname`, `/etc/resolv.conf`, `/etc/mtab -> /proc/mounts`). BuildKit copies
+    /// only what the image has. An image's own file at one of those paths is hidden by the
+    /// engine's and so is not copied either.
+    fn is_engine_placeholder(&self, path: &str, header: &tar::Header) -> bool {
+        let under = |top: &str| path == top || path.starts_with(&format!("{top}/"));
+        if self.absent.iter().any(|p| under(p)) || under("/dev/pts") || under("/dev/shm") {
+            return true;
+        }
+        let kind = header.entry_type();
+        match path {
+            "/.dockerenv" | "/dev/console" | "/etc/hosts" | "/etc/hostname"
+            | "/etc/resolv.conf" => {
+                kind.is_file()
+                    && header.size().ok() == Some(0)
+                    && header.mode().ok().map(|m| m & 0o7777) == Some(0o755)
+            }
+            "/etc/mtab" => {
+                kind.is_symlink()
+                    && header.link_name_bytes().as_deref() == Some(&b"/proc/mounts"[..])
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Rewrites the engine's archive of a `COPY --from` source into entries under the COPY's
@@ -412,6 +445,13 @@ pub fn write_copy_from<W: Write>(
                 plan.top
             );
         };
+        let source = match rest.as_str() {
+            "" => plan.source.clone(),
+            rest => join(&plan.source, rest),
+        };
+        if plan.is_engine_placeholder(&source, entry.header()) {
+            continue;
+        }
         if rest.is_empty()
             && plan.dest_exists
             && plan.source_is_dir
@@ -589,6 +629,8 @@ mod tests {
             source_is_dir: true,
             dest: "/app".into(),
             dest_exists: true,
+            source: "/src".into(),
+            absent: Vec::new(),
         };
         write_copy_from(&mut out, &input[..], &plan).unwrap();
         let got = names(&out.finish().unwrap());
@@ -614,6 +656,8 @@ mod tests {
             source_is_dir: false,
             dest: "/usr/bin/tool".into(),
             dest_exists: false,
+            source: "/src".into(),
+            absent: Vec::new(),
         };
         write_copy_from(&mut out, &input[..], &plan).unwrap();
         assert_eq!(names(&out.finish().unwrap())[0].0, "usr/bin/tool");
@@ -635,6 +679,8 @@ mod tests {
             source_is_dir: true,
             dest: "/x".into(),
             dest_exists: false,
+            source: "/src".into(),
+            absent: Vec::new(),
         };
         assert!(write_copy_from(&mut out, &raw[..], &plan).is_err());
         assert_eq!(safe_relative("a/../../b"), None);

@@ -433,25 +433,38 @@ impl Builder {
             match &self.graph.stages[index].base {
                 crate::frontend::stages::Base::Scratch => return Ok(MOUNT_POINTS.to_vec()),
                 crate::frontend::stages::Base::Image(name) => {
-                    let pulled = self.pulled_image(name)?;
-                    let fs = tokio::task::block_in_place(|| {
-                        image_fs::ImageFs::of_image_cached(
-                            pulled.image.as_ref(),
-                            &self.request.cache_dir,
-                        )
-                    })
-                    .with_context(|| format!("reading the file system of {name}"))?;
-                    return Ok(MOUNT_POINTS
-                        .iter()
-                        .copied()
-                        .filter(|p| fs.node(p).is_none())
-                        .collect());
+                    return self.mount_points_missing_in_image(name);
                 }
                 crate::frontend::stages::Base::Stage(i) => {
                     index = *i;
                     steps = self.plan(index)?.steps.len();
                 }
             }
+        }
+    }
+
+    fn mount_points_missing_in_image(&self, name: &str) -> anyhow::Result<Vec<&'static str>> {
+        let pulled = self.pulled_image(name)?;
+        let fs = tokio::task::block_in_place(|| {
+            image_fs::ImageFs::of_image_cached(pulled.image.as_ref(), &self.request.cache_dir)
+        })
+        .with_context(|| format!("reading the file system of {name}"))?;
+        Ok(MOUNT_POINTS
+            .iter()
+            .copied()
+            .filter(|p| fs.node(p).is_none())
+            .collect())
+    }
+
+    /// The mount points a `COPY --from` source lacks: a container of it shows the engine's.
+    pub(super) fn mount_points_missing_in(
+        &self,
+        from: &CopyFrom,
+    ) -> anyhow::Result<Vec<&'static str>> {
+        match from {
+            CopyFrom::Stage(i) => self.missing_mount_points(*i, self.plan(*i)?.steps.len()),
+            CopyFrom::Image(name) => self.mount_points_missing_in_image(name),
+            CopyFrom::Context => Ok(Vec::new()),
         }
     }
 
@@ -724,7 +737,19 @@ impl Builder {
             from => {
                 let source_image = self.copy_source_image(from).await?;
                 let temp_dir = self.oci_blobs.root();
-                copy_from_sources(&engine, &source_image, copy, &dest, temp_dir, &mut out).await?;
+                let absent = self.mount_points_missing_in(from)?;
+                copy_from_sources(
+                    &engine,
+                    &SourceImage {
+                        id: &source_image,
+                        absent: &absent,
+                    },
+                    copy,
+                    &dest,
+                    temp_dir,
+                    &mut out,
+                )
+                .await?;
             }
         }
         self.write_remote_sources(&mut out, copy, &|_| dest_exists)?;
@@ -756,6 +781,14 @@ struct CopyFromTarget<'a> {
     dest_exists: bool,
     many: bool,
     temp_dir: &'a std::path::Path,
+    absent: &'a [&'static str],
+}
+
+/// An engine image a `COPY --from` reads, and the mount points it lacks, which a container
+/// of it shows all the same (Docker's init layer).
+pub(super) struct SourceImage<'a> {
+    pub id: &'a str,
+    pub absent: &'a [&'static str],
 }
 
 /// Adds the `sources` of an engine image to `out`, as `COPY --from=… sources… dest` places
@@ -764,7 +797,7 @@ struct CopyFromTarget<'a> {
 /// even the destination's parents, when nothing did.
 pub(super) async fn copy_from_sources<W: std::io::Write>(
     engine: &engine::Engine,
-    image: &str,
+    source: &SourceImage<'_>,
     copy: &CopyStep,
     dest: &CopyDest,
     temp_dir: &std::path::Path,
@@ -774,7 +807,7 @@ pub(super) async fn copy_from_sources<W: std::io::Write>(
     for src in &copy.sources {
         let absolute = crate::context::clean_dest(&format!("/{src}"));
         if absolute.split('/').any(has_wildcards) {
-            sources.extend(expand_wildcard(engine, image, src, &absolute, temp_dir).await?);
+            sources.extend(expand_wildcard(engine, source.id, src, &absolute, temp_dir).await?);
         } else {
             sources.push(absolute);
         }
@@ -798,9 +831,10 @@ pub(super) async fn copy_from_sources<W: std::io::Write>(
         dest_exists: dest.is_dir,
         many: sources.len() > 1,
         temp_dir,
+        absent: source.absent,
     };
     for src in &sources {
-        copy_from_image(engine, image, src, &target, out).await?;
+        copy_from_image(engine, source.id, src, &target, out).await?;
     }
     Ok(true)
 }
@@ -896,6 +930,7 @@ async fn copy_from_image<W: std::io::Write>(
         dest_exists,
         many,
         temp_dir,
+        absent,
     } = *target;
     let container = engine.create(&RunSpec::new(image, ["true"])).await?;
     let result = async {
@@ -932,6 +967,8 @@ async fn copy_from_image<W: std::io::Write>(
             source_is_dir,
             dest: target,
             dest_exists: source_is_dir && dest_exists,
+            source: path.clone(),
+            absent: absent.iter().map(|p| p.to_string()).collect(),
         };
         // The archive goes through a temporary file, not memory: it may be gigabytes.
         let spool = tempfile::tempfile_in(temp_dir)

@@ -16,7 +16,7 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 use super::archive::{
     CopyDest, Overrides, TarOut, copies_anything, write_inline_files, write_selection,
 };
-use super::engine_stage::{StepFailed, copy_from_sources};
+use super::engine_stage::{SourceImage, StepFailed, copy_from_sources};
 use super::image_fs::{ImageFs, Kind, Node};
 use super::remote_cache::{UsedResult, UsedStep, layer_record};
 use super::steps::StepResult;
@@ -265,7 +265,12 @@ impl Builder {
                         let image = self.copy_source_image(from).await?;
                         let engine = self.engine()?.clone();
                         let temp_dir = self.oci_blobs.root();
-                        if !copy_from_sources(&engine, &image, copy, &dest, temp_dir, &mut tar)
+                        let absent = self.mount_points_missing_in(from)?;
+                        let source = SourceImage {
+                            id: &image,
+                            absent: &absent,
+                        };
+                        if !copy_from_sources(&engine, &source, copy, &dest, temp_dir, &mut tar)
                             .await?
                         {
                             // A wildcard that matched nothing: BuildKit changes nothing.
