@@ -360,6 +360,23 @@ fn a_dockerfile_error_exits_2_with_its_location() {
     );
 }
 
+/// A COPY source missing from the context names the Dockerfile line, in a build stage (the
+/// engine) and in the packaging stage.
+#[test]
+fn a_missing_context_file_is_reported_at_its_line() {
+    for text in [
+        "FROM BUSYBOX AS build\nRUN true\nCOPY missing.txt /m\nRUN true\nFROM BUSYBOX\nCOPY --from=build /m /m\n",
+        "FROM BUSYBOX\nCOPY here.txt /h\nCOPY missing.txt /m\n",
+    ] {
+        let project = Project::new(text, &[("here.txt", "h\n")]);
+        let out = project.build(&[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("Dockerfile:3"), "{stderr}");
+        assert!(stderr.contains("COPY missing.txt"), "{stderr}");
+    }
+}
+
 #[test]
 fn a_run_after_copy_from_in_the_final_stage() {
     let project = Project::new(

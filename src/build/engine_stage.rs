@@ -763,7 +763,16 @@ impl Builder {
         let tar =
             tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(spool), 1 << 20);
         engine
-            .upload_stream(container, "/", tar)
+            .upload_stream(
+                container,
+                "/",
+                tar,
+                // An ADDed archive extracts as the archive says (BuildKit's unpack).
+                match copy.is_add {
+                    true => engine::Replace::Anything,
+                    false => engine::Replace::SameKind,
+                },
+            )
             .await
             .with_context(|| format!("copying files into {}", step.display))?;
         Ok(())

@@ -23,6 +23,16 @@ use super::image::ImageConfig;
 use super::output::{LineSplitter, OutputLine, OutputStream};
 use super::{Engine, Network};
 
+/// What an uploaded entry may replace in the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Whatever is there, as an archive extracts.
+    Anything,
+    /// Only an entry of the same kind: a directory with a non-directory, or the other way
+    /// round, fails the upload, as BuildKit's copy fails.
+    SameKind,
+}
+
 /// What to run, and in what: an image, a command and the process's surroundings. The
 /// command runs as it is given (the image's entrypoint is not prepended).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -433,9 +443,7 @@ impl Engine {
     }
 
     /// Extracts a tar archive into directory `dir` (which must exist) of a container that
-    /// is not running. Entries keep the owners, modes and times of their tar headers. An
-    /// entry that would replace a directory with a non-directory, or the other way round,
-    /// fails the upload, as BuildKit's copy fails.
+    /// is not running. Entries keep the owners, modes and times of their tar headers.
     pub async fn upload(
         &self,
         container: &Container,
@@ -443,19 +451,34 @@ impl Engine {
         tar: impl Into<Bytes>,
     ) -> Result<()> {
         let tar = tar.into();
-        self.upload_stream(container, dir, futures_util::stream::iter([Ok(tar)]))
-            .await
+        self.upload_stream(
+            container,
+            dir,
+            futures_util::stream::iter([Ok(tar)]),
+            Replace::Anything,
+        )
+        .await
     }
 
     /// [`upload`](Self::upload) from a stream, for archives too big to hold in memory.
-    pub async fn upload_stream<S>(&self, container: &Container, dir: &str, tar: S) -> Result<()>
+    pub async fn upload_stream<S>(
+        &self,
+        container: &Container,
+        dir: &str,
+        tar: S,
+        replace: Replace,
+    ) -> Result<()>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         // No copyUIDGID: with it the engine would chown every entry to the container's user.
+        let no_overwrite = match replace {
+            Replace::Anything => "false",
+            Replace::SameKind => "true",
+        };
         let options = UploadToContainerOptionsBuilder::default()
             .path(dir)
-            .no_overwrite_dir_non_dir("true")
+            .no_overwrite_dir_non_dir(no_overwrite)
             .build();
         self.docker
             .upload_to_container(container.id(), Some(options), bollard::body_try_stream(tar))

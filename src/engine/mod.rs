@@ -38,7 +38,7 @@ use bollard::Docker;
 
 pub use address::{DEFAULT_HOST, EngineAddress};
 pub use cleanup::{Interrupt, Interrupts};
-pub use container::{Change, ChangeKind, Container, Mount, PathStat, RunSpec};
+pub use container::{Change, ChangeKind, Container, Mount, PathStat, Replace, RunSpec};
 pub use error::{Error, Result};
 pub use image::{ImageConfig, ImageInfo};
 pub use output::{OutputLine, OutputStream, TAIL_LINES};
