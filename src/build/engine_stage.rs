@@ -561,18 +561,12 @@ impl Builder {
         user: &str,
     ) -> anyhow::Result<bool> {
         let engine = self.engine()?;
-        let resolved = resolve_in_container(engine, container, path)
+        let creates = resolve_in_container(engine, container, path)
             .await?
-            .map_err(|e| InputError::new(format!("WORKDIR {path}: {e}")))?;
-        if resolved.missing.is_empty() {
-            return match resolved.node {
-                Some(Node::Dir) => Ok(false),
-                _ => Err(InputError::new(format!(
-                    "WORKDIR {path}: `{}` exists in the image and is not a directory",
-                    resolved.path
-                ))
-                .into()),
-            };
+            .map_err(|e| InputError::new(format!("WORKDIR {path}: {e}")))?
+            .workdir_creates(path)?;
+        if creates.is_empty() {
+            return Ok(false);
         }
         let owner = match user {
             "" => Ownership::ROOT,
@@ -589,7 +583,7 @@ impl Builder {
                 mtime: self.epoch().max(0) as u64,
             },
         );
-        for dir in &resolved.missing {
+        for dir in &creates {
             out.dir(dir, 0o755, owner)?;
         }
         engine.upload(container, "/", out.finish()?).await?;

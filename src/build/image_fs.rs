@@ -287,6 +287,23 @@ pub struct Resolved {
     pub missing: Vec<String>,
 }
 
+impl Resolved {
+    /// What `WORKDIR path` creates, resolved here: the missing directories, none when the
+    /// directory is there; an error when something else is in the way.
+    pub fn workdir_creates(self, path: &str) -> Result<Vec<String>, crate::error::InputError> {
+        if !self.missing.is_empty() {
+            return Ok(self.missing);
+        }
+        match self.node {
+            Some(Node::Dir) => Ok(Vec::new()),
+            _ => Err(crate::error::InputError::new(format!(
+                "WORKDIR {path}: `{}` exists in the image and is not a directory",
+                self.path
+            ))),
+        }
+    }
+}
+
 /// Why a path cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResolveError {

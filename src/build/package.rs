@@ -17,7 +17,7 @@ use super::archive::{
     CopyDest, Overrides, TarOut, copies_anything, write_inline_files, write_selection,
 };
 use super::engine_stage::{SourceImage, StepFailed, copy_from_sources};
-use super::image_fs::{ImageFs, Kind, Node};
+use super::image_fs::{ImageFs, Kind};
 use super::remote_cache::{UsedResult, UsedStep, layer_record};
 use super::steps::StepResult;
 use std::sync::atomic::Ordering;
@@ -211,18 +211,12 @@ impl Builder {
     ) -> anyhow::Result<Option<WrittenLayer>> {
         match &step.kind {
             StepKind::Mkdir { path, user } => {
-                let resolved = fs
+                let creates = fs
                     .resolve(path, true)
-                    .map_err(|e| InputError::new(format!("WORKDIR {path}: {e}")))?;
-                if resolved.missing.is_empty() {
-                    return match resolved.node {
-                        Some(Node::Dir) => Ok(None),
-                        _ => Err(InputError::new(format!(
-                            "WORKDIR {path}: `{}` exists in the image and is not a directory",
-                            resolved.path
-                        ))
-                        .into()),
-                    };
+                    .map_err(|e| InputError::new(format!("WORKDIR {path}: {e}")))?
+                    .workdir_creates(path)?;
+                if creates.is_empty() {
+                    return Ok(None);
                 }
                 let owner = workdir_owner(fs, user);
                 let mut tar = self.temp_tar(Overrides {
@@ -231,7 +225,7 @@ impl Builder {
                     mtime: self.mtime(),
                 })?;
                 // BuildKit's `mkdir -p`: every directory it creates belongs to the USER.
-                for dir in &resolved.missing {
+                for dir in &creates {
                     tar.dir(dir, 0o755, owner)?;
                 }
                 self.write_tar_layer(tar, fs).map(Some)

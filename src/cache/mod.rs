@@ -200,18 +200,25 @@ fn write_checked<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
 /// abandoned: its writer touches it with every write, and none pauses for that long.
 pub const ABANDONED_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 
-/// The directories of a cache dir where writes go through temporary `.tmp*` files.
-const TEMP_FILE_DIRS: [&str; 5] = [
+/// The directories of a cache dir where imgbuild writes through temporaries: `.tmp*` files
+/// (blobs, step records, downloads), and the whole `.tmp-add-*` and `.tmp-checkout-*`
+/// directories where ADD of a URL or git repository downloads and checks out.
+const TEMP_DIRS: [&str; 6] = [
     "blobs",
     "blob-sources/sha256",
     "steps-v2/keys",
     "steps-v2/last",
     "fetch-v1/http",
+    "fetch-v1/git",
 ];
 
-/// Where ADD of a URL or git repository makes temporary directories (a download under its
-/// name, a checkout): `.tmp-add-*` and `.tmp-checkout-*`, removed whole once abandoned.
-const TEMP_DIR_DIRS: [&str; 2] = ["blobs", "fetch-v1/git"];
+/// Whether a cache entry is one of imgbuild's temporaries (see [`TEMP_DIRS`]).
+fn is_temp(name: &str, meta: &fs::Metadata) -> bool {
+    match meta.is_dir() {
+        true => name.starts_with(".tmp-add-") || name.starts_with(".tmp-checkout-"),
+        false => name.starts_with(".tmp") && meta.is_file(),
+    }
+}
 
 /// Removes the temporary files (`.tmp*`) that processes killed mid-write left in
 /// `cache_dir` (SIGKILL runs no destructor, and a blob being written can be large) once
@@ -220,52 +227,28 @@ const TEMP_DIR_DIRS: [&str; 2] = ["blobs", "fetch-v1/git"];
 pub fn remove_abandoned_temp_files(cache_dir: &Path, older_than: Duration) -> usize {
     let now = SystemTime::now();
     let mut removed = 0;
-    for dir in TEMP_FILE_DIRS {
+    for dir in TEMP_DIRS {
         let Ok(entries) = fs::read_dir(cache_dir.join(dir)) else {
             continue;
         };
         for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with(".tmp") {
-                continue;
-            }
-            // Not followed: a symlink or directory is nothing imgbuild wrote.
+            // Not followed: a symlink is nothing imgbuild wrote.
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
+            if !is_temp(&entry.file_name().to_string_lossy(), &meta) {
+                continue;
+            }
             let untouched = meta
                 .modified()
                 .ok()
                 .and_then(|modified| now.duration_since(modified).ok());
-            if meta.is_file()
-                && untouched.is_some_and(|age| age >= older_than)
-                && fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-    }
-    for dir in TEMP_DIR_DIRS {
-        let Ok(entries) = fs::read_dir(cache_dir.join(dir)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with(".tmp-add-") || name.starts_with(".tmp-checkout-")) {
-                continue;
-            }
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            let untouched = meta
-                .modified()
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok());
-            if meta.is_dir()
-                && untouched.is_some_and(|age| age >= older_than)
-                && fs::remove_dir_all(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
+            let removed_now = untouched.is_some_and(|age| age >= older_than)
+                && match meta.is_dir() {
+                    true => fs::remove_dir_all(entry.path()).is_ok(),
+                    false => fs::remove_file(entry.path()).is_ok(),
+                };
+            removed += usize::from(removed_now);
         }
     }
     removed
