@@ -8,6 +8,8 @@
 //!
 //! * [`frontend`]: Dockerfile text → AST (BuildKit's grammar) → typed instructions → stages.
 //! * [`plan`]: which stages and steps run, and their cache keys.
+//! * [`executor`]: runs the plan: pulls FROM images, runs build stages, writes the packaging
+//!   stage, publishes the image.
 //! * [`engine`]: the Docker engine through bollard (build stages only).
 //! * [`oci`]: deterministic layers, config, manifest, layout and archive I/O.
 //! * [`registry`]: the distribution API client (pull, push, auth).
@@ -17,12 +19,12 @@
 //! * [`cli`]: command-line flags turned into requests; nothing else reads clap types.
 
 pub mod base;
-pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod executor;
 pub mod fetch;
 pub mod frontend;
 pub mod oci;

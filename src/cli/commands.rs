@@ -35,7 +35,7 @@ fn build(request: BuildRequest) -> anyhow::Result<()> {
     let mode = request.publish.progress;
     let reporter = progress::reporter(mode);
     let tags = request.publish.tags.clone();
-    let result = runtime()?.block_on(crate::build::build(request, reporter.clone()))?;
+    let result = runtime()?.block_on(crate::executor::build(request, reporter.clone()))?;
     let mut stdout = std::io::stdout().lock();
     if mode == progress::Mode::Quiet {
         writeln!(stdout, "{}", result.digest).context("writing the digest")?;
