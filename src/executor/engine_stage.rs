@@ -17,11 +17,12 @@ use super::image_fs::{self, Node, Resolution, ResolveError, Resolved};
 use super::mounts::{self, MountContext, MountGuards, MountSources};
 use std::sync::atomic::Ordering;
 
-use super::remote_cache::{EngineState, Found, UsedResult, UsedStep, cache_mount_ids};
-use super::steps::{Lookup, StepResult};
+use super::engine_state::EngineState;
+use super::remote_cache::cache_mount_ids;
+use super::steps::{Found, Lookup, StepResult};
 use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::StepRecord;
-use crate::cache::remote::StepKind as CachedKind;
+use crate::cache::remote::{StepKind as CachedKind, UsedResult, UsedStep};
 use crate::context::{Glob, has_wildcards};
 use crate::engine::{self, Container, Mount, RunSpec};
 use crate::error::InputError;

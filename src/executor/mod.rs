@@ -12,6 +12,7 @@
 mod archive;
 mod config;
 mod engine_stage;
+mod engine_state;
 mod image_fs;
 mod mounts;
 mod package;
@@ -116,7 +117,7 @@ pub(crate) struct Builder {
     /// The steps imported with `--cache-from`.
     remote: crate::cache::remote::RemoteCache,
     /// The steps this build used, for `--cache-to`.
-    journal: Mutex<Vec<remote_cache::UsedStep>>,
+    journal: Mutex<Vec<crate::cache::remote::UsedStep>>,
     /// Cache mounts already restored from an imported cache (or found non-empty).
     restored_mounts: tokio::sync::Mutex<std::collections::HashSet<String>>,
     /// `ADD https://…` and `ADD git…` sources, resolved once per build.
@@ -172,8 +173,20 @@ pub async fn build(
     )?);
     let engine = connect_engine_if_needed(&request, &graph).await?;
     let ids = Ids::default();
-    let remote =
-        remote_cache::import_caches(&request, &registry, &registry_blobs, &reporter, &ids).await;
+    let remote = match request.cache_from.is_empty() || request.no_cache {
+        true => crate::cache::remote::RemoteCache::default(),
+        false => {
+            crate::cache::remote::import_reported(
+                &request.cache_from,
+                &registry,
+                &registry_blobs,
+                &request.publish.platform,
+                reporter.as_ref(),
+                &ids,
+            )
+            .await
+        }
+    };
     let fetcher = crate::fetch::Fetcher::new(&request.cache_dir, oci_blobs.clone())?;
     let mut builder = Builder {
         request,

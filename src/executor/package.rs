@@ -18,13 +18,13 @@ use super::archive::{
 };
 use super::engine_stage::{SourceImage, StepFailed, copy_from_sources};
 use super::image_fs::{ImageFs, Kind};
-use super::remote_cache::{UsedResult, UsedStep, layer_record};
 use super::steps::StepResult;
 use std::sync::atomic::Ordering;
 
 use super::{Builder, StageBase, config};
+use crate::cache::LayerRecord;
 use crate::cache::StepRecord;
-use crate::cache::remote::StepKind as CachedKind;
+use crate::cache::remote::{StepKind as CachedKind, UsedResult, UsedStep};
 use crate::error::InputError;
 use crate::oci::layer::{EntryMeta, Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
@@ -108,7 +108,7 @@ impl Builder {
                 Ok(cached) => {
                     self.reporter.cached(id, &name);
                     self.hits.fetch_add(1, Ordering::Relaxed);
-                    self.record_use(used(cached.as_ref().map(layer_record)));
+                    self.record_use(used(cached.as_ref().map(LayerRecord::from)));
                     match cached {
                         Some(layer) => {
                             if let Some(fs) = lazy.fs.borrow_mut().as_mut() {
@@ -150,7 +150,7 @@ impl Builder {
                 inputs: prepared.inputs.clone(),
                 image: None,
                 adds_layer: None,
-                layer: layer.as_ref().map(layer_record),
+                layer: layer.as_ref().map(LayerRecord::from),
             };
             self.remember(&identity, &record);
             self.record_use(used(record.layer.clone()));

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use sha2::{Digest as _, Sha256};
 
 use super::Builder;
-use crate::cache::{self, KeyInputs, StepRecord};
+use crate::cache::remote::StepKind as CachedKind;
+use crate::cache::{self, KeyInputs, LayerRecord, StepRecord};
 use crate::context::{EntryKind, SelectOptions, Selection, SelectionDigest};
+use crate::oci::WrittenLayer;
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, Step, StepKind};
 
 /// A step's inputs, and for COPY from the context the selection they were computed from.
@@ -55,6 +57,19 @@ impl StepResult {
             StepResult::Layer => "a layer written by imgbuild",
         }
     }
+}
+
+/// What the caches have for a build-stage step.
+pub(super) enum Found {
+    /// The engine still has the image an earlier build committed (and the step's layer,
+    /// when an export took it out of the engine before).
+    Image {
+        image: String,
+        layer: Option<LayerRecord>,
+    },
+    /// The step's layer, in the blob store (`None`: the step changed no file).
+    Layer(Option<LayerRecord>),
+    Miss(String),
 }
 
 impl Builder {
@@ -309,5 +324,122 @@ impl Builder {
             stage,
             step,
         )
+    }
+
+    fn blob_is_local(&self, digest: &str) -> bool {
+        digest
+            .parse::<oci_spec::image::Digest>()
+            .is_ok_and(|d| self.oci_blobs.contains(&d))
+    }
+
+    /// A build-stage step in the local cache, else in the imported ones.
+    pub(super) async fn find_engine_step(
+        &self,
+        identity: &str,
+        position: &str,
+        inputs: &KeyInputs,
+    ) -> anyhow::Result<Found> {
+        let reason = match self.lookup(identity, position, inputs) {
+            Lookup::Hit(record) => {
+                let local_layer = record
+                    .layer
+                    .clone()
+                    .filter(|l| self.blob_is_local(&l.digest));
+                if let Some(image) = &record.image
+                    && self.engine()?.find_image(image).await?.is_some()
+                {
+                    return Ok(Found::Image {
+                        image: image.clone(),
+                        layer: local_layer,
+                    });
+                }
+                match (&record.image, &record.layer) {
+                    (_, Some(_)) if local_layer.is_some() => return Ok(Found::Layer(local_layer)),
+                    (None, None) => return Ok(Found::Layer(None)),
+                    (Some(_), _) => "the engine no longer has the step's image".to_owned(),
+                    (None, Some(_)) => "the step's layer is no longer in the blob store".to_owned(),
+                }
+            }
+            Lookup::Miss { reason } => reason,
+        };
+        Ok(
+            match self
+                .remote_layer(identity, inputs, CachedKind::Engine)
+                .await
+            {
+                Some(layer) => Found::Layer(layer),
+                None => Found::Miss(reason),
+            },
+        )
+    }
+
+    /// A packaging step's layer from the local cache, else from the imported ones (then
+    /// kept in the local cache); `Err` is the reason for the miss.
+    pub(super) async fn find_package_step(
+        &self,
+        identity: &str,
+        position: &str,
+        inputs: &KeyInputs,
+    ) -> Result<Option<WrittenLayer>, String> {
+        let reason = match self.lookup(identity, position, inputs) {
+            Lookup::Hit(record) if record.image.is_some() => {
+                "the cache holds a build stage's image for this step, not its layer".to_owned()
+            }
+            Lookup::Hit(record) => match self.cached_layer(&record) {
+                Some(cached) => return Ok(cached),
+                None => "the step's layer is no longer in the blob store".to_owned(),
+            },
+            Lookup::Miss { reason } => reason,
+        };
+        let Some(layer) = self
+            .remote_layer(identity, inputs, CachedKind::Package)
+            .await
+        else {
+            return Err(reason);
+        };
+        let record = StepRecord {
+            key: inputs.key(),
+            inputs: inputs.clone(),
+            image: None,
+            layer,
+            adds_layer: None,
+        };
+        match self.cached_layer(&record) {
+            Some(cached) => {
+                self.remember(identity, &record);
+                Ok(cached)
+            }
+            None => Err(reason),
+        }
+    }
+
+    /// The step's layer from an imported cache, fetched into the blob store: `Some(None)`
+    /// for a step that changed nothing, `None` when no cache has it (or it cannot be
+    /// fetched: a warning).
+    async fn remote_layer(
+        &self,
+        identity: &str,
+        inputs: &KeyInputs,
+        kind: CachedKind,
+    ) -> Option<Option<LayerRecord>> {
+        if self.request.no_cache {
+            return None;
+        }
+        let key = inputs.key();
+        let found = self.remote.step(&key, kind)?;
+        let layer = found.step.layer.clone();
+        if let Some(layer) = &layer
+            && let Err(e) = self
+                .remote
+                .fetch(&layer.digest, &self.registry, &self.registry_blobs)
+                .await
+        {
+            self.reporter.warning(&format!(
+                "the cached layer of step {key} could not be fetched, so the step runs: {e:#}"
+            ));
+            return None;
+        }
+        let _ = self.cache.set_last_inputs(identity, inputs);
+        Some(layer)
     }
 }

@@ -8,6 +8,17 @@ use oci_spec::image::MediaType;
 use crate::cache::LayerRecord;
 use crate::oci::{self, HashingWriter};
 
+impl From<&oci::WrittenLayer> for LayerRecord {
+    fn from(layer: &oci::WrittenLayer) -> LayerRecord {
+        LayerRecord {
+            digest: layer.descriptor.digest().to_string(),
+            diff_id: layer.diff_id.to_string(),
+            size: layer.descriptor.size(),
+            media_type: layer.descriptor.media_type().to_string(),
+        }
+    }
+}
+
 /// gzip level for cache layers: they are written on every export and read once per
 /// runner, so speed counts more than the last few percent of size (level 1 is about three
 /// times faster than 6 and 10–15 % larger). The same input gives the same bytes, so an

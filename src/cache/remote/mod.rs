@@ -18,10 +18,16 @@
 //! layer is fetched when its step is a cache hit, a mount snapshot when a RUN that uses the
 //! mount has to run and the mount is empty. A cache that cannot be read (missing, corrupt,
 //! another tool's) is left out with a warning, never failing the build.
+//!
+//! An export is made from the journal of the steps a build used ([`UsedStep`]): the index
+//! for each destination's mode ([`index_of`]), with the layers of steps that ran in the
+//! engine taken out of `docker save` ([`layers_from_engine`]).
 
 mod artifact;
 mod blob;
+mod journal;
 mod mount_tar;
+mod saved;
 mod source;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,8 +40,10 @@ use super::{KeyInputs, LayerRecord};
 
 pub use artifact::{CacheArtifact, INDEX_MEDIA_TYPE, LAYOUT_REF_NAME};
 pub use blob::{GzipBlobWriter, store_gzip_blob};
-pub use mount_tar::{restore_mount, snapshot_mount};
-pub use source::{ExportReport, ImportedCache, export, import};
+pub use journal::{UsedResult, UsedStep, index_of, last_mount_uses};
+pub use mount_tar::{is_empty_dir, restore_mount, snapshot_mount};
+pub use saved::layers_from_engine;
+pub use source::{ExportReport, ImportedCache, export, import, import_reported};
 
 /// The `format` of the index this version writes and reads.
 pub const FORMAT: &str = "imgbuild-cache-v1";

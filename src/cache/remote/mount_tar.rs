@@ -5,9 +5,14 @@
 use std::io::{self, Read};
 use std::path::Path;
 
+use anyhow::Context as _;
+use oci_spec::image::Digest;
+
 use super::blob::GzipBlobWriter;
+use super::{CachedMount, RemoteCache};
 use crate::cache::LayerRecord;
 use crate::oci;
+use crate::registry;
 
 /// The contents of `dir` as a gzip layer in `store`, entries in name order (the same
 /// contents give the same blob). Sockets, fifos and devices are left out.
@@ -55,6 +60,42 @@ pub fn restore_mount(snapshot: impl Read, dir: &Path) -> io::Result<()> {
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     archive.unpack(dir)
+}
+
+/// Whether `dir` is empty or absent: a cache mount that a snapshot may fill.
+pub fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
+}
+
+impl RemoteCache {
+    /// Fills the cache mount directory `dir` from the snapshot `mount`: fetched, unpacked
+    /// beside `dir` and its entries moved in, so a failure leaves the directory empty
+    /// rather than half filled.
+    pub async fn restore_mount_into(
+        &self,
+        mount: &CachedMount,
+        dir: &Path,
+        client: &registry::Client,
+        store: &registry::BlobStore,
+    ) -> anyhow::Result<()> {
+        self.fetch(&mount.layer.digest, client, store).await?;
+        let digest: Digest = mount.layer.digest.parse()?;
+        let blob = store.blobs().path(&digest);
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let parent = dir.parent().context("a cache mount has no parent")?;
+            let staging = tempfile::Builder::new()
+                .prefix(".restore-")
+                .tempdir_in(parent)?;
+            restore_mount(std::fs::File::open(&blob)?, staging.path())?;
+            for entry in std::fs::read_dir(staging.path())? {
+                let entry = entry?;
+                std::fs::rename(entry.path(), dir.join(entry.file_name()))?;
+            }
+            Ok(())
+        })
+        .await?
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
@@ -12,6 +13,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use super::artifact::{CacheArtifact, LAYOUT_REF_NAME, check_manifest};
 use super::{CacheIndex, CacheLocation, RemoteCache};
 use crate::oci::{self, Image};
+use crate::progress::{Ids, Reporter};
 use crate::registry::{self, Reference};
 
 /// An index is a few kilobytes per step; anything this large is not one.
@@ -151,6 +153,45 @@ pub async fn import(
     (RemoteCache::new(imported), warnings)
 }
 
+/// [`import`], shown as one progress vertex: what each cache holds, and a warning for each
+/// cache left out.
+pub async fn import_reported(
+    locations: &[CacheLocation],
+    client: &registry::Client,
+    store: &registry::BlobStore,
+    platform: &oci::Platform,
+    reporter: &dyn Reporter,
+    ids: &Ids,
+) -> RemoteCache {
+    let id = ids.next();
+    let names: Vec<String> = locations.iter().map(|l| l.to_string()).collect();
+    reporter.started(
+        id,
+        &format!(
+            "[internal] importing cache manifest from {}",
+            names.join(", ")
+        ),
+    );
+    let started = Instant::now();
+    let (cache, warnings) = import(locations, client, store, platform).await;
+    for source in &cache.sources {
+        reporter.log(
+            id,
+            &format!(
+                "{}: {} steps, {} cache mounts",
+                source.location,
+                source.index.steps.len(),
+                source.index.mounts.len()
+            ),
+        );
+    }
+    for warning in &warnings {
+        reporter.warning(warning);
+    }
+    reporter.done(id, started.elapsed());
+    cache
+}
+
 async fn import_one(
     location: &CacheLocation,
     client: &registry::Client,
@@ -200,6 +241,37 @@ async fn import_one(
             )
             .map_err(|e| anyhow::anyhow!("{e}"))
         }
+    }
+}
+
+impl RemoteCache {
+    /// Writes `index` to `location` as a cache artifact of the blob store. Layers of these
+    /// imported caches that the build did not need are not local: they are fetched first,
+    /// unless they go back to the registry repository they came from.
+    pub async fn export_index(
+        &self,
+        index: &CacheIndex,
+        location: &CacheLocation,
+        client: &registry::Client,
+        store: &registry::BlobStore,
+    ) -> anyhow::Result<ExportReport> {
+        let artifact = CacheArtifact::new(index, store.blobs().clone())?;
+        let target = match location {
+            CacheLocation::Registry(name) => Some(Reference::parse(name)?),
+            CacheLocation::Local(_) => None,
+        };
+        for missing in artifact.missing_blobs() {
+            let digest = missing.digest().to_string();
+            let in_place = target.as_ref().is_some_and(|t| {
+                self.sources
+                    .iter()
+                    .any(|s| s.has_blob(&digest) && s.is_in_repository_of(t))
+            });
+            if !in_place {
+                self.fetch(&digest, client, store).await?;
+            }
+        }
+        export(&artifact, location, client, store, &registry::NoProgress).await
     }
 }
 
