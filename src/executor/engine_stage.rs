@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use super::engine_state::EngineState;
 use super::remote_cache::cache_mount_ids;
-use super::steps::{Found, Lookup, StepResult};
+use super::steps::{Found, Lookup};
 use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::StepRecord;
 use crate::cache::remote::{StepKind as CachedKind, UsedResult, UsedStep};
@@ -29,6 +29,7 @@ use crate::error::InputError;
 use crate::oci::layer::{Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, DockerArchiveOptions};
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
+use crate::plan::keys::{Prepared, StepResult};
 
 /// Where a stage's steps continue from: the image of its first `steps` steps, from an
 /// earlier build.
@@ -76,21 +77,15 @@ impl Builder {
         let first = total - plan.steps.len();
         let target = index == self.graph.target;
 
+        let keys = self.keys();
         let mut prepared_steps = Vec::with_capacity(plan.steps.len());
         let mut parent = key.clone();
         for (n, step) in plan.steps.iter().enumerate() {
-            let source_key = self.copy_source_key(step)?;
-            let prepared = self.prepare(
-                step,
-                StepResult::EngineImage,
-                &parent,
-                source_key.as_deref(),
-                &|_| false,
-            )?;
+            let prepared = keys.prepare(step, StepResult::EngineImage, &parent, &|_| false)?;
             parent = prepared.inputs.key();
             prepared_steps.push((
-                self.identity(&plan.name, n),
-                self.position(&plan.name, n),
+                keys.identity(&plan.name, n),
+                keys.position(&plan.name, n),
                 prepared,
             ));
         }
@@ -242,7 +237,7 @@ impl Builder {
     /// an imported cache, or an older imgbuild wrote it): then each step is looked at.
     async fn resume_point(
         &self,
-        steps: &[(String, String, super::steps::Prepared)],
+        steps: &[(String, String, Prepared)],
     ) -> anyhow::Result<Option<Resume>> {
         let records: Vec<Option<StepRecord>> = steps
             .iter()
@@ -395,25 +390,6 @@ impl Builder {
                 "a COPY from the build context has no source image"
             )),
         }
-    }
-
-    /// The key of what a `COPY --from` reads: the source stage's last key or the image's
-    /// digest.
-    pub(super) fn copy_source_key(&self, step: &Step) -> anyhow::Result<Option<String>> {
-        let StepKind::Copy(copy) = &step.kind else {
-            return Ok(None);
-        };
-        self.source_key(&copy.from)
-    }
-
-    /// The key of a stage or image that files are taken from (its last step's key, or the
-    /// image's digest); `None` for the build context.
-    pub(super) fn source_key(&self, from: &CopyFrom) -> anyhow::Result<Option<String>> {
-        Ok(match from {
-            CopyFrom::Context => None,
-            CopyFrom::Stage(i) => Some(self.stage_output(*i)?.key.clone()),
-            CopyFrom::Image(name) => Some(self.pulled_image(name)?.digest.clone()),
-        })
     }
 
     /// The mount points (`/dev`, `/proc`, `/sys`) that the image before step `step` of
@@ -594,11 +570,7 @@ impl Builder {
     /// The network a RUN runs in: `default` is the build's (`--network`), as in BuildKit;
     /// `host` was checked against the entitlements before the build started.
     pub(super) fn run_network(&self, run: &RunStep) -> engine::Network {
-        match run.network.as_deref() {
-            Some("host") => engine::Network::Host,
-            Some("none") => engine::Network::None,
-            _ => self.request.network,
-        }
+        crate::plan::keys::run_network(run, self.request.network)
     }
 
     /// The container a RUN runs in, and what must outlive it (secret files, locks).
@@ -690,7 +662,7 @@ impl Builder {
             }
             None => None,
         };
-        let chmod = super::steps::select_options(copy)?.chmod;
+        let chmod = crate::plan::keys::select_options(copy)?.chmod;
         let mtime = self.epoch().max(0) as u64;
         // The tar goes through a temporary file, not memory: a COPY may be gigabytes.
         let spool = tempfile::tempfile_in(self.oci_blobs.root())
@@ -713,7 +685,7 @@ impl Builder {
                 let selection = match copy.sources.is_empty() {
                     true => None,
                     false => {
-                        let options = super::steps::select_options(copy)?;
+                        let options = crate::plan::keys::select_options(copy)?;
                         Some(
                             self.context
                                 .select(&copy.sources, &copy.dest, &options, &|_| dest_exists)?,

@@ -18,7 +18,6 @@ use super::archive::{
 };
 use super::engine_stage::{SourceImage, StepFailed, copy_from_sources};
 use super::image_fs::{ImageFs, Kind};
-use super::steps::StepResult;
 use std::sync::atomic::Ordering;
 
 use super::{Builder, StageBase, config};
@@ -29,6 +28,7 @@ use crate::error::InputError;
 use crate::oci::layer::{EntryMeta, Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
 use crate::plan::dispatch::{CopyFrom, StagePlan, Step, StepKind};
+use crate::plan::keys::StepResult;
 
 /// The image a stage's packaging starts from.
 pub(super) struct PackageBase {
@@ -81,15 +81,13 @@ impl Builder {
         let mut history = plan.history.clone();
         let mut key = base.key.clone();
         let first = total - plan.steps.len();
+        let keys = self.keys();
         for (n, step) in plan.steps.iter().enumerate() {
             let name = self.step_name(plan, first + n + 1, total, &step.display);
-            let identity = self.identity(&plan.name, n);
-            let position = self.position(&plan.name, n);
-            let source_key = self.copy_source_key(step)?;
+            let identity = keys.identity(&plan.name, n);
+            let position = keys.position(&plan.name, n);
             let prepared =
-                self.prepare(step, StepResult::Layer, &key, source_key.as_deref(), &|p| {
-                    lazy.is_dir(p, &layers)
-                })?;
+                keys.prepare(step, StepResult::Layer, &key, &|p| lazy.is_dir(p, &layers))?;
             let step_key = prepared.inputs.key();
             let id = self.ids.next();
             let used = |layer| UsedStep {
@@ -232,7 +230,7 @@ impl Builder {
             }
             StepKind::Copy(copy) => {
                 let owner = self.owner(fs, copy.chown.as_deref())?;
-                let chmod = super::steps::select_options(copy)?.chmod;
+                let chmod = crate::plan::keys::select_options(copy)?.chmod;
                 let mut tar = self.temp_tar(Overrides {
                     owner,
                     chmod,

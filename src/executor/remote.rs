@@ -10,7 +10,6 @@ use anyhow::Context as _;
 
 use super::Builder;
 use super::archive::{TarOut, write_selection};
-use crate::cache::KeyInputs;
 use crate::context::{Context, EntryKind};
 use crate::fetch::{RemoteSource, Resolved};
 use crate::plan::dispatch::{CopyStep, StagePlan, StepKind};
@@ -50,24 +49,10 @@ impl Builder {
         Ok(())
     }
 
-    /// The remote sources' part of a step's key: content (and `Last-Modified`) of a
-    /// download, commit of a git source; named by URL so a miss says which one changed.
-    pub(super) fn remote_inputs(
+    pub(super) fn resolved(
         &self,
-        copy: &CopyStep,
-        inputs: &mut KeyInputs,
-    ) -> anyhow::Result<()> {
-        for (i, source) in copy.remote.iter().enumerate() {
-            let resolved = self.resolved(source)?;
-            inputs
-                .other
-                .insert(format!("remote source {i}"), format!("{source:?}"));
-            inputs.files.insert(source.display(), resolved.key());
-        }
-        Ok(())
-    }
-
-    fn resolved(&self, source: &RemoteSource) -> anyhow::Result<std::sync::Arc<Resolved>> {
+        source: &RemoteSource,
+    ) -> anyhow::Result<std::sync::Arc<Resolved>> {
         self.fetcher
             .resolved(source)
             .ok_or_else(|| anyhow::anyhow!("{} was not resolved before its step", source.display()))
@@ -81,7 +66,7 @@ impl Builder {
         copy: &CopyStep,
         dest_is_dir: &dyn Fn(&str) -> bool,
     ) -> anyhow::Result<()> {
-        let mut options = super::steps::select_options(copy)?;
+        let mut options = crate::plan::keys::select_options(copy)?;
         options.parents = false;
         for source in &copy.remote {
             match source {

@@ -1,3 +1,5 @@
-//! Which stages and steps run, their cache keys, and what the packaging stage needs.
+//! Which stages and steps run, with the config each step sees ([`dispatch`]), and every
+//! step's cache key ([`keys`]).
 
 pub mod dispatch;
+pub mod keys;
