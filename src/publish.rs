@@ -16,7 +16,32 @@ use crate::error::InputError;
 use crate::oci::{self, DockerArchiveOptions, Image, Publish, Published};
 use crate::progress::{Ids, Reporter};
 use crate::registry::{self, Reference};
-use crate::request::{Output, PublishRequest};
+
+/// An image destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Engine,
+    OciDir(PathBuf),
+    OciTar(PathBuf),
+    DockerTar(PathBuf),
+    Registry,
+}
+
+/// Where the result goes and how it is shown, shared by `build` and `base build`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    pub tags: Vec<String>,
+    /// Empty means the default: the engine when one is reachable.
+    pub outputs: Vec<Output>,
+    pub push: bool,
+    pub compression: oci::Compression,
+    pub source_date_epoch: i64,
+    pub iidfile: Option<PathBuf>,
+    pub metadata_file: Option<PathBuf>,
+    pub registry: registry::RegistryOptions,
+    pub platform: oci::Platform,
+    pub progress: crate::progress::Mode,
+}
 
 /// One destination of the image.
 pub enum Sink {

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::engine::Network;
-use crate::oci::{Compression, Platform};
-use crate::progress;
+pub use crate::frontend::DockerfileSource;
+pub use crate::publish::{Output, PublishRequest};
+pub use crate::registry::RegistryOptions;
 
 /// BuildKit's entitlements: what a RUN may do only when the command line allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,49 +17,6 @@ pub enum Entitlement {
     NetworkHost,
     /// `RUN --security=insecure`: a privileged container.
     SecurityInsecure,
-}
-
-/// Where to find the Dockerfile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DockerfileSource {
-    Path(PathBuf),
-    /// `-f -`.
-    Stdin,
-}
-
-/// An image destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    Engine,
-    OciDir(PathBuf),
-    OciTar(PathBuf),
-    DockerTar(PathBuf),
-    Registry,
-}
-
-/// How to reach registries.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RegistryOptions {
-    /// Registry host → mirror base URL, tried first for pulls.
-    pub mirrors: BTreeMap<String, String>,
-    /// Hosts spoken to over plain HTTP / unverified TLS.
-    pub insecure: Vec<String>,
-}
-
-/// Where the result goes and how it is shown, shared by `build` and `base build`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishRequest {
-    pub tags: Vec<String>,
-    /// Empty means the default: the engine when one is reachable.
-    pub outputs: Vec<Output>,
-    pub push: bool,
-    pub compression: Compression,
-    pub source_date_epoch: i64,
-    pub iidfile: Option<PathBuf>,
-    pub metadata_file: Option<PathBuf>,
-    pub registry: RegistryOptions,
-    pub platform: Platform,
-    pub progress: progress::Mode,
 }
 
 /// Where a build secret comes from.

@@ -230,6 +230,6 @@ fn missing_and_excluded_sources_fail_in_both() {
         );
         docker(["rmi", "-f", &tag]);
         let error = select(&ctx, &[source], "/x/").unwrap_err();
-        assert!(imgbuild::error::is_input_error(&error), "{error:#}");
+        assert!(imgbuild::cli::is_input_error(&error), "{error:#}");
     }
 }

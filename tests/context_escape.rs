@@ -6,7 +6,7 @@
 mod fixture;
 
 use fixture::{Fixture, error_text, select, summary};
-use imgbuild::error::{hint, is_input_error};
+use imgbuild::cli::{hint, is_input_error};
 
 /// A fixture with a secret next to the context, where an escape would land.
 fn with_secret_outside() -> Fixture {

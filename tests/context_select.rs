@@ -8,8 +8,8 @@ mod fixture;
 use std::os::unix::net::UnixListener;
 
 use fixture::{Fixture, error_text, select, select_with, summary, targets};
+use imgbuild::cli::is_input_error;
 use imgbuild::context::{Context, EntryKind, SelectOptions};
-use imgbuild::error::is_input_error;
 
 fn sources(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -181,7 +181,7 @@ fn a_wildcard_may_match_nothing_even_for_every_source() {
     let text = error_text(&error);
     assert!(text.contains("COPY folder/b/*: the directory `folder/b` before the wildcard is not in the build context"), "{text}");
     assert!(
-        imgbuild::error::hint(&error)
+        imgbuild::cli::hint(&error)
             .unwrap()
             .contains("`[f]older/b/*`")
     );
@@ -193,7 +193,7 @@ fn a_wildcard_may_match_nothing_even_for_every_source() {
     );
     let error = select(&ctx, &["fixtures/sub/*.sh"], "/app/").unwrap_err();
     assert!(
-        imgbuild::error::hint(&error)
+        imgbuild::cli::hint(&error)
             .unwrap()
             .contains("`fixtures/[s]ub/*.sh`")
     );
@@ -241,7 +241,7 @@ fn a_missing_source_is_an_input_error_naming_it() {
         "COPY mix.lock: no such file in the build context"
     );
     assert!(
-        imgbuild::error::hint(&error)
+        imgbuild::cli::hint(&error)
             .unwrap()
             .contains("relative to the build context")
     );
@@ -315,7 +315,7 @@ fn dockerignore_hides_paths_and_bang_reincludes() {
         "COPY debug.log: the file exists but is excluded by .dockerignore line 3 (`*.log`)"
     );
     assert_eq!(
-        imgbuild::error::hint(&error).as_deref(),
+        imgbuild::cli::hint(&error).as_deref(),
         Some("remove that pattern or add `!debug.log` to .dockerignore")
     );
     // Docker sends an excluded Dockerfile for the build, but COPY cannot see it.

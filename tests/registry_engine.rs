@@ -7,8 +7,8 @@ mod support;
 
 use std::process::Output;
 
+use imgbuild::registry::RegistryOptions;
 use imgbuild::registry::{BlobStore, NoProgress, with_causes};
-use imgbuild::request::RegistryOptions;
 use registry_support::image::{TestImage, layer};
 use registry_support::registry::TestRegistry;
 use registry_support::{client, reference};

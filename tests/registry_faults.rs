@@ -7,8 +7,8 @@ mod registry_support;
 use std::time::{Duration, Instant};
 
 use imgbuild::oci::Platform;
+use imgbuild::registry::RegistryOptions;
 use imgbuild::registry::{BlobStore, Error, NoProgress, with_causes};
-use imgbuild::request::RegistryOptions;
 use registry_support::image::{TestImage, layer};
 use registry_support::proxy::{Action, Proxy};
 use registry_support::registry::TestRegistry;

@@ -6,9 +6,9 @@ mod registry_support;
 use std::process::Command;
 
 use imgbuild::oci::{Image, Platform};
+use imgbuild::registry::RegistryOptions;
 use imgbuild::registry::blob_store::digest_of;
 use imgbuild::registry::{BlobStore, NoProgress};
-use imgbuild::request::RegistryOptions;
 use registry_support::image::{TestImage, layer};
 use registry_support::proxy::Proxy;
 use registry_support::registry::TestRegistry;

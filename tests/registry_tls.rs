@@ -8,9 +8,9 @@ mod registry_support;
 
 use std::process::Command;
 
+use imgbuild::registry::RegistryOptions;
 use imgbuild::registry::blob_store::digest_of;
 use imgbuild::registry::{BlobStore, Client, ClientConfig, Credentials, NoProgress, with_causes};
-use imgbuild::request::RegistryOptions;
 use registry_support::image::{TestImage, layer};
 use registry_support::registry::{Auth, Options, TestRegistry};
 use registry_support::tls::make_certs;

@@ -5,8 +5,8 @@
 mod registry_support;
 
 use imgbuild::oci::Platform;
+use imgbuild::registry::RegistryOptions;
 use imgbuild::registry::{BlobStore, Client, Credentials, NoProgress, with_causes};
-use imgbuild::request::RegistryOptions;
 use registry_support::image::{TestImage, layer};
 use registry_support::proxy::Proxy;
 use registry_support::registry::{Auth, Options, TestRegistry};

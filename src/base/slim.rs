@@ -648,7 +648,7 @@ mod tests {
                 .ends_with("en_US.UTF-8 UTF-8\nde_DE.UTF-8 UTF-8\n")
         );
         let err = enable_locales(r, recipe, &["xx_XX.UTF-8".into()]).unwrap_err();
-        assert!(crate::error::is_input_error(&err), "{err}");
+        assert!(crate::error::is_input_error(&err, &[]), "{err}");
         assert!(err.to_string().contains("xx_XX.UTF-8"), "{err}");
     }
 

@@ -15,6 +15,23 @@ use clap::Parser;
 
 use crate::error;
 
+/// The error types that say more than their message: whether the input is at fault (exit
+/// 2) and a hint. [`error::InputError`] is always looked for.
+pub const ERROR_TYPES: &[error::Find] = &[
+    error::find::<crate::frontend::Error>,
+    error::find::<crate::engine::Error>,
+];
+
+/// Whether `err` is the user's input being wrong (exit 2), as the command line decides it.
+pub fn is_input_error(err: &anyhow::Error) -> bool {
+    error::is_input_error(err, ERROR_TYPES)
+}
+
+/// The hint printed after `err`, as the command line finds it.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    error::hint(err, ERROR_TYPES)
+}
+
 /// Runs imgbuild with the process's arguments and returns its exit status.
 pub fn main() -> ExitCode {
     let argv = args::with_default_subcommand(std::env::args_os().collect());
@@ -30,7 +47,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             report(&err);
-            ExitCode::from(error::exit_code(&err))
+            ExitCode::from(error::exit_code(&err, ERROR_TYPES))
         }
     }
 }
@@ -49,7 +66,7 @@ fn report(err: &anyhow::Error) {
     for cause in err.chain().skip(1) {
         let _ = writeln!(stderr, "  Caused by: {cause}");
     }
-    if let Some(hint) = error::hint(err) {
+    if let Some(hint) = hint(err) {
         let _ = writeln!(stderr, "\nhint: {hint}");
     }
 }

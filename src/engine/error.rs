@@ -67,6 +67,17 @@ pub enum Error {
     Invalid(String),
 }
 
+impl crate::error::Hint for Error {
+    fn hint(&self) -> Option<&str> {
+        Error::hint(self)
+    }
+
+    /// The engine is the build's machinery: its failures are never the input's fault.
+    fn is_input(&self) -> bool {
+        false
+    }
+}
+
 impl Error {
     /// What the user can do about it, printed after the error as `hint: …`.
     pub fn hint(&self) -> Option<&str> {

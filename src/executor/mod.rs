@@ -152,7 +152,12 @@ pub async fn build(
             )),
         }
     }
-    let graph = crate::frontend::load(&request)?;
+    let graph = crate::frontend::load(
+        &request.dockerfile,
+        &request.build_args,
+        request.target.as_deref(),
+        &request.publish.platform,
+    )?;
     for arg in &graph.unused_build_args {
         reporter.warning(&format!(
             "build-arg `{arg}` was not consumed by any ARG of the stages built"

@@ -97,7 +97,7 @@ fn is_scp_style(src: &str) -> bool {
 
 /// `path.Join("/", subdir)` without the leading `/`.
 fn clean_subdir(subdir: &str) -> String {
-    crate::plan::dispatch::clean_path(&format!("/{subdir}"))
+    crate::context::clean_dest(&format!("/{subdir}"))
         .trim_start_matches('/')
         .to_owned()
 }

@@ -53,6 +53,16 @@ impl Error {
     }
 }
 
+impl crate::error::Hint for Error {
+    fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    fn is_input(&self) -> bool {
+        true
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.file)?;
@@ -109,14 +119,26 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Reads, parses and resolves the Dockerfile of a build request: the stage graph for its
-/// target, with the ARGs and platform of the request.
-pub fn load(request: &crate::request::BuildRequest) -> anyhow::Result<stages::BuildGraph> {
-    use crate::request::DockerfileSource;
+/// Where to find the Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileSource {
+    Path(std::path::PathBuf),
+    /// `-f -`.
+    Stdin,
+}
+
+/// Reads, parses and resolves a Dockerfile: the stage graph for `target` (the last stage
+/// when `None`), with the build's ARGs and platform.
+pub fn load(
+    dockerfile: &DockerfileSource,
+    build_args: &std::collections::BTreeMap<String, String>,
+    target: Option<&str>,
+    platform: &crate::oci::Platform,
+) -> anyhow::Result<stages::BuildGraph> {
     use anyhow::Context;
     use std::io::Read;
 
-    let (name, bytes) = match &request.dockerfile {
+    let (name, bytes) = match dockerfile {
         DockerfileSource::Path(path) => (path.display().to_string(), read_dockerfile(path)?),
         DockerfileSource::Stdin => {
             let mut bytes = Vec::new();
@@ -128,10 +150,5 @@ pub fn load(request: &crate::request::BuildRequest) -> anyhow::Result<stages::Bu
     };
     let ast = parse_dockerfile(&name, &bytes)?;
     let dockerfile = instructions::from_ast(&name, &ast)?;
-    Ok(stages::resolve(
-        dockerfile,
-        &request.build_args,
-        request.target.as_deref(),
-        &request.publish.platform,
-    )?)
+    Ok(stages::resolve(dockerfile, build_args, target, platform)?)
 }

@@ -48,7 +48,7 @@ mod tests {
     fn malformed_specs_are_input_errors() {
         for spec in ["out", "tarball:x.tar", "oci:", "docker-archive::tag"] {
             let err = open_image(spec, &Platform::linux_amd64()).err().unwrap();
-            assert!(crate::error::is_input_error(&err), "{spec}: {err}");
+            assert!(crate::error::is_input_error(&err, &[]), "{spec}: {err}");
         }
     }
 
@@ -57,7 +57,7 @@ mod tests {
         let err = open_image("oci:/nonexistent/layout:app", &Platform::linux_amd64())
             .err()
             .unwrap();
-        assert!(crate::error::is_input_error(&err));
+        assert!(crate::error::is_input_error(&err, &[]));
         assert!(
             format!("{err:#}").contains("/nonexistent/layout"),
             "{err:#}"
@@ -65,7 +65,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = format!("oci:{}", dir.path().display());
         let err = open_image(&spec, &Platform::linux_amd64()).err().unwrap();
-        assert!(!crate::error::is_input_error(&err));
+        assert!(!crate::error::is_input_error(&err, &[]));
         assert!(
             format!("{err:#}").contains("no readable oci-layout"),
             "{err:#}"

@@ -18,7 +18,15 @@ use super::error::{Error, Result};
 use super::progress::Progress;
 use super::reference::api_host;
 use super::transport::{self, ClientConfig, Transport, describe, display_url};
-use crate::request::RegistryOptions;
+
+/// How to reach registries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistryOptions {
+    /// Registry host → mirror base URL, tried first for pulls.
+    pub mirrors: std::collections::BTreeMap<String, String>,
+    /// Hosts spoken to over plain HTTP / unverified TLS.
+    pub insecure: Vec<String>,
+}
 
 /// A registry client for one build: it remembers endpoints, tokens and resolved tags, so a
 /// tag is resolved once per client.

@@ -31,7 +31,7 @@ mod transport;
 
 pub use artifact::FetchedManifest;
 pub use blob_store::{BlobSource, BlobStore};
-pub use client::Client;
+pub use client::{Client, RegistryOptions};
 pub use credentials::{Auth, Credentials, Secret};
 pub use error::{Error, Result, with_causes};
 pub use progress::{BlobOutcome, NoProgress, Progress};

@@ -74,7 +74,7 @@ pub fn test_config() -> imgbuild::registry::ClientConfig {
 }
 
 /// An anonymous client with the test tuning.
-pub fn client(options: &imgbuild::request::RegistryOptions) -> imgbuild::registry::Client {
+pub fn client(options: &imgbuild::registry::RegistryOptions) -> imgbuild::registry::Client {
     imgbuild::registry::Client::with_config(
         options,
         imgbuild::registry::Credentials::anonymous(),
