@@ -1,6 +1,7 @@
-//! Build stages run in the engine: each RUN in a container made from the previous step's
-//! image, each COPY as a tar uploaded into a container, each WORKDIR as a directory, and the
-//! container committed after every step. Containers are always removed.
+//! The engine backend of the step driver ([`super::driver`]): build stages run in the
+//! engine, each RUN in a container made from the previous step's image, each COPY as a tar
+//! uploaded into a container, each WORKDIR as a directory, and the container committed
+//! after every step. Containers are always removed.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -15,21 +16,21 @@ use super::archive::{
 };
 use super::image_fs::{self, Node, Resolution, ResolveError, Resolved};
 use super::mounts::{self, MountContext, MountGuards, MountSources};
-use std::sync::atomic::Ordering;
 
+use super::driver::{Found, Keyed, StageBackend};
 use super::engine_state::EngineState;
-use super::remote_cache::cache_mount_ids;
-use super::steps::{Found, Lookup};
+use super::steps::{EngineHit, Lookup};
 use super::{Builder, StageBase, StageOutput, config, lock};
-use crate::cache::StepRecord;
-use crate::cache::remote::{StepKind as CachedKind, UsedResult, UsedStep};
-use crate::context::{Glob, has_wildcards};
+use crate::cache::remote::{StepKind as CachedKind, UsedResult};
+use crate::cache::{KeyInputs, StepRecord};
+use crate::context::{Glob, Selection, SelectionDigest, has_wildcards};
 use crate::engine::{self, Container, Mount, RunSpec};
 use crate::error::InputError;
 use crate::oci::layer::{Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, DockerArchiveOptions};
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
-use crate::plan::keys::{Prepared, StepResult};
+use crate::plan::keys::StepResult;
+use crate::progress::VertexId;
 
 /// Where a stage's steps continue from: the image of its first `steps` steps, from an
 /// earlier build.
@@ -40,213 +41,229 @@ struct Resume {
     adds_layer: Vec<bool>,
 }
 
-/// A failed step, named as progress named it, with the engine's error (exit code, last
-/// lines) as the cause.
-#[derive(Debug)]
-pub struct StepFailed {
-    pub step: String,
-    pub location: String,
+/// The engine backend of the step driver: a build stage (or a target stage with RUN) run
+/// in the engine. Cached steps reuse the engine image of an earlier build, or the layer the
+/// step cache holds (an imported cache's, on a fresh machine): those layers are loaded into
+/// the engine only when a step has to run on top of them or something reads the stage.
+///
+/// All keys are made first: when nothing is exported, a hit on a later step whose image the
+/// engine still has makes everything before it irrelevant, so the engine is asked only
+/// about that image, and steps run from there. (An export needs every step's layer, so it
+/// looks at each step.)
+struct EngineStage<'a> {
+    builder: &'a Builder,
+    index: usize,
+    plan: &'a StagePlan,
+    base: StageBase,
+    state: EngineState,
+    /// The engine's layer count of `state.image` with `state.pending` on top: a step whose
+    /// commit changed nothing gets a new image but no layer (Docker drops empty diffs), so
+    /// layers are counted rather than assumed.
+    layer_count: usize,
+    /// History indices of the steps that added a layer, in order.
+    layer_steps: Vec<usize>,
+    resume: Option<Resume>,
 }
 
-impl std::fmt::Display for StepFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} failed", self.location, self.step)
+impl StageBackend for EngineStage<'_> {
+    type Hit = EngineHit;
+    type Ran = ();
+    type Output = StageOutput;
+    const RESULT: StepResult = StepResult::EngineImage;
+    const KIND: CachedKind = CachedKind::Engine;
+
+    async fn start(&mut self, total: usize) -> anyhow::Result<String> {
+        let (state, key) = self
+            .builder
+            .engine_base(self.index, self.plan, total)
+            .await?;
+        self.state = state;
+        Ok(key)
+    }
+
+    /// A COPY's destination is looked at in the container when it runs; keys do not
+    /// depend on it.
+    fn dest_is_dir(&self, _path: &str) -> bool {
+        false
+    }
+
+    fn keys_ahead(&self) -> bool {
+        true
+    }
+
+    async fn ahead(&mut self, steps: &[Keyed]) -> anyhow::Result<usize> {
+        let b = self.builder;
+        self.resume = match b.request.cache_to.is_empty() {
+            true => b.resume_point(steps).await?,
+            false => None,
+        };
+        self.layer_count = match (&self.resume, &self.state.unloaded) {
+            // Counted only if a step runs after the resumed one.
+            (Some(resume), _) if resume.steps == self.plan.steps.len() => 0,
+            (Some(resume), _) => b.engine_layer_count(&resume.image).await?,
+            (None, Some(name)) => {
+                b.pulled_image(name)?.image.layers().len() + self.state.pending.len()
+            }
+            (None, None) => {
+                b.engine_layer_count(&self.state.image).await? + self.state.pending.len()
+            }
+        };
+        Ok(match &self.resume {
+            Some(resume) => {
+                self.state = EngineState::at(resume.image.clone());
+                resume.steps
+            }
+            None => 0,
+        })
+    }
+
+    fn resumed(&mut self, step: &Step, n: usize) {
+        let adds_layer = self
+            .resume
+            .as_ref()
+            .and_then(|r| r.adds_layer.get(n).copied());
+        if adds_layer.unwrap_or(true) {
+            self.layer_steps.push(step.history);
+        }
+    }
+
+    async fn look_up(
+        &self,
+        identity: &str,
+        position: &str,
+        inputs: &KeyInputs,
+    ) -> anyhow::Result<Found<EngineHit>> {
+        self.builder
+            .find_engine_step(identity, position, inputs)
+            .await
+    }
+
+    async fn apply(&mut self, step: &Step, hit: EngineHit) -> anyhow::Result<UsedResult> {
+        match hit {
+            EngineHit::Image { image, layer } => {
+                let diff_id = self
+                    .builder
+                    .count_layer(&image, &mut self.layer_count)
+                    .await?;
+                if diff_id.is_some() {
+                    self.layer_steps.push(step.history);
+                }
+                let used = match layer {
+                    Some(layer) if diff_id.as_deref() == Some(layer.diff_id.as_str()) => {
+                        UsedResult::Layer(Some(layer))
+                    }
+                    _ => UsedResult::Engine {
+                        image: image.clone(),
+                        diff_id,
+                    },
+                };
+                self.state = EngineState::at(image);
+                Ok(used)
+            }
+            EngineHit::Layer(layer) => {
+                if let Some(layer) = &layer {
+                    self.state.pending.push(layer.clone());
+                    self.layer_steps.push(step.history);
+                    self.layer_count += 1;
+                }
+                Ok(UsedResult::Layer(layer))
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        id: VertexId,
+        n: usize,
+        step: &Step,
+        _selection: Option<(Selection, SelectionDigest)>,
+    ) -> anyhow::Result<()> {
+        let b = self.builder;
+        let image = b
+            .materialize(&mut self.state, &self.plan.config, id)
+            .await?;
+        let mount_points = match &step.kind {
+            StepKind::Run(_) => b.missing_mount_points(self.index, n)?,
+            _ => Vec::new(),
+        };
+        let new_image = b.execute_in_engine(id, step, &image, &mount_points).await?;
+        self.state = EngineState::at(new_image);
+        Ok(())
+    }
+
+    async fn ran(
+        &mut self,
+        step: &Step,
+        inputs: &KeyInputs,
+        (): (),
+    ) -> anyhow::Result<(StepRecord, UsedResult)> {
+        let diff_id = self
+            .builder
+            .count_layer(&self.state.image, &mut self.layer_count)
+            .await?;
+        if diff_id.is_some() {
+            self.layer_steps.push(step.history);
+        }
+        let record = StepRecord {
+            key: inputs.key(),
+            inputs: inputs.clone(),
+            image: Some(self.state.image.clone()),
+            layer: None,
+            adds_layer: Some(diff_id.is_some()),
+        };
+        let used = UsedResult::Engine {
+            image: self.state.image.clone(),
+            diff_id,
+        };
+        Ok((record, used))
+    }
+
+    fn finish(self, key: String) -> anyhow::Result<StageOutput> {
+        Ok(StageOutput {
+            image: self.state.image,
+            pending: self.state.pending,
+            unloaded: self.state.unloaded,
+            key,
+            config: self.plan.config.clone(),
+            base: self.base,
+            layer_steps: self.layer_steps,
+        })
     }
 }
 
-impl std::error::Error for StepFailed {}
-
 impl Builder {
-    /// Runs a build stage in the engine. Cached steps reuse the engine image of an earlier
-    /// build, or the layer the step cache holds (an imported cache's, on a fresh machine):
-    /// those layers are loaded into the engine only when a step has to run on top of them
-    /// or something reads the stage.
-    ///
-    /// All keys are computed first: when nothing is exported, a hit on a later step whose
-    /// image the engine still has makes everything before it irrelevant, so the engine is
-    /// asked only about that image, and steps run from there. (An export needs every step's
-    /// layer, so it looks at each step.)
+    /// Runs a build stage (or a target stage with RUN) in the engine.
     pub(super) async fn run_engine_stage(
         &self,
         index: usize,
         plan: &StagePlan,
     ) -> anyhow::Result<StageOutput> {
-        let base = self.stage_base(index);
-        let total = plan.steps.len() + usize::from(matches!(base, StageBase::Image(_)));
-        let (mut state, mut key) = self.engine_base(index, plan, total).await?;
-        let first = total - plan.steps.len();
-        let target = index == self.graph.target;
-
-        let keys = self.keys();
-        let mut prepared_steps = Vec::with_capacity(plan.steps.len());
-        let mut parent = key.clone();
-        for (n, step) in plan.steps.iter().enumerate() {
-            let prepared = keys.prepare(step, StepResult::EngineImage, &parent, &|_| false)?;
-            parent = prepared.inputs.key();
-            prepared_steps.push((
-                keys.identity(&plan.name, n),
-                keys.position(&plan.name, n),
-                prepared,
-            ));
-        }
-        let resume = match self.request.cache_to.is_empty() {
-            true => self.resume_point(&prepared_steps).await?,
-            false => None,
+        let backend = EngineStage {
+            builder: self,
+            index,
+            plan,
+            base: self.stage_base(index),
+            state: EngineState::at(String::new()),
+            layer_count: 0,
+            layer_steps: Vec::new(),
+            resume: None,
         };
-
-        // A step whose commit changed nothing gets a new image but no layer (Docker drops
-        // empty diffs), so layers are counted rather than assumed.
-        let mut layer_steps = Vec::new();
-        let mut layer_count = match (&resume, &state.unloaded) {
-            // Counted only if a step runs after the resumed one.
-            (Some(resume), _) if resume.steps == plan.steps.len() => 0,
-            (Some(resume), _) => self.engine_layer_count(&resume.image).await?,
-            (None, Some(name)) => {
-                self.pulled_image(name)?.image.layers().len() + state.pending.len()
-            }
-            (None, None) => self.engine_layer_count(&state.image).await? + state.pending.len(),
-        };
-        if let Some(resume) = &resume {
-            state = EngineState::at(resume.image.clone());
-        }
-        for (n, (step, (identity, position, prepared))) in
-            plan.steps.iter().zip(prepared_steps).enumerate()
-        {
-            let name = self.step_name(plan, first + n + 1, total, &step.display);
-            if let Some(resume) = resume.as_ref().filter(|r| n < r.steps) {
-                let id = self.ids.next();
-                self.reporter.cached(id, &name);
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                if resume.adds_layer.get(n).copied().unwrap_or(true) {
-                    layer_steps.push(step.history);
-                }
-                key = prepared.inputs.key();
-                continue;
-            }
-            let id = self.ids.next();
-            let step_key = prepared.inputs.key();
-            let used = |result| UsedStep {
-                key: step_key.clone(),
-                inputs: prepared.inputs.clone(),
-                position: position.clone(),
-                kind: CachedKind::Engine,
-                target,
-                result,
-                mounts: cache_mount_ids(step),
-            };
-            let reason = match self
-                .find_engine_step(&identity, &position, &prepared.inputs)
-                .await?
-            {
-                Found::Image { image, layer } => {
-                    self.reporter.cached(id, &name);
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    let diff_id = self.count_layer(&image, &mut layer_count).await?;
-                    if diff_id.is_some() {
-                        layer_steps.push(step.history);
-                    }
-                    self.record_use(used(match layer {
-                        Some(layer) if diff_id.as_deref() == Some(layer.diff_id.as_str()) => {
-                            UsedResult::Layer(Some(layer))
-                        }
-                        _ => UsedResult::Engine {
-                            image: image.clone(),
-                            diff_id,
-                        },
-                    }));
-                    state = EngineState::at(image);
-                    key = step_key;
-                    continue;
-                }
-                Found::Layer(layer) => {
-                    self.reporter.cached(id, &name);
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    if let Some(layer) = &layer {
-                        state.pending.push(layer.clone());
-                        layer_steps.push(step.history);
-                        layer_count += 1;
-                    }
-                    self.record_use(used(UsedResult::Layer(layer)));
-                    key = step_key;
-                    continue;
-                }
-                Found::Miss(reason) => reason,
-            };
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            self.reporter.started(id, &name);
-            self.reporter.log(id, &format!("cache miss: {reason}"));
-            let started = Instant::now();
-            let result = async {
-                let image = self.materialize(&mut state, &plan.config, id).await?;
-                let mount_points = match &step.kind {
-                    StepKind::Run(_) => self.missing_mount_points(index, n)?,
-                    _ => Vec::new(),
-                };
-                self.execute_in_engine(id, step, &image, &mount_points)
-                    .await
-            }
-            .await;
-            match result {
-                Ok(new_image) => {
-                    self.reporter.done(id, started.elapsed());
-                    state = EngineState::at(new_image);
-                }
-                Err(e) => {
-                    self.reporter.failed(id, started.elapsed());
-                    let location = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
-                    return Err(e.context(StepFailed {
-                        step: name,
-                        location,
-                    }));
-                }
-            }
-            let diff_id = self.count_layer(&state.image, &mut layer_count).await?;
-            if diff_id.is_some() {
-                layer_steps.push(step.history);
-            }
-            self.remember(
-                &identity,
-                &StepRecord {
-                    key: step_key.clone(),
-                    inputs: prepared.inputs.clone(),
-                    image: Some(state.image.clone()),
-                    layer: None,
-                    adds_layer: Some(diff_id.is_some()),
-                },
-            );
-            self.record_use(used(UsedResult::Engine {
-                image: state.image.clone(),
-                diff_id,
-            }));
-            key = step_key;
-        }
-        Ok(StageOutput {
-            image: state.image,
-            pending: state.pending,
-            unloaded: state.unloaded,
-            key,
-            config: plan.config.clone(),
-            base,
-            layer_steps,
-        })
+        self.drive(index, plan, backend).await
     }
 
     /// The latest step of a stage whose image from an earlier build the engine still has
     /// (asking the engine about no other step), with whether each step up to it added a
     /// layer. `None` also when a step before it has no local record of that (it came from
     /// an imported cache, or an older imgbuild wrote it): then each step is looked at.
-    async fn resume_point(
-        &self,
-        steps: &[(String, String, Prepared)],
-    ) -> anyhow::Result<Option<Resume>> {
+    async fn resume_point(&self, steps: &[Keyed]) -> anyhow::Result<Option<Resume>> {
         let records: Vec<Option<StepRecord>> = steps
             .iter()
-            .map(|(identity, position, prepared)| {
-                match self.lookup(identity, position, &prepared.inputs) {
+            .map(
+                |step| match self.lookup(&step.identity, &step.position, &step.prepared.inputs) {
                     Lookup::Hit(record) => Some(*record),
                     Lookup::Miss { .. } => None,
-                }
-            })
+                },
+            )
             .collect();
         let engine = self.engine()?;
         for (i, record) in records.iter().enumerate().rev() {

@@ -6,11 +6,15 @@
 //!                                              WORKDIR, committed)          written directly)
 //! ```
 //!
-//! Every step goes through the step cache first ([`crate::cache`]): its key is computed
-//! from its inputs, a hit reuses the result, a miss says which input changed.
+//! Every step of every stage goes through one step driver (`driver`): its key is made from
+//! its inputs ([`crate::plan::keys`]), looked up in the step cache ([`crate::cache`]), a hit
+//! reuses the result, a miss says which input changed and runs the step, and the result is
+//! recorded. What runs a step is a backend of the driver: the engine (`engine_stage`) or
+//! the packaging stage's direct writes (`package`).
 
 mod archive;
 mod config;
+mod driver;
 mod engine_stage;
 mod engine_state;
 mod image_fs;

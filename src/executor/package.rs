@@ -1,7 +1,8 @@
-//! The packaging stage: the image that ships, written directly. Its base image's
-//! compressed layers are reused as they are; each COPY and WORKDIR becomes a deterministic
-//! layer written by imgbuild; a RUN runs in the engine and its changes become a layer the
-//! same way. Config instructions only touch the config.
+//! The packaging backend of the step driver ([`super::driver`]): the image that ships,
+//! written directly. Its base image's compressed layers are reused as they are; each COPY
+//! and WORKDIR becomes a deterministic layer written by imgbuild. A target stage with RUN
+//! runs in the engine instead, and its layers are rewritten the same way
+//! ([`Builder::stage_as_image`]). Config instructions only touch the config.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,25 +17,196 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, Digest, MediaType};
 use super::archive::{
     CopyDest, Overrides, TarOut, copies_anything, write_inline_files, write_selection,
 };
-use super::engine_stage::{SourceImage, StepFailed, copy_from_sources};
+use super::driver::{Found, StageBackend};
+use super::engine_stage::{SourceImage, copy_from_sources};
 use super::image_fs::{ImageFs, Kind};
-use std::sync::atomic::Ordering;
-
 use super::{Builder, StageBase, config};
-use crate::cache::LayerRecord;
-use crate::cache::StepRecord;
-use crate::cache::remote::{StepKind as CachedKind, UsedResult, UsedStep};
+use crate::cache::remote::{StepKind as CachedKind, UsedResult};
+use crate::cache::{KeyInputs, LayerRecord, StepRecord};
+use crate::context::{Selection, SelectionDigest};
 use crate::error::InputError;
 use crate::oci::layer::{EntryMeta, Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
 use crate::plan::dispatch::{CopyFrom, StagePlan, Step, StepKind};
 use crate::plan::keys::StepResult;
+use crate::progress::VertexId;
 
 /// The image a stage's packaging starts from.
 pub(super) struct PackageBase {
     pub(super) image: Arc<dyn Image>,
     config: oci::ImageConfig,
     key: String,
+}
+
+/// The packaging backend of the step driver: the target stage written as an image, a layer
+/// per step that changes files.
+struct Packaging<'a> {
+    builder: &'a Builder,
+    index: usize,
+    plan: &'a StagePlan,
+    plans: &'a HashMap<usize, StagePlan>,
+    /// Set by `start`.
+    started: Option<Started>,
+    layers: Vec<WrittenLayer>,
+    /// The stage's history, steps that changed nothing marked empty.
+    history: Vec<crate::plan::dispatch::History>,
+}
+
+/// The base of a started packaging stage and its file system.
+struct Started {
+    base: PackageBase,
+    /// Reading the base image's file system costs a pass over its layers: only done when
+    /// a step needs it (a rebuild that hits the cache never does).
+    lazy: LazyFs,
+}
+
+impl Packaging<'_> {
+    fn started(&self) -> anyhow::Result<&Started> {
+        self.started
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the packaging stage was not started"))
+    }
+}
+
+impl StageBackend for Packaging<'_> {
+    type Hit = Option<WrittenLayer>;
+    type Ran = Option<WrittenLayer>;
+    type Output = Arc<dyn Image>;
+    const RESULT: StepResult = StepResult::Layer;
+    const KIND: CachedKind = CachedKind::Package;
+
+    async fn start(&mut self, total: usize) -> anyhow::Result<String> {
+        let b = self.builder;
+        let base = match &b.stage_base(self.index) {
+            StageBase::Scratch => {
+                let image = oci::scratch(&b.request.publish.platform, b.epoch())?;
+                let config = oci::ImageConfig::from_json(image.raw_config())?;
+                PackageBase {
+                    image,
+                    config,
+                    key: "scratch".into(),
+                }
+            }
+            StageBase::Image(name) => {
+                let id = b.ids.next();
+                b.reporter.cached(
+                    id,
+                    &b.step_name(self.plan, 1, total, &format!("FROM {name}")),
+                );
+                let pulled = b.pulled_image(name)?;
+                PackageBase {
+                    image: pulled.image.clone(),
+                    config: pulled.config.clone(),
+                    key: pulled.digest.clone(),
+                }
+            }
+            StageBase::Stage(i) => b.stage_as_image(*i, self.plans).await?,
+        };
+        let key = base.key.clone();
+        let lazy = LazyFs {
+            fs: RefCell::new(None),
+            base: base.image.clone(),
+            cache_dir: b.request.cache_dir.clone(),
+        };
+        self.started = Some(Started { base, lazy });
+        Ok(key)
+    }
+
+    fn dest_is_dir(&self, path: &str) -> bool {
+        self.started
+            .as_ref()
+            .is_some_and(|s| s.lazy.is_dir(path, &self.layers))
+    }
+
+    async fn look_up(
+        &self,
+        identity: &str,
+        position: &str,
+        inputs: &KeyInputs,
+    ) -> anyhow::Result<Found<Option<WrittenLayer>>> {
+        Ok(
+            match self
+                .builder
+                .find_package_step(identity, position, inputs)
+                .await
+            {
+                Ok(cached) => Found::Hit(cached),
+                Err(reason) => Found::Miss(reason),
+            },
+        )
+    }
+
+    async fn apply(
+        &mut self,
+        step: &Step,
+        cached: Option<WrittenLayer>,
+    ) -> anyhow::Result<UsedResult> {
+        let used = UsedResult::Layer(cached.as_ref().map(LayerRecord::from));
+        match cached {
+            Some(layer) => {
+                if let Some(fs) = self.started()?.lazy.fs.borrow_mut().as_mut() {
+                    tokio::task::block_in_place(|| apply_blob(fs, &layer.path, &layer.descriptor))?;
+                }
+                self.layers.push(layer);
+            }
+            None => mark_empty(&mut self.history, step),
+        }
+        Ok(used)
+    }
+
+    fn before_run(&mut self) -> anyhow::Result<()> {
+        self.started()?.lazy.ensure(&self.layers)
+    }
+
+    async fn run(
+        &mut self,
+        _id: VertexId,
+        _n: usize,
+        step: &Step,
+        selection: Option<(Selection, SelectionDigest)>,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        let lazy = &self.started()?.lazy;
+        let mut fs = lazy.fs.borrow_mut().take().unwrap_or_default();
+        let result = self.builder.package_step(step, &mut fs, selection).await;
+        *lazy.fs.borrow_mut() = Some(fs);
+        result
+    }
+
+    async fn ran(
+        &mut self,
+        step: &Step,
+        inputs: &KeyInputs,
+        layer: Option<WrittenLayer>,
+    ) -> anyhow::Result<(StepRecord, UsedResult)> {
+        let record = StepRecord {
+            key: inputs.key(),
+            inputs: inputs.clone(),
+            image: None,
+            adds_layer: None,
+            layer: layer.as_ref().map(LayerRecord::from),
+        };
+        let used = UsedResult::Layer(record.layer.clone());
+        match layer {
+            Some(layer) => self.layers.push(layer),
+            None => mark_empty(&mut self.history, step),
+        }
+        Ok((record, used))
+    }
+
+    fn finish(self, _key: String) -> anyhow::Result<Arc<dyn Image>> {
+        let b = self.builder;
+        let Some(Started { base, .. }) = self.started else {
+            anyhow::bail!("the packaging stage was not started");
+        };
+        let mut doc = base.config.clone();
+        // History entries are dated like the config: set the date first.
+        doc.set_created(b.epoch())?;
+        config::apply_to_oci(&self.plan.config, &self.history, &mut doc)?;
+        for (k, v) in &b.request.labels {
+            doc.set_label(k, v);
+        }
+        Ok(Arc::new(oci::append_layers(base.image, &self.layers, doc)?))
+    }
 }
 
 impl Builder {
@@ -45,127 +217,16 @@ impl Builder {
         plan: &StagePlan,
         plans: &HashMap<usize, StagePlan>,
     ) -> anyhow::Result<Arc<dyn Image>> {
-        let base_kind = self.stage_base(index);
-        let total = plan.steps.len() + usize::from(matches!(base_kind, StageBase::Image(_)));
-        let base = match &base_kind {
-            StageBase::Scratch => {
-                let image = oci::scratch(&self.request.publish.platform, self.epoch())?;
-                let config = oci::ImageConfig::from_json(image.raw_config())?;
-                PackageBase {
-                    image,
-                    config,
-                    key: "scratch".into(),
-                }
-            }
-            StageBase::Image(name) => {
-                let id = self.ids.next();
-                self.reporter
-                    .cached(id, &self.step_name(plan, 1, total, &format!("FROM {name}")));
-                let pulled = self.pulled_image(name)?;
-                PackageBase {
-                    image: pulled.image.clone(),
-                    config: pulled.config.clone(),
-                    key: pulled.digest.clone(),
-                }
-            }
-            StageBase::Stage(i) => self.stage_as_image(*i, plans).await?,
+        let backend = Packaging {
+            builder: self,
+            index,
+            plan,
+            plans,
+            started: None,
+            layers: Vec::new(),
+            history: plan.history.clone(),
         };
-        // Reading the base image's file system costs a pass over its layers: only done when
-        // a step needs it (a rebuild that hits the cache never does).
-        let lazy = LazyFs {
-            fs: RefCell::new(None),
-            base: base.image.clone(),
-            cache_dir: self.request.cache_dir.clone(),
-        };
-        let mut layers: Vec<WrittenLayer> = Vec::new();
-        let mut history = plan.history.clone();
-        let mut key = base.key.clone();
-        let first = total - plan.steps.len();
-        let keys = self.keys();
-        for (n, step) in plan.steps.iter().enumerate() {
-            let name = self.step_name(plan, first + n + 1, total, &step.display);
-            let identity = keys.identity(&plan.name, n);
-            let position = keys.position(&plan.name, n);
-            let prepared =
-                keys.prepare(step, StepResult::Layer, &key, &|p| lazy.is_dir(p, &layers))?;
-            let step_key = prepared.inputs.key();
-            let id = self.ids.next();
-            let used = |layer| UsedStep {
-                key: step_key.clone(),
-                inputs: prepared.inputs.clone(),
-                position: position.clone(),
-                kind: CachedKind::Package,
-                target: true,
-                result: UsedResult::Layer(layer),
-                mounts: Vec::new(),
-            };
-            let reason = match self
-                .find_package_step(&identity, &position, &prepared.inputs)
-                .await
-            {
-                Ok(cached) => {
-                    self.reporter.cached(id, &name);
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    self.record_use(used(cached.as_ref().map(LayerRecord::from)));
-                    match cached {
-                        Some(layer) => {
-                            if let Some(fs) = lazy.fs.borrow_mut().as_mut() {
-                                tokio::task::block_in_place(|| {
-                                    apply_blob(fs, &layer.path, &layer.descriptor)
-                                })?;
-                            }
-                            layers.push(layer);
-                        }
-                        None => mark_empty(&mut history, step),
-                    }
-                    key = step_key;
-                    continue;
-                }
-                Err(reason) => reason,
-            };
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            self.reporter.started(id, &name);
-            self.reporter.log(id, &format!("cache miss: {reason}"));
-            let started = Instant::now();
-            lazy.ensure(&layers)?;
-            let mut fs = lazy.fs.borrow_mut().take().unwrap_or_default();
-            let result = self.package_step(step, &mut fs, prepared.selection).await;
-            *lazy.fs.borrow_mut() = Some(fs);
-            let layer = match result {
-                Ok(layer) => layer,
-                Err(e) => {
-                    self.reporter.failed(id, started.elapsed());
-                    let location = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
-                    return Err(e.context(StepFailed {
-                        step: name,
-                        location,
-                    }));
-                }
-            };
-            self.reporter.done(id, started.elapsed());
-            let record = StepRecord {
-                key: step_key.clone(),
-                inputs: prepared.inputs.clone(),
-                image: None,
-                adds_layer: None,
-                layer: layer.as_ref().map(LayerRecord::from),
-            };
-            self.remember(&identity, &record);
-            self.record_use(used(record.layer.clone()));
-            match layer {
-                Some(layer) => layers.push(layer),
-                None => mark_empty(&mut history, step),
-            }
-            key = step_key;
-        }
-        let mut doc = base.config.clone();
-        // History entries are dated like the config: set the date first.
-        doc.set_created(self.epoch())?;
-        config::apply_to_oci(&plan.config, &history, &mut doc)?;
-        for (k, v) in &self.request.labels {
-            doc.set_label(k, v);
-        }
-        Ok(Arc::new(oci::append_layers(base.image, &layers, doc)?))
+        self.drive(index, plan, backend).await
     }
 
     /// A cached step's layer, if its blob is still stored: `Some(None)` for a step that

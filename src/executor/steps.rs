@@ -2,6 +2,7 @@
 //! ones, and a miss explained. The keys come from [`crate::plan::keys`].
 
 use super::Builder;
+use super::driver::Found;
 use crate::cache::remote::StepKind as CachedKind;
 use crate::cache::{self, KeyInputs, LayerRecord, StepRecord};
 use crate::fetch::RemoteSource;
@@ -16,7 +17,7 @@ pub(super) enum Lookup {
 }
 
 /// What the caches have for a build-stage step.
-pub(super) enum Found {
+pub(super) enum EngineHit {
     /// The engine still has the image an earlier build committed (and the step's layer,
     /// when an export took it out of the engine before).
     Image {
@@ -25,7 +26,6 @@ pub(super) enum Found {
     },
     /// The step's layer, in the blob store (`None`: the step changed no file).
     Layer(Option<LayerRecord>),
-    Miss(String),
 }
 
 impl Sources for Builder {
@@ -107,7 +107,7 @@ impl Builder {
         identity: &str,
         position: &str,
         inputs: &KeyInputs,
-    ) -> anyhow::Result<Found> {
+    ) -> anyhow::Result<Found<EngineHit>> {
         let reason = match self.lookup(identity, position, inputs) {
             Lookup::Hit(record) => {
                 let local_layer = record
@@ -117,14 +117,16 @@ impl Builder {
                 if let Some(image) = &record.image
                     && self.engine()?.find_image(image).await?.is_some()
                 {
-                    return Ok(Found::Image {
+                    return Ok(Found::Hit(EngineHit::Image {
                         image: image.clone(),
                         layer: local_layer,
-                    });
+                    }));
                 }
                 match (&record.image, &record.layer) {
-                    (_, Some(_)) if local_layer.is_some() => return Ok(Found::Layer(local_layer)),
-                    (None, None) => return Ok(Found::Layer(None)),
+                    (_, Some(_)) if local_layer.is_some() => {
+                        return Ok(Found::Hit(EngineHit::Layer(local_layer)));
+                    }
+                    (None, None) => return Ok(Found::Hit(EngineHit::Layer(None))),
                     (Some(_), _) => "the engine no longer has the step's image".to_owned(),
                     (None, Some(_)) => "the step's layer is no longer in the blob store".to_owned(),
                 }
@@ -136,7 +138,7 @@ impl Builder {
                 .remote_layer(identity, inputs, CachedKind::Engine)
                 .await
             {
-                Some(layer) => Found::Layer(layer),
+                Some(layer) => Found::Hit(EngineHit::Layer(layer)),
                 None => Found::Miss(reason),
             },
         )
