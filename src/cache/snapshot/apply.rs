@@ -296,11 +296,15 @@ impl Applier<'_> {
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, Problem> {
         let header = entry.header();
         let unreadable = |what: &str| format!("an unreadable {what}");
-        let mode = header.mode().map_err(|_| unreadable("mode"))? & 0o7777;
-        let mut uid = header.uid().map_err(|_| unreadable("uid"))?;
-        let mut gid = header.gid().map_err(|_| unreadable("gid"))?;
-        let mut mtime =
-            i64::try_from(header.mtime().map_err(|_| unreadable("mtime"))?).unwrap_or(i64::MAX);
+        let old = header.as_old();
+        let mode = numeric(&old.mode, header.mode().map(u64::from))
+            .ok_or_else(|| unreadable("mode"))?
+            & 0o7777;
+        let mut uid = numeric(&old.uid, header.uid()).ok_or_else(|| unreadable("uid"))?;
+        let mut gid = numeric(&old.gid, header.gid()).ok_or_else(|| unreadable("gid"))?;
+        let mut mtime = numeric(&old.mtime, header.mtime())
+            .ok_or_else(|| unreadable("mtime"))
+            .map(|m| i64::try_from(m).unwrap_or(i64::MAX))?;
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions().map_err(Problem::Stream)? {
             for ext in pax {
@@ -338,7 +342,7 @@ impl Applier<'_> {
             u32::try_from(value).map_err(|_| format!("a {what} ({value}) too large for Linux"))
         };
         Ok(Meta {
-            mode,
+            mode: u32::try_from(mode).unwrap_or(0),
             uid: Uid::from_raw(id(uid, "uid")?),
             gid: Gid::from_raw(id(gid, "gid")?),
             mtime,
@@ -463,6 +467,16 @@ impl Applier<'_> {
             })?;
         }
         Ok(())
+    }
+}
+
+/// A numeric header field; one left empty (all NULs or spaces) is 0, as Go's archive/tar
+/// (hence Docker and containerd) reads it.
+fn numeric(raw: &[u8], parsed: io::Result<u64>) -> Option<u64> {
+    match parsed {
+        Ok(value) => Some(value),
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Some(0),
+        Err(_) => None,
     }
 }
 

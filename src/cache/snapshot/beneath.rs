@@ -174,22 +174,28 @@ pub(super) fn fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
 }
 
 /// Removes `name` in `dir` and, if it is a directory, everything below it, without
-/// following symlinks and without entering another file system (a mount below it makes
-/// this fail instead of emptying what is mounted there).
+/// following symlinks and without entering another file system (a mount at or below it
+/// makes this fail instead of emptying what is mounted there).
 pub(super) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let name = OsStr::from_bytes(name);
-    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let os = OsStr::from_bytes(name);
+    let st = rustix::fs::statat(dir, os, AtFlags::SYMLINK_NOFOLLOW)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
+        return Ok(rustix::fs::unlinkat(dir, os, AtFlags::empty())?);
+    }
+    if st.st_dev != rustix::fs::fstat(dir)?.st_dev {
+        return Err(io::Error::other(format!(
+            "`{}` is a mount point; not deleting through it",
+            display(name)
+        )));
     }
     let sub = rustix::fs::openat(
         dir,
-        name,
+        os,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
     empty_dir(sub.as_fd(), st.st_dev)?;
-    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+    Ok(rustix::fs::unlinkat(dir, os, AtFlags::REMOVEDIR)?)
 }
 
 fn empty_dir(dir: BorrowedFd<'_>, dev: u64) -> io::Result<()> {
@@ -313,5 +319,31 @@ mod tests {
         assert!(outside.path().join("keep").exists());
         // Gone already: fine.
         remove_tree(&victim).unwrap();
+    }
+
+    #[test]
+    fn remove_tree_never_empties_a_mount() {
+        crate::cache::snapshot::testutil::require_root();
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        let mnt = tree.join("a/mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            &mnt,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap();
+        fs::write(mnt.join("precious"), b"").unwrap();
+        let below = remove_tree(&tree).unwrap_err();
+        let at = remove_tree(&mnt).unwrap_err();
+        let precious = mnt.join("precious").exists();
+        rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH).unwrap();
+        assert!(precious, "{below} / {at}");
+        assert!(below.to_string().contains("another file system"), "{below}");
+        assert!(at.to_string().contains("mount point"), "{at}");
+        remove_tree(&tree).unwrap();
     }
 }

@@ -268,7 +268,7 @@ impl SnapshotStore {
         };
         let name = step_name(key);
         let ready = beneath::remove_tree(&dir.path().join(active::WORK))
-            .and_then(|()| fs::remove_dir(dir.path().join(active::ROOTFS)))
+            .and_then(|()| beneath::remove_tree(&dir.path().join(active::ROOTFS)))
             .with_path("cleaning up", dir.path())
             .and_then(|()| write_info(dir.path(), &info));
         if let Err(e) = ready {

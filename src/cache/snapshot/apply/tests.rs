@@ -403,3 +403,28 @@ fn a_truncated_stream_is_an_error() {
     let err = result.unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
 }
+
+#[test]
+fn empty_numeric_fields_are_zero_as_go_reads_them() {
+    let mut tar = TestTar::new().file("f", b"x").finish();
+    // Blank the uid, gid and mtime fields (and fix the checksum).
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&tar[..512]);
+    header.as_old_mut().uid = [0; 8];
+    header.as_old_mut().gid = [b' '; 8];
+    header.as_old_mut().mtime = [0; 12];
+    header.set_cksum();
+    tar[..512].copy_from_slice(header.as_bytes());
+    let (tmp, result) = apply_tar(&tar);
+    result.unwrap();
+    let meta = fs::symlink_metadata(tmp.path().join("root/f")).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), meta.mtime()), (0, 0, 0));
+
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&tar[..512]);
+    header.as_old_mut().uid = *b"garbage\0";
+    header.set_cksum();
+    tar[..512].copy_from_slice(header.as_bytes());
+    let (_tmp, result) = apply_tar(&tar);
+    assert!(result.unwrap_err().to_string().contains("unreadable uid"));
+}
