@@ -32,6 +32,7 @@ mod diff;
 mod error;
 mod lock;
 mod mount;
+mod prune;
 mod recover;
 #[cfg(test)]
 mod testutil;
@@ -40,6 +41,7 @@ pub use active::{ActiveSnapshot, Mounted};
 pub use decode::LayerEncoding;
 pub use diff::{add_upper, write_upper_layer};
 pub use error::{Error, Result};
+pub use prune::Pruned;
 pub use recover::Recovered;
 
 use std::fs;
@@ -288,9 +290,15 @@ impl SnapshotStore {
         if !dir.exists() {
             return Ok(());
         }
-        let Some(mut lock) = LockedDir::try_lock(&dir, true).with_path("locking", &dir)? else {
+        let Some(lock) = LockedDir::try_lock(&dir, true).with_path("locking", &dir)? else {
             return Err(Error::InUse(snapshot.name.clone()));
         };
+        self.remove_locked(lock)
+    }
+
+    /// Removes the committed snapshot whose directory `lock` holds exclusively.
+    fn remove_locked(&self, mut lock: LockedDir) -> Result<()> {
+        let dir = lock.path().to_path_buf();
         // Out of sight at once, deleted at leisure (a crash leaves it to `recover`).
         let tmp_root = self.root.join(TMP);
         // An empty directory the rename replaces: a name no other build uses.
@@ -372,6 +380,9 @@ impl SnapshotStore {
                 self.root.join(COMMITTED).join(name).display()
             )));
         }
+        // Its last use, for `prune`: a directory's mtime moves only here and in `prepare`.
+        let dir = self.root.join(COMMITTED).join(name);
+        let _ = rustix::fs::utimensat(rustix::fs::CWD, &dir, &now(), rustix::fs::AtFlags::empty());
         Ok(Some(self.snapshot(name, info)))
     }
 }
