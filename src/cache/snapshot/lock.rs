@@ -112,8 +112,9 @@ mod tests {
         );
     }
 
+    /// What `try_lock` relies on to tell a directory removed under it.
     #[test]
-    fn a_removed_directory_is_not_locked() {
+    fn a_removed_directory_has_no_links_left() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("d");
         std::fs::create_dir(&dir).unwrap();
