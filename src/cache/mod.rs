@@ -14,6 +14,7 @@
 //! migration.
 
 pub mod remote;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -178,6 +178,14 @@ impl EntryMap {
         self.entries.get_mut(path)
     }
 
+    /// The entry at `path`, a directory or not.
+    pub fn get_mut(&mut self, path: &[u8]) -> Option<&mut Entry> {
+        if self.entries.contains_key(path) {
+            return self.entries.get_mut(path);
+        }
+        self.entries.get_mut(&dir_key(path))
+    }
+
     fn is_dir(&self, path: &[u8]) -> bool {
         self.entries.contains_key(&dir_key(path))
     }

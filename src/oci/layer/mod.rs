@@ -489,10 +489,12 @@ impl LayerBuilder {
     }
 
     /// Adds a whiteout that deletes `path` of lower layers (written as `DIR/.wh.NAME`).
-    pub fn add_whiteout(&mut self, path: &str) -> Result<()> {
-        let norm = normalize(path.as_bytes())
+    /// Paths are bytes, as file names on Linux.
+    pub fn add_whiteout(&mut self, path: impl AsRef<[u8]>) -> Result<()> {
+        let path = path.as_ref();
+        let norm = normalize(path)
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| bad_dest(path))?;
+            .ok_or_else(|| bad_dest(&String::from_utf8_lossy(path)))?;
         let (dir, base) = match norm.iter().rposition(|&b| b == b'/') {
             Some(pos) => (
                 norm.get(..pos).unwrap_or_default(),
@@ -511,13 +513,32 @@ impl LayerBuilder {
 
     /// Makes directory `dir` opaque: lower layers' content of it is hidden (the directory
     /// entry and `DIR/.wh..wh..opq` are written).
-    pub fn add_opaque_whiteout(&mut self, dir: &str) -> Result<()> {
-        let norm = normalize(dir.as_bytes()).ok_or_else(|| bad_dest(dir))?;
+    pub fn add_opaque_whiteout(&mut self, dir: impl AsRef<[u8]>) -> Result<()> {
+        let dir = dir.as_ref();
+        let norm = normalize(dir).ok_or_else(|| bad_dest(&String::from_utf8_lossy(dir)))?;
         let meta = Meta::synthetic(0o755, 0, 0);
         self.entries.ensure_parents(&norm, &meta);
         self.entries.ensure_dir(&norm, &meta);
         self.entries
             .insert(join(&norm, OPAQUE_WHITEOUT.as_bytes()), whiteout_entry());
+        Ok(())
+    }
+
+    /// Sets extended attribute `name` of the entry already at `path` (directory trees
+    /// carry none of their own; this adds the few a layer must keep, like a file's
+    /// `security.capability`).
+    pub fn set_xattr(&mut self, path: impl AsRef<[u8]>, name: &str, value: &[u8]) -> Result<()> {
+        let path = path.as_ref();
+        let shown = || String::from_utf8_lossy(path).into_owned();
+        let norm = normalize(path)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| bad_dest(&shown()))?;
+        let entry = self
+            .entries
+            .get_mut(&norm)
+            .ok_or_else(|| Error::invalid(format!("`{}` is not in the layer", shown())))?;
+        entry.xattrs.retain(|(k, _)| k != name);
+        entry.xattrs.push((name.to_string(), value.to_vec()));
         Ok(())
     }
 

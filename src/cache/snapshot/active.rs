@@ -1,0 +1,147 @@
+//! Active snapshots: a new upper directory (and its overlay work directory) on top of a
+//! chain of committed snapshots, mounted where a step runs, then committed under the
+//! step's key or dropped.
+
+use std::io;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+
+use super::error::{Error, Result};
+use super::lock::LockedDir;
+use super::mount::{self, Api, Overlay};
+use super::{Snapshot, beneath};
+
+/// Where, inside an active snapshot's directory, its parts live.
+pub(super) const UPPER: &str = "fs";
+pub(super) const WORK: &str = "work";
+pub(super) const ROOTFS: &str = "rootfs";
+
+/// A snapshot being written: created by [`super::SnapshotStore::prepare`], turned into a
+/// committed snapshot by [`super::SnapshotStore::commit`]. Dropped without a commit, its
+/// directories are deleted.
+///
+/// While it exists, its directory is locked (a build that finds it cannot take it for
+/// abandoned) and every lower snapshot is leased (none can be removed under it).
+#[derive(Debug)]
+pub struct ActiveSnapshot {
+    /// `None` once committed.
+    pub(super) dir: Option<LockedDir>,
+    pub(super) lowers: Vec<Snapshot>,
+    /// Shared locks on the lowers' directories.
+    pub(super) _leases: Vec<LockedDir>,
+    /// The store's empty directory, the lower of a snapshot on nothing (`FROM scratch`).
+    pub(super) empty: PathBuf,
+}
+
+impl ActiveSnapshot {
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+
+    /// The upper directory: where everything written through the mount lands.
+    pub fn upper(&self) -> PathBuf {
+        self.dir().join(UPPER)
+    }
+
+    /// An empty directory inside the snapshot, meant as its mount target (clean-up after a
+    /// killed build finds mounts there as well as anywhere else).
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir().join(ROOTFS)
+    }
+
+    /// The snapshots below, bottom first.
+    pub fn lowers(&self) -> &[Snapshot] {
+        &self.lowers
+    }
+
+    /// Mounts the snapshot (an overlay of the lowers and the upper directory) at `target`,
+    /// an existing directory. Unmounted by [`Mounted::unmount`], or detached when dropped.
+    pub fn mount(&self, target: &Path) -> Result<Mounted<'_>> {
+        self.mount_with(target, Api::Auto)
+    }
+
+    pub(super) fn mount_with(&self, target: &Path, api: Api) -> Result<Mounted<'_>> {
+        let upper = self.upper();
+        let work = self.dir().join(WORK);
+        let mut lowers_top_first: Vec<&Path> = self.lowers.iter().rev().map(|s| s.path()).collect();
+        if lowers_top_first.is_empty() {
+            lowers_top_first.push(&self.empty);
+        }
+        let overlay = Overlay {
+            lowers_top_first,
+            upper: &upper,
+            work: &work,
+        };
+        mount::mount(&overlay, target, api)?;
+        Ok(Mounted {
+            target: Some(target.to_path_buf()),
+            _snapshot: PhantomData,
+        })
+    }
+}
+
+impl Drop for ActiveSnapshot {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            // Fails (and leaves the directory to the next clean-up) if still mounted.
+            let _ = remove_dir(dir.path());
+        }
+    }
+}
+
+/// Deletes an active snapshot's directory; refuses while its `rootfs` is a mount point, so
+/// a leaked mount never has its upper directory deleted from under it.
+pub(super) fn remove_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir(dir.join(ROOTFS)) {
+        Err(e) if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) => return Err(e),
+        // Gone, removed, or holding what someone wrote there unmounted: deleted below.
+        _ => {}
+    }
+    beneath::remove_tree(dir)
+}
+
+/// An active snapshot mounted somewhere. It borrows the snapshot, so a snapshot cannot be
+/// committed or dropped while mounted.
+#[derive(Debug)]
+#[must_use = "dropping it detaches the mount at once"]
+pub struct Mounted<'a> {
+    target: Option<PathBuf>,
+    _snapshot: PhantomData<&'a ActiveSnapshot>,
+}
+
+impl Mounted<'_> {
+    pub fn target(&self) -> &Path {
+        self.target.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Unmounts, waiting briefly for processes that still use it to finish exiting.
+    pub fn unmount(mut self) -> Result<()> {
+        match self.target.take() {
+            Some(target) => mount::unmount(&target).inspect_err(|_| {
+                // Still busy: detach it so the snapshot can be committed or removed.
+                let _ = mount::detach(&target);
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        if let Some(target) = self.target.take() {
+            let _ = mount::detach(&target);
+        }
+    }
+}
+
+/// The active snapshot's directory for committing: its lock, its lowers' names.
+pub(super) fn into_parts(mut active: ActiveSnapshot) -> Result<(LockedDir, Vec<String>)> {
+    let dir = active
+        .dir
+        .take()
+        .ok_or_else(|| Error::Invalid("the snapshot was already committed".into()))?;
+    let parents = active.lowers.iter().map(|s| s.name().to_string()).collect();
+    Ok((dir, parents))
+}
