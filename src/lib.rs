@@ -9,6 +9,7 @@
 //! * [`frontend`]: Dockerfile text → AST (BuildKit's grammar) → typed instructions → stages.
 //! * [`plan`]: which stages and steps run, and their cache keys.
 //! * [`engine`]: the Docker engine through bollard (build stages only).
+//! * [`runtime`]: the OCI runtime (runc) that runs native build steps on a mounted root.
 //! * [`oci`]: deterministic layers, config, manifest, layout and archive I/O.
 //! * [`registry`]: the distribution API client (pull, push, auth).
 //! * [`cache`]: the content-addressed step cache.
@@ -31,3 +32,4 @@ pub mod progress;
 pub mod publish;
 pub mod registry;
 pub mod request;
+pub mod runtime;
