@@ -11,6 +11,7 @@
 //! * [`executor`]: runs the plan: pulls FROM images, runs build stages, writes the packaging
 //!   stage, publishes the image.
 //! * [`engine`]: the Docker engine through bollard (build stages only).
+//! * [`runtime`]: the OCI runtime (runc) that runs native build steps on a mounted root.
 //! * [`oci`]: deterministic layers, config, manifest, layout and archive I/O.
 //! * [`registry`]: the distribution API client (pull, push, auth).
 //! * [`cache`]: the content-addressed step cache.
@@ -33,3 +34,4 @@ pub mod progress;
 pub mod publish;
 pub mod registry;
 pub mod request;
+pub mod runtime;

@@ -135,10 +135,12 @@ pub(crate) fn api_or_not_found(
     }
 }
 
-struct RunFailedMessage<'a> {
-    command: &'a str,
-    exit_code: i64,
-    last_lines: &'a [String],
+/// How a failed command is reported; shared with the native runtime so both executors say
+/// it the same way.
+pub(crate) struct RunFailedMessage<'a> {
+    pub(crate) command: &'a str,
+    pub(crate) exit_code: i64,
+    pub(crate) last_lines: &'a [String],
 }
 
 impl fmt::Display for RunFailedMessage<'_> {

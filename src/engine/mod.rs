@@ -40,7 +40,10 @@ pub use address::{DEFAULT_HOST, EngineAddress};
 pub use cleanup::{Interrupt, Interrupts};
 pub use container::{Change, ChangeKind, Container, Mount, PathStat, Replace, RunSpec};
 pub use error::{Error, Result};
+// Shared with the native runtime (`crate::runtime`), which streams and reports the same way.
+pub(crate) use error::RunFailedMessage;
 pub use image::{ImageConfig, ImageInfo};
+pub(crate) use output::LineSplitter;
 pub use output::{OutputLine, OutputStream, TAIL_LINES};
 
 use cleanup::LiveContainers;
