@@ -63,6 +63,25 @@ impl ActiveSnapshot {
     }
 
     pub(super) fn mount_with(&self, target: &Path, api: Api) -> Result<Mounted<'_>> {
+        self.overlay_mount(target, api)?;
+        Ok(Mounted {
+            target: Some(target.to_path_buf()),
+            _snapshot: PhantomData,
+        })
+    }
+
+    /// Mounts the snapshot at its own [`rootfs`](Self::rootfs), the mount owning it: for a
+    /// step that runs on it, or a stage read by `COPY --from`.
+    pub fn into_mounted(self) -> Result<MountedSnapshot> {
+        let target = self.rootfs();
+        self.overlay_mount(&target, Api::Auto)?;
+        Ok(MountedSnapshot {
+            active: Some(self),
+            target,
+        })
+    }
+
+    fn overlay_mount(&self, target: &Path, api: Api) -> Result<()> {
         let upper = self.upper();
         let work = self.dir().join(WORK);
         let mut lowers_top_first: Vec<&Path> = self.lowers.iter().rev().map(|s| s.path()).collect();
@@ -74,11 +93,45 @@ impl ActiveSnapshot {
             upper: &upper,
             work: &work,
         };
-        mount::mount(&overlay, target, api)?;
-        Ok(Mounted {
-            target: Some(target.to_path_buf()),
-            _snapshot: PhantomData,
-        })
+        mount::mount(&overlay, target, api)
+    }
+}
+
+/// An active snapshot mounted at its own root: [`ActiveSnapshot::into_mounted`]. Dropped,
+/// the mount is detached and the snapshot dropped.
+#[derive(Debug)]
+pub struct MountedSnapshot {
+    /// `None` once unmounted.
+    active: Option<ActiveSnapshot>,
+    target: PathBuf,
+}
+
+impl MountedSnapshot {
+    /// Where the snapshot's file system is.
+    pub fn root(&self) -> &Path {
+        &self.target
+    }
+
+    /// Unmounts, giving the snapshot back to be committed or dropped.
+    pub fn unmount(mut self) -> Result<ActiveSnapshot> {
+        let unmounted = mount::unmount(&self.target);
+        if unmounted.is_err() {
+            // Still busy: detach it so the snapshot can be committed or removed.
+            let _ = mount::detach(&self.target);
+        }
+        let active = self
+            .active
+            .take()
+            .ok_or_else(|| Error::Invalid("the snapshot was already unmounted".into()))?;
+        unmounted.map(|()| active)
+    }
+}
+
+impl Drop for MountedSnapshot {
+    fn drop(&mut self) {
+        if self.active.is_some() {
+            let _ = mount::detach(&self.target);
+        }
     }
 }
 

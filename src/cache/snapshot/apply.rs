@@ -38,6 +38,19 @@ pub(super) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// directories, so they are never taken from a layer.
 const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 
+/// Where an applier writes, which decides how paths resolve and what replaces what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// An empty directory becoming an overlay lower directory: no symlink is ever
+    /// followed, OCI whiteouts become overlay whiteouts.
+    Layer,
+    /// A mounted root file system, as Docker extracts an archive into a container: parents
+    /// resolve through the root's own symlinks without leaving it, `.wh.` names are plain
+    /// names, and with `same_kind` a directory and a non-directory never replace each
+    /// other (Docker's `NoOverwriteDirNonDir`, BuildKit's copy).
+    Root { same_kind: bool },
+}
+
 /// How many entries a layer had, for callers' statistics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Applied {
@@ -46,9 +59,15 @@ pub(super) struct Applied {
 
 /// Applies the tar stream `tar` to the directory open as `root` (empty, owned by the
 /// caller). `layer` names the layer in errors.
-pub(super) fn apply(root: BorrowedFd<'_>, tar: impl Read, layer: &str) -> Result<Applied> {
+pub(super) fn apply(
+    root: BorrowedFd<'_>,
+    tar: impl Read,
+    layer: &str,
+    target: Target,
+) -> Result<Applied> {
     let mut applier = Applier {
         root,
+        target,
         layer,
         dir_times: HashMap::new(),
         parent: None,
@@ -106,6 +125,7 @@ struct Meta {
 
 struct Applier<'a> {
     root: BorrowedFd<'a>,
+    target: Target,
     layer: &'a str,
     /// Directory mtimes, set once everything is written (writing into a directory moves
     /// its mtime).
@@ -147,7 +167,8 @@ impl Applier<'_> {
         {
             return Ok(());
         }
-        if name == OPAQUE {
+        let is_layer = self.target == Target::Layer;
+        if is_layer && name == OPAQUE {
             let dir = self.parent(parent_parts)?;
             return rustix::fs::setxattr(
                 beneath::fd_path(dir.as_fd(), b""),
@@ -157,7 +178,9 @@ impl Applier<'_> {
             )
             .map_err(doing("marking its directory opaque"));
         }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX)
+            && is_layer
+        {
             return self.whiteout(parent_parts, hidden);
         }
 
@@ -166,6 +189,16 @@ impl Applier<'_> {
         let dir = parent.as_fd();
         let os_name = OsStr::from_bytes(name);
         let existing = beneath::file_type_at(dir, name).map_err(|e| e.to_string())?;
+        if let (Target::Root { same_kind: true }, Some(existing)) = (self.target, existing)
+            && (existing == FileType::Directory) != entry_type.is_dir()
+        {
+            return Err(match entry_type.is_dir() {
+                true => "cannot replace a non-directory with a directory",
+                false => "cannot replace a directory with a non-directory",
+            }
+            .to_string()
+            .into());
+        }
         let replace = |applier: &mut Self| -> Result<(), Problem> {
             if existing.is_some() {
                 applier.parent = None;
@@ -394,7 +427,7 @@ impl Applier<'_> {
                 display(target)
             )
         };
-        let target_dir = match beneath::open_dir(self.root, target_parent, false) {
+        let target_dir = match self.open_dir(target_parent, false) {
             Ok(fd) => fd,
             Err(WalkError::Missing { .. }) => return Err(not_here().into()),
             Err(e) => {
@@ -426,6 +459,15 @@ impl Applier<'_> {
         .map_err(doing("creating the hard link"))
     }
 
+    /// The directory `parts` below the root as the target resolves it, created if missing
+    /// with `create`.
+    fn open_dir(&self, parts: &[&[u8]], create: bool) -> Result<OwnedFd, WalkError> {
+        match self.target {
+            Target::Layer => beneath::open_dir(self.root, parts, create),
+            Target::Root { .. } => beneath::open_dir_in_root(self.root, parts, create),
+        }
+    }
+
     /// The directory `parts` below the root, created if missing; cached for the next entry.
     fn parent(&mut self, parts: &[&[u8]]) -> Result<OwnedFd, Problem> {
         let key = parts.join(&b'/');
@@ -434,7 +476,7 @@ impl Applier<'_> {
         {
             return fd.try_clone().map_err(|e| Problem::Entry(e.to_string()));
         }
-        let fd = beneath::open_dir(self.root, parts, true).map_err(|e| e.describe(parts))?;
+        let fd = self.open_dir(parts, true).map_err(|e| e.describe(parts))?;
         let copy = fd.try_clone().map_err(|e| Problem::Entry(e.to_string()))?;
         self.parent = Some((key, fd));
         Ok(copy)
@@ -447,7 +489,7 @@ impl Applier<'_> {
                 continue;
             };
             // A directory a later entry replaced is no longer there to be dated.
-            let Ok(dir) = beneath::open_dir(self.root, parent, false) else {
+            let Ok(dir) = self.open_dir(parent, false) else {
                 continue;
             };
             if beneath::file_type_at(dir.as_fd(), name).ok().flatten() != Some(FileType::Directory)

@@ -148,6 +148,72 @@ pub(super) fn open_dir(
     Ok(dir)
 }
 
+/// Opens directory `parts` of the root file system `root` as a process inside it would:
+/// symlinks on the way are followed, absolute ones and `..` from the root itself
+/// (`openat2` with `RESOLVE_IN_ROOT`), so nothing resolves outside it. With `create`,
+/// missing directories are made (mode 0755, owned by root, as Docker's archive
+/// extraction makes the parents an archive leaves out).
+pub(super) fn open_dir_in_root(
+    root: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    create: bool,
+) -> Result<OwnedFd, WalkError> {
+    let open = |depth: usize| {
+        let joined = match parts.get(..depth).unwrap_or_default() {
+            [] => b".".to_vec(),
+            prefix => prefix.join(&b'/'),
+        };
+        rustix::fs::openat2(
+            root,
+            OsStr::from_bytes(&joined),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    };
+    let failed = |e: Errno, depth: usize| match e {
+        Errno::NOTDIR => WalkError::NotDir { depth },
+        Errno::NOENT => WalkError::Missing { depth },
+        e => WalkError::Io(e.into()),
+    };
+    match open(parts.len()) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::NOENT) if create => {}
+        Err(e) => return Err(failed(e, parts.len())),
+    }
+    // Find the deepest directory that exists, then make the rest below it.
+    let mut depth = parts.len();
+    let mut dir = loop {
+        depth -= 1;
+        match open(depth) {
+            Ok(fd) => break fd,
+            Err(Errno::NOENT) if depth > 0 => continue,
+            Err(e) => return Err(failed(e, depth)),
+        }
+    };
+    for (i, part) in parts.iter().enumerate().skip(depth) {
+        let name = OsStr::from_bytes(part);
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+            // A dangling symlink there: refused, as it would make a directory elsewhere.
+            Ok(()) => {}
+            Err(e) => return Err(failed(e, i + 1)),
+        }
+        rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(0o755), AtFlags::empty())
+            .map_err(|e| WalkError::Io(e.into()))?;
+        rustix::fs::chownat(
+            &dir,
+            name,
+            Some(rustix::fs::Uid::ROOT),
+            Some(rustix::fs::Gid::ROOT),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| WalkError::Io(e.into()))?;
+        dir = rustix::fs::openat(&dir, name, dir_flags(), Mode::empty())
+            .map_err(|e| failed(e, i + 1))?;
+    }
+    Ok(dir)
+}
+
 fn dir_flags() -> OFlags {
     OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }

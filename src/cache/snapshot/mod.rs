@@ -37,7 +37,7 @@ mod recover;
 #[cfg(test)]
 mod testutil;
 
-pub use active::{ActiveSnapshot, Mounted};
+pub use active::{ActiveSnapshot, Mounted, MountedSnapshot};
 pub use decode::LayerEncoding;
 pub use diff::{add_upper, write_upper_layer};
 pub use error::{Error, Result};
@@ -410,7 +410,7 @@ fn unpack_into(
         source,
     };
     let mut tar = decode::Hashing::new(encoding.decoder(blob).map_err(read_err)?);
-    apply::apply(root.as_fd(), &mut tar, &layer)?;
+    apply::apply(root.as_fd(), &mut tar, &layer, apply::Target::Layer)?;
     let (actual, _) = tar.finish().map_err(read_err)?;
     if actual != layer {
         return Err(Error::DiffIdMismatch {
@@ -419,6 +419,23 @@ fn unpack_into(
         });
     }
     Ok(())
+}
+
+/// Extracts the tar stream `tar` into the mounted root file system `root` (a step's
+/// snapshot, through its overlay mount), as Docker extracts an archive into a container:
+/// paths resolve through the root's own symlinks and never leave it, an entry replaces
+/// what is there (with `same_kind`, a directory and a non-directory never replace each
+/// other: the copy fails), an existing directory takes the entry's owner, mode and time.
+/// `what` names the archive in errors. Returns how many entries it had.
+pub fn extract_into_root(root: &Path, tar: impl Read, what: &str, same_kind: bool) -> Result<u64> {
+    let fd = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_path("opening", root)?;
+    let applied = apply::apply(fd.as_fd(), tar, what, apply::Target::Root { same_kind })?;
+    Ok(applied.entries)
 }
 
 fn write_info(dir: &Path, info: &Info) -> Result<()> {

@@ -19,7 +19,7 @@ fn apply_tar(tar: &[u8]) -> (tempfile::TempDir, Result<Applied>) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     fs::create_dir(&root).unwrap();
-    let result = apply(open(&root).as_fd(), tar, "sha256:test");
+    let result = apply(open(&root).as_fd(), tar, "sha256:test", Target::Layer);
     (tmp, result)
 }
 
@@ -427,4 +427,65 @@ fn empty_numeric_fields_are_zero_as_go_reads_them() {
     tar[..512].copy_from_slice(header.as_bytes());
     let (_tmp, result) = apply_tar(&tar);
     assert!(result.unwrap_err().to_string().contains("unreadable uid"));
+}
+
+/// A root with Debian's `/bin -> usr/bin` and an absolute link `/lib -> /usr/lib`.
+fn debian_like_root() -> tempfile::TempDir {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    std::os::unix::fs::symlink("/usr/lib", root.join("lib")).unwrap();
+    fs::create_dir(root.join("data")).unwrap();
+    tmp
+}
+
+fn extract(root: &Path, tar: &[u8], same_kind: bool) -> Result<Applied> {
+    apply(open(root).as_fd(), tar, "COPY", Target::Root { same_kind })
+}
+
+#[test]
+fn into_a_root_writes_go_through_its_symlinks_and_stay_inside() {
+    let tmp = debian_like_root();
+    let root = tmp.path();
+    let tar = TestTar::new()
+        .file("bin/x", b"x")
+        .file("lib/y", b"y")
+        .file("new/parent/z", b"z")
+        .file("w/.wh.kept", b"")
+        .finish();
+    extract(root, &tar, true).unwrap();
+    assert_eq!(fs::read(root.join("usr/bin/x")).unwrap(), b"x");
+    // The absolute link resolves inside the root, not on the host.
+    assert_eq!(fs::read(root.join("usr/lib/y")).unwrap(), b"y");
+    assert!(
+        fs::symlink_metadata(root.join("bin"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(root.join("new/parent/z")).unwrap(), b"z");
+    let made = fs::metadata(root.join("new")).unwrap();
+    assert_eq!((made.mode() & 0o7777, made.uid()), (0o755, 0));
+    // Not a layer: a `.wh.` name is a file like any other.
+    assert!(root.join("w/.wh.kept").is_file());
+}
+
+#[test]
+fn into_a_root_a_directory_and_a_file_never_replace_each_other_when_asked() {
+    let tmp = debian_like_root();
+    let root = tmp.path();
+    let file_over_dir = TestTar::new().file("data", b"x").finish();
+    let err = extract(root, &file_over_dir, true).unwrap_err().to_string();
+    assert!(err.contains("cannot replace a directory"), "{err}");
+    assert!(root.join("data").is_dir());
+    fs::write(root.join("f"), b"old").unwrap();
+    let dir_over_file = TestTar::new().dir("f").finish();
+    let err = extract(root, &dir_over_file, true).unwrap_err().to_string();
+    assert!(err.contains("cannot replace a non-directory"), "{err}");
+    // An archive extracts as it says (ADD of a tar).
+    extract(root, &file_over_dir, false).unwrap();
+    assert_eq!(fs::read(root.join("data")).unwrap(), b"x");
 }
