@@ -87,6 +87,9 @@ pub struct StepRecord {
     /// diffs). `None` in entries that did not record it.
     #[serde(default)]
     pub adds_layer: Option<bool>,
+    /// For steps the native executor ran: the snapshot it left (`cache::snapshot`).
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 /// The on-disk envelope: the record and a checksum of its encoding.
@@ -430,6 +433,7 @@ mod tests {
             image: None,
             layer: None,
             adds_layer: None,
+            snapshot: None,
         };
         cache.put(&record).unwrap();
 
@@ -459,6 +463,7 @@ mod tests {
             image: Some("sha256:img".into()),
             layer: None,
             adds_layer: Some(true),
+            snapshot: None,
         };
         assert_eq!(cache.get(&record.key), None);
         cache.put(&record).unwrap();

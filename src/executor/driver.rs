@@ -337,6 +337,7 @@ mod tests {
             remote: Default::default(),
             journal: Mutex::new(Vec::new()),
             restored_mounts: tokio::sync::Mutex::new(Default::default()),
+            native: None,
         }
     }
 
@@ -421,6 +422,7 @@ mod tests {
                 image: None,
                 layer: None,
                 adds_layer: None,
+                snapshot: None,
             };
             Ok((record, UsedResult::Layer(None)))
         }

@@ -3,19 +3,18 @@
 //! uploaded into a container, each WORKDIR as a directory, and the container committed
 //! after every step. Containers are always removed.
 
-use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use futures_util::StreamExt;
 
 use super::archive::{
     CopyDest, CopyFromPlan, Overrides, TarOut, copies_anything, write_copy_from,
     write_inline_files, write_selection,
 };
-use super::image_fs::{self, Node, Resolution, ResolveError, Resolved};
+use super::image_fs::{self, Node};
 use super::mounts::{self, MountContext, MountGuards, MountSources};
+use super::stage_fs::{self, ContainerFs, RootFs, StageFs};
 
 use super::driver::{Found, Keyed, StageBackend};
 use super::engine_state::EngineState;
@@ -24,7 +23,7 @@ use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::remote::{StepKind as CachedKind, UsedResult};
 use crate::cache::{KeyInputs, StepRecord};
 use crate::context::{Glob, Selection, SelectionDigest, has_wildcards};
-use crate::engine::{self, Container, Mount, RunSpec};
+use crate::engine::{self, Mount, RunSpec};
 use crate::error::InputError;
 use crate::oci::layer::{Ownership, resolve_chown, resolve_user};
 use crate::oci::{self, DockerArchiveOptions};
@@ -210,6 +209,7 @@ impl StageBackend for EngineStage<'_> {
             image: Some(self.state.image.clone()),
             layer: None,
             adds_layer: Some(diff_id.is_some()),
+            snapshot: None,
         };
         let used = UsedResult::Engine {
             image: self.state.image.clone(),
@@ -227,6 +227,7 @@ impl StageBackend for EngineStage<'_> {
             config: self.plan.config.clone(),
             base: self.base,
             layer_steps: self.layer_steps,
+            snapshots: None,
         })
     }
 }
@@ -518,7 +519,11 @@ impl Builder {
             StepKind::Copy(copy) => {
                 commit_config.env = exact_env(&commit_config.env, &image_env);
                 let container = engine.create(&RunSpec::new(image, ["true"])).await?;
-                let result = self.copy_into(&container, step, copy).await;
+                let fs = ContainerFs {
+                    engine: &engine,
+                    container: &container,
+                };
+                let result = self.copy_into(&fs, step, copy).await;
                 match result {
                     Ok(()) => Ok(engine.commit_and_remove(container, &commit_config).await?),
                     Err(e) => {
@@ -530,7 +535,11 @@ impl Builder {
             StepKind::Mkdir { path, user } => {
                 commit_config.env = exact_env(&commit_config.env, &image_env);
                 let container = engine.create(&RunSpec::new(image, ["true"])).await?;
-                let made = self.mkdir_in(&container, path, user).await;
+                let fs = ContainerFs {
+                    engine: &engine,
+                    container: &container,
+                };
+                let made = self.mkdir_in(&fs, path, user).await;
                 match made {
                     Ok(true) => Ok(engine.commit_and_remove(container, &commit_config).await?),
                     Ok(false) => {
@@ -546,16 +555,15 @@ impl Builder {
         }
     }
 
-    /// WORKDIR's `mkdir -p` in `container`, each directory it creates owned by the USER;
-    /// `false` when the directory was there.
-    async fn mkdir_in(
+    /// WORKDIR's `mkdir -p` in `fs`, each directory it creates owned by the USER; `false`
+    /// when the directory was there.
+    pub(super) async fn mkdir_in(
         &self,
-        container: &Container,
+        fs: &impl StageFs,
         path: &str,
         user: &str,
     ) -> anyhow::Result<bool> {
-        let engine = self.engine()?;
-        let creates = resolve_in_container(engine, container, path)
+        let creates = stage_fs::resolve(fs, path)
             .await?
             .map_err(|e| InputError::new(format!("WORKDIR {path}: {e}")))?
             .workdir_creates(path)?;
@@ -565,12 +573,13 @@ impl Builder {
         let owner = match user {
             "" => Ownership::ROOT,
             u => {
-                let (passwd, group) = read_accounts(engine, container).await;
+                let (passwd, group) = stage_fs::read_accounts(fs).await;
                 resolve_user(u, passwd.as_deref(), group.as_deref())
             }
         };
         let mut out = TarOut::new(
-            Vec::new(),
+            tempfile::tempfile_in(self.oci_blobs.root())
+                .context("creating a temporary file for WORKDIR")?,
             Overrides {
                 owner: Some(owner),
                 chmod: None,
@@ -580,7 +589,7 @@ impl Builder {
         for dir in &creates {
             out.dir(dir, 0o755, owner)?;
         }
-        engine.upload(container, "/", out.finish()?).await?;
+        fs.extract(out.finish()?, engine::Replace::SameKind).await?;
         Ok(true)
     }
 
@@ -664,17 +673,16 @@ impl Builder {
         Ok((spec, prepared.guards))
     }
 
-    /// Puts the files of a COPY into `container`.
-    async fn copy_into(
+    /// Puts the files of a COPY into `fs`.
+    pub(super) async fn copy_into(
         &self,
-        container: &Container,
+        fs: &impl StageFs,
         step: &Step,
         copy: &CopyStep,
     ) -> anyhow::Result<()> {
-        let engine = self.engine()?.clone();
         let owner = match &copy.chown {
             Some(spec) => {
-                let (passwd, group) = read_accounts(&engine, container).await;
+                let (passwd, group) = stage_fs::read_accounts(fs).await;
                 Some(resolve_chown(spec, passwd.as_deref(), group.as_deref())?)
             }
             None => None,
@@ -692,7 +700,7 @@ impl Builder {
                 mtime,
             },
         );
-        let resolved = resolve_in_container(&engine, container, &copy.dest)
+        let resolved = stage_fs::resolve(fs, &copy.dest)
             .await?
             .map_err(|e| InputError::new(format!("{}: {e}", step.display)))?;
         let dest = CopyDest::new(&copy.dest, resolved);
@@ -719,47 +727,55 @@ impl Builder {
                 }
             }
             from => {
-                let source_image = self.copy_source_image(from).await?;
-                let temp_dir = self.oci_blobs.root();
-                let absent = self.mount_points_missing_in(from)?;
-                copy_from_sources(
-                    &engine,
-                    &SourceImage {
-                        id: &source_image,
-                        absent: &absent,
-                    },
-                    copy,
-                    &dest,
-                    temp_dir,
-                    &mut out,
-                )
-                .await?;
+                self.copy_from(from, copy, &dest, &mut out).await?;
             }
         }
         self.write_remote_sources(&mut out, copy, &|_| dest_exists)?;
         write_inline_files(&mut out, copy, dest_exists)?;
-        let mut spool = out
+        let spool = out
             .finish()?
             .into_inner()
             .map_err(|e| e.into_error())
             .context("writing the tar of a COPY")?;
-        spool.seek(SeekFrom::Start(0))?;
-        let tar =
-            tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(spool), 1 << 20);
-        engine
-            .upload_stream(
-                container,
-                "/",
-                tar,
-                // An ADDed archive extracts as the archive says (BuildKit's unpack).
-                match copy.is_add {
-                    true => engine::Replace::Anything,
-                    false => engine::Replace::SameKind,
-                },
-            )
+        // An ADDed archive extracts as the archive says (BuildKit's unpack).
+        let replace = match copy.is_add {
+            true => engine::Replace::Anything,
+            false => engine::Replace::SameKind,
+        };
+        fs.extract(spool, replace)
             .await
-            .with_context(|| format!("copying files into {}", step.display))?;
-        Ok(())
+            .with_context(|| format!("copying files into {}", step.display))
+    }
+
+    /// Adds what `COPY --from=… sources… dest` takes from a stage or an image to `out`
+    /// (see [`copy_from_sources`]), read from the stage's snapshots when it has them, else
+    /// from a container of its engine image. Returns whether any source matched.
+    pub(super) async fn copy_from<W: std::io::Write>(
+        &self,
+        from: &CopyFrom,
+        copy: &CopyStep,
+        dest: &CopyDest,
+        out: &mut TarOut<W>,
+    ) -> anyhow::Result<bool> {
+        let temp_dir = self.oci_blobs.root();
+        if let Some(view) = self.native_view(from).await? {
+            let fs = RootFs::new(view.root());
+            let copied = copy_from_sources(&fs, &[], copy, dest, temp_dir, out).await;
+            // A view is only read: what it wrote (nothing) is dropped with it.
+            view.unmount()?;
+            return copied;
+        }
+        let image = self.copy_source_image(from).await?;
+        let engine = self.engine()?.clone();
+        let absent = self.mount_points_missing_in(from)?;
+        let container = engine.create(&RunSpec::new(&image, ["true"])).await?;
+        let fs = ContainerFs {
+            engine: &engine,
+            container: &container,
+        };
+        let copied = copy_from_sources(&fs, &absent, copy, dest, temp_dir, out).await;
+        let _ = engine.remove(container).await;
+        copied
     }
 }
 
@@ -767,7 +783,7 @@ impl Builder {
 const MOUNT_POINTS: [&str; 3] = ["/dev", "/proc", "/sys"];
 
 /// Where a `COPY --from` source goes: `dest` as the COPY names it, whether it is an existing
-/// directory, whether the COPY has several sources, and where the engine's archive is
+/// directory, whether the COPY has several sources, and where the source's archive is
 /// kept while it is rewritten.
 struct CopyFromTarget<'a> {
     dest: &'a str,
@@ -777,20 +793,15 @@ struct CopyFromTarget<'a> {
     absent: &'a [&'static str],
 }
 
-/// An engine image a `COPY --from` reads, and the mount points it lacks, which a container
-/// of it shows all the same (Docker's init layer).
-pub(super) struct SourceImage<'a> {
-    pub id: &'a str,
-    pub absent: &'a [&'static str],
-}
-
-/// Adds the `sources` of an engine image to `out`, as `COPY --from=… sources… dest` places
-/// them: wildcards expanded in the image, as BuildKit expands them (one that matches
-/// nothing copies nothing). Returns whether anything matched; nothing is written, not
-/// even the destination's parents, when nothing did.
-pub(super) async fn copy_from_sources<W: std::io::Write>(
-    engine: &engine::Engine,
-    source: &SourceImage<'_>,
+/// Adds the `sources` of a stage's or image's file system `source` to `out`, as
+/// `COPY --from=… sources… dest` places them: wildcards expanded in the source, as
+/// BuildKit expands them (one that matches nothing copies nothing). `absent`: the mount
+/// points an engine container shows that the image lacks (Docker's init layer), left
+/// out. Returns whether anything matched; nothing is written, not even the destination's
+/// parents, when nothing did.
+async fn copy_from_sources<W: std::io::Write>(
+    source: &impl StageFs,
+    absent: &[&'static str],
     copy: &CopyStep,
     dest: &CopyDest,
     temp_dir: &std::path::Path,
@@ -800,7 +811,7 @@ pub(super) async fn copy_from_sources<W: std::io::Write>(
     for src in &copy.sources {
         let absolute = crate::context::clean_dest(&format!("/{src}"));
         if absolute.split('/').any(has_wildcards) {
-            sources.extend(expand_wildcard(engine, source.id, src, &absolute, temp_dir).await?);
+            sources.extend(expand_wildcard(source, src, &absolute, temp_dir).await?);
         } else {
             sources.push(absolute);
         }
@@ -824,20 +835,19 @@ pub(super) async fn copy_from_sources<W: std::io::Write>(
         dest_exists: dest.is_dir,
         many: sources.len() > 1,
         temp_dir,
-        absent: source.absent,
+        absent,
     };
     for src in &sources {
-        copy_from_image(engine, source.id, src, &target, out).await?;
+        copy_from_source(source, src, &target, out).await?;
     }
     Ok(true)
 }
 
-/// The paths of an image that the wildcard source `src` (cleaned: `absolute`) matches,
+/// The paths of `source` that the wildcard source `src` (cleaned: `absolute`) matches,
 /// sorted: BuildKit's `resolveWildcards`, each component after the first wildcard matched
 /// with Go's `filepath.Match` against the names below the directory before it.
 async fn expand_wildcard(
-    engine: &engine::Engine,
-    image: &str,
+    source: &impl StageFs,
     src: &str,
     absolute: &str,
     temp_dir: &std::path::Path,
@@ -857,41 +867,31 @@ async fn expand_wildcard(
                 .with_hint("wildcards follow Go's filepath.Match: * ? [a-z] [^a-z], and \\ escapes")
         })?;
     let base = format!("/{}", base.join("/"));
-    let container = engine.create(&RunSpec::new(image, ["true"])).await?;
-    let result = async {
-        let resolved = resolve_in_container(engine, &container, &base)
-            .await?
-            .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
-        if resolved.node != Some(Node::Dir) {
-            // BuildKit walks the directory before the wildcard: nothing there, no match.
-            return Ok(Vec::new());
-        }
-        let spool = tempfile::tempfile_in(temp_dir)
-            .context("creating a temporary file for a COPY --from listing")?;
-        let mut file = tokio::fs::File::from_std(spool);
-        engine
-            .download_to(&container, &resolved.path, &mut file)
-            .await?;
-        let mut spool = file.into_std().await;
-        spool.seek(SeekFrom::Start(0))?;
-        let names = tokio::task::block_in_place(|| archive_names(spool))?;
-        let mut matches: Vec<String> = names
-            .iter()
-            .filter_map(|name| {
-                // The archive names the directory itself first: `base/…`.
-                let (_, rest) = name.split_once('/')?;
-                let parts: Vec<&str> = rest.split('/').collect();
-                (parts.len() == globs.len() && parts.iter().zip(&globs).all(|(p, g)| g.matches(p)))
-                    .then(|| crate::context::clean_dest(&format!("{base}/{rest}")))
-            })
-            .collect();
-        matches.sort();
-        matches.dedup();
-        Ok(matches)
+    let resolved = stage_fs::resolve(source, &base)
+        .await?
+        .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
+    if resolved.node != Some(Node::Dir) {
+        // BuildKit walks the directory before the wildcard: nothing there, no match.
+        return Ok(Vec::new());
     }
-    .await;
-    let _ = engine.remove(container).await;
-    result
+    let mut spool = tempfile::tempfile_in(temp_dir)
+        .context("creating a temporary file for a COPY --from listing")?;
+    source.archive(&resolved.path, &mut spool).await?;
+    spool.seek(SeekFrom::Start(0))?;
+    let names = tokio::task::block_in_place(|| archive_names(spool))?;
+    let mut matches: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            // The archive names the directory itself first: `base/…`.
+            let (_, rest) = name.split_once('/')?;
+            let parts: Vec<&str> = rest.split('/').collect();
+            (parts.len() == globs.len() && parts.iter().zip(&globs).all(|(p, g)| g.matches(p)))
+                .then(|| crate::context::clean_dest(&format!("{base}/{rest}")))
+        })
+        .collect();
+    matches.sort();
+    matches.dedup();
+    Ok(matches)
 }
 
 /// The clean names of a tar's entries.
@@ -909,11 +909,10 @@ fn archive_names(file: std::fs::File) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Adds `src` (absolute, clean) of an engine image to `out`, renamed as `COPY src dest`
-/// places it.
-async fn copy_from_image<W: std::io::Write>(
-    engine: &engine::Engine,
-    image: &str,
+/// Adds `src` (absolute, clean) of `source` to `out`, renamed as `COPY src dest` places
+/// it.
+async fn copy_from_source<W: std::io::Write>(
+    source: &impl StageFs,
     src: &str,
     target: &CopyFromTarget<'_>,
     out: &mut TarOut<W>,
@@ -925,57 +924,49 @@ async fn copy_from_image<W: std::io::Write>(
         temp_dir,
         absent,
     } = *target;
-    let container = engine.create(&RunSpec::new(image, ["true"])).await?;
-    let result = async {
-        // The source's symlinks are followed, the last one too, as BuildKit follows them.
-        let resolved = resolve_in_container(engine, &container, src)
-            .await?
-            .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
-        let Some(node) = resolved.node else {
-            return Err(
-                InputError::new(format!("COPY --from: `{src}` not found in the source"))
-                    .with_hint("check the path in the stage or image copied from")
-                    .into(),
-            );
-        };
-        let path = resolved.path;
-        // The root's archive names its entries after `.`.
-        let top = match path.rsplit('/').next().unwrap_or_default() {
-            "" => ".".to_owned(),
-            name => name.to_owned(),
-        };
-        let source_is_dir = node == Node::Dir;
-        let dest_clean = crate::context::clean_dest(dest);
-        let target = if source_is_dir {
-            dest_clean
-        } else if dest.ends_with('/') || dest_exists || many {
-            // Named as the source is named, not as the link it may be points.
-            let name = src.rsplit('/').next().unwrap_or_default();
-            format!("{}/{}", dest_clean.trim_end_matches('/'), name)
-        } else {
-            dest_clean
-        };
-        let plan = CopyFromPlan {
-            top,
-            source_is_dir,
-            dest: target,
-            dest_exists: source_is_dir && dest_exists,
-            source: path.clone(),
-            absent: absent.iter().map(|p| p.to_string()).collect(),
-        };
-        // The archive goes through a temporary file, not memory: it may be gigabytes.
-        let spool = tempfile::tempfile_in(temp_dir)
-            .context("creating a temporary file for a COPY --from")?;
-        let mut file = tokio::fs::File::from_std(spool);
-        engine.download_to(&container, &path, &mut file).await?;
-        let mut spool = file.into_std().await;
-        spool.seek(SeekFrom::Start(0))?;
-        let reader = std::io::BufReader::with_capacity(1 << 20, spool);
-        tokio::task::block_in_place(|| write_copy_from(out, reader, &plan))
-    }
-    .await;
-    let _ = engine.remove(container).await;
-    result
+    // The source's symlinks are followed, the last one too, as BuildKit follows them.
+    let resolved = stage_fs::resolve(source, src)
+        .await?
+        .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
+    let Some(node) = resolved.node else {
+        return Err(
+            InputError::new(format!("COPY --from: `{src}` not found in the source"))
+                .with_hint("check the path in the stage or image copied from")
+                .into(),
+        );
+    };
+    let path = resolved.path;
+    // The root's archive names its entries after `.`.
+    let top = match path.rsplit('/').next().unwrap_or_default() {
+        "" => ".".to_owned(),
+        name => name.to_owned(),
+    };
+    let source_is_dir = node == Node::Dir;
+    let dest_clean = crate::context::clean_dest(dest);
+    let target = if source_is_dir {
+        dest_clean
+    } else if dest.ends_with('/') || dest_exists || many {
+        // Named as the source is named, not as the link it may be points.
+        let name = src.rsplit('/').next().unwrap_or_default();
+        format!("{}/{}", dest_clean.trim_end_matches('/'), name)
+    } else {
+        dest_clean
+    };
+    let plan = CopyFromPlan {
+        top,
+        source_is_dir,
+        dest: target,
+        dest_exists: source_is_dir && dest_exists,
+        source: path.clone(),
+        absent: absent.iter().map(|p| p.to_string()).collect(),
+    };
+    // The archive goes through a temporary file, not memory: it may be gigabytes.
+    let mut spool =
+        tempfile::tempfile_in(temp_dir).context("creating a temporary file for a COPY --from")?;
+    source.archive(&path, &mut spool).await?;
+    spool.seek(SeekFrom::Start(0))?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, spool);
+    tokio::task::block_in_place(|| write_copy_from(out, reader, &plan))
 }
 
 /// `wanted`, and every variable of `others` it does not name as a bare `KEY`: Docker adds an
@@ -993,63 +984,6 @@ fn exact_env(wanted: &[String], others: &[String]) -> Vec<String> {
         }
     }
     env
-}
-
-/// `path` resolved through the symlinks of `container`'s file system (see
-/// [`image_fs::resolve`]), asking the engine about each component once. The inner error is
-/// the user's (a file where a directory is needed, a link loop).
-async fn resolve_in_container(
-    engine: &engine::Engine,
-    container: &Container,
-    path: &str,
-) -> anyhow::Result<Result<Resolved, ResolveError>> {
-    let mut known: HashMap<String, Option<Node>> = HashMap::new();
-    loop {
-        let resolution = image_fs::resolve(path, true, &mut |p| known.get(p).cloned());
-        let needed = match resolution {
-            Ok(Resolution::Done(resolved)) => return Ok(Ok(resolved)),
-            Ok(Resolution::Need(needed)) => needed,
-            Err(e) => return Ok(Err(e)),
-        };
-        // The engine's stat resolves symlinks above the path (all real directories here)
-        // and gives a link's target fully resolved, as an absolute path.
-        let node = match engine.stat(container, &needed).await {
-            Ok(stat) if stat.is_symlink() => Some(Node::Symlink(stat.link_target)),
-            Ok(stat) if stat.is_dir() => Some(Node::Dir),
-            Ok(_) => Some(Node::Other),
-            Err(engine::Error::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        known.insert(needed, node);
-    }
-}
-
-/// The container's `/etc/passwd` and `/etc/group`, for `--chown` by name.
-async fn read_accounts(
-    engine: &engine::Engine,
-    container: &Container,
-) -> (Option<String>, Option<String>) {
-    (
-        read_file(engine, container, "/etc/passwd").await,
-        read_file(engine, container, "/etc/group").await,
-    )
-}
-
-async fn read_file(engine: &engine::Engine, container: &Container, path: &str) -> Option<String> {
-    let mut bytes = Vec::new();
-    let mut stream = engine.download(container, path);
-    while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.ok()?);
-        // An image's own account files are small; a huge one is not read into memory.
-        if bytes.len() as u64 > super::image_fs::ACCOUNT_FILE_LIMIT {
-            return None;
-        }
-    }
-    let mut archive = tar::Archive::new(&bytes[..]);
-    let mut entry = archive.entries().ok()?.next()?.ok()?;
-    let mut text = String::new();
-    entry.read_to_string(&mut text).ok()?;
-    Some(text)
 }
 
 /// Loads `image` into the engine as a docker archive, leaving out the layers in `omit`.

@@ -19,10 +19,12 @@ mod engine_stage;
 mod engine_state;
 mod image_fs;
 mod mounts;
+mod native_stage;
 mod package;
 mod preflight;
 mod remote;
 mod remote_cache;
+mod stage_fs;
 mod steps;
 
 use std::collections::{BTreeSet, HashMap};
@@ -87,6 +89,8 @@ struct StageOutput {
     /// The FROM image `image` is, when it is not loaded into the engine yet (every step of
     /// the stage came from the cache).
     unloaded: Option<String>,
+    /// For a stage the native executor ran: its snapshots, bottom first (`image` is empty).
+    snapshots: Option<Vec<crate::cache::snapshot::Snapshot>>,
 }
 
 /// Where a stage starts.
@@ -126,6 +130,8 @@ pub(crate) struct Builder {
     restored_mounts: tokio::sync::Mutex<std::collections::HashSet<String>>,
     /// `ADD https://…` and `ADD git…` sources, resolved once per build.
     fetcher: crate::fetch::Fetcher,
+    /// The native executor, when it runs this build's stages.
+    native: Option<native_stage::Native>,
 }
 
 /// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
@@ -197,6 +203,12 @@ pub async fn build(
         }
     };
     let fetcher = crate::fetch::Fetcher::new(&request.cache_dir, oci_blobs.clone())?;
+    let native = match std::env::var_os("IMGBUILD_WIP_NATIVE") {
+        Some(_) => {
+            Some(native_stage::Native::open(&request.cache_dir, crate::runtime::find()?).await?)
+        }
+        None => None,
+    };
     let mut builder = Builder {
         request,
         graph,
@@ -218,6 +230,7 @@ pub async fn build(
         journal: Mutex::new(Vec::new()),
         restored_mounts: tokio::sync::Mutex::new(Default::default()),
         fetcher,
+        native,
     };
     let image = builder.run().await?;
     let digest = image.digest().to_string();
@@ -336,7 +349,10 @@ impl Builder {
     async fn build_stage(&self, index: usize) -> anyhow::Result<()> {
         let plan = self.plan(index)?;
         self.resolve_remote_sources(&plan).await?;
-        let output = self.run_engine_stage(index, &plan).await?;
+        let output = match &self.native {
+            Some(native) => self.run_native_stage(native, index, &plan).await?,
+            None => self.run_engine_stage(index, &plan).await?,
+        };
         lock(&self.stages).insert(index, output);
         Ok(())
     }

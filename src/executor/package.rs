@@ -18,7 +18,6 @@ use super::archive::{
     CopyDest, Overrides, TarOut, copies_anything, write_inline_files, write_selection,
 };
 use super::driver::{Found, StageBackend};
-use super::engine_stage::{SourceImage, copy_from_sources};
 use super::image_fs::{ImageFs, Kind};
 use super::{Builder, StageBase, config};
 use crate::cache::remote::{StepKind as CachedKind, UsedResult};
@@ -183,6 +182,7 @@ impl StageBackend for Packaging<'_> {
             inputs: inputs.clone(),
             image: None,
             adds_layer: None,
+            snapshot: None,
             layer: layer.as_ref().map(LayerRecord::from),
         };
         let used = UsedResult::Layer(record.layer.clone());
@@ -315,17 +315,7 @@ impl Builder {
                         }
                     }
                     from => {
-                        let image = self.copy_source_image(from).await?;
-                        let engine = self.engine()?.clone();
-                        let temp_dir = self.oci_blobs.root();
-                        let absent = self.mount_points_missing_in(from)?;
-                        let source = SourceImage {
-                            id: &image,
-                            absent: &absent,
-                        };
-                        if !copy_from_sources(&engine, &source, copy, &dest, temp_dir, &mut tar)
-                            .await?
-                        {
+                        if !self.copy_from(from, copy, &dest, &mut tar).await? {
                             // A wildcard that matched nothing: BuildKit changes nothing.
                             return Ok(None);
                         }

@@ -123,6 +123,11 @@ impl Builder {
                     }));
                 }
                 match (&record.image, &record.layer) {
+                    // Not a step that changed nothing: the native executor ran it.
+                    (None, None) if record.snapshot.is_some() => {
+                        "the step last ran on the native executor, whose result is a snapshot"
+                            .to_owned()
+                    }
                     (_, Some(_)) if local_layer.is_some() => {
                         return Ok(Found::Hit(EngineHit::Layer(local_layer)));
                     }
@@ -174,6 +179,7 @@ impl Builder {
             image: None,
             layer,
             adds_layer: None,
+            snapshot: None,
         };
         match self.cached_layer(&record) {
             Some(cached) => {
