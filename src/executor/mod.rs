@@ -345,13 +345,18 @@ impl Builder {
         this.build_target(target).await
     }
 
-    /// Dispatches and runs one build stage in the engine.
+    /// Dispatches and runs one build stage.
     async fn build_stage(&self, index: usize) -> anyhow::Result<()> {
         let plan = self.plan(index)?;
         self.resolve_remote_sources(&plan).await?;
+        self.run_stage(index, &plan).await
+    }
+
+    /// Runs the steps of a stage with the build's executor, keeping what it became.
+    async fn run_stage(&self, index: usize, plan: &StagePlan) -> anyhow::Result<()> {
         let output = match &self.native {
-            Some(native) => self.run_native_stage(native, index, &plan).await?,
-            None => self.run_engine_stage(index, &plan).await?,
+            Some(native) => self.run_native_stage(native, index, plan).await?,
+            None => self.run_engine_stage(index, plan).await?,
         };
         lock(&self.stages).insert(index, output);
         Ok(())
@@ -401,16 +406,15 @@ impl Builder {
         let plan = self.plan(index)?;
         self.resolve_remote_sources(&plan).await?;
         let plans = lock(&self.plans).clone();
-        // A target with RUN steps runs in the engine like a build stage; its layers are
-        // then exported and rewritten deterministically. Without RUN, every layer is
+        // A target with RUN steps runs like a build stage; its layers are then written
+        // deterministically (from the engine's, or from the snapshots' upper directories). Without RUN, every layer is
         // written directly.
         if plan
             .steps
             .iter()
             .any(|s| matches!(s.kind, dispatch::StepKind::Run(_)))
         {
-            let output = self.run_engine_stage(index, &plan).await?;
-            lock(&self.stages).insert(index, output);
+            self.run_stage(index, &plan).await?;
             return Ok(self.stage_as_image(index, &plans).await?.image);
         }
         self.package(index, &plan, &plans).await

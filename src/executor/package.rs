@@ -5,7 +5,7 @@
 //! ([`Builder::stage_as_image`]). Config instructions only touch the config.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Instant;
@@ -481,26 +481,7 @@ impl Builder {
                 (image, config, 1)
             }
         };
-        let mut output = self.stage_output(index)?.clone();
-        output.image = self.stage_image(index).await?;
-        let engine = self.engine()?.clone();
-        let info = engine
-            .find_image(&output.image)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the engine lost the image of stage {index}"))?;
-        // Which history entry each engine layer belongs to, stage by stage.
-        let mut owners: Vec<(usize, usize)> = Vec::new();
-        for &i in &chain {
-            owners.extend(self.stage_output(i)?.layer_steps.iter().map(|&h| (i, h)));
-        }
-        let own = info.diff_ids.len().saturating_sub(engine_root_layers);
-        if own != owners.len() {
-            anyhow::bail!(
-                "stage {} has {own} layers of its own in the engine, but {} steps that made one",
-                self.graph.dockerfile.stages[index].display_name(),
-                owners.len()
-            );
-        }
+        let output = self.stage_output(index)?;
         let id = self.ids.next();
         self.reporter.started(
             id,
@@ -510,16 +491,23 @@ impl Builder {
             ),
         );
         let started = Instant::now();
-        let tars = self.engine_layers(&output.image, own).await?;
-        let mut fs = ImageFs::default();
-        let mut layers = Vec::new();
-        let mut with_layer: std::collections::HashSet<(usize, usize)> = Default::default();
-        for (tar, owner) in tars.into_iter().zip(&owners) {
-            if let Some(layer) = tokio::task::block_in_place(|| self.relayer(tar, &mut fs))? {
-                layers.push(layer);
-                with_layer.insert(*owner);
+        let exported = match &output.snapshots {
+            Some(snapshots) => {
+                let root_layers = engine_root_layers.min(root_image.layers().len());
+                self.snapshot_layers(&chain, snapshots, root_layers, plans)
             }
-        }
+            None => {
+                self.engine_stage_layers(index, &chain, engine_root_layers)
+                    .await
+            }
+        };
+        let (layers, with_layer) = match exported {
+            Ok(exported) => exported,
+            Err(e) => {
+                self.reporter.failed(id, started.elapsed());
+                return Err(e);
+            }
+        };
         self.reporter.done(id, started.elapsed());
         doc.set_created(self.epoch())?;
         for &i in &chain {
@@ -542,6 +530,94 @@ impl Builder {
             config: doc,
             key: output.key,
         })
+    }
+
+    /// The layers the engine made for a stage chain (`chain`: stage indices, bottom first),
+    /// rewritten by imgbuild's layer writer, and the steps (stage, history index) that
+    /// made one.
+    async fn engine_stage_layers(
+        &self,
+        index: usize,
+        chain: &[usize],
+        engine_root_layers: usize,
+    ) -> anyhow::Result<(Vec<WrittenLayer>, HashSet<(usize, usize)>)> {
+        let image = self.stage_image(index).await?;
+        let engine = self.engine()?.clone();
+        let info = engine
+            .find_image(&image)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the engine lost the image of stage {index}"))?;
+        // Which history entry each engine layer belongs to, stage by stage.
+        let mut owners: Vec<(usize, usize)> = Vec::new();
+        for &i in chain {
+            owners.extend(self.stage_output(i)?.layer_steps.iter().map(|&h| (i, h)));
+        }
+        let own = info.diff_ids.len().saturating_sub(engine_root_layers);
+        if own != owners.len() {
+            anyhow::bail!(
+                "stage {} has {own} layers of its own in the engine, but {} steps that made one",
+                self.graph.dockerfile.stages[index].display_name(),
+                owners.len()
+            );
+        }
+        let tars = self.engine_layers(&image, own).await?;
+        let mut fs = ImageFs::default();
+        let mut layers = Vec::new();
+        let mut with_layer: std::collections::HashSet<(usize, usize)> = Default::default();
+        for (tar, owner) in tars.into_iter().zip(&owners) {
+            if let Some(layer) = tokio::task::block_in_place(|| self.relayer(tar, &mut fs))? {
+                layers.push(layer);
+                with_layer.insert(*owner);
+            }
+        }
+        Ok((layers, with_layer))
+    }
+
+    /// The layers of a stage chain the native executor ran: each step snapshot's upper
+    /// directory above the `root_layers` base layers in `snapshots`, written by the layer
+    /// writer (overlay whiteouts as OCI ones); a step that changed nothing makes none, as
+    /// in the engine.
+    fn snapshot_layers(
+        &self,
+        chain: &[usize],
+        snapshots: &[crate::cache::snapshot::Snapshot],
+        root_layers: usize,
+        plans: &HashMap<usize, StagePlan>,
+    ) -> anyhow::Result<(Vec<WrittenLayer>, HashSet<(usize, usize)>)> {
+        let mut owners: Vec<(usize, usize)> = Vec::new();
+        for &i in chain {
+            let plan = plans
+                .get(&i)
+                .with_context(|| format!("stage {i} was not dispatched"))?;
+            owners.extend(plan.steps.iter().map(|s| (i, s.history)));
+        }
+        let steps = snapshots.get(root_layers..).unwrap_or_default();
+        if steps.len() != owners.len() {
+            anyhow::bail!(
+                "the stage has {} snapshots of its own, but {} steps",
+                steps.len(),
+                owners.len()
+            );
+        }
+        let mut layers = Vec::new();
+        let mut with_layer = HashSet::new();
+        for (snapshot, owner) in steps.iter().zip(owners) {
+            let changed = std::fs::read_dir(snapshot.path())
+                .with_context(|| format!("reading {}", snapshot.path().display()))?
+                .next()
+                .is_some();
+            if !changed {
+                continue;
+            }
+            let options = LayerOptions::new(self.request.publish.compression, self.epoch());
+            let blobs = self.oci_blobs.clone();
+            let layer = tokio::task::block_in_place(|| {
+                crate::cache::snapshot::write_upper_layer(snapshot.path(), blobs, options)
+            })?;
+            layers.push(layer);
+            with_layer.insert(owner);
+        }
+        Ok((layers, with_layer))
     }
 }
 
