@@ -302,6 +302,7 @@ mod tests {
             cache_to: Vec::new(),
             label_from_git: false,
             context_size_warning: None,
+            executor: crate::request::ExecutorChoice::Engine,
             publish,
         };
         let graph = crate::frontend::load(
@@ -337,6 +338,7 @@ mod tests {
             remote: Default::default(),
             journal: Mutex::new(Vec::new()),
             restored_mounts: tokio::sync::Mutex::new(Default::default()),
+            selected: super::select::Selected::Engine { fallback: None },
         }
     }
 

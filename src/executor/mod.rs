@@ -23,6 +23,7 @@ mod package;
 mod preflight;
 mod remote;
 mod remote_cache;
+mod select;
 mod steps;
 
 use std::collections::{BTreeSet, HashMap};
@@ -45,6 +46,7 @@ use crate::registry::{self, Reference};
 use crate::request::BuildRequest;
 
 pub use image_fs::ImageFs;
+pub use select::ExecutorUsed;
 
 /// What a build produced.
 pub struct BuildResult {
@@ -59,6 +61,8 @@ pub struct BuildResult {
     pub cache_hits: usize,
     pub cache_misses: usize,
     pub elapsed: Duration,
+    /// What ran the steps.
+    pub executor: ExecutorUsed,
 }
 
 /// A FROM image pulled into the blob store.
@@ -126,6 +130,8 @@ pub(crate) struct Builder {
     restored_mounts: tokio::sync::Mutex<std::collections::HashSet<String>>,
     /// `ADD https://…` and `ADD git…` sources, resolved once per build.
     fetcher: crate::fetch::Fetcher,
+    /// The executor `--executor` and this machine allow (`select`).
+    selected: select::Selected,
 }
 
 /// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
@@ -180,6 +186,7 @@ pub async fn build(
         &request.publish.registry,
         credentials,
     )?);
+    let selected = select::select_reported(request.executor, &request.cache_dir, &*reporter)?;
     let engine = connect_engine_if_needed(&request, &graph).await?;
     let ids = Ids::default();
     let remote = match request.cache_from.is_empty() || request.no_cache {
@@ -218,6 +225,7 @@ pub async fn build(
         journal: Mutex::new(Vec::new()),
         restored_mounts: tokio::sync::Mutex::new(Default::default()),
         fetcher,
+        selected,
     };
     let image = builder.run().await?;
     let digest = image.digest().to_string();
@@ -235,6 +243,7 @@ pub async fn build(
         cache_hits: builder.hits.load(Ordering::Relaxed),
         cache_misses: builder.misses.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
+        executor: builder.executor_used(),
     })
 }
 
