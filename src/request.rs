@@ -19,6 +19,19 @@ pub enum Entitlement {
     SecurityInsecure,
 }
 
+/// `--executor`: what runs the build stages' steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutorChoice {
+    /// Native when this machine can (root, an OCI runtime, overlay mounts in the cache
+    /// dir), else the engine, saying why.
+    #[default]
+    Auto,
+    /// The OCI runtime on overlay snapshots; an input error when this machine cannot.
+    Native,
+    /// The Docker engine, as before; nothing is probed.
+    Engine,
+}
+
 /// Where a build secret comes from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -62,5 +75,7 @@ pub struct BuildRequest {
     pub label_from_git: bool,
     /// Warn when a COPY/ADD selects more than this many bytes of the context (`None`: never).
     pub context_size_warning: Option<u64>,
+    /// `--executor`.
+    pub executor: ExecutorChoice,
     pub publish: PublishRequest,
 }

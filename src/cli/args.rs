@@ -35,6 +35,9 @@ pub enum Command {
     Base(BaseCommand),
     /// Push an OCI layout or docker archive to a registry.
     Push(PushArgs),
+    /// Remove the native executor's snapshots (unpacked layers, step results) from the
+    /// cache dir, least recently used first; those a running build uses stay.
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +73,17 @@ pub struct PushArgs {
     pub registry: RegistryArgs,
     #[command(flatten)]
     pub display: DisplayArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep this much, e.g. `10GB` or `1.5GiB` [default: 0, remove every snapshot not in use].
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<ByteSize>,
+
+    /// The cache dir to prune [default: $XDG_CACHE_HOME/imgbuild].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Where an image goes, shared by `build` and `base build`.
@@ -206,6 +220,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "SIZE", default_value = "1GiB")]
     pub context_size_warning: ByteSize,
 
+    /// What runs the steps: `native` (an OCI runtime on overlay snapshots; needs root,
+    /// runc or crun, and overlay mounts in the cache dir), `engine` (the Docker engine), or
+    /// `auto`: native when this machine can, else the engine, saying why.
+    #[arg(long, value_enum, default_value_t = Executor::Auto)]
+    pub executor: Executor,
+
     #[command(flatten)]
     pub publish: PublishArgs,
 }
@@ -214,6 +234,13 @@ pub struct BuildArgs {
 pub enum Compression {
     Gzip,
     Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    Auto,
+    Native,
+    Engine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -244,7 +271,7 @@ pub enum ProgressMode {
 }
 
 /// The subcommands, for deciding whether `imgbuild ARGS` means `imgbuild build ARGS`.
-const SUBCOMMANDS: &[&str] = &["build", "debug", "base", "push", "help"];
+const SUBCOMMANDS: &[&str] = &["build", "debug", "base", "push", "prune", "help"];
 
 /// `imgbuild .` and `imgbuild -t x .` mean `imgbuild build …`, as `docker build` users type
 /// them. Top-level `--help`/`--version` keep their meaning.
@@ -302,6 +329,39 @@ mod tests {
     }
 
     #[test]
+    fn executor_defaults_to_auto() {
+        assert_eq!(build(&["imgbuild", "."]).executor, Executor::Auto);
+        let b = build(&["imgbuild", "--executor", "engine", "."]);
+        assert_eq!(b.executor, Executor::Engine);
+        let b = build(&["imgbuild", "build", "--executor=native", "."]);
+        assert_eq!(b.executor, Executor::Native);
+    }
+
+    #[test]
+    fn prune_takes_docker_s_sizes() {
+        let prune = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Prune(p) => p,
+            other => panic!("expected prune, got {other:?}"),
+        };
+        let p = prune(&["imgbuild", "prune"]);
+        assert_eq!((p.keep_storage, p.cache_dir), (None, None));
+        for (size, bytes) in [
+            ("512MB", 512_000_000),
+            ("10GB", 10_000_000_000),
+            ("1.5GiB", 3 << 29),
+            ("4096", 4096),
+        ] {
+            let p = prune(&["imgbuild", "prune", "--keep-storage", size]);
+            assert_eq!(p.keep_storage, Some(ByteSize(bytes)), "{size}");
+        }
+        let p = prune(&["imgbuild", "prune", "--cache-dir", "/c"]);
+        assert_eq!(p.cache_dir, Some(PathBuf::from("/c")));
+        let err = parse(&["imgbuild", "prune", "--keep-storage", "lots"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--keep-storage"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_flag() {
         for (args, flag) in [
             (vec!["imgbuild", "--network", "bridge2", "."], "--network"),
@@ -328,6 +388,7 @@ mod tests {
                 "--cache-from",
             ),
             (vec!["imgbuild", "--progress", "json", "."], "--progress"),
+            (vec!["imgbuild", "--executor", "runc", "."], "--executor"),
         ] {
             let err = parse(&args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use super::args::{BaseBuildArgs, BaseCommand, Cli, Command, DebugCommand, PushArgs};
+use super::args::{BaseBuildArgs, BaseCommand, Cli, Command, DebugCommand, PruneArgs, PushArgs};
 use super::request::{default_cache_dir, process_env, progress_mode};
 use crate::error::InputError;
 use crate::request::{BuildRequest, PublishRequest, RegistryOptions};
@@ -17,6 +17,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Debug(DebugCommand::Parse { dockerfile }) => debug_parse(&dockerfile),
         Command::Base(BaseCommand::Build(args)) => base_build(args),
         Command::Push(args) => push(args),
+        Command::Prune(args) => prune(args),
     }
 }
 
@@ -58,7 +59,7 @@ fn build(request: BuildRequest) -> anyhow::Result<()> {
     };
     let total = result.cache_hits + result.cache_misses;
     reporter.summary(&format!(
-        "\nbuilt {name}\n  digest   {}\n  image id {}\n  size     {} in {} layers\n  time     {:.1}s\n  cache    {} of {} steps cached, {} run",
+        "\nbuilt {name}\n  digest   {}\n  image id {}\n  size     {} in {} layers\n  time     {:.1}s\n  cache    {} of {} steps cached, {} run\n  executor {}",
         result.digest,
         result.config_digest,
         indicatif::HumanBytes(result.size),
@@ -67,8 +68,70 @@ fn build(request: BuildRequest) -> anyhow::Result<()> {
         result.cache_hits,
         total,
         result.cache_misses,
+        result.executor,
     ));
     Ok(())
+}
+
+/// `imgbuild prune`: removes the snapshot store's least recently used snapshots until the
+/// rest fit in `--keep-storage` (default 0: every snapshot no running build uses), after
+/// the leftovers of killed builds; prints what went, in `docker builder prune`'s words.
+fn prune(args: PruneArgs) -> anyhow::Result<()> {
+    let cache_dir = match args.cache_dir {
+        Some(dir) => dir,
+        None => default_cache_dir(&process_env)?,
+    };
+    let budget = args.keep_storage.map_or(0, |size| size.0);
+    let store = crate::cache::snapshot::SnapshotStore::open(&cache_dir)
+        .with_context(|| format!("opening the snapshot store in {}", cache_dir.display()))?;
+    let recovered = store
+        .recover()
+        .context("removing what killed builds left in the snapshot store")?;
+    let pruned = store
+        .prune(budget)
+        .with_context(|| format!("pruning {}", store.root().display()))?;
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{}", prune_report(&pruned, recovered.removed.len()))
+        .context("writing the report")?;
+    Ok(())
+}
+
+/// What `imgbuild prune` prints.
+fn prune_report(pruned: &crate::cache::snapshot::Pruned, abandoned: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if !pruned.removed.is_empty() {
+        out.push_str("Deleted snapshots:\n");
+        for name in &pruned.removed {
+            let _ = writeln!(out, "{name}");
+        }
+        out.push('\n');
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let _ = writeln!(
+        out,
+        "Total reclaimed space: {} in {} snapshot{}; {} kept",
+        indicatif::HumanBytes(pruned.freed),
+        pruned.removed.len(),
+        plural(pruned.removed.len()),
+        indicatif::HumanBytes(pruned.kept),
+    );
+    if !pruned.in_use.is_empty() {
+        let n = pruned.in_use.len();
+        let _ = writeln!(
+            out,
+            "{n} snapshot{} in use by a running build kept",
+            plural(n)
+        );
+    }
+    if abandoned > 0 {
+        let _ = writeln!(
+            out,
+            "{abandoned} director{} left by killed builds removed",
+            if abandoned == 1 { "y" } else { "ies" }
+        );
+    }
+    out
 }
 
 /// The async runtime for commands that talk to an engine or a registry.
@@ -192,4 +255,31 @@ fn base_build(args: BaseBuildArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{digest}").context("writing the digest")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::snapshot::Pruned;
+
+    #[test]
+    fn prune_says_what_it_freed_and_kept() {
+        let pruned = Pruned {
+            removed: vec!["step-aa".into(), "layer-bb".into()],
+            freed: 3 << 29,
+            kept: 1 << 20,
+            in_use: vec!["step-cc".into()],
+        };
+        assert_eq!(
+            prune_report(&pruned, 1),
+            "Deleted snapshots:\nstep-aa\nlayer-bb\n\n\
+             Total reclaimed space: 1.50 GiB in 2 snapshots; 1.00 MiB kept\n\
+             1 snapshot in use by a running build kept\n\
+             1 directory left by killed builds removed\n"
+        );
+        assert_eq!(
+            prune_report(&Pruned::default(), 0),
+            "Total reclaimed space: 0 B in 0 snapshots; 0 B kept\n"
+        );
+    }
 }

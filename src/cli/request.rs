@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
 use crate::request::{
-    BuildRequest, DockerfileSource, Entitlement, Output, PublishRequest, RegistryOptions,
+    BuildRequest, DockerfileSource, Entitlement, ExecutorChoice, Output, PublishRequest,
+    RegistryOptions,
 };
 use crate::{engine, oci, progress};
 
@@ -94,6 +95,11 @@ impl BuildRequest {
             cache_to: args.cache_to.into_iter().map(|c| c.0).collect(),
             label_from_git: args.label_from_git,
             context_size_warning: Some(args.context_size_warning.0).filter(|&n| n > 0),
+            executor: match args.executor {
+                args::Executor::Auto => ExecutorChoice::Auto,
+                args::Executor::Native => ExecutorChoice::Native,
+                args::Executor::Engine => ExecutorChoice::Engine,
+            },
             publish: PublishRequest::from_args(args.publish, env)?,
         })
     }
@@ -260,6 +266,19 @@ mod tests {
         assert_eq!(r.publish.platform, oci::Platform::linux_amd64());
         assert!(r.publish.outputs.is_empty());
         assert!(!r.publish.push);
+        assert_eq!(r.executor, ExecutorChoice::Auto);
+    }
+
+    #[test]
+    fn executor_choices() {
+        for (flag, choice) in [
+            ("auto", ExecutorChoice::Auto),
+            ("native", ExecutorChoice::Native),
+            ("engine", ExecutorChoice::Engine),
+        ] {
+            let r = request(&["--executor", flag, "."], &[("HOME", "/h")]).unwrap();
+            assert_eq!(r.executor, choice, "{flag}");
+        }
     }
 
     #[test]

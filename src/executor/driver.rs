@@ -302,6 +302,7 @@ mod tests {
             cache_to: Vec::new(),
             label_from_git: false,
             context_size_warning: None,
+            executor: crate::request::ExecutorChoice::Engine,
             publish,
         };
         let graph = crate::frontend::load(

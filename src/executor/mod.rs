@@ -24,6 +24,7 @@ mod package;
 mod preflight;
 mod remote;
 mod remote_cache;
+mod select;
 mod stage_fs;
 mod steps;
 
@@ -47,6 +48,7 @@ use crate::registry::{self, Reference};
 use crate::request::BuildRequest;
 
 pub use image_fs::ImageFs;
+pub use select::ExecutorUsed;
 
 /// What a build produced.
 pub struct BuildResult {
@@ -61,6 +63,8 @@ pub struct BuildResult {
     pub cache_hits: usize,
     pub cache_misses: usize,
     pub elapsed: Duration,
+    /// What ran the steps.
+    pub executor: ExecutorUsed,
 }
 
 /// A FROM image pulled into the blob store.
@@ -186,7 +190,19 @@ pub async fn build(
         &request.publish.registry,
         credentials,
     )?);
-    let engine = connect_engine_if_needed(&request, &graph).await?;
+    let unsupported = native_stage::unsupported(&request, &graph);
+    let native = match select::select_reported(
+        request.executor,
+        &request.cache_dir,
+        unsupported.as_deref(),
+        &*reporter,
+    )? {
+        select::Selected::Native { runtime } => {
+            Some(native_stage::Native::open(&request.cache_dir, runtime).await?)
+        }
+        select::Selected::Engine { .. } => None,
+    };
+    let engine = connect_engine_if_needed(&request, &graph, native.is_some()).await?;
     let ids = Ids::default();
     let remote = match request.cache_from.is_empty() || request.no_cache {
         true => crate::cache::remote::RemoteCache::default(),
@@ -203,12 +219,6 @@ pub async fn build(
         }
     };
     let fetcher = crate::fetch::Fetcher::new(&request.cache_dir, oci_blobs.clone())?;
-    let native = match std::env::var_os("IMGBUILD_WIP_NATIVE") {
-        Some(_) => {
-            Some(native_stage::Native::open(&request.cache_dir, crate::runtime::find()?).await?)
-        }
-        None => None,
-    };
     let mut builder = Builder {
         request,
         graph,
@@ -239,6 +249,18 @@ pub async fn build(
     let layers = image.layers().len();
     builder.publish(image.clone()).await?;
     builder.export_caches().await?;
+    if builder.native.is_some() {
+        // Snapshots beyond the budget go, least recently used first; never one in use.
+        let cache_dir = builder.request.cache_dir.clone();
+        let pruned = tokio::task::block_in_place(|| {
+            select::prune_after_build(&cache_dir, select::DEFAULT_SNAPSHOT_BUDGET)
+        });
+        if let Err(e) = pruned {
+            builder
+                .reporter
+                .warning(&format!("could not prune the snapshot store: {e}"));
+        }
+    }
     Ok(BuildResult {
         image,
         digest,
@@ -248,12 +270,14 @@ pub async fn build(
         cache_hits: builder.hits.load(Ordering::Relaxed),
         cache_misses: builder.misses.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
+        executor: builder.executor_used(),
     })
 }
 
-/// Whether any part of the build needs the engine: build stages, RUN in the final
-/// stage, a final stage built on another stage, or loading the result.
-fn needs_engine(request: &BuildRequest, graph: &BuildGraph) -> bool {
+/// Whether any part of the build needs the engine: loading the result, and with the engine
+/// executor, build stages, RUN in the final stage, a final stage built on another stage
+/// or copying from images (the native executor reads those from snapshots).
+fn needs_engine(request: &BuildRequest, graph: &BuildGraph, native: bool) -> bool {
     let build_stages = graph.needed.iter().any(|&i| i != graph.target);
     let target = graph.stage(graph.target);
     let runs = target.commands.iter().any(|c| {
@@ -270,14 +294,15 @@ fn needs_engine(request: &BuildRequest, graph: &BuildGraph) -> bool {
         .outputs
         .contains(&crate::request::Output::Engine)
         || (request.publish.outputs.is_empty() && !request.publish.push);
-    build_stages || runs || on_stage || copies_from_images || to_engine
+    to_engine || (!native && (build_stages || runs || on_stage || copies_from_images))
 }
 
 async fn connect_engine_if_needed(
     request: &BuildRequest,
     graph: &BuildGraph,
+    native: bool,
 ) -> anyhow::Result<Option<Engine>> {
-    if !needs_engine(request, graph) {
+    if !needs_engine(request, graph, native) {
         return Ok(None);
     }
     let engine = Engine::connect().await?;

@@ -109,6 +109,9 @@ pub struct MountContext<'a> {
 pub struct MountSources {
     paths: HashMap<usize, PathBuf>,
     _copies: Vec<tempfile::TempDir>,
+    /// Stages the native executor mounted for `from=` bind mounts: what a `rw` mount
+    /// writes lands in the view's own upper directory, dropped with it.
+    _views: Vec<crate::cache::snapshot::MountedSnapshot>,
 }
 
 impl Builder {
@@ -139,13 +142,30 @@ impl Builder {
                 }
                 _ => continue,
             };
-            let image = self
-                .copy_source_image(&CopyFrom::named(&self.graph, from))
-                .await?;
             let source = format!(
                 "/{}",
                 mount.source.as_deref().unwrap_or("").trim_matches('/')
             );
+            let from_source = CopyFrom::named(&self.graph, from);
+            if seed_cache.is_none()
+                && let Some(view) = self.native_view(&from_source).await?
+            {
+                let fs = super::stage_fs::RootFs::new(view.root());
+                let not_found = |why: String| {
+                    InputError::new(format!("RUN --mount from={from},source={source}: {why}"))
+                };
+                let resolved = super::stage_fs::resolve(&fs, &source)
+                    .await?
+                    .map_err(|e| not_found(e.to_string()))?;
+                if resolved.node.is_none() {
+                    return Err(not_found("not found in the source".to_owned()).into());
+                }
+                let path = view.root().join(resolved.path.trim_start_matches('/'));
+                out.paths.insert(i, path);
+                out._views.push(view);
+                continue;
+            }
+            let image = self.copy_source_image(&from_source).await?;
             let copy = tempfile::Builder::new()
                 .prefix("run-mount-")
                 .tempdir_in(&self.request.cache_dir)

@@ -43,6 +43,11 @@ pub(super) struct Native {
 }
 
 impl Native {
+    /// The runtime the steps run on, as the build's summary names it.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// Opens the store in `cache_dir` and cleans up after builds that were killed: their
     /// containers, their mounts, their half-written snapshots.
     pub async fn open(cache_dir: &std::path::Path, runtime: Runtime) -> anyhow::Result<Native> {
@@ -61,6 +66,32 @@ impl Native {
             bundles,
         })
     }
+}
+
+/// What in this build the native executor cannot do yet, said as `auto`'s fallback line
+/// and `--executor native`'s refusal put it; `None` when it can do all of it.
+pub(super) fn unsupported(
+    request: &crate::request::BuildRequest,
+    graph: &crate::frontend::stages::BuildGraph,
+) -> Option<String> {
+    use crate::frontend::instructions::{Instruction, MountKind};
+    if !request.cache_from.is_empty() || !request.cache_to.is_empty() {
+        return Some("--cache-from and --cache-to".to_owned());
+    }
+    let seeds_cache = graph.needed.iter().any(|&i| {
+        graph
+            .stage(i)
+            .commands
+            .iter()
+            .any(|c| match &c.instruction {
+                Instruction::Run(run) => run
+                    .mounts
+                    .iter()
+                    .any(|m| m.kind == MountKind::Cache && m.from.is_some()),
+                _ => false,
+            })
+    });
+    seeds_cache.then(|| "RUN --mount=type=cache,from=…".to_owned())
 }
 
 /// The native backend: the stage's chain of snapshots so far, bottom first.

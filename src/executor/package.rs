@@ -540,7 +540,7 @@ impl Builder {
         index: usize,
         chain: &[usize],
         engine_root_layers: usize,
-    ) -> anyhow::Result<(Vec<WrittenLayer>, HashSet<(usize, usize)>)> {
+    ) -> anyhow::Result<StageLayers> {
         let image = self.stage_image(index).await?;
         let engine = self.engine()?.clone();
         let info = engine
@@ -583,7 +583,7 @@ impl Builder {
         snapshots: &[crate::cache::snapshot::Snapshot],
         root_layers: usize,
         plans: &HashMap<usize, StagePlan>,
-    ) -> anyhow::Result<(Vec<WrittenLayer>, HashSet<(usize, usize)>)> {
+    ) -> anyhow::Result<StageLayers> {
         let mut owners: Vec<(usize, usize)> = Vec::new();
         for &i in chain {
             let plan = plans
@@ -620,6 +620,9 @@ impl Builder {
         Ok((layers, with_layer))
     }
 }
+
+/// A stage chain's own layers, and the steps (stage, history index) that made one.
+type StageLayers = (Vec<WrittenLayer>, HashSet<(usize, usize)>);
 
 /// The file system of the image being written, read from its layers the first time a step
 /// needs it.
