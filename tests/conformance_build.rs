@@ -6,6 +6,11 @@
 //! RUN-less target stage itself) and with `RUN true` appended ("engine": the same steps run
 //! in the engine); imgbuild's two results must agree with each other too.
 //!
+//! imgbuild builds each variant with both executors (`--executor native` and `engine`; the
+//! environment variable `IMGBUILD_CONFORMANCE_EXECUTORS=native,engine` narrows them), and
+//! each result is held to BuildKit's; the two executors must also give the same image
+//! digest.
+//!
 //! Deliberate differences are listed, with their reason, in
 //! `tests/conformance/build/differences.toml`, and only there. A case's `case.toml` may name
 //! an open bug as `known_divergence`: that trial passes only while the divergence shows.
@@ -305,6 +310,38 @@ impl Variant {
     }
 }
 
+/// Which executor imgbuild builds with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Executor {
+    Native,
+    Engine,
+}
+
+impl Executor {
+    fn name(self) -> &'static str {
+        match self {
+            Executor::Native => "native",
+            Executor::Engine => "engine",
+        }
+    }
+
+    /// The executors to build with: `IMGBUILD_CONFORMANCE_EXECUTORS` (comma-separated), or
+    /// both.
+    fn selected() -> Vec<Executor> {
+        let wanted = std::env::var("IMGBUILD_CONFORMANCE_EXECUTORS")
+            .unwrap_or_else(|_| "native,engine".to_owned());
+        let chosen: Vec<Executor> = [Executor::Native, Executor::Engine]
+            .into_iter()
+            .filter(|e| wanted.split(',').any(|w| w.trim() == e.name()))
+            .collect();
+        assert!(
+            !chosen.is_empty(),
+            "IMGBUILD_CONFORMANCE_EXECUTORS={wanted}: name native, engine or both"
+        );
+        chosen
+    }
+}
+
 /// What one build gave.
 enum Built {
     /// A Docker archive of the image.
@@ -336,6 +373,7 @@ fn run_case(name: &str) -> Result<(), Failed> {
     let started = Instant::now();
     let prepared = prepare(name).map_err(|e| format!("case {name}: {e}"))?;
     let expect_fail = prepared.case.expect.as_deref() == Some("fail");
+    let executors = Executor::selected();
     let (buildkit, imgbuild) = std::thread::scope(|scope| {
         let buildkit = scope.spawn(|| {
             prepared
@@ -344,10 +382,15 @@ fn run_case(name: &str) -> Result<(), Failed> {
                 .map(|&v| build_with_buildkit(name, &prepared, v))
                 .collect::<Vec<_>>()
         });
-        let imgbuild: Vec<_> = prepared
+        let imgbuild: Vec<Vec<_>> = prepared
             .variants
             .iter()
-            .map(|&v| build_with_imgbuild(&prepared, v))
+            .map(|&v| {
+                executors
+                    .iter()
+                    .map(|&e| (e, build_with_imgbuild(&prepared, v, e)))
+                    .collect()
+            })
             .collect();
         (buildkit.join(), imgbuild)
     });
@@ -355,46 +398,82 @@ fn run_case(name: &str) -> Result<(), Failed> {
     let mut problems = Vec::new();
     let mut observed = Vec::new();
     let mut built = Vec::new();
-    for ((variant, bk), ib) in prepared.variants.iter().zip(buildkit).zip(imgbuild) {
+    for ((variant, bk), ibs) in prepared.variants.iter().zip(buildkit).zip(imgbuild) {
         let bk = bk.map_err(|e| format!("case {name}, variant {}: {e}", variant.name()))?;
-        let ib = ib.map_err(|e| format!("case {name}, variant {}: {e}", variant.name()))?;
-        let at = format!("case {name}, variant {}", variant.name());
-        match (bk, ib, expect_fail) {
-            (Built::Image(_), _, true) => {
+        let bk_image = match (&bk, expect_fail) {
+            (Built::Image(_), true) => {
                 return Err(format!(
-                    "{at}: case.toml says expect = \"fail\" but BuildKit built it; fix the case"
+                    "case {name}, variant {}: case.toml says expect = \"fail\" but BuildKit \
+                     built it; fix the case",
+                    variant.name()
                 )
                 .into());
             }
-            (Built::Failed { log, .. }, _, false) => {
+            (Built::Failed { log, .. }, false) => {
                 return Err(format!(
-                    "{at}: BuildKit failed to build the case, so it checks nothing; fix the \
-                     case (or say expect = \"fail\"). BuildKit's output ends:\n{log}"
+                    "case {name}, variant {}: BuildKit failed to build the case, so it checks \
+                     nothing; fix the case (or say expect = \"fail\"). BuildKit's output \
+                     ends:\n{log}",
+                    variant.name()
                 )
                 .into());
             }
-            (Built::Failed { .. }, Built::Failed { code, log }, true) => {
-                if !matches!(code, Some(1 | 2)) || log.contains("panicked at") {
-                    problems.push(format!(
-                        "{at}: BuildKit fails this build, and imgbuild must fail with exit 1 \
-                         or 2 (no panic), but it exited {}; its output ends:\n{log}",
-                        shown_code(code)
-                    ));
+            (Built::Image(archive), false) => Some(read_image(archive, &prepared.bases)?),
+            (Built::Failed { .. }, true) => None,
+        };
+        let mut per_executor = Vec::new();
+        for (executor, ib) in ibs {
+            let at = format!(
+                "case {name}, variant {}, executor {}",
+                variant.name(),
+                executor.name()
+            );
+            let ib = ib.map_err(|e| format!("{at}: {e}"))?;
+            match (ib, &bk_image) {
+                (Built::Failed { code, log }, None) => {
+                    if !matches!(code, Some(1 | 2)) || log.contains("panicked at") {
+                        problems.push(format!(
+                            "{at}: BuildKit fails this build, and imgbuild must fail with exit \
+                             1 or 2 (no panic), but it exited {}; its output ends:\n{log}",
+                            shown_code(code)
+                        ));
+                    }
+                }
+                (Built::Image(_), None) => problems.push(format!(
+                    "{at}: BuildKit fails this build, but imgbuild built it"
+                )),
+                (Built::Failed { code, log }, Some(_)) => problems.push(format!(
+                    "{at}: BuildKit built it, but imgbuild failed (exit {}); its output \
+                     ends:\n{log}",
+                    shown_code(code)
+                )),
+                (Built::Image(archive), Some(bk_image)) => {
+                    let ib = read_image(&archive, &prepared.bases)?;
+                    observed.push((*variant, executor, compare(bk_image, &ib)));
+                    per_executor.push((executor, config_digest(&archive)?, ib));
                 }
             }
-            (Built::Failed { .. }, Built::Image(_), true) => problems.push(format!(
-                "{at}: BuildKit fails this build, but imgbuild built it"
-            )),
-            (Built::Image(_), Built::Failed { code, log }, false) => problems.push(format!(
-                "{at}: BuildKit built it, but imgbuild failed (exit {}); its output ends:\n{log}",
-                shown_code(code)
-            )),
-            (Built::Image(bk), Built::Image(ib), false) => {
-                let bk = read_image(&bk, &prepared.bases)?;
-                let ib = read_image(&ib, &prepared.bases)?;
-                observed.push((*variant, compare(&bk, &ib)));
-                built.push((*variant, bk, ib));
+        }
+        // Both executors run the same plan with the same keys: the same image, to the digest.
+        if let [
+            (first, first_digest, first_image),
+            (second, second_digest, second_image),
+        ] = per_executor.as_slice()
+        {
+            let diffs = compare(first_image, second_image);
+            if !diffs.is_empty() || first_digest != second_digest {
+                problems.push(format!(
+                    "case {name}, variant {}: the {} and {} executors give different images \
+                     ({first_digest} and {second_digest}):\n{}",
+                    variant.name(),
+                    first.name(),
+                    second.name(),
+                    show_diffs(&diffs, first.name(), second.name())
+                ));
             }
+        }
+        if let (Some(bk_image), Some((_, _, ib))) = (bk_image, per_executor.into_iter().next()) {
+            built.push((*variant, bk_image, ib));
         }
     }
     // Deliberate differences explain what they match; one that matches nothing is stale.
@@ -402,7 +481,7 @@ fn run_case(name: &str) -> Result<(), Failed> {
         .into_iter()
         .filter(|d| d.case == name)
         .collect();
-    for (variant, diffs) in observed {
+    for (variant, executor, diffs) in observed {
         let listed: Vec<&Difference> = differences
             .iter()
             .filter(|d| d.variant.as_deref().is_none_or(|v| v == variant.name()))
@@ -418,7 +497,11 @@ fn run_case(name: &str) -> Result<(), Failed> {
                 explained.is_none()
             })
             .collect();
-        let at = format!("case {name}, variant {}", variant.name());
+        let at = format!(
+            "case {name}, variant {}, executor {}",
+            variant.name(),
+            executor.name()
+        );
         if !unexplained.is_empty() {
             problems.push(format!(
                 "{at}: imgbuild differs from BuildKit:\n{}",
@@ -471,6 +554,25 @@ fn run_case(name: &str) -> Result<(), Failed> {
         )
         .into()),
     }
+}
+
+/// The config digest (the image ID) of a Docker archive: equal for equal images.
+fn config_digest(archive: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
+    let mut tar = tar::Archive::new(file);
+    for entry in tar.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        if entry.path_bytes().as_ref() != b"manifest.json" {
+            continue;
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_reader(&mut entry).map_err(|e| format!("manifest.json: {e}"))?;
+        return manifest[0]["Config"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{}: manifest.json names no Config", archive.display()));
+    }
+    Err(format!("{}: no manifest.json", archive.display()))
 }
 
 fn shown_code(code: Option<i32>) -> String {
@@ -713,15 +815,21 @@ fn build_with_buildkit(name: &str, prepared: &Prepared, variant: Variant) -> Res
     Ok(Built::Image(archive))
 }
 
-/// imgbuild to a Docker archive, with the case's own cache directory (both variants share
-/// it, as two builds on one machine would).
-fn build_with_imgbuild(prepared: &Prepared, variant: Variant) -> Result<Built, String> {
-    let archive = prepared
-        .dir
-        .path()
-        .join(format!("imgbuild-{}.tar", variant.name()));
+/// imgbuild to a Docker archive, with the case's own cache directory (every variant and
+/// executor shares it, as builds on one machine would).
+fn build_with_imgbuild(
+    prepared: &Prepared,
+    variant: Variant,
+    executor: Executor,
+) -> Result<Built, String> {
+    let archive = prepared.dir.path().join(format!(
+        "imgbuild-{}-{}.tar",
+        variant.name(),
+        executor.name()
+    ));
     let output = imgbuild()
         .args(["build", "--progress", "plain", "--network", "host"])
+        .args(["--executor", executor.name()])
         .arg("--cache-dir")
         .arg(prepared.dir.path().join("imgbuild-cache"))
         .arg("--output")

@@ -193,7 +193,12 @@ impl StageBackend for NativeStage<'_> {
         };
         let active = mounted.unmount();
         result?;
-        Ok(active?)
+        let active = active?;
+        if matches!(step.kind, StepKind::Run(_)) {
+            // The runtime's mount points for /etc/hosts and /etc/resolv.conf come and go.
+            active.drop_untouched_dir("etc")?;
+        }
+        Ok(active)
     }
 
     async fn ran(

@@ -424,6 +424,7 @@ impl Builder {
             tar.try_clone()?,
             &AddOptions {
                 dest: "/".into(),
+                numeric_owners: true,
                 ..AddOptions::default()
             },
         )?;

@@ -56,6 +56,49 @@ impl ActiveSnapshot {
         &self.lowers
     }
 
+    /// Removes directory `path` (relative to the root) from the upper directory when
+    /// overlayfs only copied it up: it holds nothing, is not opaque, and the lowers show a
+    /// directory there with the same mode and owner. Returns whether it was removed. Call
+    /// it unmounted. (A runtime that makes and removes mount points in `/etc` leaves such
+    /// a directory; the engine's own mount points never touch the image, so its diff has
+    /// none.)
+    pub fn drop_untouched_dir(&self, path: &str) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let upper = self.upper().join(path);
+        let Ok(meta) = std::fs::symlink_metadata(&upper) else {
+            return Ok(false);
+        };
+        let empty = meta.is_dir()
+            && std::fs::read_dir(&upper)
+                .map_err(|e| Error::Io {
+                    context: format!("reading {}", upper.display()),
+                    source: e,
+                })?
+                .next()
+                .is_none();
+        let opaque =
+            rustix::fs::lgetxattr(&upper, super::apply::OPAQUE_XATTR, &mut [0u8; 4][..]).is_ok();
+        if !empty || opaque {
+            return Ok(false);
+        }
+        let below = self
+            .lowers
+            .iter()
+            .rev()
+            .find_map(|lower| std::fs::symlink_metadata(lower.path().join(path)).ok());
+        let same = below.is_some_and(|l| {
+            l.is_dir() && l.mode() == meta.mode() && (l.uid(), l.gid()) == (meta.uid(), meta.gid())
+        });
+        if !same {
+            return Ok(false);
+        }
+        std::fs::remove_dir(&upper).map_err(|e| Error::Io {
+            context: format!("removing {}", upper.display()),
+            source: e,
+        })?;
+        Ok(true)
+    }
+
     /// Mounts the snapshot (an overlay of the lowers and the upper directory) at `target`,
     /// an existing directory. Unmounted by [`Mounted::unmount`], or detached when dropped.
     pub fn mount(&self, target: &Path) -> Result<Mounted<'_>> {

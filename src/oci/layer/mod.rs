@@ -79,6 +79,10 @@ pub struct AddOptions {
     /// Directory trees only: keep permission bits exactly as on disk instead of normalising
     /// them (for trees whose modes are meaningful, such as a debootstrap root filesystem).
     pub exact_modes: bool,
+    /// Tars only: owners by id alone, the archive's user and group names left out (the
+    /// engine's diffs name owners after its own host's accounts; a layer must not depend on
+    /// the machine, and the native executor's layers have ids alone).
+    pub numeric_owners: bool,
 }
 
 /// What a [`LayerBuilder::add_dir_filtered`] filter decides for one path.
@@ -336,6 +340,10 @@ impl LayerBuilder {
             if let Some(owner) = options.chown {
                 meta.uid = owner.uid;
                 meta.gid = owner.gid;
+                meta.uname.clear();
+                meta.gname.clear();
+            }
+            if options.numeric_owners {
                 meta.uname.clear();
                 meta.gname.clear();
             }
