@@ -475,6 +475,7 @@ pub fn layer_from_tar(data: &[u8]) {
         }),
         chmod: (flags & 0x08 != 0).then_some(0o640),
         exact_modes: false,
+        numeric_owners: flags & 0x10 != 0,
     };
     let mut builder = LayerBuilder::new(store, options);
     if builder.add_tar(stream, &add).is_err() {
