@@ -399,20 +399,37 @@ fn a_run_after_copy_from_in_the_final_stage() {
 
 #[test]
 fn an_interrupted_build_leaves_no_container() {
+    for executor in ["engine", "native"] {
+        interrupted_build_leaves_nothing(executor);
+    }
+}
+
+/// Ctrl-C in a RUN: the build exits 130, its containers (the engine's, or the OCI
+/// runtime's in the cache dir) are gone, and the next build with the same cache dir works
+/// and leaves no mount there.
+fn interrupted_build_leaves_nothing(executor: &str) {
     let project = Project::new(
         "FROM BUSYBOX AS build\nRUN echo started && sleep 60\nFROM BUSYBOX\nCOPY --from=build /x /x\n",
         &[],
     );
     let mut child = project
-        .command(&[])
+        .command(&["--executor", executor])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
+    let state_dir = project.cache.path().join("runc-v1");
+    let containers = || match executor {
+        "engine" => support::containers_of(pid),
+        _ => runtime_containers_of(&state_dir, pid),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while support::containers_of(pid).is_empty() || !running(pid) {
-        assert!(Instant::now() < deadline, "the RUN never started");
+    while containers().is_empty() || (executor == "engine" && !running(pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "{executor}: the RUN never started"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     Command::new("kill")
@@ -420,14 +437,43 @@ fn an_interrupted_build_leaves_no_container() {
         .status()
         .unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert_eq!(support::containers_of(pid), Vec::<String>::new());
+    assert_eq!(status.code(), Some(130), "{executor}");
+    assert_eq!(containers(), Vec::<String>::new(), "{executor}");
     // The next build works.
     let fixed = Project::new(
         "FROM BUSYBOX AS build\nRUN echo ok > /x\nFROM BUSYBOX\nCOPY --from=build /x /x\n",
         &[],
     );
-    fixed.build_ok(&[]);
+    let out = fixed
+        .command_with_cache(project.cache.path(), &["--executor", executor])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{executor}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let cache = project.cache.path().display().to_string();
+    assert!(
+        !mounts.contains(&cache),
+        "{executor}: a mount is left in the cache dir:\n{mounts}"
+    );
+}
+
+/// The OCI runtime's containers of process `pid` in `state_dir`.
+fn runtime_containers_of(state_dir: &Path, pid: u32) -> Vec<String> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(state_dir)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|id| id.split('-').nth(3) == Some(pid.to_string().as_str()))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether a container of `pid` is running.

@@ -186,6 +186,32 @@ pub(crate) fn run_on_interrupt_exit(cleanup: fn()) {
     }
 }
 
+/// The whole-process interrupt policy of [`Engine::exit_on_interrupt`], with `remove` doing
+/// the removal (the engine's containers, the OCI runtime's, or both): on SIGINT or SIGTERM
+/// it runs (at most 30 s; a second signal cuts it short), then the registered exit
+/// cleanups, then the process exits with 130 or 143.
+pub fn exit_on_interrupt_with(
+    remove: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let mut interrupts = Interrupts::install()?;
+    Ok(tokio::spawn(async move {
+        let first = interrupts.recv().await;
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        tokio::select! {
+            _ = tokio::time::timeout(INTERRUPT_CLEANUP_TIMEOUT, remove) => {}
+            _ = interrupts.recv() => {}
+        }
+        let cleanups = EXIT_CLEANUPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for cleanup in cleanups {
+            cleanup();
+        }
+        std::process::exit(first.exit_code());
+    }))
+}
+
 /// A fresh container name for this process.
 pub(crate) fn next_container_name() -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -350,27 +376,10 @@ impl Engine {
     /// This is the whole-process policy for the binary; a caller that wants another policy
     /// builds it from [`Interrupts`] and [`remove_process_containers`](Self::remove_process_containers).
     pub fn exit_on_interrupt(&self) -> Result<tokio::task::JoinHandle<()>> {
-        let mut interrupts = Interrupts::install()?;
         let engine = self.clone();
-        Ok(tokio::spawn(async move {
-            let first = interrupts.recv().await;
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            tokio::select! {
-                _ = tokio::time::timeout(
-                    INTERRUPT_CLEANUP_TIMEOUT,
-                    engine.remove_process_containers(),
-                ) => {}
-                _ = interrupts.recv() => {}
-            }
-            let cleanups = EXIT_CLEANUPS
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            for cleanup in cleanups {
-                cleanup();
-            }
-            std::process::exit(first.exit_code());
-        }))
+        exit_on_interrupt_with(async move {
+            let _ = engine.remove_process_containers().await;
+        })
     }
 
     /// Removes each id, carrying on past failures; the first failure is returned.

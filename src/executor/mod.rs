@@ -190,7 +190,7 @@ pub async fn build(
         &request.publish.registry,
         credentials,
     )?);
-    let unsupported = native_stage::unsupported(&request, &graph);
+    let unsupported = native_stage::unsupported(&request);
     let native = match select::select_reported(
         request.executor,
         &request.cache_dir,
@@ -203,6 +203,9 @@ pub async fn build(
         select::Selected::Engine { .. } => None,
     };
     let engine = connect_engine_if_needed(&request, &graph, native.is_some()).await?;
+    if let Some(native) = &native {
+        native.exit_on_interrupt(engine.clone())?;
+    }
     let ids = Ids::default();
     let remote = match request.cache_from.is_empty() || request.no_cache {
         true => crate::cache::remote::RemoteCache::default(),
@@ -310,8 +313,11 @@ async fn connect_engine_if_needed(
     // one starts.
     let _ = engine.reap_leftovers().await;
     mounts::remove_abandoned_secrets();
-    // Ctrl-C and SIGTERM remove this run's containers before the process exits.
-    engine.exit_on_interrupt()?;
+    // Ctrl-C and SIGTERM remove this run's containers before the process exits (with the
+    // native executor, its handler does: `Native::exit_on_interrupt`).
+    if !native {
+        engine.exit_on_interrupt()?;
+    }
     Ok(Some(engine))
 }
 

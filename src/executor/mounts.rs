@@ -147,35 +147,43 @@ impl Builder {
                 mount.source.as_deref().unwrap_or("").trim_matches('/')
             );
             let from_source = CopyFrom::named(&self.graph, from);
-            if seed_cache.is_none()
-                && let Some(view) = self.native_view(&from_source).await?
-            {
-                let fs = super::stage_fs::RootFs::new(view.root());
-                let not_found = |why: String| {
-                    InputError::new(format!("RUN --mount from={from},source={source}: {why}"))
-                };
-                let resolved = super::stage_fs::resolve(&fs, &source)
-                    .await?
-                    .map_err(|e| not_found(e.to_string()))?;
-                if resolved.node.is_none() {
-                    return Err(not_found("not found in the source".to_owned()).into());
+            let view = self.native_view(&from_source).await?;
+            let native_path = match &view {
+                Some(view) => {
+                    let fs = super::stage_fs::RootFs::new(view.root());
+                    let not_found = |why: String| {
+                        InputError::new(format!("RUN --mount from={from},source={source}: {why}"))
+                    };
+                    let resolved = super::stage_fs::resolve(&fs, &source)
+                        .await?
+                        .map_err(|e| not_found(e.to_string()))?;
+                    if resolved.node.is_none() {
+                        return Err(not_found("not found in the source".to_owned()).into());
+                    }
+                    Some(view.root().join(resolved.path.trim_start_matches('/')))
                 }
-                let path = view.root().join(resolved.path.trim_start_matches('/'));
-                out.paths.insert(i, path);
+                None => None,
+            };
+            if let (None, Some(path), Some(view)) = (&seed_cache, &native_path, view) {
+                // A bind mount of the stage's own files, in place.
+                out.paths.insert(i, path.clone());
                 out._views.push(view);
                 continue;
             }
-            let image = self.copy_source_image(&from_source).await?;
             let copy = tempfile::Builder::new()
                 .prefix("run-mount-")
                 .tempdir_in(&self.request.cache_dir)
                 .context("creating a directory for a RUN --mount from=")?;
-            let path = self
-                .unpack_from_engine(&image, &source, copy.path())
-                .await
-                .map_err(|e| {
-                    InputError::new(format!("RUN --mount from={from},source={source}: {e:#}"))
-                })?;
+            let unpacked = match &native_path {
+                Some(path) => unpack_tree(path, source == "/", copy.path()),
+                None => {
+                    let image = self.copy_source_image(&from_source).await?;
+                    self.unpack_from_engine(&image, &source, copy.path()).await
+                }
+            };
+            let path = unpacked.map_err(|e| {
+                InputError::new(format!("RUN --mount from={from},source={source}: {e:#}"))
+            })?;
             match seed_cache {
                 Some(dir) => {
                     // A new cache starts with the source's files, as BuildKit's does.
@@ -229,59 +237,82 @@ impl Builder {
                 false
             }
         };
-        let mut spool = file.into_std().await;
-        let root = into.join("root");
-        fs::create_dir(&root)?;
-        let whole_image = source == "/";
-        tokio::task::block_in_place(|| -> anyhow::Result<PathBuf> {
-            spool.seek(SeekFrom::Start(0))?;
-            let mut archive = tar::Archive::new(std::io::BufReader::new(spool));
-            archive.set_preserve_permissions(true);
-            archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
-            archive.set_unpack_xattrs(true);
-            archive.set_overwrite(true);
-            let mut top = None;
-            for entry in archive.entries()? {
-                let mut entry = entry?;
-                let name = entry.path()?.into_owned();
-                let relative: PathBuf = name
-                    .components()
-                    .filter(|c| !matches!(c, std::path::Component::CurDir))
-                    .collect();
-                if relative.as_os_str().is_empty() {
-                    // The directory itself: the mount's root gets its owner and mode.
-                    let header = entry.header();
-                    fs::set_permissions(
-                        &root,
-                        fs::Permissions::from_mode(header.mode()? & 0o7777),
-                    )?;
-                    if rustix::process::geteuid().is_root() {
-                        chown(
-                            &root,
-                            Some(header.uid()? as u32),
-                            Some(header.gid()? as u32),
-                        )?;
-                    }
-                    continue;
-                }
-                // The engine adds it to every container; a stage's image has none.
-                if whole_image && relative == Path::new(".dockerenv") {
-                    continue;
-                }
-                if !is_dir {
-                    if entry.header().entry_type().is_symlink() {
-                        anyhow::bail!("is a symlink; mount what it points to");
-                    }
-                    top.get_or_insert_with(|| root.join(&relative));
-                }
-                entry.unpack_in(&root)?;
-            }
-            Ok(match top {
-                Some(file) => file,
-                None => root,
-            })
-        })
+        let spool = file.into_std().await;
+        tokio::task::block_in_place(|| unpack_archive(spool, is_dir, source == "/", into))
     }
+}
+
+/// Copies the tree at `path` (a mounted snapshot's, resolved) into `into`, as
+/// [`Builder::unpack_from_engine`] unpacks an engine's archive; returns the copy.
+fn unpack_tree(path: &Path, whole_image: bool, into: &Path) -> anyhow::Result<PathBuf> {
+    let is_dir = fs::symlink_metadata(path)?.is_dir();
+    let top = match is_dir {
+        true => ".".to_owned(),
+        false => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let mut spool = tempfile::tempfile_in(into).context("creating a temporary file")?;
+    tokio::task::block_in_place(|| -> anyhow::Result<PathBuf> {
+        super::stage_fs::archive_tree(path, &top, &mut std::io::BufWriter::new(&mut spool))?;
+        unpack_archive(spool, is_dir, whole_image, into)
+    })
+}
+
+/// Unpacks an archive of a mount's source (the directory's contents as `./…`, or a file by
+/// its name) into `into/root`, with its owners and modes; returns the directory or file.
+fn unpack_archive(
+    mut spool: fs::File,
+    is_dir: bool,
+    whole_image: bool,
+    into: &Path,
+) -> anyhow::Result<PathBuf> {
+    let root = into.join("root");
+    fs::create_dir(&root)?;
+    spool.seek(SeekFrom::Start(0))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(spool));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
+    archive.set_unpack_xattrs(true);
+    archive.set_overwrite(true);
+    let mut top = None;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.into_owned();
+        let relative: PathBuf = name
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if relative.as_os_str().is_empty() {
+            // The directory itself: the mount's root gets its owner and mode.
+            let header = entry.header();
+            fs::set_permissions(&root, fs::Permissions::from_mode(header.mode()? & 0o7777))?;
+            if rustix::process::geteuid().is_root() {
+                chown(
+                    &root,
+                    Some(header.uid()? as u32),
+                    Some(header.gid()? as u32),
+                )?;
+            }
+            continue;
+        }
+        // The engine adds it to every container; a stage's image has none.
+        if whole_image && relative == Path::new(".dockerenv") {
+            continue;
+        }
+        if !is_dir {
+            if entry.header().entry_type().is_symlink() {
+                anyhow::bail!("is a symlink; mount what it points to");
+            }
+            top.get_or_insert_with(|| root.join(&relative));
+        }
+        entry.unpack_in(&root)?;
+    }
+    Ok(match top {
+        Some(file) => file,
+        None => root,
+    })
 }
 
 /// Whether the engine runs on this machine: host paths can only be mounted there.

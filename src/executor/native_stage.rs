@@ -43,6 +43,21 @@ pub(super) struct Native {
 }
 
 impl Native {
+    /// Ctrl-C and SIGTERM delete this process's runtime containers (and the engine's, when
+    /// one is connected) before the process exits; its mounts are detached by the next
+    /// build's clean-up ([`SnapshotStore::recover`]).
+    pub fn exit_on_interrupt(&self, engine: Option<engine::Engine>) -> anyhow::Result<()> {
+        let runtime = self.runtime.clone();
+        let state_dir = self.state_dir.clone();
+        engine::cleanup::exit_on_interrupt_with(async move {
+            let _ = runtime.remove_process_containers(&state_dir).await;
+            if let Some(engine) = engine {
+                let _ = engine.remove_process_containers().await;
+            }
+        })?;
+        Ok(())
+    }
+
     /// The runtime the steps run on, as the build's summary names it.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
@@ -70,28 +85,9 @@ impl Native {
 
 /// What in this build the native executor cannot do yet, said as `auto`'s fallback line
 /// and `--executor native`'s refusal put it; `None` when it can do all of it.
-pub(super) fn unsupported(
-    request: &crate::request::BuildRequest,
-    graph: &crate::frontend::stages::BuildGraph,
-) -> Option<String> {
-    use crate::frontend::instructions::{Instruction, MountKind};
-    if !request.cache_from.is_empty() || !request.cache_to.is_empty() {
-        return Some("--cache-from and --cache-to".to_owned());
-    }
-    let seeds_cache = graph.needed.iter().any(|&i| {
-        graph
-            .stage(i)
-            .commands
-            .iter()
-            .any(|c| match &c.instruction {
-                Instruction::Run(run) => run
-                    .mounts
-                    .iter()
-                    .any(|m| m.kind == MountKind::Cache && m.from.is_some()),
-                _ => false,
-            })
-    });
-    seeds_cache.then(|| "RUN --mount=type=cache,from=…".to_owned())
+pub(super) fn unsupported(request: &crate::request::BuildRequest) -> Option<String> {
+    (!request.cache_from.is_empty() || !request.cache_to.is_empty())
+        .then(|| "--cache-from and --cache-to".to_owned())
 }
 
 /// The native backend: the stage's chain of snapshots so far, bottom first.
@@ -209,6 +205,13 @@ impl StageBackend for NativeStage<'_> {
     ) -> anyhow::Result<(StepRecord, UsedResult)> {
         let key = inputs.key();
         let store = self.native.store.clone();
+        if self.builder.request.no_cache
+            && let Some(old) = store.step(&key)?
+        {
+            // The step ran again (`--no-cache`): its new result replaces the old one, unless
+            // another build is using that one (then both builds keep it).
+            let _ = store.remove(&old);
+        }
         let snapshot = tokio::task::block_in_place(|| store.commit(active, &key))?;
         self.chain = self.native.store.chain(&snapshot)?;
         let record = StepRecord {
@@ -367,7 +370,7 @@ impl Builder {
             .tempdir_in(&native.bundles)
             .context("creating a bundle directory for a RUN")?;
         let reporter: Arc<dyn crate::progress::Reporter> = self.reporter.clone();
-        native
+        let ran = native
             .runtime
             .run(
                 &native.state_dir,
@@ -375,7 +378,12 @@ impl Builder {
                 &run_spec,
                 &mut |line: engine::OutputLine<'_>| reporter.log(id, line.text),
             )
-            .await?;
+            .await;
+        if ran.is_err() && engine::cleanup::interrupted() {
+            // Killed by the interrupt handler, which exits the process when it is done.
+            match engine::cleanup::wait_for_exit().await {}
+        }
+        ran?;
         Ok(())
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn select(
     decide(choice, unsupported, &Host { cache_dir })
 }
 
-/// [`select`], with `auto`'s fallback said through `reporter`, once.
+/// [`select`], with `auto`'s fallback said through `reporter` in one plain line.
 pub(crate) fn select_reported(
     choice: ExecutorChoice,
     cache_dir: &Path,
@@ -77,7 +77,7 @@ pub(crate) fn select_reported(
         fallback: Some(why),
     } = &selected
     {
-        reporter.warning(&format!("executor: engine ({why})"));
+        reporter.note(&format!("executor: engine ({why})"));
     }
     Ok(selected)
 }
@@ -365,20 +365,30 @@ mod tests {
     }
 
     #[test]
-    fn the_fallback_is_one_warning() {
+    fn the_fallback_is_one_plain_line() {
         #[derive(Default)]
-        struct Warnings(std::sync::Mutex<Vec<String>>);
-        impl Reporter for Warnings {
+        struct Lines(std::sync::Mutex<Vec<String>>);
+        impl Reporter for Lines {
             fn warning(&self, message: &str) {
-                self.0.lock().unwrap().push(message.to_owned());
+                self.0.lock().unwrap().push(format!("WARNING: {message}"));
+            }
+            fn summary(&self, line: &str) {
+                self.0.lock().unwrap().push(line.to_owned());
             }
         }
-        let warnings = Warnings::default();
+        let lines = Lines::default();
         let tmp = tempfile::tempdir().unwrap();
-        let selected =
-            select_reported(ExecutorChoice::Engine, tmp.path(), None, &warnings).unwrap();
+        let selected = select_reported(ExecutorChoice::Engine, tmp.path(), None, &lines).unwrap();
         assert_eq!(selected, Selected::Engine { fallback: None });
-        assert!(warnings.0.lock().unwrap().is_empty());
+        assert!(lines.0.lock().unwrap().is_empty());
+        // What this build needs that native cannot do yet: `auto` says so once, plainly.
+        let selected =
+            select_reported(ExecutorChoice::Auto, tmp.path(), Some("X"), &lines).unwrap();
+        assert!(matches!(selected, Selected::Engine { fallback: Some(_) }));
+        assert_eq!(
+            *lines.0.lock().unwrap(),
+            ["executor: engine (the native executor does not support X yet)"]
+        );
         // `engine` probes nothing: not even the snapshot store is made.
         assert!(!tmp.path().join(crate::cache::snapshot::LAYOUT).exists());
     }

@@ -242,7 +242,7 @@ impl StageFs for RootFs {
 ///
 /// Written here because the `tar` crate's `append_dir_all` neither links hard links nor
 /// keeps capabilities, and sorts nothing.
-fn archive_tree(source: &Path, top: &str, out: &mut impl Write) -> io::Result<()> {
+pub(super) fn archive_tree(source: &Path, top: &str, out: &mut impl Write) -> io::Result<()> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     builder.follow_symlinks(false);

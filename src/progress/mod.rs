@@ -44,6 +44,10 @@ pub trait Reporter: Send + Sync {
     fn failed(&self, _id: VertexId, _elapsed: Duration) {}
     /// Something the user should know that does not stop the build.
     fn warning(&self, _message: &str) {}
+    /// A plain line about how the build runs (which executor, and why), not a warning.
+    fn note(&self, message: &str) {
+        self.summary(message);
+    }
     /// A final line (image name, digest, size, cache figures).
     fn summary(&self, _line: &str) {}
     /// The figures of a finished build, for reporters that record them (`rawjson`).
