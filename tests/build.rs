@@ -419,11 +419,7 @@ fn interrupted_build_leaves_nothing(executor: &str) {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let state_dir = project.cache.path().join("runc-v1");
-    let containers = || match executor {
-        "engine" => support::containers_of(pid),
-        _ => runtime_containers_of(&state_dir, pid),
-    };
+    let containers = || support::containers_of_executor(executor, project.cache.path(), pid);
     let deadline = Instant::now() + Duration::from_secs(60);
     while containers().is_empty() || (executor == "engine" && !running(pid)) {
         assert!(
@@ -453,27 +449,11 @@ fn interrupted_build_leaves_nothing(executor: &str) {
         "{executor}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let cache = project.cache.path().display().to_string();
-    assert!(
-        !mounts.contains(&cache),
-        "{executor}: a mount is left in the cache dir:\n{mounts}"
+    assert_eq!(
+        support::mounts_in(project.cache.path()),
+        Vec::<String>::new(),
+        "{executor}: a mount is left in the cache dir"
     );
-}
-
-/// The OCI runtime's containers of process `pid` in `state_dir`.
-fn runtime_containers_of(state_dir: &Path, pid: u32) -> Vec<String> {
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(state_dir)
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|id| id.split('-').nth(3) == Some(pid.to_string().as_str()))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Whether a container of `pid` is running.

@@ -162,30 +162,55 @@ fn assert_cache_consistent(cache: &Path) {
 
 #[test]
 fn killed_in_a_run_step_leaves_containers_the_next_build_reaps() {
+    for executor in ["engine", "native"] {
+        killed_in_a_run_step(executor);
+    }
+}
+
+/// SIGKILL in a RUN leaves its container (the engine's, or the OCI runtime's) and, natively,
+/// the step's mount; the next build with the cache dir removes both.
+fn killed_in_a_run_step(executor: &str) {
     let project = Project::new(
-        "FROM BUSYBOX AS b\nRUN sleep 60\nFROM BUSYBOX\nCOPY --from=b /etc/hostname /h\n",
+        "FROM BUSYBOX AS b\nRUN sleep 60\nFROM BUSYBOX\nCOPY --from=b /etc/passwd /h\n",
     );
     let layout = project.path("layout");
     let output = format!("type=oci,dest={}", layout.display());
     let iid = project.path("iid");
-    let extra = ["--output", &output, "--iidfile", iid.to_str().unwrap()];
+    let extra = [
+        "--executor",
+        executor,
+        "--output",
+        &output,
+        "--iidfile",
+        iid.to_str().unwrap(),
+    ];
+    let cache = project.cache.path().to_path_buf();
+    let containers = |pid| support::containers_of_executor(executor, &cache, pid);
     let pid = project.kill_when(&extra, "the RUN container existed", |pid| {
-        !support::containers_of(pid).is_empty()
+        !containers(pid).is_empty()
     });
     assert_eq!(
-        support::containers_of(pid).len(),
+        containers(pid).len(),
         1,
-        "SIGKILL leaves the RUN's container behind"
+        "{executor}: SIGKILL leaves the RUN's container behind"
     );
     assert!(
         !layout.exists() && !iid.exists(),
-        "a killed build wrote outputs"
+        "{executor}: a killed build wrote outputs"
     );
-    // The next build (another RUN, so it needs the engine) removes the killed run's container.
+    // The next build (another RUN) removes the killed run's container.
     project
         .dockerfile("FROM BUSYBOX AS b\nRUN echo ok > /ok\nFROM BUSYBOX\nCOPY --from=b /ok /ok\n");
     project.build_ok(&extra);
-    assert_reaped(pid);
+    match executor {
+        "engine" => assert_reaped(pid),
+        _ => assert_eq!(containers(pid), Vec::<String>::new(), "{executor}"),
+    }
+    assert_eq!(
+        support::mounts_in(&cache),
+        Vec::<String>::new(),
+        "{executor}: mounts left in the cache dir"
+    );
     assert!(layout.join("index.json").is_file() && iid.is_file());
     assert_cache_consistent(project.cache.path());
 }
@@ -462,14 +487,26 @@ fn secret_dirs_of(pid: u32) -> Vec<PathBuf> {
 
 #[test]
 fn a_secret_copy_does_not_outlive_a_killed_or_interrupted_build() {
+    for executor in ["engine", "native"] {
+        secret_copy_does_not_outlive(executor);
+    }
+}
+
+fn secret_copy_does_not_outlive(executor: &str) {
     let project = Project::new(
         "FROM BUSYBOX AS b\nRUN --mount=type=secret,id=tok sleep 60\n\
-         FROM BUSYBOX\nCOPY --from=b /etc/hostname /h\n",
+         FROM BUSYBOX\nCOPY --from=b /etc/passwd /h\n",
     );
     let secret = project.path("tok");
     fs::write(&secret, "hostile-crash-secret").unwrap();
-    let extra = ["--secret", &format!("id=tok,src={}", secret.display())];
-    let running = |pid| !support::containers_of(pid).is_empty();
+    let extra = [
+        "--executor",
+        executor,
+        "--secret",
+        &format!("id=tok,src={}", secret.display()),
+    ];
+    let cache = project.cache.path().to_path_buf();
+    let running = |pid| !support::containers_of_executor(executor, &cache, pid).is_empty();
 
     // SIGKILL runs nothing: the copy stays until the next build, which removes it.
     let killed = project.kill_when(&extra, "the RUN with the secret started", running);
@@ -478,15 +515,14 @@ fn a_secret_copy_does_not_outlive_a_killed_or_interrupted_build() {
         1,
         "no secret copy to clean up"
     );
-    project
-        .dockerfile("FROM BUSYBOX AS b\nRUN true\nFROM BUSYBOX\nCOPY --from=b /etc/hostname /h\n");
-    project.build_ok(&[]);
-    assert_eq!(secret_dirs_of(killed), Vec::<PathBuf>::new());
+    project.dockerfile("FROM BUSYBOX AS b\nRUN true\nFROM BUSYBOX\nCOPY --from=b /etc/passwd /h\n");
+    project.build_ok(&["--executor", executor]);
+    assert_eq!(secret_dirs_of(killed), Vec::<PathBuf>::new(), "{executor}");
 
     // SIGINT: the handler removes it before the process exits.
     project.dockerfile(
         "FROM BUSYBOX AS b\nRUN --mount=type=secret,id=tok sleep 61\n\
-         FROM BUSYBOX\nCOPY --from=b /etc/hostname /h\n",
+         FROM BUSYBOX\nCOPY --from=b /etc/passwd /h\n",
     );
     let mut child = project
         .command(&extra)
@@ -504,6 +540,6 @@ fn a_secret_copy_does_not_outlive_a_killed_or_interrupted_build() {
     assert_eq!(secret_dirs_of(pid).len(), 1);
     let raw = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
     rustix::process::kill_process(raw, rustix::process::Signal::INT).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(130));
-    assert_eq!(secret_dirs_of(pid), Vec::<PathBuf>::new());
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{executor}");
+    assert_eq!(secret_dirs_of(pid), Vec::<PathBuf>::new(), "{executor}");
 }

@@ -190,6 +190,8 @@ pub async fn build(
         &request.publish.registry,
         credentials,
     )?);
+    // Secret files of an earlier run that was killed go before this one starts.
+    mounts::remove_abandoned_secrets();
     let unsupported = native_stage::unsupported(&request);
     let native = match select::select_reported(
         request.executor,
@@ -309,10 +311,8 @@ async fn connect_engine_if_needed(
         return Ok(None);
     }
     let engine = Engine::connect().await?;
-    // Containers and secret files of an earlier run that was killed are removed before this
-    // one starts.
+    // Containers of an earlier run that was killed are removed before this one starts.
     let _ = engine.reap_leftovers().await;
-    mounts::remove_abandoned_secrets();
     // Ctrl-C and SIGTERM remove this run's containers before the process exits (with the
     // native executor, its handler does: `Native::exit_on_interrupt`).
     if !native {

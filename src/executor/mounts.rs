@@ -164,10 +164,10 @@ impl Builder {
                 }
                 None => None,
             };
-            if let (None, Some(path), Some(view)) = (&seed_cache, &native_path, view) {
+            if let (None, Some(path)) = (&seed_cache, &native_path) {
                 // A bind mount of the stage's own files, in place.
                 out.paths.insert(i, path.clone());
-                out._views.push(view);
+                out._views.extend(view);
                 continue;
             }
             let copy = tempfile::Builder::new()

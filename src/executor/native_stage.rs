@@ -99,6 +99,44 @@ struct NativeStage<'a> {
     chain: Vec<Snapshot>,
 }
 
+impl NativeStage<'_> {
+    /// The step's snapshot made from what the engine executor recorded: its layer, when the
+    /// blob store has it (an export took it out of the engine), or nothing when its commit
+    /// changed nothing.
+    fn snapshot_of_record(
+        &self,
+        key: &str,
+        record: &StepRecord,
+    ) -> anyhow::Result<Option<Snapshot>> {
+        let store = &self.native.store;
+        let layer = match (&record.layer, record.adds_layer) {
+            (Some(layer), _) => layer,
+            (None, Some(false)) => {
+                let active = store.prepare(&self.chain)?;
+                return Ok(Some(store.commit(active, key)?));
+            }
+            (None, _) => return Ok(None),
+        };
+        let (Ok(digest), Ok(diff_id)) = (
+            layer.digest.parse::<Digest>(),
+            layer.diff_id.parse::<Digest>(),
+        ) else {
+            return Ok(None);
+        };
+        let Some(encoding) = LayerEncoding::from_media_type(&layer.media_type) else {
+            return Ok(None);
+        };
+        let Ok(blob) = std::fs::File::open(self.builder.oci_blobs.path(&digest)) else {
+            return Ok(None);
+        };
+        let blob = std::io::BufReader::with_capacity(1 << 20, blob);
+        let snapshot = tokio::task::block_in_place(|| {
+            store.step_from_layer(key, &self.chain, &diff_id, encoding, blob)
+        })?;
+        Ok(Some(snapshot))
+    }
+}
+
 impl StageBackend for NativeStage<'_> {
     type Hit = Snapshot;
     type Ran = ActiveSnapshot;
@@ -160,10 +198,11 @@ impl StageBackend for NativeStage<'_> {
         }
         Ok(Found::Miss(match b.lookup(identity, position, inputs) {
             super::steps::Lookup::Miss { reason } => reason,
-            super::steps::Lookup::Hit(_) => {
-                "the step last ran on the engine executor, whose result is not a snapshot"
-                    .to_owned()
-            }
+            super::steps::Lookup::Hit(record) => match self.snapshot_of_record(&key, &record)? {
+                Some(snapshot) => return Ok(Found::Hit(snapshot)),
+                None => "the cache has the step, but neither its snapshot nor its layer is here"
+                    .to_owned(),
+            },
         }))
     }
 

@@ -236,6 +236,41 @@ pub fn busybox_in_registry() -> String {
     .clone()
 }
 
+/// The OCI runtime's containers of imgbuild process `pid` in the cache dir `cache`.
+pub fn runtime_containers_of(cache: &Path, pid: u32) -> Vec<String> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(cache.join("runc-v1"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|id| id.split('-').nth(3) == Some(pid.to_string().as_str()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The containers of imgbuild process `pid` for `executor`: the engine's, or the OCI
+/// runtime's in the cache dir `cache`.
+pub fn containers_of_executor(executor: &str, cache: &Path, pid: u32) -> Vec<String> {
+    match executor {
+        "engine" => containers_of(pid),
+        _ => runtime_containers_of(cache, pid),
+    }
+}
+
+/// Whether anything is mounted in `dir` (a build's cache dir, after clean-up).
+pub fn mounts_in(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&dir))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Containers of the imgbuild process `pid` that still exist (its containers are named
 /// `imgbuild-BOOT-PIDNS-PID-START-N`).
 pub fn containers_of(pid: u32) -> Vec<String> {

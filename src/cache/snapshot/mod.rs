@@ -251,6 +251,28 @@ impl SnapshotStore {
         })
     }
 
+    /// The snapshot of step `key` on top of `lowers`, made from the layer the step left
+    /// (`blob`, compressed as `encoding`; checked against `diff_id`): a step another
+    /// executor ran, or an imported cache holds. OCI whiteouts become overlay whiteouts.
+    pub fn step_from_layer(
+        &self,
+        key: &str,
+        lowers: &[Snapshot],
+        diff_id: &Digest,
+        encoding: LayerEncoding,
+        blob: impl Read,
+    ) -> Result<Snapshot> {
+        let active = self.prepare(lowers)?;
+        let upper = active.upper();
+        // `unpack_into` makes the upper directory itself.
+        fs::remove_dir(&upper).with_path("replacing", &upper)?;
+        let dir = upper
+            .parent()
+            .ok_or_else(|| Error::Invalid(format!("{} has no parent", upper.display())))?;
+        unpack_into(dir, diff_id, encoding, blob)?;
+        self.commit(active, key)
+    }
+
     /// Keeps `active`'s upper directory as the snapshot of the step with cache key `key`
     /// (nothing is copied). If the store already has one for `key` (another build
     /// committed it first), that one is kept and returned.
