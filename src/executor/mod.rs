@@ -254,8 +254,9 @@ pub async fn build(
     let layers = image.layers().len();
     builder.publish(image.clone()).await?;
     builder.export_caches().await?;
-    if builder.native.is_some() {
-        // Snapshots beyond the budget go, least recently used first; never one in use.
+    if builder.native.is_some() && builder.misses.load(Ordering::Relaxed) > 0 {
+        // Snapshots beyond the budget go, least recently used first; never one in use. (A
+        // build that ran nothing added nothing: the walk over the store is skipped.)
         let cache_dir = builder.request.cache_dir.clone();
         let pruned = tokio::task::block_in_place(|| {
             select::prune_after_build(&cache_dir, select::DEFAULT_SNAPSHOT_BUDGET)
