@@ -122,19 +122,7 @@ pub(super) fn open_dir(
                 _ => return Err(WalkError::NotDir { depth }),
             },
             Err(Errno::NOENT) if create => {
-                rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755))
-                    .map_err(|e| WalkError::Io(e.into()))?;
-                // Explicit: the umask must not decide, and the creator may not be root.
-                rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(0o755), AtFlags::empty())
-                    .map_err(|e| WalkError::Io(e.into()))?;
-                rustix::fs::chownat(
-                    &dir,
-                    name,
-                    Some(rustix::fs::Uid::ROOT),
-                    Some(rustix::fs::Gid::ROOT),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| WalkError::Io(e.into()))?;
+                make_parent_dir(dir.as_fd(), name).map_err(|e| WalkError::Io(e.into()))?;
             }
             Err(Errno::NOENT) => return Err(WalkError::Missing { depth }),
             Err(e) => return Err(WalkError::Io(e.into())),
@@ -193,25 +181,26 @@ pub(super) fn open_dir_in_root(
     };
     for (i, part) in parts.iter().enumerate().skip(depth) {
         let name = OsStr::from_bytes(part);
-        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
-            // A dangling symlink there: refused, as it would make a directory elsewhere.
-            Ok(()) => {}
-            Err(e) => return Err(failed(e, i + 1)),
-        }
-        rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(0o755), AtFlags::empty())
-            .map_err(|e| WalkError::Io(e.into()))?;
-        rustix::fs::chownat(
-            &dir,
-            name,
-            Some(rustix::fs::Uid::ROOT),
-            Some(rustix::fs::Gid::ROOT),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| WalkError::Io(e.into()))?;
+        // A dangling symlink there fails: it would make a directory elsewhere.
+        make_parent_dir(dir.as_fd(), name).map_err(|e| failed(e, i + 1))?;
         dir = rustix::fs::openat(&dir, name, dir_flags(), Mode::empty())
             .map_err(|e| failed(e, i + 1))?;
     }
     Ok(dir)
+}
+
+/// Makes directory `name` in `dir` as Docker makes the parents an archive leaves out: mode
+/// 0755 (explicitly: the umask must not decide) and owned by root (the creator may not be).
+fn make_parent_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))?;
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o755), AtFlags::empty())?;
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::fs::Uid::ROOT),
+        Some(rustix::fs::Gid::ROOT),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
 }
 
 fn dir_flags() -> OFlags {
