@@ -603,20 +603,19 @@ impl Builder {
         let mut layers = Vec::new();
         let mut with_layer = HashSet::new();
         for (snapshot, owner) in steps.iter().zip(owners) {
-            let changed = std::fs::read_dir(snapshot.path())
-                .with_context(|| format!("reading {}", snapshot.path().display()))?
-                .next()
-                .is_some();
-            if !changed {
-                continue;
-            }
-            let options = LayerOptions::new(self.request.publish.compression, self.epoch());
-            let blobs = self.oci_blobs.clone();
-            let layer = tokio::task::block_in_place(|| {
-                crate::cache::snapshot::write_upper_layer(snapshot.path(), blobs, options)
+            // A step that changed nothing makes no layer, as in the engine.
+            let written = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+                let mut builder = self.layer_builder();
+                crate::cache::snapshot::add_upper(&mut builder, snapshot.path())?;
+                Ok(match builder.is_empty() {
+                    true => None,
+                    false => Some(builder.write()?),
+                })
             })?;
-            layers.push(layer);
-            with_layer.insert(owner);
+            if let Some(layer) = written {
+                layers.push(layer);
+                with_layer.insert(owner);
+            }
         }
         Ok((layers, with_layer))
     }

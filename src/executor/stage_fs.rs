@@ -265,7 +265,7 @@ pub(super) fn archive_tree(source: &Path, top: &str, out: &mut impl Write) -> io
             }
         }
         if ft.is_file()
-            && let Ok(Some(cap)) = xattr(&path, "security.capability")
+            && let Ok(Some(cap)) = crate::cache::snapshot::xattr(&path, "security.capability")
         {
             builder.append_pax_extensions([("SCHILY.xattr.security.capability", &cap[..])])?;
         }
@@ -318,19 +318,6 @@ fn header_of(meta: &std::fs::Metadata, kind: tar::EntryType) -> tar::Header {
     header.set_gid(u64::from(meta.gid()));
     header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
     header
-}
-
-/// An extended attribute of `path` (not following a symlink); `None` when it has none.
-fn xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
-    match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
-        Ok(n) => {
-            buf.truncate(n);
-            Ok(Some(buf))
-        }
-        Err(Errno::NODATA | Errno::OPNOTSUPP) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ pub fn write_upper_layer(
 
 /// An extended attribute of `path` (not following a symlink); `None` when it has none or
 /// the file system keeps none.
-fn xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+pub fn xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
         match rustix::fs::lgetxattr(path, name, &mut buf[..]) {

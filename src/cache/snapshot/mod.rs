@@ -39,7 +39,7 @@ mod testutil;
 
 pub use active::{ActiveSnapshot, Mounted, MountedSnapshot};
 pub use decode::LayerEncoding;
-pub use diff::{add_upper, write_upper_layer};
+pub use diff::{add_upper, write_upper_layer, xattr};
 pub use error::{Error, Result};
 pub use prune::Pruned;
 pub use recover::Recovered;
