@@ -22,26 +22,30 @@ fn bases() -> &'static BaseImages {
     BASES.get_or_init(base_images)
 }
 
-/// A CI runner: a fresh checkout of `sources` and an empty cache directory.
+/// A CI runner: a fresh checkout of `sources` and an empty cache directory, building with
+/// `executor` (`native` or `engine`).
 struct Runner {
     checkout: tempfile::TempDir,
     cache: tempfile::TempDir,
+    executor: &'static str,
 }
 
 impl Runner {
-    fn new(sources: &Path) -> Runner {
+    fn new(sources: &Path, executor: &'static str) -> Runner {
         let checkout = tempdir();
         base_common::copy_checkout(sources, checkout.path());
         Runner {
             checkout,
             cache: tempdir(),
+            executor,
         }
     }
 
-    fn with_dockerfile(text: &str) -> Runner {
+    fn with_dockerfile(text: &str, executor: &'static str) -> Runner {
         let runner = Runner {
             checkout: tempdir(),
             cache: tempdir(),
+            executor,
         };
         runner.write("Dockerfile", text);
         runner
@@ -62,6 +66,7 @@ impl Runner {
     fn build(&self, args: &[&str]) -> Output {
         Command::new(imgbuild_bin())
             .args(["build", "--progress", "plain", "--network", "host"])
+            .args(["--executor", self.executor])
             .arg("--cache-dir")
             .arg(self.cache.path().join("imgbuild"))
             .args(args)
@@ -183,9 +188,22 @@ fn local_cache_index(dir: &Path) -> serde_json::Value {
 /// The acceptance scenario of issue #7: runner A builds the showcase and exports its
 /// cache to the registry; runner B, fresh, after a source-only change, gets the
 /// dependency steps from that cache (the stamp the deps step wrote is runner A's) and the
-/// same image digest as runner A for the same change.
+/// same image digest as runner A for the same change. Each executor exports for the other
+/// to import: a step cached by one is a hit for the other.
 #[test]
-fn a_fresh_runner_reuses_the_dependency_steps_through_the_registry() {
+fn a_fresh_native_runner_reuses_the_engine_runners_dependency_steps() {
+    a_fresh_runner_reuses_the_dependency_steps_through_the_registry("engine", "native");
+}
+
+#[test]
+fn a_fresh_engine_runner_reuses_the_native_runners_dependency_steps() {
+    a_fresh_runner_reuses_the_dependency_steps_through_the_registry("native", "engine");
+}
+
+fn a_fresh_runner_reuses_the_dependency_steps_through_the_registry(
+    exporter: &'static str,
+    importer: &'static str,
+) {
     let bases = bases();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/elixir-hello");
     let reference = cache_ref("elixir-cache");
@@ -223,7 +241,7 @@ fn a_fresh_runner_reuses_the_dependency_steps_through_the_registry() {
     };
 
     // Runner A: a cold build, exporting its cache.
-    let a = Runner::new(&fixture);
+    let a = Runner::new(&fixture, exporter);
     let first = run(&a, &["--output", &a.layout("out"), "--cache-to", &cache_to]);
     assert!(
         first.contains(&format!("exporting cache to {reference}")),
@@ -232,7 +250,7 @@ fn a_fresh_runner_reuses_the_dependency_steps_through_the_registry() {
     let stamp_a = stamp(&a, &[]);
 
     // Runner B: fresh, after a source-only change, with runner A's cache.
-    let b = Runner::new(&fixture);
+    let b = Runner::new(&fixture, importer);
     change_source(&b);
     let cache_from = format!("type=registry,ref={reference}");
     let on_b = run(
@@ -270,9 +288,22 @@ fn a_fresh_runner_reuses_the_dependency_steps_through_the_registry() {
 
 /// A fresh runner restores `RUN --mount=type=cache` directories from a local cache
 /// directory (as actions/cache keeps one), `mode=min` exports only the packaging steps, and
-/// a rebuild from the cache alone needs no step to run.
+/// a rebuild from the cache alone needs no step to run; each executor importing what the
+/// other exported.
 #[test]
-fn cache_mounts_and_layers_travel_through_a_local_directory() {
+fn cache_mounts_and_layers_travel_from_the_native_executor_to_the_engine() {
+    cache_mounts_and_layers_travel_through_a_local_directory("native", "engine");
+}
+
+#[test]
+fn cache_mounts_and_layers_travel_from_the_engine_to_the_native_executor() {
+    cache_mounts_and_layers_travel_through_a_local_directory("engine", "native");
+}
+
+fn cache_mounts_and_layers_travel_through_a_local_directory(
+    exporter: &'static str,
+    importer: &'static str,
+) {
     let marker = unique_name("mounts");
     let dockerfile = format!(
         "FROM BUSYBOX AS build\n\
@@ -284,7 +315,7 @@ fn cache_mounts_and_layers_travel_through_a_local_directory() {
          FROM BUSYBOX\n\
          COPY --from=build /out /out\n"
     );
-    let a = Runner::with_dockerfile(&dockerfile);
+    let a = Runner::with_dockerfile(&dockerfile, exporter);
     let exported = a.cache.path().join("exported");
     let minimal = a.cache.path().join("minimal");
     let tag_a = unique_name("mounts-a");
@@ -319,7 +350,7 @@ fn cache_mounts_and_layers_travel_through_a_local_directory() {
     assert!(min["mounts"].as_array().unwrap().is_empty());
 
     // Runner B: another build argument, so the RUN misses; its cache mount comes back.
-    let b = Runner::with_dockerfile(&dockerfile);
+    let b = Runner::with_dockerfile(&dockerfile, importer);
     let tag_b = unique_name("mounts-b");
     let from = format!("type=local,src={}", exported.display());
     let on_b = b.build_ok(&[
@@ -344,7 +375,7 @@ fn cache_mounts_and_layers_travel_through_a_local_directory() {
     );
 
     // Runner C: the same build as A, from the cache alone.
-    let c = Runner::with_dockerfile(&dockerfile);
+    let c = Runner::with_dockerfile(&dockerfile, importer);
     let on_c = c.build_ok(&["--output", &c.layout("out"), "--cache-from", &from]);
     assert!(on_c.contains("3 of 3 steps cached, 0 run"), "{on_c}");
     let on_a_again = a.build_ok(&["--output", &a.layout("out")]);
@@ -394,7 +425,8 @@ fn http(method: &str, url: &str, accept: &str) -> (u16, BTreeMap<String, String>
 }
 
 /// A cache that is gone, corrupted or not a cache at all: the build still succeeds, with a
-/// warning saying why the cache was not used.
+/// warning saying why the cache was not used. (The engine exports and the native executor
+/// imports; what an import checks is the same code for both executors.)
 #[test]
 fn a_missing_corrupt_or_foreign_cache_is_a_warning() {
     let marker = unique_name("corrupt");
@@ -404,7 +436,7 @@ fn a_missing_corrupt_or_foreign_cache_is_a_warning() {
          FROM BUSYBOX\n\
          COPY --from=build /marker /marker\n"
     );
-    let a = Runner::with_dockerfile(&dockerfile);
+    let a = Runner::with_dockerfile(&dockerfile, "engine");
     let reference = cache_ref("corrupt");
     a.build_ok(&[
         "--output",
@@ -425,7 +457,7 @@ fn a_missing_corrupt_or_foreign_cache_is_a_warning() {
     assert_eq!(status, 200);
     let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let from = format!("type=registry,ref={reference}");
-    let fresh = || Runner::with_dockerfile(&dockerfile);
+    let fresh = || Runner::with_dockerfile(&dockerfile, "native");
 
     // Intact: the RUN is a hit.
     let r = fresh();

@@ -4,7 +4,9 @@
 //! file (type, mode, owner, size, content, link target, hard links; never mtimes) and in
 //! their run-time config. Each case runs twice: as written ("direct": imgbuild writes a
 //! RUN-less target stage itself) and with `RUN true` appended ("engine": the same steps run
-//! in the engine); imgbuild's two results must agree with each other too.
+//! in the executor); imgbuild's two results must agree with each other too. A case whose
+//! target stage has a RUN already runs it in the executor as written: it has only the
+//! direct variant.
 //!
 //! imgbuild builds each variant with both executors (`--executor native` and `engine`; the
 //! environment variable `IMGBUILD_CONFORMANCE_EXECUTORS=native,engine` narrows them), and
@@ -49,6 +51,9 @@ fn main() {
         }),
         Trial::test("cases-well-formed", || check_cases().map_err(Failed::from)),
         Trial::test("glob-match", || check_glob_match().map_err(Failed::from)),
+        Trial::test("target-stage-runs", || {
+            check_target_stage_runs().map_err(Failed::from)
+        }),
         Trial::test("static-http", || check_static_http().map_err(Failed::from)),
         Trial::test("config-compare", || {
             check_config_compare().map_err(Failed::from)
@@ -658,7 +663,11 @@ fn prepare(name: &str) -> Result<Prepared, String> {
         dockerfile.push('\n');
     }
     let mut variants = vec![Variant::Direct];
-    if case.engine_variant.unwrap_or(true) {
+    // A target stage with a RUN already runs in the executor as written: appending
+    // `RUN true` would build the same path again.
+    if case.engine_variant.unwrap_or(true)
+        && !target_stage_runs(&dockerfile, case.target.as_deref())
+    {
         variants.push(Variant::Engine);
     }
     let prepared = Prepared {
@@ -678,6 +687,53 @@ fn prepare(name: &str) -> Result<Prepared, String> {
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(prepared)
+}
+
+/// Whether the stage a case builds (`target`, else the last) has a RUN instruction. A line
+/// scan is enough for the cases' Dockerfiles: instructions start their line, and heredoc
+/// bodies are skipped.
+fn target_stage_runs(dockerfile: &str, target: Option<&str>) -> bool {
+    let mut stages: Vec<(Option<String>, bool)> = Vec::new();
+    let mut heredoc_end: Option<String> = None;
+    for line in dockerfile.lines() {
+        if let Some(end) = &heredoc_end {
+            if line.trim() == end {
+                heredoc_end = None;
+            }
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(first) = words.first() else { continue };
+        if let Some(word) = words.iter().find_map(|w| w.strip_prefix("<<")) {
+            let word = word
+                .trim_start_matches('-')
+                .trim_matches(|c| c == '"' || c == '\'');
+            if !word.is_empty() {
+                heredoc_end = Some(word.to_owned());
+            }
+        }
+        if first.eq_ignore_ascii_case("FROM") {
+            let name = match words.as_slice() {
+                [.., as_word, name] if as_word.eq_ignore_ascii_case("AS") => {
+                    Some(name.to_ascii_lowercase())
+                }
+                _ => None,
+            };
+            stages.push((name, false));
+        } else if first.eq_ignore_ascii_case("RUN")
+            && let Some(stage) = stages.last_mut()
+        {
+            stage.1 = true;
+        }
+    }
+    let target = target.map(str::to_ascii_lowercase);
+    let stage = match target {
+        Some(target) => stages
+            .iter()
+            .find(|(name, _)| name.as_ref() == Some(&target)),
+        None => stages.last(),
+    };
+    stage.is_some_and(|&(_, runs)| runs)
 }
 
 /// Copies a case's tree as a git checkout has it: files 0644, or 0755 when executable,
@@ -1040,6 +1096,37 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     matches(pattern.as_bytes(), text.as_bytes())
+}
+
+fn check_target_stage_runs() -> Result<(), String> {
+    let cases = [
+        ("FROM a\nCOPY x y\n", None, false),
+        ("FROM a\nrun true\n", None, true),
+        (
+            "FROM a AS b\nRUN true\nFROM c\nCOPY --from=b / /\n",
+            None,
+            false,
+        ),
+        ("FROM a AS b\nRUN true\nFROM c\nCOPY x y\n", Some("B"), true),
+        (
+            "FROM a\nCOPY <<EOF /x\nRUN not an instruction\nEOF\n",
+            None,
+            false,
+        ),
+        (
+            "FROM a\nCOPY <<-\"END\" /x\nRUN no\nEND\nRUN yes\n",
+            None,
+            true,
+        ),
+    ];
+    for (dockerfile, target, expected) in cases {
+        if target_stage_runs(dockerfile, target) != expected {
+            return Err(format!(
+                "target_stage_runs({dockerfile:?}, {target:?}) should be {expected}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_glob_match() -> Result<(), String> {

@@ -192,13 +192,7 @@ pub async fn build(
     )?);
     // Secret files of an earlier run that was killed go before this one starts.
     mounts::remove_abandoned_secrets();
-    let unsupported = native_stage::unsupported(&request);
-    let native = match select::select_reported(
-        request.executor,
-        &request.cache_dir,
-        unsupported.as_deref(),
-        &*reporter,
-    )? {
+    let native = match select::select_reported(request.executor, &request.cache_dir, &*reporter)? {
         select::Selected::Native { runtime } => {
             Some(native_stage::Native::open(&request.cache_dir, runtime).await?)
         }
@@ -254,6 +248,9 @@ pub async fn build(
     let layers = image.layers().len();
     builder.publish(image.clone()).await?;
     builder.export_caches().await?;
+    if let Some(native) = &builder.native {
+        native.release();
+    }
     if builder.native.is_some() && builder.misses.load(Ordering::Relaxed) > 0 {
         // Snapshots beyond the budget go, least recently used first; never one in use. (A
         // build that ran nothing added nothing: the walk over the store is skipped.)

@@ -8,8 +8,9 @@
 //!
 //! Keys are the engine backend's, so both executors name a step's result alike.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -20,9 +21,9 @@ use super::stage_fs::RootFs;
 use super::{Builder, StageBase, StageOutput};
 use crate::cache::remote::{StepKind as CachedKind, UsedResult};
 use crate::cache::snapshot::{
-    ActiveSnapshot, LayerEncoding, MountedSnapshot, Snapshot, SnapshotStore,
+    ActiveSnapshot, LayerEncoding, Lease, MountedSnapshot, Snapshot, SnapshotStore,
 };
-use crate::cache::{KeyInputs, StepRecord};
+use crate::cache::{KeyInputs, LayerRecord, StepRecord};
 use crate::context::{Selection, SelectionDigest};
 use crate::engine;
 use crate::plan::dispatch::{CopyFrom, RunStep, StagePlan, Step, StepKind};
@@ -40,6 +41,9 @@ pub(super) struct Native {
     state_dir: PathBuf,
     /// Where each RUN's bundle (`config.json`, hosts, resolv.conf) is written.
     bundles: PathBuf,
+    /// Every snapshot this build has used, held until the build ends, so that another
+    /// build's pruning or `--no-cache` cannot remove one between two steps.
+    held: Mutex<HashMap<String, Lease>>,
 }
 
 impl Native {
@@ -79,15 +83,32 @@ impl Native {
             runtime,
             state_dir,
             bundles,
+            held: Mutex::new(HashMap::new()),
         })
     }
-}
 
-/// What in this build the native executor cannot do yet, said as `auto`'s fallback line
-/// and `--executor native`'s refusal put it; `None` when it can do all of it.
-pub(super) fn unsupported(request: &crate::request::BuildRequest) -> Option<String> {
-    (!request.cache_from.is_empty() || !request.cache_to.is_empty())
-        .then(|| "--cache-from and --cache-to".to_owned())
+    /// Holds each snapshot of `chain` until [`Self::release`].
+    fn hold(&self, chain: &[Snapshot]) -> anyhow::Result<()> {
+        let mut held = super::lock(&self.held);
+        for snapshot in chain {
+            if !held.contains_key(snapshot.name()) {
+                held.insert(snapshot.name().to_owned(), self.store.lease(snapshot)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets go of the snapshots this build held: it is done with them.
+    pub fn release(&self) {
+        super::lock(&self.held).clear();
+    }
+
+    /// `snapshots` as the stage's chain: held for the rest of the build.
+    fn chain_of(&self, top: &Snapshot) -> anyhow::Result<Vec<Snapshot>> {
+        let chain = self.store.chain(top)?;
+        self.hold(&chain)?;
+        Ok(chain)
+    }
 }
 
 /// The native backend: the stage's chain of snapshots so far, bottom first.
@@ -100,20 +121,21 @@ struct NativeStage<'a> {
 }
 
 impl NativeStage<'_> {
-    /// The step's snapshot made from what the engine executor recorded: its layer, when the
-    /// blob store has it (an export took it out of the engine), or nothing when its commit
-    /// changed nothing.
+    /// The step's snapshot made from what the engine executor recorded (or an imported
+    /// cache held): its layer, when the blob store has it, or nothing when the step changed
+    /// nothing; with the step's result as an export takes it.
     fn snapshot_of_record(
         &self,
         key: &str,
         record: &StepRecord,
-    ) -> anyhow::Result<Option<Snapshot>> {
+    ) -> anyhow::Result<Option<(Snapshot, UsedResult)>> {
         let store = &self.native.store;
         let layer = match (&record.layer, record.adds_layer) {
             (Some(layer), _) => layer,
             (None, Some(false)) => {
                 let active = store.prepare(&self.chain)?;
-                return Ok(Some(store.commit(active, key)?));
+                let snapshot = store.commit(active, key)?;
+                return Ok(Some((snapshot, UsedResult::Layer(None))));
             }
             (None, _) => return Ok(None),
         };
@@ -133,12 +155,42 @@ impl NativeStage<'_> {
         let snapshot = tokio::task::block_in_place(|| {
             store.step_from_layer(key, &self.chain, &diff_id, encoding, blob)
         })?;
-        Ok(Some(snapshot))
+        Ok(Some((snapshot, UsedResult::Layer(Some(layer.clone())))))
+    }
+
+    /// The step from an imported cache (`--cache-from`): its layer fetched and unpacked
+    /// into a snapshot, never loaded into an engine; remembered in the local cache, so the
+    /// next build (with either executor) finds it here.
+    async fn imported(
+        &self,
+        identity: &str,
+        inputs: &KeyInputs,
+    ) -> anyhow::Result<Option<(Snapshot, UsedResult)>> {
+        let b = self.builder;
+        let Some(layer) = b.remote_layer(identity, inputs, CachedKind::Engine).await else {
+            return Ok(None);
+        };
+        let key = inputs.key();
+        let mut record = StepRecord {
+            key: key.clone(),
+            inputs: inputs.clone(),
+            image: None,
+            adds_layer: Some(layer.is_some()),
+            layer,
+            snapshot: None,
+        };
+        let Some((snapshot, result)) = self.snapshot_of_record(&key, &record)? else {
+            return Ok(None);
+        };
+        record.snapshot = Some(snapshot.name().to_owned());
+        b.remember(identity, &record);
+        Ok(Some((snapshot, result)))
     }
 }
 
 impl StageBackend for NativeStage<'_> {
-    type Hit = Snapshot;
+    /// The chain up to the step's snapshot (held), and the step's result as an export takes it.
+    type Hit = (Vec<Snapshot>, UsedResult);
     type Ran = ActiveSnapshot;
     type Output = StageOutput;
     const RESULT: StepResult = StepResult::EngineImage;
@@ -154,6 +206,7 @@ impl StageBackend for NativeStage<'_> {
                     .snapshots
                     .clone()
                     .context("a native stage built on a stage the engine built")?;
+                self.native.hold(&self.chain)?;
                 Ok(out.key)
             }
             StageBase::Image(name) => {
@@ -187,28 +240,41 @@ impl StageBackend for NativeStage<'_> {
         identity: &str,
         position: &str,
         inputs: &KeyInputs,
-    ) -> anyhow::Result<Found<Snapshot>> {
+    ) -> anyhow::Result<Found<Self::Hit>> {
         let b = self.builder;
         let key = inputs.key();
-        if !b.request.no_cache
-            && let Some(snapshot) = self.native.store.step(&key)?
-        {
+        let found = match b.request.no_cache {
+            true => None,
+            false => self.native.store.step(&key)?,
+        };
+        // Held at once: a snapshot another build removes before that is a miss.
+        if let Some(chain) = found.and_then(|snapshot| self.native.chain_of(&snapshot).ok()) {
             let _ = b.cache.set_last_inputs(identity, inputs);
-            return Ok(Found::Hit(snapshot));
+            return Ok(Found::Hit((chain, UsedResult::Snapshot)));
         }
-        Ok(Found::Miss(match b.lookup(identity, position, inputs) {
+        let reason = match b.lookup(identity, position, inputs) {
             super::steps::Lookup::Miss { reason } => reason,
             super::steps::Lookup::Hit(record) => match self.snapshot_of_record(&key, &record)? {
-                Some(snapshot) => return Ok(Found::Hit(snapshot)),
+                Some((snapshot, result)) => {
+                    return Ok(Found::Hit((self.native.chain_of(&snapshot)?, result)));
+                }
                 None => "the cache has the step, but neither its snapshot nor its layer is here"
                     .to_owned(),
             },
-        }))
+        };
+        Ok(match self.imported(identity, inputs).await? {
+            Some((snapshot, result)) => Found::Hit((self.native.chain_of(&snapshot)?, result)),
+            None => Found::Miss(reason),
+        })
     }
 
-    async fn apply(&mut self, _step: &Step, hit: Snapshot) -> anyhow::Result<UsedResult> {
-        self.chain = self.native.store.chain(&hit)?;
-        Ok(UsedResult::Layer(None))
+    async fn apply(
+        &mut self,
+        _step: &Step,
+        (chain, result): Self::Hit,
+    ) -> anyhow::Result<UsedResult> {
+        self.chain = chain;
+        Ok(result)
     }
 
     async fn run(
@@ -252,7 +318,7 @@ impl StageBackend for NativeStage<'_> {
             let _ = store.remove(&old);
         }
         let snapshot = tokio::task::block_in_place(|| store.commit(active, &key))?;
-        self.chain = self.native.store.chain(&snapshot)?;
+        self.chain = self.native.chain_of(&snapshot)?;
         let record = StepRecord {
             key,
             inputs: inputs.clone(),
@@ -261,7 +327,7 @@ impl StageBackend for NativeStage<'_> {
             adds_layer: None,
             snapshot: Some(snapshot.name().to_owned()),
         };
-        Ok((record, UsedResult::Layer(None)))
+        Ok((record, UsedResult::Snapshot))
     }
 
     fn finish(self, key: String) -> anyhow::Result<StageOutput> {
@@ -324,7 +390,44 @@ impl Builder {
                 store.unpack_layer(diff_id, encoding, blob)
             })?);
         }
+        native.hold(&chain)?;
         Ok(chain)
+    }
+
+    /// The layer of a build-stage step the native executor ran or found, for an export:
+    /// the one an earlier export wrote, else its snapshot's upper directory, written now
+    /// and remembered in the local cache (where the engine executor finds it too). `None`
+    /// when the step changed nothing.
+    pub(super) fn snapshot_step_layer(&self, key: &str) -> anyhow::Result<Option<LayerRecord>> {
+        let record = self.cache.get(key);
+        if let Some(record) = &record {
+            if record.adds_layer == Some(false) {
+                return Ok(None);
+            }
+            if let Some(layer) = &record.layer
+                && self.cached_layer(record).is_some_and(|l| l.is_some())
+            {
+                return Ok(Some(layer.clone()));
+            }
+        }
+        let native = self
+            .native
+            .as_ref()
+            .context("the native executor is not in use")?;
+        let snapshot = native
+            .store
+            .step(key)?
+            .with_context(|| format!("the snapshot of step {key} is gone"))?;
+        let layer = self.upper_layer(&snapshot)?.as_ref().map(LayerRecord::from);
+        if let Some(mut record) = record {
+            record.adds_layer = Some(layer.is_some());
+            record.layer = layer.clone();
+            if let Err(e) = self.cache.put(&record) {
+                self.reporter
+                    .warning(&format!("could not write the step cache: {e}"));
+            }
+        }
+        Ok(layer)
     }
 
     /// The file system `COPY --from` (or a `from=` mount) reads, mounted from snapshots:
@@ -358,6 +461,7 @@ impl Builder {
     ) -> anyhow::Result<()> {
         let sources = self.mount_sources(run).await?;
         let (spec, _guards) = self.run_spec(run, "", &sources)?;
+        self.restore_cache_mounts(id, run).await;
         let rootfs = mounted.root();
         let user = match spec.user.as_str() {
             // BuildKit runs a stage without USER as root, whatever the image says.

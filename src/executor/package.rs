@@ -603,21 +603,31 @@ impl Builder {
         let mut layers = Vec::new();
         let mut with_layer = HashSet::new();
         for (snapshot, owner) in steps.iter().zip(owners) {
-            // A step that changed nothing makes no layer, as in the engine.
-            let written = tokio::task::block_in_place(|| -> anyhow::Result<_> {
-                let mut builder = self.layer_builder();
-                crate::cache::snapshot::add_upper(&mut builder, snapshot.path())?;
-                Ok(match builder.is_empty() {
-                    true => None,
-                    false => Some(builder.write()?),
-                })
-            })?;
-            if let Some(layer) = written {
+            if let Some(layer) = self.upper_layer(snapshot)? {
                 layers.push(layer);
                 with_layer.insert(owner);
             }
         }
         Ok((layers, with_layer))
+    }
+}
+
+impl Builder {
+    /// A step snapshot's upper directory as a layer, written by the packaging stage's layer
+    /// writer (overlay whiteouts as OCI ones); `None` for a step that changed nothing,
+    /// which makes no layer, as in the engine.
+    pub(super) fn upper_layer(
+        &self,
+        snapshot: &crate::cache::snapshot::Snapshot,
+    ) -> anyhow::Result<Option<WrittenLayer>> {
+        tokio::task::block_in_place(|| {
+            let mut builder = self.layer_builder();
+            crate::cache::snapshot::add_upper(&mut builder, snapshot.path())?;
+            Ok(match builder.is_empty() {
+                true => None,
+                false => Some(builder.write()?),
+            })
+        })
     }
 }
 

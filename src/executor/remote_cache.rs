@@ -1,7 +1,8 @@
 //! The executor's side of `--cache-from` and `--cache-to` ([`crate::cache::remote`]): the
 //! journal of the steps a build used, cache mounts restored on a fresh machine before a
 //! RUN that uses them runs, and the export, which takes the layers of the steps that ran
-//! here out of the engine and snapshots the cache mounts.
+//! here out of the engine (or writes the native executor's snapshots as layers) and
+//! snapshots the cache mounts.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -130,23 +131,26 @@ impl Builder {
     ) -> anyhow::Result<Vec<CachedMount>> {
         let mut wanted: HashSet<String> = HashSet::new();
         let mut images: Vec<String> = Vec::new();
+        let mut snapshots = 0;
         for step in used.iter_mut() {
-            if let UsedResult::Engine { image, diff_id } = &step.result {
-                match diff_id {
-                    None => step.result = UsedResult::Layer(None),
-                    Some(d) if max || step.target => {
-                        wanted.insert(d.clone());
-                        images.push(image.clone());
-                    }
-                    Some(_) => {}
+            match &step.result {
+                UsedResult::Engine { diff_id: None, .. } => step.result = UsedResult::Layer(None),
+                UsedResult::Engine {
+                    image,
+                    diff_id: Some(d),
+                } if max || step.target => {
+                    wanted.insert(d.clone());
+                    images.push(image.clone());
                 }
+                UsedResult::Snapshot if max || step.target => snapshots += 1,
+                _ => {}
             }
         }
         let mount_ids = match max {
             true => remote::last_mount_uses(used),
             false => Vec::new(),
         };
-        if wanted.is_empty() && mount_ids.is_empty() {
+        if wanted.is_empty() && snapshots == 0 && mount_ids.is_empty() {
             return Ok(Vec::new());
         }
         let id = self.ids.next();
@@ -175,6 +179,17 @@ impl Builder {
                         let _ = self.cache.put(&local);
                     }
                     step.result = UsedResult::Layer(Some(record.clone()));
+                }
+            }
+            if snapshots > 0 {
+                self.reporter.log(
+                    id,
+                    &format!("the layers of {snapshots} step(s) of the native executor"),
+                );
+            }
+            for step in used.iter_mut() {
+                if matches!(step.result, UsedResult::Snapshot) && (max || step.target) {
+                    step.result = UsedResult::Layer(self.snapshot_step_layer(&step.key)?);
                 }
             }
             let mut mounts = Vec::new();

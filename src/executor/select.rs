@@ -56,30 +56,28 @@ impl std::fmt::Display for ExecutorUsed {
 }
 
 /// Decides the executor for `choice`, probing this machine (nothing for `engine`).
-/// `unsupported`: what in this build the native executor cannot do yet, if anything.
-pub(crate) fn select(
-    choice: ExecutorChoice,
-    cache_dir: &Path,
-    unsupported: Option<&str>,
-) -> Result<Selected, InputError> {
-    decide(choice, unsupported, &Host { cache_dir })
+pub(crate) fn select(choice: ExecutorChoice, cache_dir: &Path) -> Result<Selected, InputError> {
+    decide(choice, &Host { cache_dir })
 }
 
 /// [`select`], with `auto`'s fallback said through `reporter` in one plain line.
 pub(crate) fn select_reported(
     choice: ExecutorChoice,
     cache_dir: &Path,
-    unsupported: Option<&str>,
     reporter: &dyn Reporter,
 ) -> Result<Selected, InputError> {
-    let selected = select(choice, cache_dir, unsupported)?;
+    let selected = select(choice, cache_dir)?;
+    report_fallback(&selected, reporter);
+    Ok(selected)
+}
+
+fn report_fallback<R>(selected: &Selected<R>, reporter: &dyn Reporter) {
     if let Selected::Engine {
         fallback: Some(why),
-    } = &selected
+    } = selected
     {
         reporter.note(&format!("executor: engine ({why})"));
     }
-    Ok(selected)
 }
 
 /// What native execution needs, each asked at most once and only when the ones before
@@ -93,13 +91,9 @@ trait Probes {
 
 fn decide<P: Probes>(
     choice: ExecutorChoice,
-    unsupported: Option<&str>,
     probes: &P,
 ) -> Result<Selected<P::Runtime>, InputError> {
     let native = || -> Result<P::Runtime, String> {
-        if let Some(what) = unsupported {
-            return Err(format!("the native executor does not support {what} yet"));
-        }
         let uid = probes.euid();
         if uid != 0 {
             return Err(format!("native needs root; running as uid {uid}"));
@@ -283,7 +277,7 @@ mod tests {
             euid: 1000,
             ..Fake::able()
         };
-        let selected = decide(ExecutorChoice::Engine, None, &fake).unwrap();
+        let selected = decide(ExecutorChoice::Engine, &fake).unwrap();
         assert_eq!(selected, Selected::Engine { fallback: None });
         assert!(fake.asked().is_empty());
     }
@@ -291,7 +285,7 @@ mod tests {
     #[test]
     fn auto_is_native_when_everything_holds() {
         let fake = Fake::able();
-        let selected = decide(ExecutorChoice::Auto, None, &fake).unwrap();
+        let selected = decide(ExecutorChoice::Auto, &fake).unwrap();
         assert_eq!(
             selected,
             Selected::Native {
@@ -299,7 +293,7 @@ mod tests {
             }
         );
         assert_eq!(fake.asked(), ["euid", "runtime", "overlay"]);
-        let selected = decide(ExecutorChoice::Native, None, &fake).unwrap();
+        let selected = decide(ExecutorChoice::Native, &fake).unwrap();
         assert!(matches!(selected, Selected::Native { .. }));
     }
 
@@ -333,7 +327,7 @@ mod tests {
                 &["euid", "runtime", "overlay"][..],
             ),
         ] {
-            let selected = decide(ExecutorChoice::Auto, None, &fake).unwrap();
+            let selected = decide(ExecutorChoice::Auto, &fake).unwrap();
             assert_eq!(
                 selected,
                 Selected::Engine {
@@ -350,7 +344,7 @@ mod tests {
             runtime: Err(NO_RUNC),
             ..Fake::able()
         };
-        let err = decide(ExecutorChoice::Native, None, &fake).unwrap_err();
+        let err = decide(ExecutorChoice::Native, &fake).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("--executor native cannot run here: {NO_RUNC}")
@@ -378,16 +372,17 @@ mod tests {
         }
         let lines = Lines::default();
         let tmp = tempfile::tempdir().unwrap();
-        let selected = select_reported(ExecutorChoice::Engine, tmp.path(), None, &lines).unwrap();
+        let selected = select_reported(ExecutorChoice::Engine, tmp.path(), &lines).unwrap();
         assert_eq!(selected, Selected::Engine { fallback: None });
         assert!(lines.0.lock().unwrap().is_empty());
-        // What this build needs that native cannot do yet: `auto` says so once, plainly.
-        let selected =
-            select_reported(ExecutorChoice::Auto, tmp.path(), Some("X"), &lines).unwrap();
-        assert!(matches!(selected, Selected::Engine { fallback: Some(_) }));
+        // `auto`'s fallback: said once, plainly.
+        let fallback: Selected<()> = Selected::Engine {
+            fallback: Some(NO_RUNC.to_owned()),
+        };
+        report_fallback(&fallback, &lines);
         assert_eq!(
             *lines.0.lock().unwrap(),
-            ["executor: engine (the native executor does not support X yet)"]
+            [format!("executor: engine ({NO_RUNC})")]
         );
         // `engine` probes nothing: not even the snapshot store is made.
         assert!(!tmp.path().join(crate::cache::snapshot::LAYOUT).exists());

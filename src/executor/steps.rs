@@ -193,7 +193,7 @@ impl Builder {
     /// The step's layer from an imported cache, fetched into the blob store: `Some(None)`
     /// for a step that changed nothing, `None` when no cache has it (or it cannot be
     /// fetched: a warning).
-    async fn remote_layer(
+    pub(super) async fn remote_layer(
         &self,
         identity: &str,
         inputs: &KeyInputs,

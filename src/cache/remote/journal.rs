@@ -30,6 +30,9 @@ pub enum UsedResult {
         image: String,
         diff_id: Option<String>,
     },
+    /// A build-stage step the native executor ran or found: its layer is the upper
+    /// directory of the snapshot kept under its key, written out when an export needs it.
+    Snapshot,
 }
 
 /// Each cache mount the journal names, with the key of the last step that used it.

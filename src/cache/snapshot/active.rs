@@ -30,7 +30,7 @@ pub struct ActiveSnapshot {
     pub(super) dir: Option<LockedDir>,
     pub(super) lowers: Vec<Snapshot>,
     /// Shared locks on the lowers' directories.
-    pub(super) _leases: Vec<LockedDir>,
+    pub(super) _leases: Vec<super::Lease>,
     /// The store's empty directory, the lower of a snapshot on nothing (`FROM scratch`).
     pub(super) empty: PathBuf,
 }

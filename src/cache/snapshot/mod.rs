@@ -77,6 +77,12 @@ pub struct SnapshotStore {
     root: PathBuf,
 }
 
+/// A committed snapshot held in use ([`SnapshotStore::lease`]).
+#[derive(Debug)]
+pub struct Lease {
+    _dir: LockedDir,
+}
+
 /// A committed snapshot: a directory tree used as an overlay lower directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -214,22 +220,27 @@ impl SnapshotStore {
         Ok(chain)
     }
 
+    /// Holds `snapshot` in use until the lease is dropped: no build removes or prunes it
+    /// meanwhile. Also marks it used now, for collection by age.
+    pub fn lease(&self, snapshot: &Snapshot) -> Result<Lease> {
+        let dir = self.root.join(COMMITTED).join(&snapshot.name);
+        let lease = LockedDir::try_lock(&dir, false)
+            .with_path("leasing snapshot", &dir)?
+            .ok_or_else(|| Error::Missing {
+                name: snapshot.name.clone(),
+            })?;
+        let _ = rustix::fs::futimens(lease.fd(), &now());
+        Ok(Lease { _dir: lease })
+    }
+
     /// A new active snapshot on top of `lowers` (bottom first; none for `FROM scratch`),
     /// with an empty upper directory. The lowers are leased until it is dropped or
     /// committed.
     pub fn prepare(&self, lowers: &[Snapshot]) -> Result<ActiveSnapshot> {
-        let mut leases = Vec::with_capacity(lowers.len());
-        for lower in lowers {
-            let dir = self.root.join(COMMITTED).join(&lower.name);
-            let lease = LockedDir::try_lock(&dir, false)
-                .with_path("leasing snapshot", &dir)?
-                .ok_or_else(|| Error::Missing {
-                    name: lower.name.clone(),
-                })?;
-            // Its last use, for collection by age.
-            let _ = rustix::fs::futimens(lease.fd(), &now());
-            leases.push(lease);
-        }
+        let leases = lowers
+            .iter()
+            .map(|lower| self.lease(lower))
+            .collect::<Result<Vec<_>>>()?;
         let active_root = self.root.join(ACTIVE);
         let dir = LockedDir::create(&active_root, "")
             .with_path("creating a directory in", &active_root)?;
