@@ -28,6 +28,7 @@ pub mod error;
 pub mod executor;
 pub mod fetch;
 pub mod frontend;
+pub mod http;
 pub mod oci;
 pub mod plan;
 pub mod progress;

@@ -107,7 +107,13 @@ async fn engine_api_answers_through_bollard() {
 
 #[tokio::test]
 async fn registry_answers_the_distribution_api() {
-    let response = reqwest::get(registry_url("/v2/")).await.expect("GET /v2/");
+    let response = imgbuild::http::client_builder()
+        .build()
+        .unwrap()
+        .get(registry_url("/v2/"))
+        .send()
+        .await
+        .expect("GET /v2/");
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     let api_version = response.headers().get("Docker-Distribution-Api-Version");
     assert_eq!(
@@ -134,7 +140,7 @@ async fn registry_takes_a_push_from_the_engine_and_a_delete() {
     docker_ok(["rmi", &reference]);
 
     let manifest_url = registry_url(&format!("/v2/{repository}/manifests/latest"));
-    let client = reqwest::Client::new();
+    let client = imgbuild::http::client_builder().build().unwrap();
     let head = client
         .head(&manifest_url)
         .header(

@@ -344,7 +344,9 @@ async fn indexes_and_manifest_lists_resolve_to_the_platform_asked_for() {
             "manifests": [entry(&arm64, "arm64", Some("v8")), entry(&amd64, "amd64", None)],
         })
         .to_string();
-        let response = reqwest::Client::new()
+        let response = imgbuild::http::client_builder()
+            .build()
+            .unwrap()
             .put(format!(
                 "http://{}/v2/multi/app/manifests/{tag}",
                 registry.host()

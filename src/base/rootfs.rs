@@ -225,8 +225,7 @@ impl Runner<'_> {
 /// the mirror as it is now.
 pub async fn fetch_release_epoch(mirror: &str, suite: &str) -> anyhow::Result<i64> {
     let url = format!("{mirror}/dists/{suite}/Release");
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
+    let client = crate::http::client_builder()
         .connect_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(120))
         .build()

@@ -145,8 +145,13 @@ impl StepCache {
         read_checked(&self.root.join("last").join(format!("{identity}.json")))
     }
 
-    /// Remembers `inputs` as the last build of the step at `identity`.
+    /// Remembers `inputs` as the last build of the step at `identity`. A cache hit finds
+    /// them there already: nothing is written (a synced write per step was most of a
+    /// no-op rebuild).
     pub fn set_last_inputs(&self, identity: &str, inputs: &KeyInputs) -> io::Result<()> {
+        if self.last_inputs(identity).as_ref() == Some(inputs) {
+            return Ok(());
+        }
         write_checked(
             &self.root.join("last").join(format!("{identity}.json")),
             inputs,

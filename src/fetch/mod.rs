@@ -308,8 +308,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(cache_dir: &std::path::Path, blobs: crate::oci::BlobStore) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
+        let client = crate::http::client_builder()
             .connect_timeout(std::time::Duration::from_secs(30))
             .build()?;
         Ok(Fetcher {

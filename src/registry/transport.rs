@@ -148,8 +148,7 @@ pub struct Transport {
 impl Transport {
     pub fn new(config: &ClientConfig) -> Result<Transport> {
         let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
+            crate::http::client_builder()
                 .connect_timeout(config.connect_timeout)
                 .read_timeout(config.read_timeout)
         };

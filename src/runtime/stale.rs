@@ -30,6 +30,17 @@ pub struct Container {
 impl Runtime {
     /// Every container in `state_dir`, in any state (none when the dir does not exist).
     pub async fn list(&self, state_dir: &Path) -> Result<Vec<Container>> {
+        // runc and crun keep each container's state in a directory of its own under
+        // `--root`: an empty root holds none, and the fork/exec of the runtime (a good
+        // share of a build that runs nothing) is skipped.
+        let holds_any = match std::fs::read_dir(state_dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(_) => true,
+        };
+        if !holds_any {
+            return Ok(Vec::new());
+        }
         let command = format!(
             "{} --root {} list --format json",
             self.program.display(),

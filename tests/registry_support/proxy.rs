@@ -133,7 +133,7 @@ impl Proxy {
             in_flight: Default::default(),
             max_in_flight: Default::default(),
             upstream: format!("http://127.0.0.1:{upstream_port}"),
-            client: reqwest::Client::builder()
+            client: imgbuild::http::client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_else(|e| panic!("{e}")),
