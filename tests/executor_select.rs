@@ -1,7 +1,8 @@
 //! Which executor runs a build, end to end: `auto` falls back to the engine with one line
 //! when no OCI runtime is on `PATH` (runc hidden by an empty `PATH`), `native` then refuses
 //! with exit 2, the native executor needs no engine for an OCI output, and `imgbuild
-//! prune` frees the snapshots a native build left.
+//! prune` frees the snapshots a native build left, and a step either executor ran is a
+//! hit for the other.
 
 mod support;
 
@@ -121,4 +122,63 @@ fn native_needs_no_engine_for_an_oci_output_and_prune_frees_its_snapshots() {
     assert!(pruned.status.success(), "{}", stderr(&pruned));
     assert!(printed.contains("Total reclaimed space"), "{printed}");
     assert_eq!(count(), 0, "{printed}");
+}
+
+/// A build stage whose RUN writes the time: run again, it would give another image.
+const STAMPED: &str = "FROM BUSYBOX AS b\n\
+                       RUN date +%s%N > /stamp\n\
+                       RUN mkdir /out && cp /stamp /out/ && echo more > /out/more\n\
+                       FROM BUSYBOX\n\
+                       COPY --from=b /out /out\n";
+
+/// Builds `STAMPED` with `executor` into the engine (so the native executor has an engine
+/// to take an engine step's layer from); returns the output, and the count of steps run.
+fn build_stamped(context: &Path, cache: &Path, executor: &str, tag: &str) -> (String, String) {
+    let output = support::imgbuild()
+        .args(["build", "--progress", "plain", "--network", "host"])
+        .args(["--executor", executor, "-t", tag, "--cache-dir"])
+        .arg(cache)
+        .arg(context)
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert!(output.status.success(), "{executor}: {err}");
+    let cached = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cache "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    (err, cached)
+}
+
+/// Both executors run the same plan with the same keys: what one ran, the other finds in
+/// the same cache dir (a native snapshot written as a layer for the engine; an engine
+/// step's layer taken out of the engine into a snapshot), and the image is the same.
+#[test]
+fn a_step_cached_by_one_executor_is_a_hit_for_the_other() {
+    let context = support::tempdir();
+    fs::write(
+        context.path().join("Dockerfile"),
+        STAMPED.replace("BUSYBOX", &support::busybox_in_registry()),
+    )
+    .unwrap();
+    for (first, second) in [("native", "engine"), ("engine", "native")] {
+        let cache = support::tempdir();
+        let tag = support::unique_name(&format!("cross-{first}"));
+        let (ran, cached) = build_stamped(context.path(), cache.path(), first, &tag);
+        assert_eq!(cached, "0 of 3 steps cached, 3 run", "{first}: {ran}");
+        let (hit, cached) = build_stamped(context.path(), cache.path(), second, &tag);
+        assert_eq!(
+            cached, "3 of 3 steps cached, 0 run",
+            "{first} then {second}: {hit}"
+        );
+        assert!(hit.contains(&format!("executor {second}")), "{hit}");
+        assert_eq!(
+            support::summary_digest(&hit),
+            support::summary_digest(&ran),
+            "{first} then {second}"
+        );
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
 }

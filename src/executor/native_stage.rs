@@ -34,7 +34,7 @@ use crate::runtime::{self, Runtime};
 /// What the native executor needs for a build: the snapshot store and the OCI runtime,
 /// with its state kept in the cache dir.
 pub(super) struct Native {
-    store: SnapshotStore,
+    pub(super) store: SnapshotStore,
     runtime: Runtime,
     /// The runtime's `--root`: one per cache dir, so the next build finds the containers
     /// of a killed one.
@@ -122,14 +122,15 @@ struct NativeStage<'a> {
 
 impl NativeStage<'_> {
     /// The step's snapshot made from what the engine executor recorded (or an imported
-    /// cache held): its layer, when the blob store has it, or nothing when the step changed
-    /// nothing; with the step's result as an export takes it.
-    fn snapshot_of_record(
+    /// cache held): its layer, from the blob store or taken out of the engine, or nothing
+    /// when the step changed nothing; with the step's result as an export takes it.
+    async fn snapshot_of_record(
         &self,
         key: &str,
         record: &StepRecord,
     ) -> anyhow::Result<Option<(Snapshot, UsedResult)>> {
         let store = &self.native.store;
+        let from_engine;
         let layer = match (&record.layer, record.adds_layer) {
             (Some(layer), _) => layer,
             (None, Some(false)) => {
@@ -137,7 +138,13 @@ impl NativeStage<'_> {
                 let snapshot = store.commit(active, key)?;
                 return Ok(Some((snapshot, UsedResult::Layer(None))));
             }
-            (None, _) => return Ok(None),
+            (None, _) => match self.builder.engine_step_layer(record).await? {
+                Some(layer) => {
+                    from_engine = layer;
+                    &from_engine
+                }
+                None => return Ok(None),
+            },
         };
         let (Ok(digest), Ok(diff_id)) = (
             layer.digest.parse::<Digest>(),
@@ -179,7 +186,7 @@ impl NativeStage<'_> {
             layer,
             snapshot: None,
         };
-        let Some((snapshot, result)) = self.snapshot_of_record(&key, &record)? else {
+        let Some((snapshot, result)) = self.snapshot_of_record(&key, &record).await? else {
             return Ok(None);
         };
         record.snapshot = Some(snapshot.name().to_owned());
@@ -254,7 +261,10 @@ impl StageBackend for NativeStage<'_> {
         }
         let reason = match b.lookup(identity, position, inputs) {
             super::steps::Lookup::Miss { reason } => reason,
-            super::steps::Lookup::Hit(record) => match self.snapshot_of_record(&key, &record)? {
+            super::steps::Lookup::Hit(record) => match self
+                .snapshot_of_record(&key, &record)
+                .await?
+            {
                 Some((snapshot, result)) => {
                     return Ok(Found::Hit((self.native.chain_of(&snapshot)?, result)));
                 }
@@ -394,11 +404,15 @@ impl Builder {
         Ok(chain)
     }
 
-    /// The layer of a build-stage step the native executor ran or found, for an export:
-    /// the one an earlier export wrote, else its snapshot's upper directory, written now
-    /// and remembered in the local cache (where the engine executor finds it too). `None`
-    /// when the step changed nothing.
-    pub(super) fn snapshot_step_layer(&self, key: &str) -> anyhow::Result<Option<LayerRecord>> {
+    /// The layer of a build-stage step the native executor ran or found, for an export or
+    /// the engine executor: the one written before, else the upper directory of its
+    /// snapshot in `store`, written now and remembered in the local cache. `Ok(None)` when
+    /// the step changed nothing; an error when the snapshot is gone.
+    pub(super) fn snapshot_step_layer(
+        &self,
+        store: &SnapshotStore,
+        key: &str,
+    ) -> anyhow::Result<Option<LayerRecord>> {
         let record = self.cache.get(key);
         if let Some(record) = &record {
             if record.adds_layer == Some(false) {
@@ -410,14 +424,11 @@ impl Builder {
                 return Ok(Some(layer.clone()));
             }
         }
-        let native = self
-            .native
-            .as_ref()
-            .context("the native executor is not in use")?;
-        let snapshot = native
-            .store
+        let snapshot = store
             .step(key)?
             .with_context(|| format!("the snapshot of step {key} is gone"))?;
+        // Held while it is read: no pruning build removes it meanwhile.
+        let _lease = store.lease(&snapshot)?;
         let layer = self.upper_layer(&snapshot)?.as_ref().map(LayerRecord::from);
         if let Some(mut record) = record {
             record.adds_layer = Some(layer.is_some());
@@ -426,6 +437,38 @@ impl Builder {
                 self.reporter
                     .warning(&format!("could not write the step cache: {e}"));
             }
+        }
+        Ok(layer)
+    }
+
+    /// The layer of a step the engine executor committed, taken out of the engine (`docker
+    /// save`) into the blob store and remembered in the local cache, as an export takes it.
+    /// `None` when no engine is connected or the engine no longer has the step's image.
+    async fn engine_step_layer(&self, record: &StepRecord) -> anyhow::Result<Option<LayerRecord>> {
+        let (Some(image), Some(true), Ok(engine)) =
+            (&record.image, record.adds_layer, self.engine())
+        else {
+            return Ok(None);
+        };
+        let Some(info) = engine.find_image(image).await? else {
+            return Ok(None);
+        };
+        let Some(diff_id) = info.diff_ids.last() else {
+            return Ok(None);
+        };
+        let wanted = std::collections::HashSet::from([diff_id.clone()]);
+        let mut layers = crate::cache::remote::layers_from_engine(
+            engine,
+            &wanted,
+            std::slice::from_ref(image),
+            &self.oci_blobs,
+        )
+        .await?;
+        let layer = layers.remove(diff_id);
+        if let Some(layer) = &layer {
+            let mut record = record.clone();
+            record.layer = Some(layer.clone());
+            let _ = self.cache.put(&record);
         }
         Ok(layer)
     }

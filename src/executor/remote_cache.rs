@@ -7,6 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use super::{Builder, lock, mounts};
 use crate::cache::remote::{
     self, CacheExport, CacheMode, CachedMount, UsedResult, UsedStep, is_empty_dir,
@@ -187,9 +189,17 @@ impl Builder {
                     &format!("the layers of {snapshots} step(s) of the native executor"),
                 );
             }
-            for step in used.iter_mut() {
-                if matches!(step.result, UsedResult::Snapshot) && (max || step.target) {
-                    step.result = UsedResult::Layer(self.snapshot_step_layer(&step.key)?);
+            if snapshots > 0 {
+                let store = &self
+                    .native
+                    .as_ref()
+                    .context("the native executor is not in use")?
+                    .store;
+                for step in used.iter_mut() {
+                    if matches!(step.result, UsedResult::Snapshot) && (max || step.target) {
+                        step.result =
+                            UsedResult::Layer(self.snapshot_step_layer(store, &step.key)?);
+                    }
                 }
             }
             let mut mounts = Vec::new();
