@@ -19,6 +19,7 @@ mod engine_stage;
 mod engine_state;
 mod image_fs;
 mod mounts;
+mod native_chain;
 mod native_stage;
 mod package;
 mod preflight;
@@ -93,8 +94,9 @@ struct StageOutput {
     /// The FROM image `image` is, when it is not loaded into the engine yet (every step of
     /// the stage came from the cache).
     unloaded: Option<String>,
-    /// For a stage the native executor ran: its snapshots, bottom first (`image` is empty).
-    snapshots: Option<Vec<crate::cache::snapshot::Snapshot>>,
+    /// For a stage the native executor ran: its snapshots, bottom first, unpacked when
+    /// first read (`image` is empty).
+    snapshots: Option<std::sync::Arc<native_chain::NativeChain>>,
 }
 
 /// Where a stage starts.

@@ -1,6 +1,7 @@
 //! The native backend of the step driver ([`super::driver`]): build stages run by imgbuild
 //! itself. A stage is a chain of snapshots ([`crate::cache::snapshot`]): its base image's
-//! layers, unpacked once each, then one snapshot per step. A step mounts an overlay of the
+//! layers, unpacked once each, then one snapshot per step; the chain is unpacked only when
+//! a step runs or something reads the stage's files ([`super::native_chain`]). A step mounts an overlay of the
 //! chain with a new upper directory; a RUN runs there through the OCI runtime
 //! ([`crate::runtime`]), a COPY or WORKDIR writes its files through the mount
 //! ([`super::stage_fs::RootFs`]), and the upper directory is kept as the step's snapshot
@@ -11,12 +12,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use anyhow::Context as _;
 use oci_spec::image::Digest;
 
 use super::driver::{Found, StageBackend};
+use super::native_chain::{NativeChain, Recipe};
 use super::stage_fs::RootFs;
 use super::{Builder, StageBase, StageOutput};
 use crate::cache::remote::{StepKind as CachedKind, UsedResult};
@@ -103,135 +104,134 @@ impl Native {
         super::lock(&self.held).clear();
     }
 
-    /// `snapshots` as the stage's chain: held for the rest of the build.
-    fn chain_of(&self, top: &Snapshot) -> anyhow::Result<Vec<Snapshot>> {
+    /// `top` with every snapshot below it, bottom first: held for the rest of the build.
+    pub(super) fn chain_of(&self, top: &Snapshot) -> anyhow::Result<Vec<Snapshot>> {
         let chain = self.store.chain(top)?;
         self.hold(&chain)?;
         Ok(chain)
     }
 }
 
-/// The native backend: the stage's chain of snapshots so far, bottom first.
+/// The native backend: the stage's chain of snapshots so far, unpacked only when a step
+/// runs ([`Recipe`]).
 struct NativeStage<'a> {
     builder: &'a Builder,
     native: &'a Native,
     plan: &'a StagePlan,
     base: StageBase,
-    chain: Vec<Snapshot>,
+    recipe: Recipe,
+}
+
+/// A cache hit of the native backend, with the step's result as an export takes it.
+pub(super) enum NativeHit {
+    /// The step's snapshot is in the store: the chain up to it, held.
+    Snapshot(Vec<Snapshot>),
+    /// The step's layer is in the blob store (`None`: the step changed nothing); it is
+    /// unpacked when the stage's files are needed.
+    Layer {
+        key: String,
+        layer: Option<LayerRecord>,
+    },
 }
 
 impl NativeStage<'_> {
-    /// The step's snapshot made from what the engine executor recorded (or an imported
-    /// cache held): its layer, from the blob store or taken out of the engine, or nothing
-    /// when the step changed nothing; with the step's result as an export takes it.
-    async fn snapshot_of_record(
+    /// The layer of a step another build recorded: the one the record names (when the blob
+    /// store has it), none for a step that changed nothing, or the engine executor's,
+    /// taken out of the engine. `None` when it cannot be had.
+    async fn layer_of_record(
         &self,
-        key: &str,
         record: &StepRecord,
-    ) -> anyhow::Result<Option<(Snapshot, UsedResult)>> {
-        let store = &self.native.store;
-        let from_engine;
+    ) -> anyhow::Result<Option<Option<LayerRecord>>> {
         let layer = match (&record.layer, record.adds_layer) {
-            (Some(layer), _) => layer,
-            (None, Some(false)) => {
-                let active = store.prepare(&self.chain)?;
-                let snapshot = store.commit(active, key)?;
-                return Ok(Some((snapshot, UsedResult::Layer(None))));
-            }
+            (Some(layer), _) => layer.clone(),
+            (None, Some(false)) => return Ok(Some(None)),
             (None, _) => match self.builder.engine_step_layer(record).await? {
-                Some(layer) => {
-                    from_engine = layer;
-                    &from_engine
-                }
+                Some(layer) => layer,
                 None => return Ok(None),
             },
         };
-        let (Ok(digest), Ok(diff_id)) = (
-            layer.digest.parse::<Digest>(),
-            layer.diff_id.parse::<Digest>(),
-        ) else {
-            return Ok(None);
-        };
-        let Some(encoding) = LayerEncoding::from_media_type(&layer.media_type) else {
-            return Ok(None);
-        };
-        let Ok(blob) = std::fs::File::open(self.builder.oci_blobs.path(&digest)) else {
-            return Ok(None);
-        };
-        let blob = std::io::BufReader::with_capacity(1 << 20, blob);
-        let snapshot = tokio::task::block_in_place(|| {
-            store.step_from_layer(key, &self.chain, &diff_id, encoding, blob)
-        })?;
-        Ok(Some((snapshot, UsedResult::Layer(Some(layer.clone())))))
+        let usable = LayerEncoding::from_media_type(&layer.media_type).is_some()
+            && layer.diff_id.parse::<Digest>().is_ok()
+            && layer
+                .digest
+                .parse::<Digest>()
+                .is_ok_and(|d| self.builder.oci_blobs.path(&d).is_file());
+        Ok(usable.then_some(Some(layer)))
     }
 
-    /// The step from an imported cache (`--cache-from`): its layer fetched and unpacked
-    /// into a snapshot, never loaded into an engine; remembered in the local cache, so the
-    /// next build (with either executor) finds it here.
+    /// The step from an imported cache (`--cache-from`): its layer fetched into the blob
+    /// store (unpacked into a snapshot when needed, never loaded into an engine), and
+    /// remembered in the local cache, so the next build (with either executor) finds it.
     async fn imported(
         &self,
         identity: &str,
         inputs: &KeyInputs,
-    ) -> anyhow::Result<Option<(Snapshot, UsedResult)>> {
+    ) -> anyhow::Result<Option<Option<LayerRecord>>> {
         let b = self.builder;
         let Some(layer) = b.remote_layer(identity, inputs, CachedKind::Engine).await else {
             return Ok(None);
         };
-        let key = inputs.key();
-        let mut record = StepRecord {
-            key: key.clone(),
+        let record = StepRecord {
+            key: inputs.key(),
             inputs: inputs.clone(),
             image: None,
             adds_layer: Some(layer.is_some()),
             layer,
             snapshot: None,
         };
-        let Some((snapshot, result)) = self.snapshot_of_record(&key, &record).await? else {
-            return Ok(None);
-        };
-        record.snapshot = Some(snapshot.name().to_owned());
-        b.remember(identity, &record);
-        Ok(Some((snapshot, result)))
+        let layer = self.layer_of_record(&record).await?;
+        if layer.is_some() {
+            b.remember(identity, &record);
+        }
+        Ok(layer)
+    }
+
+    /// The chain so far, unpacked now if it was not yet.
+    fn chain(&mut self, id: VertexId) -> anyhow::Result<Vec<Snapshot>> {
+        if let Some(chain) = self.recipe.as_ready() {
+            return Ok(chain.to_vec());
+        }
+        let chain = self.builder.make_chain(&self.recipe, id)?;
+        self.recipe = Recipe::ready(chain.clone());
+        Ok(chain)
     }
 }
 
 impl StageBackend for NativeStage<'_> {
-    /// The chain up to the step's snapshot (held), and the step's result as an export takes it.
-    type Hit = (Vec<Snapshot>, UsedResult);
+    type Hit = (NativeHit, UsedResult);
     type Ran = ActiveSnapshot;
     type Output = StageOutput;
     const RESULT: StepResult = StepResult::EngineImage;
     const KIND: CachedKind = CachedKind::Engine;
 
+    /// Nothing is unpacked yet: the base image waits for the first step that runs (its
+    /// unpacking shows there).
     async fn start(&mut self, total: usize) -> anyhow::Result<String> {
         let b = self.builder;
         match &self.base {
             StageBase::Scratch => Ok("scratch".to_owned()),
             StageBase::Stage(i) => {
                 let out = b.stage_output(*i)?;
-                self.chain = out
+                self.recipe = out
                     .snapshots
-                    .clone()
-                    .context("a native stage built on a stage the engine built")?;
-                self.native.hold(&self.chain)?;
+                    .as_ref()
+                    .context("a native stage built on a stage the engine built")?
+                    .recipe()
+                    .await;
                 Ok(out.key)
             }
             StageBase::Image(name) => {
                 let id = b.ids.next();
-                let label = b.step_name(self.plan, 1, total, &format!("FROM {name}"));
-                b.reporter.started(id, &label);
-                let started = Instant::now();
-                match b.image_snapshots(name, id) {
-                    Ok(chain) => {
-                        self.chain = chain;
-                        b.reporter.done(id, started.elapsed());
-                        Ok(b.pulled_image(name)?.digest.clone())
-                    }
-                    Err(e) => {
-                        b.reporter.failed(id, started.elapsed());
-                        Err(e)
-                    }
-                }
+                b.reporter.started(
+                    id,
+                    &b.step_name(self.plan, 1, total, &format!("FROM {name}")),
+                );
+                b.reporter.done(id, std::time::Duration::ZERO);
+                self.recipe = Recipe {
+                    image: Some(name.clone()),
+                    ..Recipe::default()
+                };
+                Ok(b.pulled_image(name)?.digest.clone())
             }
         }
     }
@@ -257,23 +257,27 @@ impl StageBackend for NativeStage<'_> {
         // Held at once: a snapshot another build removes before that is a miss.
         if let Some(chain) = found.and_then(|snapshot| self.native.chain_of(&snapshot).ok()) {
             let _ = b.cache.set_last_inputs(identity, inputs);
-            return Ok(Found::Hit((chain, UsedResult::Snapshot)));
+            return Ok(Found::Hit((
+                NativeHit::Snapshot(chain),
+                UsedResult::Snapshot,
+            )));
         }
         let reason = match b.lookup(identity, position, inputs) {
             super::steps::Lookup::Miss { reason } => reason,
-            super::steps::Lookup::Hit(record) => match self
-                .snapshot_of_record(&key, &record)
-                .await?
-            {
-                Some((snapshot, result)) => {
-                    return Ok(Found::Hit((self.native.chain_of(&snapshot)?, result)));
+            super::steps::Lookup::Hit(record) => match self.layer_of_record(&record).await? {
+                Some(layer) => {
+                    let result = UsedResult::Layer(layer.clone());
+                    return Ok(Found::Hit((NativeHit::Layer { key, layer }, result)));
                 }
                 None => "the cache has the step, but neither its snapshot nor its layer is here"
                     .to_owned(),
             },
         };
         Ok(match self.imported(identity, inputs).await? {
-            Some((snapshot, result)) => Found::Hit((self.native.chain_of(&snapshot)?, result)),
+            Some(layer) => {
+                let result = UsedResult::Layer(layer.clone());
+                Found::Hit((NativeHit::Layer { key, layer }, result))
+            }
             None => Found::Miss(reason),
         })
     }
@@ -281,9 +285,12 @@ impl StageBackend for NativeStage<'_> {
     async fn apply(
         &mut self,
         _step: &Step,
-        (chain, result): Self::Hit,
+        (hit, result): Self::Hit,
     ) -> anyhow::Result<UsedResult> {
-        self.chain = chain;
+        match hit {
+            NativeHit::Snapshot(chain) => self.recipe = Recipe::ready(chain),
+            NativeHit::Layer { key, layer } => self.recipe.steps.push((key, layer)),
+        }
         Ok(result)
     }
 
@@ -295,7 +302,8 @@ impl StageBackend for NativeStage<'_> {
         _selection: Option<(Selection, SelectionDigest)>,
     ) -> anyhow::Result<ActiveSnapshot> {
         let b = self.builder;
-        let mounted = self.native.store.prepare(&self.chain)?.into_mounted()?;
+        let chain = self.chain(id)?;
+        let mounted = self.native.store.prepare(&chain)?.into_mounted()?;
         let fs = RootFs::new(mounted.root());
         let result = match &step.kind {
             StepKind::Run(run) => b.run_natively(self.native, id, run, &mounted).await,
@@ -328,7 +336,7 @@ impl StageBackend for NativeStage<'_> {
             let _ = store.remove(&old);
         }
         let snapshot = tokio::task::block_in_place(|| store.commit(active, &key))?;
-        self.chain = self.native.chain_of(&snapshot)?;
+        self.recipe = Recipe::ready(self.native.chain_of(&snapshot)?);
         let record = StepRecord {
             key,
             inputs: inputs.clone(),
@@ -349,7 +357,7 @@ impl StageBackend for NativeStage<'_> {
             layer_steps: Vec::new(),
             pending: Vec::new(),
             unloaded: None,
-            snapshots: Some(self.chain),
+            snapshots: Some(Arc::new(NativeChain::new(self.recipe))),
         })
     }
 }
@@ -367,14 +375,18 @@ impl Builder {
             native,
             plan,
             base: self.stage_base(index),
-            chain: Vec::new(),
+            recipe: Recipe::default(),
         };
         self.drive(index, plan, backend).await
     }
 
     /// The snapshots of a pulled image's layers, bottom first: each unpacked from the blob
     /// store the first time any build needs it.
-    fn image_snapshots(&self, name: &str, id: VertexId) -> anyhow::Result<Vec<Snapshot>> {
+    pub(super) fn image_snapshots(
+        &self,
+        name: &str,
+        id: VertexId,
+    ) -> anyhow::Result<Vec<Snapshot>> {
         let native = self
             .native
             .as_ref()
@@ -404,8 +416,8 @@ impl Builder {
         Ok(chain)
     }
 
-    /// The layer of a build-stage step the native executor ran or found, for an export or
-    /// the engine executor: the one written before, else the upper directory of its
+    /// The layer of a build-stage step the native executor ran or found, for an export: the
+    /// one written before, else the upper directory of its
     /// snapshot in `store`, written now and remembered in the local cache. `Ok(None)` when
     /// the step changed nothing; an error when the snapshot is gone.
     pub(super) fn snapshot_step_layer(
@@ -485,7 +497,7 @@ impl Builder {
         let chain = match from {
             CopyFrom::Context => return Ok(None),
             CopyFrom::Stage(i) => match self.stage_output(*i)?.snapshots {
-                Some(chain) => chain,
+                Some(chain) => chain.get(self, self.ids.next()).await?,
                 None => return Ok(None),
             },
             CopyFrom::Image(name) => self.image_snapshots(name, self.ids.next())?,

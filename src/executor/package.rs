@@ -493,10 +493,13 @@ impl Builder {
         );
         let started = Instant::now();
         let exported = match &output.snapshots {
-            Some(snapshots) => {
-                let root_layers = engine_root_layers.min(root_image.layers().len());
-                self.snapshot_layers(&chain, snapshots, root_layers, plans)
-            }
+            Some(snapshots) => match snapshots.get(self, id).await {
+                Ok(snapshots) => {
+                    let root_layers = engine_root_layers.min(root_image.layers().len());
+                    self.snapshot_layers(&chain, &snapshots, root_layers, plans)
+                }
+                Err(e) => Err(e),
+            },
             None => {
                 self.engine_stage_layers(index, &chain, engine_root_layers)
                     .await
