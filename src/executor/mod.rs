@@ -328,6 +328,13 @@ impl Builder {
         })
     }
 
+    /// The native executor, for what only it can do.
+    fn native(&self) -> anyhow::Result<&native_stage::Native> {
+        self.native
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the native executor is not in use"))
+    }
+
     fn epoch(&self) -> i64 {
         self.request.publish.source_date_epoch
     }

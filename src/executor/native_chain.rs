@@ -81,10 +81,7 @@ impl Builder {
         recipe: &Recipe,
         id: VertexId,
     ) -> anyhow::Result<Vec<Snapshot>> {
-        let native = self
-            .native
-            .as_ref()
-            .context("the native executor is not in use")?;
+        let native = self.native()?;
         let store = &native.store;
         let mut chain = match &recipe.image {
             Some(name) => self.image_snapshots(name, id)?,

@@ -387,10 +387,7 @@ impl Builder {
         name: &str,
         id: VertexId,
     ) -> anyhow::Result<Vec<Snapshot>> {
-        let native = self
-            .native
-            .as_ref()
-            .context("the native executor is not in use")?;
+        let native = self.native()?;
         let image = self.pulled_image(name)?.image.clone();
         let diff_ids = image.diff_ids()?;
         let mut chain = Vec::with_capacity(diff_ids.len());

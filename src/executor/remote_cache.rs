@@ -7,8 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use anyhow::Context as _;
-
 use super::{Builder, lock, mounts};
 use crate::cache::remote::{
     self, CacheExport, CacheMode, CachedMount, UsedResult, UsedStep, is_empty_dir,
@@ -190,11 +188,7 @@ impl Builder {
                 );
             }
             if snapshots > 0 {
-                let store = &self
-                    .native
-                    .as_ref()
-                    .context("the native executor is not in use")?
-                    .store;
+                let store = &self.native()?.store;
                 for step in used.iter_mut() {
                     if matches!(step.result, UsedResult::Snapshot) && (max || step.target) {
                         step.result =
