@@ -43,6 +43,14 @@ pub struct PublishRequest {
     pub progress: crate::progress::Mode,
 }
 
+impl PublishRequest {
+    /// Whether the image goes to the engine: asked for with `--output type=engine`, or the
+    /// default when neither `--output` nor `--push` is given.
+    pub fn to_engine(&self) -> bool {
+        self.outputs.contains(&Output::Engine) || (self.outputs.is_empty() && !self.push)
+    }
+}
+
 /// One destination of the image.
 pub enum Sink {
     /// An OCI layout (dir or tar) or a docker archive: written by [`crate::oci`].
@@ -68,7 +76,7 @@ pub struct SinkDeps {
 /// --push`). This is the only function that looks at output kinds.
 pub fn sinks_for(request: &PublishRequest, deps: &SinkDeps) -> anyhow::Result<Vec<Sink>> {
     let mut sinks = Vec::new();
-    let outputs: Vec<Output> = if request.outputs.is_empty() && !request.push {
+    let outputs: Vec<Output> = if request.outputs.is_empty() && request.to_engine() {
         vec![Output::Engine]
     } else {
         request.outputs.clone()
@@ -172,31 +180,7 @@ impl EngineSink {
         let omit = self.layers_the_engine_has(image.as_ref()).await;
         let total = image.layers().len();
         let sent = total.saturating_sub(omit.len());
-        let tags = tags.to_vec();
-        let archive = tempfile::NamedTempFile::new()
-            .context("creating a temporary file for the engine load")?;
-        let path = archive.path().to_path_buf();
-        let written = image.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-            oci::write_docker_archive(
-                &mut file,
-                written.as_ref(),
-                &tags,
-                &DockerArchiveOptions { omit_layers: omit },
-            )?;
-            std::io::Write::flush(&mut file)?;
-            Ok(())
-        })
-        .await
-        .context("writing the docker archive for the engine")??;
-        let file = tokio::fs::File::open(archive.path())
-            .await
-            .context("reading the docker archive back")?;
-        self.engine
-            .load_archive_from(file)
-            .await
-            .context("loading the image into the engine")?;
+        load_into_engine(&self.engine, image, tags, omit).await?;
         Ok(Published {
             destination: if sent == total {
                 format!("engine (all {total} layers sent)")
@@ -210,6 +194,43 @@ impl EngineSink {
     async fn layers_the_engine_has(&self, image: &dyn Image) -> HashSet<Digest> {
         layers_engine_has(&self.engine, &self.known_images, image).await
     }
+}
+
+/// Loads `image` into the engine as a docker archive, tagged `tags`, leaving out the layers
+/// in `omit` (which the engine must hold: see [`layers_engine_has`]).
+pub async fn load_into_engine(
+    engine: &Engine,
+    image: Arc<dyn Image>,
+    tags: &[String],
+    omit: HashSet<Digest>,
+) -> anyhow::Result<()> {
+    // A file, not a stream: the engine reads the whole archive before it looks at it, and
+    // a file lets the archive be written on a blocking thread.
+    let archive =
+        tempfile::NamedTempFile::new().context("creating a temporary file for the engine load")?;
+    let path = archive.path().to_path_buf();
+    let tags = tags.to_vec();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        oci::write_docker_archive(
+            &mut file,
+            image.as_ref(),
+            &tags,
+            &DockerArchiveOptions { omit_layers: omit },
+        )?;
+        std::io::Write::flush(&mut file)?;
+        Ok(())
+    })
+    .await
+    .context("writing the docker archive for the engine")??;
+    let file = tokio::fs::File::open(archive.path())
+        .await
+        .context("reading the docker archive back")?;
+    engine
+        .load_archive_from(file)
+        .await
+        .context("loading the image into the engine")?;
+    Ok(())
 }
 
 /// The diff_ids of `image` the engine already holds: the longest common prefix with the

@@ -103,6 +103,55 @@ fn run_image(tag: &str, args: &[&str]) -> String {
     support::docker_ok(all)
 }
 
+/// A base the engine lacks goes into it while the build stage runs: the final load sends
+/// only the layer built on it, and the base leaves no image of its own behind.
+#[test]
+fn a_base_the_engine_lacks_is_loaded_during_the_build_and_not_left_behind() {
+    // A base only the registry has: busybox (which the engine holds) and a layer of its own.
+    let marker = support::unique_name("marker");
+    let base = Project::new(
+        "FROM BUSYBOX\nCOPY marker /marker\n",
+        &[("marker", &format!("{marker}\n"))],
+    );
+    let base_ref = format!(
+        "{}/{}:latest",
+        support::env().registry,
+        support::unique_name("base")
+    );
+    let pushed = base.build_ok(&["--push", "-t", &base_ref]);
+    let base_id = pushed
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("image id")
+                .map(|id| id.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no image id in:\n{pushed}"));
+    for executor in ["engine", "native"] {
+        let project = Project::new(
+            &format!(
+                "FROM BUSYBOX AS build\nRUN echo {executor} > /out\nFROM {base_ref}\nCOPY --from=build /out /out\n"
+            ),
+            &[],
+        );
+        let tag = support::unique_name("preload");
+        let out = project.build_ok(&["--executor", executor, "-t", &tag]);
+        assert!(
+            out.contains("engine (1 of 3 layers sent; the engine had the others)"),
+            "{executor}: {out}"
+        );
+        assert_eq!(
+            run_image(&tag, &["cat", "/marker", "/out"]),
+            format!("{marker}\n{executor}\n")
+        );
+        let inspected = support::docker(["image", "inspect", base_id.as_str()]);
+        assert!(
+            !inspected.status.success(),
+            "{executor}: the base is left in the engine as an image of its own"
+        );
+    }
+}
+
 #[test]
 fn build_run_rebuild_and_explain_misses() {
     let project = two_stages();

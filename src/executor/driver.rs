@@ -339,6 +339,7 @@ mod tests {
             journal: Mutex::new(Vec::new()),
             restored_mounts: tokio::sync::Mutex::new(Default::default()),
             native: None,
+            engine_preload: None,
         }
     }
 

@@ -25,11 +25,12 @@ use crate::cache::{KeyInputs, StepRecord};
 use crate::context::{Glob, Selection, SelectionDigest, has_wildcards};
 use crate::engine::{self, Mount, RunSpec};
 use crate::error::InputError;
+use crate::oci;
 use crate::oci::layer::{Ownership, resolve_chown, resolve_user};
-use crate::oci::{self, DockerArchiveOptions};
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
 use crate::plan::keys::StepResult;
 use crate::progress::VertexId;
+use crate::publish::load_into_engine;
 
 /// Where a stage's steps continue from: the image of its first `steps` steps, from an
 /// earlier build.
@@ -365,7 +366,7 @@ impl Builder {
         let config_digest = image.config_descriptor().digest().to_string();
         let engine = self.engine()?.clone();
         if engine.find_image(&config_digest).await?.is_none() {
-            load_into_engine(&engine, image, &[])
+            load_into_engine(&engine, image, &[], Default::default())
                 .await
                 .with_context(|| format!("loading {name} into the engine"))?;
         }
@@ -391,7 +392,7 @@ impl Builder {
         let id = image.config_descriptor().digest().to_string();
         let engine = self.engine()?.clone();
         if engine.find_image(&id).await?.is_none() {
-            load_into_engine(&engine, image, &[])
+            load_into_engine(&engine, image, &[], Default::default())
                 .await
                 .context("loading an empty image for FROM scratch")?;
         }
@@ -491,6 +492,7 @@ impl Builder {
                 }
                 commit_config.env = exact_env(&commit_config.env, &spec.env);
                 self.restore_cache_mounts(id, run).await;
+                self.command_starts();
                 let reporter = self.reporter.clone();
                 let container = engine
                     .run(&spec, &mut |line: engine::OutputLine<'_>| {
@@ -984,33 +986,6 @@ fn exact_env(wanted: &[String], others: &[String]) -> Vec<String> {
         }
     }
     env
-}
-
-/// Loads `image` into the engine as a docker archive, leaving out the layers in `omit`.
-pub(super) async fn load_into_engine(
-    engine: &engine::Engine,
-    image: std::sync::Arc<dyn oci::Image>,
-    omit: &[oci_spec::image::Digest],
-) -> anyhow::Result<()> {
-    let archive =
-        tempfile::NamedTempFile::new().context("creating a temporary file for an engine load")?;
-    let path = archive.path().to_path_buf();
-    let omit_layers = omit.iter().cloned().collect();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        oci::write_docker_archive(
-            &mut file,
-            image.as_ref(),
-            &[],
-            &DockerArchiveOptions { omit_layers },
-        )?;
-        std::io::Write::flush(&mut file)?;
-        Ok(())
-    })
-    .await??;
-    let file = tokio::fs::File::open(archive.path()).await?;
-    engine.load_archive_from(file).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,12 +12,12 @@ use std::time::Instant;
 use anyhow::Context as _;
 use oci_spec::image::{Descriptor, Digest, ImageManifest, MediaType};
 
-use super::engine_stage::load_into_engine;
 use super::{Builder, config, lock};
 use crate::cache::LayerRecord;
 use crate::oci::{self, Image};
 use crate::plan::dispatch::ImageConfig;
 use crate::progress::VertexId;
+use crate::publish::load_into_engine;
 
 /// Where a build stage is: an engine image, and cached layers on top of it not loaded yet.
 #[derive(Debug, Clone)]
@@ -83,9 +83,14 @@ impl Builder {
                     state.pending.len()
                 ),
             );
-            load_into_engine(&engine, Arc::new(image), &base_layers)
-                .await
-                .context("loading cached layers into the engine")?;
+            load_into_engine(
+                &engine,
+                Arc::new(image),
+                &[],
+                base_layers.iter().cloned().collect(),
+            )
+            .await
+            .context("loading cached layers into the engine")?;
         }
         *state = EngineState::at(image_id.clone());
         Ok(image_id)

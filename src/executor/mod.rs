@@ -15,6 +15,7 @@
 mod archive;
 mod config;
 mod driver;
+mod engine_preload;
 mod engine_stage;
 mod engine_state;
 mod image_fs;
@@ -138,6 +139,8 @@ pub(crate) struct Builder {
     fetcher: crate::fetch::Fetcher,
     /// The native executor, when it runs this build's stages.
     native: Option<native_stage::Native>,
+    /// The final image's base, loading into the engine while the stages run.
+    engine_preload: Option<engine_preload::EnginePreload>,
 }
 
 /// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
@@ -242,6 +245,7 @@ pub async fn build(
         restored_mounts: tokio::sync::Mutex::new(Default::default()),
         fetcher,
         native,
+        engine_preload: None,
     };
     let image = builder.run().await?;
     let digest = image.digest().to_string();
@@ -282,24 +286,25 @@ pub async fn build(
 /// Whether any part of the build needs the engine: loading the result, and with the engine
 /// executor, build stages, RUN in the final stage, a final stage built on another stage
 /// or copying from images (the native executor reads those from snapshots).
-fn needs_engine(request: &BuildRequest, graph: &BuildGraph, native: bool) -> bool {
-    let build_stages = graph.needed.iter().any(|&i| i != graph.target);
-    let target = graph.stage(graph.target);
-    let runs = target.commands.iter().any(|c| {
+/// Whether the target stage has a RUN step (and so runs like a build stage).
+fn target_runs(graph: &BuildGraph) -> bool {
+    graph.stage(graph.target).commands.iter().any(|c| {
         matches!(
             c.instruction,
             crate::frontend::instructions::Instruction::Run(_)
         )
-    });
+    })
+}
+
+fn needs_engine(request: &BuildRequest, graph: &BuildGraph, native: bool) -> bool {
+    let build_stages = graph.needed.iter().any(|&i| i != graph.target);
+    let target = graph.stage(graph.target);
+    let runs = target_runs(graph);
     let on_stage = matches!(graph.stages[graph.target].base, Base::Stage(_));
     let copies_from_images = !graph.stages[graph.target].image_sources.is_empty()
         || target.commands.iter().any(|c| matches!(&c.instruction, crate::frontend::instructions::Instruction::Copy(copy) if copy.from.is_some()));
-    let to_engine = request
-        .publish
-        .outputs
-        .contains(&crate::request::Output::Engine)
-        || (request.publish.outputs.is_empty() && !request.publish.push);
-    to_engine || (!native && (build_stages || runs || on_stage || copies_from_images))
+    request.publish.to_engine()
+        || (!native && (build_stages || runs || on_stage || copies_from_images))
 }
 
 async fn connect_engine_if_needed(
@@ -344,6 +349,7 @@ impl Builder {
         self.dispatch_all()?;
         // Everything imgbuild refuses is refused now, before any step runs.
         self.preflight()?;
+        self.engine_preload = self.start_engine_preload().await;
         let this = &*self;
         let target = this.graph.target;
         // Build stages run as soon as the stages they need are done, several at once.
@@ -600,7 +606,8 @@ impl Builder {
         }
     }
 
-    async fn publish(&self, image: Arc<dyn Image>) -> anyhow::Result<()> {
+    /// Images the engine may hold whose layers an engine load can leave out.
+    fn engine_known_images(&self) -> Vec<String> {
         let mut known: Vec<String> = lock(&self.loaded).values().cloned().collect();
         known.extend(lock(&self.stages).values().map(|s| s.image.clone()));
         // The image the tags name now (the previous build, usually): it shares the base
@@ -612,6 +619,53 @@ impl Builder {
                 .iter()
                 .map(|t| oci::with_default_tag(t)),
         );
+        known
+    }
+
+    /// Starts loading the final image's base into the engine, when the image goes there
+    /// and the engine lacks the base's layers (see [`engine_preload`]).
+    async fn start_engine_preload(&self) -> Option<engine_preload::EnginePreload> {
+        let engine = self.engine.as_ref()?;
+        if !self.request.publish.to_engine() {
+            return None;
+        }
+        let name = engine_preload::preloadable_base(&self.graph, self.native.is_some())?;
+        let image = self.pulled_image(name).ok()?.image.clone();
+        engine_preload::EnginePreload::start(engine, image, &self.engine_known_images()).await
+    }
+
+    /// A RUN's command is about to start, its root file system ready: the engine may take
+    /// the final image's base now (see [`engine_preload`]).
+    fn command_starts(&self) {
+        if let Some(preload) = &self.engine_preload {
+            preload.begin();
+        }
+    }
+
+    async fn publish(&mut self, image: Arc<dyn Image>) -> anyhow::Result<()> {
+        let mut known = self.engine_known_images();
+        let preloaded = match self.engine_preload.take() {
+            Some(preload) => preload.finish().await,
+            None => None,
+        };
+        known.extend(preloaded.as_ref().map(|p| p.id.clone()));
+        let published = self.publish_to_sinks(image.clone(), known).await;
+        // A base this build loaded was a way to get its layers in; the final image holds
+        // them now (unless it is the base itself, unchanged).
+        if let (Some(base), Some(engine)) = (preloaded, &self.engine)
+            && base.loaded
+            && base.id != image.config_descriptor().digest().to_string()
+        {
+            let _ = engine.remove_image(&base.id).await;
+        }
+        published
+    }
+
+    async fn publish_to_sinks(
+        &self,
+        image: Arc<dyn Image>,
+        known: Vec<String>,
+    ) -> anyhow::Result<()> {
         let deps = SinkDeps {
             engine: self.engine.clone(),
             registry: Some(self.registry.clone()),

@@ -306,7 +306,10 @@ impl StageBackend for NativeStage<'_> {
         let mounted = self.native.store.prepare(&chain)?.into_mounted()?;
         let fs = RootFs::new(mounted.root());
         let result = match &step.kind {
-            StepKind::Run(run) => b.run_natively(self.native, id, run, &mounted).await,
+            StepKind::Run(run) => {
+                b.command_starts();
+                b.run_natively(self.native, id, run, &mounted).await
+            }
             StepKind::Copy(copy) => b.copy_into(&fs, step, copy).await,
             StepKind::Mkdir { path, user } => b.mkdir_in(&fs, path, user).await.map(|_| ()),
         };
