@@ -614,3 +614,71 @@ fn local_cache_index_digest(dir: &Path) -> String {
     .unwrap();
     manifest["config"]["digest"].as_str().unwrap().to_owned()
 }
+
+/// COPY over files a step before copied the same way leaves a layer of files identical to
+/// the ones below (BuildKit's conformance case `copy-overwrite`): each executor records
+/// such a step its own way (an overlay upper directory, an engine diff), and a cache one
+/// exported must give the other the image it would have built itself.
+#[test]
+fn copies_over_identical_files_give_the_same_image_from_the_other_executors_cache() {
+    let marker = unique_name("overwrite");
+    let dockerfile = format!(
+        "FROM BUSYBOX\n\
+         COPY sub /sub\n\
+         COPY sub /sub\n\
+         COPY files/foo.go /dest/foo.go\n\
+         COPY files/foo.go /dest/foo.go\n\
+         COPY files /dest\n\
+         RUN echo {marker} > /replace.txt && chmod 0600 /replace.txt && chown 9:9 /replace.txt\n\
+         COPY replace.txt /replace.txt\n"
+    );
+    let runner = |executor: &'static str| {
+        let r = Runner::with_dockerfile(&dockerfile, executor);
+        fs::create_dir_all(r.path().join("sub")).unwrap();
+        fs::create_dir_all(r.path().join("files")).unwrap();
+        r.write("sub/s.txt", "s\n");
+        r.write("files/foo.go", "package foo\n");
+        r.write("files/bar.go", "package bar\n");
+        r.write("replace.txt", "new\n");
+        r
+    };
+    // What each executor builds on its own: one image.
+    let alone: Vec<String> = ["native", "engine"]
+        .into_iter()
+        .map(|executor| {
+            let r = runner(executor);
+            base_common::summary_digest(&r.build_ok(&["--output", &r.layout("out")]))
+        })
+        .collect();
+    assert_eq!(
+        alone[0], alone[1],
+        "native and engine differ without a cache"
+    );
+
+    for (exporter, importer) in [("native", "engine"), ("engine", "native")] {
+        let a = runner(exporter);
+        let cache = a.cache.path().join("exported");
+        a.build_ok(&[
+            "--output",
+            &a.layout("out"),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
+        ]);
+        let b = runner(importer);
+        let on_b = b.build_ok(&[
+            "--output",
+            &b.layout("out"),
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+        ]);
+        assert!(
+            on_b.contains("7 of 7 steps cached, 0 run"),
+            "{exporter} → {importer}: {on_b}"
+        );
+        assert_eq!(
+            base_common::summary_digest(&on_b),
+            alone[0],
+            "{exporter} → {importer}: the imported steps give another image"
+        );
+    }
+}

@@ -756,8 +756,9 @@ fn tar_paths(file: &mut std::fs::File) -> anyhow::Result<TarPaths> {
     })
 }
 
-/// Takes the last `count` layer tars out of a `docker save` archive, each into its own
-/// temporary file in `dir`.
+/// The last `count` layer tars of a `docker save` archive, in order, each as its own file.
+/// A layer that appears twice in the image (two steps whose diffs are the same bytes) is
+/// saved once by the engine: its later `layer.tar` entries are symlinks to the first.
 fn extract_saved_layers(
     mut saved: std::fs::File,
     count: usize,
@@ -765,15 +766,21 @@ fn extract_saved_layers(
 ) -> anyhow::Result<Vec<std::fs::File>> {
     saved.seek(SeekFrom::Start(0))?;
     // manifest.json names the layer files in order; it may come after them, so read it
-    // first in one pass and the layers in a second.
+    // (and where the symlinks point) in one pass and the layers in a second.
     let mut manifest: Option<serde_json::Value> = None;
+    let mut links: HashMap<String, String> = HashMap::new();
     {
         let mut archive = tar::Archive::new(&mut saved);
         for entry in archive.entries()? {
             let mut entry = entry?;
-            if entry.path_bytes().as_ref() == b"manifest.json" {
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            if name == "manifest.json" {
                 manifest = Some(serde_json::from_reader(&mut entry)?);
-                break;
+            } else if entry.header().entry_type() == tar::EntryType::Symlink
+                && let Some(target) = entry.link_name_bytes()
+            {
+                let target = String::from_utf8_lossy(&target).into_owned();
+                links.insert(name.clone(), resolve_link(&name, &target));
             }
         }
     }
@@ -789,26 +796,145 @@ fn extract_saved_layers(
                 .collect()
         })
         .unwrap_or_default();
-    let wanted: Vec<String> = layer_names[layer_names.len().saturating_sub(count)..].to_vec();
+    // Each wanted layer by the file that holds its bytes (a symlink followed).
+    let wanted: Vec<String> = layer_names[layer_names.len().saturating_sub(count)..]
+        .iter()
+        .map(|name| {
+            let mut name = name.clone();
+            // Bounded: a link loop in a broken archive must not hang the build.
+            for _ in 0..links.len() {
+                match links.get(&name) {
+                    Some(target) => name = target.clone(),
+                    None => break,
+                }
+            }
+            name
+        })
+        .collect();
     let mut files: HashMap<String, std::fs::File> = HashMap::new();
     saved.seek(SeekFrom::Start(0))?;
     let mut archive = tar::Archive::new(&mut saved);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if wanted.contains(&name) && !files.contains_key(&name) {
+        if entry.header().entry_type().is_file()
+            && wanted.contains(&name)
+            && !files.contains_key(&name)
+        {
             let mut file = tempfile::tempfile_in(dir)?;
             std::io::copy(&mut entry, &mut file)?;
-            file.seek(SeekFrom::Start(0))?;
             files.insert(name, file);
         }
+    }
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for name in &wanted {
+        *uses.entry(name.as_str()).or_default() += 1;
     }
     wanted
         .iter()
         .map(|n| {
-            files
-                .remove(n)
-                .ok_or_else(|| anyhow::anyhow!("the engine's image archive lacks layer {n}"))
+            let left = uses.get_mut(n.as_str()).map(|u| {
+                *u -= 1;
+                *u
+            });
+            let file = files
+                .get_mut(n)
+                .ok_or_else(|| anyhow::anyhow!("the engine's image archive lacks layer {n}"))?;
+            file.seek(SeekFrom::Start(0))?;
+            if left == Some(0) {
+                return files
+                    .remove(n)
+                    .ok_or_else(|| anyhow::anyhow!("the engine's image archive lacks layer {n}"));
+            }
+            // The same bytes for another position: a copy of its own.
+            let mut copy = tempfile::tempfile_in(dir)?;
+            std::io::copy(file, &mut copy)?;
+            copy.seek(SeekFrom::Start(0))?;
+            Ok(copy)
         })
         .collect()
+}
+
+/// The archive path a symlink at `name` pointing to `target` names (`docker save` writes
+/// `../<id>/layer.tar`).
+fn resolve_link(name: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = match name.rsplit_once('/') {
+        Some((dir, _)) if !target.starts_with('/') => dir.split('/').collect(),
+        _ => Vec::new(),
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn add(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data).unwrap();
+    }
+
+    /// An archive shaped like `docker save`'s: layer `b` repeats `a`, saved as a symlink.
+    fn saved_archive() -> std::fs::File {
+        let mut builder = tar::Builder::new(Vec::new());
+        add(&mut builder, "a/layer.tar", b"layer a");
+        add(&mut builder, "c/layer.tar", b"layer c");
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_cksum();
+        builder
+            .append_link(&mut link, "b/layer.tar", "../a/layer.tar")
+            .unwrap();
+        add(
+            &mut builder,
+            "manifest.json",
+            br#"[{"Layers":["a/layer.tar","b/layer.tar","c/layer.tar"]}]"#,
+        );
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&builder.into_inner().unwrap()).unwrap();
+        file
+    }
+
+    fn contents(files: Vec<std::fs::File>) -> Vec<String> {
+        files
+            .into_iter()
+            .map(|mut f| {
+                let mut text = String::new();
+                f.read_to_string(&mut text).unwrap();
+                text
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_layer_saved_as_a_symlink_is_extracted_at_each_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = extract_saved_layers(saved_archive(), 3, dir.path()).unwrap();
+        assert_eq!(contents(all), ["layer a", "layer a", "layer c"]);
+        // The repeat's target lies below the layers asked for.
+        let top = extract_saved_layers(saved_archive(), 2, dir.path()).unwrap();
+        assert_eq!(contents(top), ["layer a", "layer c"]);
+    }
+
+    #[test]
+    fn symlinks_resolve_against_their_own_directory() {
+        assert_eq!(resolve_link("b/layer.tar", "../a/layer.tar"), "a/layer.tar");
+        assert_eq!(resolve_link("b/layer.tar", "/a/layer.tar"), "a/layer.tar");
+        assert_eq!(resolve_link("b/layer.tar", "./x.tar"), "b/x.tar");
+    }
 }
