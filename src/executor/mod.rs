@@ -283,9 +283,6 @@ pub async fn build(
     })
 }
 
-/// Whether any part of the build needs the engine: loading the result, and with the engine
-/// executor, build stages, RUN in the final stage, a final stage built on another stage
-/// or copying from images (the native executor reads those from snapshots).
 /// Whether the target stage has a RUN step (and so runs like a build stage).
 fn target_runs(graph: &BuildGraph) -> bool {
     graph.stage(graph.target).commands.iter().any(|c| {
@@ -296,6 +293,9 @@ fn target_runs(graph: &BuildGraph) -> bool {
     })
 }
 
+/// Whether any part of the build needs the engine: loading the result, and with the engine
+/// executor, build stages, RUN in the final stage, a final stage built on another stage
+/// or copying from images (the native executor reads those from snapshots).
 fn needs_engine(request: &BuildRequest, graph: &BuildGraph, native: bool) -> bool {
     let build_stages = graph.needed.iter().any(|&i| i != graph.target);
     let target = graph.stage(graph.target);

@@ -833,20 +833,19 @@ fn extract_saved_layers(
     wanted
         .iter()
         .map(|n| {
+            let lacks = || anyhow::anyhow!("the engine's image archive lacks layer {n}");
             let left = uses.get_mut(n.as_str()).map(|u| {
                 *u -= 1;
                 *u
             });
-            let file = files
-                .get_mut(n)
-                .ok_or_else(|| anyhow::anyhow!("the engine's image archive lacks layer {n}"))?;
-            file.seek(SeekFrom::Start(0))?;
             if left == Some(0) {
-                return files
-                    .remove(n)
-                    .ok_or_else(|| anyhow::anyhow!("the engine's image archive lacks layer {n}"));
+                let mut file = files.remove(n).ok_or_else(lacks)?;
+                file.seek(SeekFrom::Start(0))?;
+                return Ok(file);
             }
             // The same bytes for another position: a copy of its own.
+            let file = files.get_mut(n).ok_or_else(lacks)?;
+            file.seek(SeekFrom::Start(0))?;
             let mut copy = tempfile::tempfile_in(dir)?;
             std::io::copy(file, &mut copy)?;
             copy.seek(SeekFrom::Start(0))?;
