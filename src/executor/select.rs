@@ -164,7 +164,13 @@ fn lists_overlay(proc_filesystems: &str) -> bool {
 fn probe_overlay(cache_dir: &Path) -> crate::cache::snapshot::Result<()> {
     let store = SnapshotStore::open(cache_dir)?;
     let active = store.prepare(&[])?;
-    let mounted = active.mount(&active.rootfs())?;
+    // The probe writes nothing worth keeping: a volatile mount's unmount skips syncing the
+    // whole file system, which a build has just filled with dirty pages. Kernels before
+    // 5.10 refuse `volatile`, and get the plain mount (whose error is the one to report).
+    let mounted = match active.mount_volatile(&active.rootfs()) {
+        Ok(mounted) => mounted,
+        Err(_) => active.mount(&active.rootfs())?,
+    };
     mounted.unmount()
     // `active` is dropped uncommitted: its directories are deleted.
 }

@@ -36,7 +36,7 @@ pub struct ActiveSnapshot {
 }
 
 impl ActiveSnapshot {
-    fn dir(&self) -> &Path {
+    pub(super) fn dir(&self) -> &Path {
         self.dir.as_ref().map_or(Path::new(""), |d| d.path())
     }
 
@@ -102,11 +102,23 @@ impl ActiveSnapshot {
     /// Mounts the snapshot (an overlay of the lowers and the upper directory) at `target`,
     /// an existing directory. Unmounted by [`Mounted::unmount`], or detached when dropped.
     pub fn mount(&self, target: &Path) -> Result<Mounted<'_>> {
-        self.mount_with(target, Api::Auto)
+        self.mount_with(target, Api::Auto, false)
     }
 
-    pub(super) fn mount_with(&self, target: &Path, api: Api) -> Result<Mounted<'_>> {
-        self.overlay_mount(target, api)?;
+    /// Mounts like [`mount`](Self::mount), for writes that will be thrown away: the unmount
+    /// does not sync the upper file system (overlayfs `volatile`, Linux 5.10 or later;
+    /// an older kernel refuses the mount). The overlay probe uses it.
+    pub fn mount_volatile(&self, target: &Path) -> Result<Mounted<'_>> {
+        self.mount_with(target, Api::Auto, true)
+    }
+
+    pub(super) fn mount_with(
+        &self,
+        target: &Path,
+        api: Api,
+        volatile: bool,
+    ) -> Result<Mounted<'_>> {
+        self.overlay_mount(target, api, volatile)?;
         Ok(Mounted {
             target: Some(target.to_path_buf()),
             _snapshot: PhantomData,
@@ -117,14 +129,14 @@ impl ActiveSnapshot {
     /// step that runs on it, or a stage read by `COPY --from`.
     pub fn into_mounted(self) -> Result<MountedSnapshot> {
         let target = self.rootfs();
-        self.overlay_mount(&target, Api::Auto)?;
+        self.overlay_mount(&target, Api::Auto, false)?;
         Ok(MountedSnapshot {
             active: Some(self),
             target,
         })
     }
 
-    fn overlay_mount(&self, target: &Path, api: Api) -> Result<()> {
+    fn overlay_mount(&self, target: &Path, api: Api, volatile: bool) -> Result<()> {
         let upper = self.upper();
         let work = self.dir().join(WORK);
         let mut lowers_top_first: Vec<&Path> = self.lowers.iter().rev().map(|s| s.path()).collect();
@@ -135,6 +147,7 @@ impl ActiveSnapshot {
             lowers_top_first,
             upper: &upper,
             work: &work,
+            volatile,
         };
         mount::mount(&overlay, target, api)
     }

@@ -302,7 +302,7 @@ fn without_lowerdir_plus_a_deep_chain_is_a_clear_error() {
     // Few lowers fit in mount(2)'s page.
     let shallow = store.prepare(&chain[..3]).unwrap();
     let mounted = shallow
-        .mount_with(&shallow.rootfs(), mount::Api::Legacy)
+        .mount_with(&shallow.rootfs(), mount::Api::Legacy, false)
         .unwrap();
     assert_eq!(
         fs::read_to_string(mounted.target().join("level")).unwrap(),
@@ -312,11 +312,38 @@ fn without_lowerdir_plus_a_deep_chain_is_a_clear_error() {
 
     let deep = store.prepare(&chain).unwrap();
     let err = deep
-        .mount_with(&deep.rootfs(), mount::Api::Legacy)
+        .mount_with(&deep.rootfs(), mount::Api::Legacy, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("120 lower directories"), "{err}");
     assert!(err.contains("4095 bytes"), "{err}");
+}
+
+#[test]
+fn a_volatile_mount_works_through_either_api_and_marks_its_work_directory() {
+    let (_tmp, store) = store();
+    let chain = deep_chain(&store, 2);
+    for api in [mount::Api::Auto, mount::Api::Legacy] {
+        let active = store.prepare(&chain).unwrap();
+        let mounted = active.mount_with(&active.rootfs(), api, true).unwrap();
+        assert_eq!(
+            fs::read_to_string(mounted.target().join("level")).unwrap(),
+            "1"
+        );
+        fs::write(mounted.target().join("x"), b"y").unwrap();
+        mounted.unmount().unwrap();
+        assert_eq!(fs::read(active.upper().join("x")).unwrap(), b"y", "{api:?}");
+        // overlayfs leaves this behind for a volatile mount (and refuses to mount that work
+        // directory again until it goes): the mark that the option was really applied.
+        assert!(
+            active
+                .dir()
+                .join(active::WORK)
+                .join("work/incompat/volatile")
+                .exists(),
+            "{api:?}"
+        );
+    }
 }
 
 #[test]
