@@ -323,9 +323,26 @@ fn outputs_push_and_records() {
     support::docker_ok(["rmi", tag.as_str()]);
 }
 
+/// `sha256:` and 64 lowercase hex digits, then a newline: what `docker build -q` prints.
+fn is_image_id_line(stdout: &str) -> bool {
+    stdout.strip_prefix("sha256:").is_some_and(|rest| {
+        rest.len() == 65
+            && rest.ends_with('\n')
+            && rest[..64]
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// `-q` prints the image ID as BuildKit's `docker build -q` does, so that `docker run
+/// $(imgbuild -q .)` runs the image; the same ID is in `--iidfile`. A failure prints
+/// nothing on standard output.
 #[test]
-fn quiet_prints_only_the_digest() {
-    let project = Project::new("FROM BUSYBOX\nCOPY x /x\n", &[("x", "x")]);
+fn quiet_prints_the_image_id_as_buildkit_does() {
+    let project = Project::new(
+        "FROM BUSYBOX\nCOPY x /x\nCMD [\"cat\", \"/x\"]\n",
+        &[("x", "quiet\n")],
+    );
     let out = project
         .command_as_given(&[
             "--progress",
@@ -338,14 +355,11 @@ fn quiet_prints_only_the_digest() {
     // An unwritable output is a failure, reported on stderr only.
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    let dest = project.cache.path().join("o");
+
+    let iidfile = project.cache.path().join("iid");
+    let tag = support::unique_name("quiet");
     let out = project
-        .command_as_given(&[
-            "--progress",
-            "quiet",
-            "--output",
-            &format!("type=oci,dest={}", dest.display()),
-        ])
+        .command_as_given(&["-q", "-t", &tag, "--iidfile", iidfile.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(
@@ -354,15 +368,40 @@ fn quiet_prints_only_the_digest() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        stdout.starts_with("sha256:") && stdout.len() == 72,
-        "{stdout:?}"
-    );
+    assert!(is_image_id_line(&stdout), "{stdout:?}");
     assert!(
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let id = stdout.trim();
+    assert_eq!(fs::read_to_string(&iidfile).unwrap(), id);
+    let inspected = support::docker_ok(["image", "inspect", "--format", "{{.Id}}", &tag]);
+    assert_eq!(inspected.trim(), id);
+    assert_eq!(run_image(id, &[]), "quiet\n");
+
+    // BuildKit prints the same kind of line: its image's ID, which runs.
+    let buildkit = support::unique_name("quiet-buildkit");
+    let output = Command::new(support::DOCKER_CLI)
+        .args(["build", "--network", "host", "-q", "-t", &buildkit])
+        .arg(project.path())
+        .env("DOCKER_HOST", &support::env().docker_host)
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .expect("docker build runs");
+    assert!(
+        output.status.success(),
+        "BuildKit failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let buildkit_stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(is_image_id_line(&buildkit_stdout), "{buildkit_stdout:?}");
+    let buildkit_id = support::docker_ok(["image", "inspect", "--format", "{{.Id}}", &buildkit]);
+    assert_eq!(buildkit_stdout.trim(), buildkit_id.trim());
+    assert_eq!(run_image(buildkit_stdout.trim(), &[]), "quiet\n");
+    for tag in [&tag, &buildkit] {
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
 }
 
 #[test]

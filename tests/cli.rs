@@ -169,3 +169,31 @@ fn bad_flags_name_the_flag() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
+
+/// docker build refuses `-t My/App` before it builds anything; so does imgbuild (it used to
+/// build the whole image and fail at the engine load).
+#[test]
+fn a_bad_tag_is_refused_before_anything_runs() {
+    let dir = support::tempdir();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch-not-pulled\nRUN true\n",
+    )
+    .unwrap();
+    for (tag, why) in [
+        ("My/App:latest", "must be lowercase"),
+        ("app:bad tag", "--tag"),
+        ("app::1", "--tag"),
+    ] {
+        let out = imgbuild(
+            &["--progress", "plain", "-t", "app:ok", "-t", tag, "."],
+            dir.path(),
+        );
+        let stderr = assert_input_error(&out, tag);
+        assert!(stderr.contains(why), "{tag}: {stderr}");
+        assert!(stderr.contains(tag), "{tag}: {stderr}");
+        // No step started: the plain progress shows none, and the FROM was not pulled.
+        assert!(!stderr.contains("#1 "), "{tag}: {stderr}");
+        assert!(!stderr.contains("scratch-not-pulled"), "{tag}: {stderr}");
+    }
+}

@@ -334,6 +334,59 @@ fn dockerignore_hides_paths_and_bang_reincludes() {
 }
 
 #[test]
+fn an_ignore_file_beside_the_dockerfile_replaces_the_context_s() {
+    let f = Fixture::new();
+    f.file(".dockerignore", "*.log\n", 0o644)
+        .file("a.log", "", 0o644)
+        .file("secret.env", "", 0o644)
+        .file("build/app.Dockerfile", "FROM scratch", 0o644)
+        .file("build/app.Dockerfile.dockerignore", "secret.env\n", 0o644)
+        .file("Dockerfile", "FROM scratch", 0o644)
+        .file("Dockerfile.dockerignore", "a.log\nsecret.env\n", 0o644);
+    let everything = |ctx: &Context| targets(&select(ctx, &["."], "/c/").unwrap());
+
+    // `-f build/app.Dockerfile`: its own file only, not merged with `.dockerignore`.
+    let ctx = Context::open_for(&f.root(), Some(&f.root().join("build/app.Dockerfile"))).unwrap();
+    let seen = everything(&ctx);
+    assert!(seen.contains(&"/c/a.log".to_owned()), "{seen:?}");
+    assert!(!seen.contains(&"/c/secret.env".to_owned()), "{seen:?}");
+    let error = select(&ctx, &["secret.env"], "/x").unwrap_err();
+    let named = format!(
+        "{}",
+        f.root().join("build/app.Dockerfile.dockerignore").display()
+    );
+    assert!(
+        error_text(&error).contains(&format!("excluded by {named} line 1 (`secret.env`)")),
+        "{error:#}"
+    );
+
+    // The default Dockerfile's own file too.
+    let ctx = Context::open_for(&f.root(), Some(&f.root().join("Dockerfile"))).unwrap();
+    let seen = everything(&ctx);
+    assert!(!seen.contains(&"/c/a.log".to_owned()), "{seen:?}");
+    assert!(!seen.contains(&"/c/secret.env".to_owned()), "{seen:?}");
+
+    // A Dockerfile without one (or from standard input): the context's `.dockerignore`.
+    f.file("other.Dockerfile", "FROM scratch", 0o644);
+    for dockerfile in [Some(f.root().join("other.Dockerfile")), None] {
+        let ctx = Context::open_for(&f.root(), dockerfile.as_deref()).unwrap();
+        let seen = everything(&ctx);
+        assert!(!seen.contains(&"/c/a.log".to_owned()), "{seen:?}");
+        assert!(seen.contains(&"/c/secret.env".to_owned()), "{seen:?}");
+    }
+
+    // A bad line is located in the file that has it.
+    f.file("build/app.Dockerfile.dockerignore", "[bad\n", 0o644);
+    let error =
+        Context::open_for(&f.root(), Some(&f.root().join("build/app.Dockerfile"))).unwrap_err();
+    assert!(is_input_error(&error));
+    assert!(
+        error_text(&error).starts_with(&format!("{named}:1: ")),
+        "{error:#}"
+    );
+}
+
+#[test]
 fn a_bad_dockerignore_line_is_located() {
     let f = Fixture::new();
     f.file(".dockerignore", "ok\n\n[unclosed\n", 0o644);

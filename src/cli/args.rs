@@ -102,6 +102,10 @@ pub struct PublishArgs {
     #[arg(long)]
     pub push: bool,
 
+    /// Load the image into the Docker engine (same as --output type=engine).
+    #[arg(long)]
+    pub load: bool,
+
     /// Layer compression for layers imgbuild writes.
     #[arg(long, value_enum, default_value_t = Compression::Gzip)]
     pub compression: Compression,
@@ -147,7 +151,8 @@ pub struct DisplayArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 
-    /// Print only the image digest (same as --progress quiet).
+    /// Print only the image ID (the config digest, as `docker build -q`; same as
+    /// --progress quiet).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
@@ -264,7 +269,7 @@ pub enum ProgressMode {
     Auto,
     Tty,
     Plain,
-    /// Only the image digest.
+    /// Only the image ID.
     Quiet,
     /// One JSON object per event on standard error, for programs.
     Rawjson,

@@ -39,7 +39,8 @@ fn build(request: BuildRequest) -> anyhow::Result<()> {
     let result = runtime()?.block_on(crate::executor::build(request, reporter.clone()))?;
     let mut stdout = std::io::stdout().lock();
     if mode == progress::Mode::Quiet {
-        writeln!(stdout, "{}", result.digest).context("writing the digest")?;
+        // The image ID, as `docker build -q` prints it: `docker run $(imgbuild -q .)` works.
+        writeln!(stdout, "{}", result.config_digest).context("writing the image ID")?;
         return Ok(());
     }
     reporter.outcome(&progress::Outcome {

@@ -109,7 +109,8 @@ impl PublishRequest {
     pub fn from_args(args: PublishArgs, env: Env<'_>) -> Result<PublishRequest, InputError> {
         let mut outputs = Vec::new();
         let mut push = args.push;
-        for spec in args.outputs {
+        let load = args.load.then_some(OutputSpec::Engine);
+        for spec in args.outputs.into_iter().chain(load) {
             let output = match spec {
                 OutputSpec::Engine => Output::Engine,
                 OutputSpec::OciDir(d) => Output::OciDir(d),
@@ -131,11 +132,7 @@ impl PublishRequest {
             );
         }
         for tag in &args.tags {
-            if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(InputError::new(format!(
-                    "--tag `{tag}` is not an image reference"
-                )));
-            }
+            check_tag(tag)?;
         }
         let source_date_epoch = match args.source_date_epoch {
             Some(n) => check_epoch(n, "--source-date-epoch")?,
@@ -186,6 +183,26 @@ impl RegistryOptions {
             insecure: args.insecure_registries.clone(),
         }
     }
+}
+
+/// A `--tag` is checked before anything runs, by the rules the engine and registries apply
+/// (docker build refuses `My/App` at once, too): a name with an optional tag, no digest.
+fn check_tag(tag: &str) -> Result<(), InputError> {
+    let reference = crate::registry::Reference::parse(tag).map_err(|e| {
+        let hint = e.hint().map(str::to_owned);
+        let err = InputError::new(format!("--tag: {e}"));
+        match hint {
+            Some(hint) => err.with_hint(hint),
+            None => err,
+        }
+    })?;
+    if reference.digest().is_some() {
+        return Err(InputError::new(format!(
+            "--tag `{tag}` names a digest; a tag is `name` or `name:tag`, and the digest is \
+             the image's own (see --metadata-file)"
+        )));
+    }
+    Ok(())
 }
 
 /// `auto` becomes tty on a terminal and plain elsewhere (CI logs), as BuildKit does.
@@ -364,6 +381,19 @@ mod tests {
             (vec!["--platform", "amd64", "."], &home[..], "--platform"),
             (vec!["."], &[][..], "cache directory"),
             (vec!["-t", "a b", "."], &home[..], "--tag"),
+            (vec!["-t", "", "."], &home[..], "--tag"),
+            (
+                vec!["-t", "My/App:latest", "."],
+                &home[..],
+                "must be lowercase",
+            ),
+            (vec!["-t", "app:-1", "."], &home[..], "--tag"),
+            (vec!["-t", "app:v1", "-t", "app:", "."], &home[..], "--tag"),
+            (
+                vec!["-t", &format!("app@sha256:{}", "a".repeat(64)), "."],
+                &home[..],
+                "names a digest",
+            ),
         ] {
             let err = request(&args, env).unwrap_err();
             assert!(err.to_string().contains(needle), "{args:?}: {err}");

@@ -47,13 +47,16 @@ pub type Error = anyhow::Error;
 /// Up to this many `.dockerignore` lines, an error names the line that excludes a source.
 const MAX_LINES_TO_EXPLAIN: usize = 1000;
 
-/// An opened build context: its canonical root and its `.dockerignore` rules.
+/// An opened build context: its canonical root and its ignore file's rules.
 #[derive(Debug, Clone)]
 pub struct Context {
     root: PathBuf,
     ignore: DockerIgnore,
-    /// The `.dockerignore` text, to name the line that excludes a source in errors.
+    /// The ignore file's text, to name the line that excludes a source in errors.
     ignore_text: Vec<u8>,
+    /// The ignore file as errors name it: `.dockerignore`, or `app.Dockerfile.dockerignore`
+    /// as the user named the Dockerfile.
+    ignore_name: String,
 }
 
 /// How a `COPY`/`ADD` selects its files, beyond its sources and destination.
@@ -175,6 +178,15 @@ impl Context {
     /// A missing `.dockerignore` excludes nothing; an invalid line is an input error
     /// located as `.dockerignore:LINE: …`.
     pub fn open(root: &Path) -> Result<Context, Error> {
+        Self::open_for(root, None)
+    }
+
+    /// Opens a context directory for the Dockerfile at `dockerfile` (`None`: read from
+    /// standard input). As BuildKit does, `DOCKERFILE.dockerignore` beside the Dockerfile
+    /// (`app.Dockerfile.dockerignore` for `-f app.Dockerfile`, `Dockerfile.dockerignore`
+    /// for the default) replaces the context's `.dockerignore` when it exists; the two are
+    /// never merged.
+    pub fn open_for(root: &Path, dockerfile: Option<&Path>) -> Result<Context, Error> {
         let canonical = std::fs::canonicalize(root).map_err(|e| {
             anyhow::Error::new(
                 InputError::new(format!(
@@ -195,7 +207,18 @@ impl Context {
             .with_hint("give the directory that holds the files to COPY as CONTEXT")
             .into());
         }
-        let ignore_path = canonical.join(".dockerignore");
+        let beside_dockerfile = dockerfile.map(|path| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".dockerignore");
+            PathBuf::from(name)
+        });
+        let (ignore_path, ignore_name) = match beside_dockerfile.filter(|p| p.exists()) {
+            Some(path) => {
+                let name = path.display().to_string();
+                (path, name)
+            }
+            None => (canonical.join(".dockerignore"), ".dockerignore".to_owned()),
+        };
         let ignore_text = match std::fs::read(&ignore_path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -208,11 +231,12 @@ impl Context {
                 .into());
             }
         };
-        let ignore = DockerIgnore::parse(&ignore_text).map_err(|e| e.in_file(".dockerignore"))?;
+        let ignore = DockerIgnore::parse(&ignore_text).map_err(|e| e.in_file(&ignore_name))?;
         Ok(Context {
             root: canonical,
             ignore,
             ignore_text,
+            ignore_name,
         })
     }
 
@@ -225,6 +249,7 @@ impl Context {
             root,
             ignore: DockerIgnore::default(),
             ignore_text: Vec::new(),
+            ignore_name: ".dockerignore".to_owned(),
         })
     }
 

@@ -807,11 +807,12 @@ impl<'a> Selector<'a> {
                 "check the path: a file stands where a directory is expected",
             ),
             ResolveError::Excluded(rel) => {
+                let ignore_name = &self.ctx.ignore_name;
                 let why = match self.ctx.excluding_line(&rel) {
                     Some((line, pattern)) => {
-                        format!("excluded by .dockerignore line {line} (`{pattern}`)")
+                        format!("excluded by {ignore_name} line {line} (`{pattern}`)")
                     }
-                    None => "excluded by .dockerignore".to_owned(),
+                    None => format!("excluded by {ignore_name}"),
                 };
                 let subject = if rel == src.trim_start_matches("./").trim_start_matches('/') {
                     String::new()
@@ -820,7 +821,7 @@ impl<'a> Selector<'a> {
                 };
                 self.ctx.context_error(
                     format!("{keyword} {src}: the file exists but is {why}{subject}"),
-                    format!("remove that pattern or add `!{rel}` to .dockerignore"),
+                    format!("remove that pattern or add `!{rel}` to {ignore_name}"),
                 )
             }
             ResolveError::Escapes(link, target) => self.ctx.context_error(

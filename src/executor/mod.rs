@@ -55,9 +55,9 @@ pub use select::ExecutorUsed;
 /// What a build produced.
 pub struct BuildResult {
     pub image: Arc<dyn Image>,
-    /// The manifest digest (what a registry and `--progress quiet` show).
+    /// The manifest digest (what a registry and the summary show).
     pub digest: String,
-    /// The config digest (docker's image ID, `--iidfile`).
+    /// The config digest (docker's image ID: `-q`, `--iidfile`).
     pub config_digest: String,
     /// Compressed size of all layers.
     pub size: u64,
@@ -182,7 +182,11 @@ pub async fn build(
             "build-arg `{arg}` was not consumed by any ARG of the stages built"
         ));
     }
-    let context = Context::open(&request.context)?;
+    let dockerfile_path = match &request.dockerfile {
+        crate::request::DockerfileSource::Path(path) => Some(path.as_path()),
+        crate::request::DockerfileSource::Stdin => None,
+    };
+    let context = Context::open_for(&request.context, dockerfile_path)?;
     // One blob store for pulled, built and pushed blobs alike.
     let registry_blobs = registry::BlobStore::open(&request.cache_dir)?;
     let oci_blobs = registry_blobs.blobs().clone();

@@ -2,7 +2,7 @@
 //! terminal ([`tty`]), for logs and CI ([`plain`]) and for scripts (quiet: nothing).
 //!
 //! Library code never prints; it tells a reporter what happened. Only the renderers
-//! here write to the terminal, so `--progress quiet` really prints only the digest.
+//! here write to the terminal, so `--progress quiet` really prints only the image ID.
 
 pub mod plain;
 pub mod rawjson;
