@@ -422,5 +422,21 @@ mod tests {
         assert_eq!(r.publish.outputs, [Output::OciDir("o".into())]);
         assert!(r.publish.push);
         assert_eq!(r.dockerfile, DockerfileSource::Stdin);
+
+        // `--load` is `--output type=engine`, also beside --push or another output.
+        let r = request(&["--load", "--push", "-t", "r/a", "."], &[("HOME", "/h")]).unwrap();
+        assert_eq!(r.publish.outputs, [Output::Engine]);
+        assert!(r.publish.to_engine() && r.publish.push);
+        let r = request(
+            &["-o", "type=oci,dest=o", "--load", "-o", "type=engine", "."],
+            &[("HOME", "/h")],
+        )
+        .unwrap();
+        assert_eq!(
+            r.publish.outputs,
+            [Output::OciDir("o".into()), Output::Engine]
+        );
+        let r = request(&["--push", "-t", "r/a", "."], &[("HOME", "/h")]).unwrap();
+        assert!(!r.publish.to_engine());
     }
 }
