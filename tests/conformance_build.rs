@@ -685,6 +685,14 @@ fn prepare(name: &str) -> Result<Prepared, String> {
         };
         let path = prepared.dockerfile(variant);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The case's own ignore file goes beside each Dockerfile (outside the context), as
+        // `Dockerfile.direct.dockerignore` for `-f Dockerfile.direct`.
+        let ignore = case_dir.join("Dockerfile.dockerignore");
+        if ignore.is_file() {
+            let mut beside = path.into_os_string();
+            beside.push(".dockerignore");
+            std::fs::copy(&ignore, &beside).map_err(|e| format!("{}: {e}", ignore.display()))?;
+        }
     }
     Ok(prepared)
 }
