@@ -2,7 +2,13 @@
 //! image and publishing it: [`sinks_for`] is the one place that turns `--output`/`--push`
 //! into sinks; each [`Sink`] takes any [`Image`]. The OCI layout and archive sinks live in
 //! [`crate::oci`]; the engine and registry sinks are here because they need the engine and
-//! the registry client. [`Recorder`] writes `--iidfile` and `--metadata-file` afterwards.
+//! the registry client; the image's file system as a directory or tar (`type=local`,
+//! `type=tar`) is in [`filesystem`]. [`Recorder`] writes `--iidfile` and `--metadata-file`
+//! afterwards.
+
+mod filesystem;
+
+pub use filesystem::TarDest;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +31,10 @@ pub enum Output {
     OciTar(PathBuf),
     DockerTar(PathBuf),
     Registry,
+    /// The image's file system as a directory (`type=local`).
+    Local(PathBuf),
+    /// The image's file system as a tar (`type=tar`).
+    Tar(TarDest),
 }
 
 /// Where the result goes and how it is shown, shared by `build` and `base build`.
@@ -44,6 +54,11 @@ pub struct PublishRequest {
 }
 
 impl PublishRequest {
+    /// Whether an output writes to standard output (`-o -`), where `-q` then prints nothing.
+    pub fn writes_stdout(&self) -> bool {
+        self.outputs.contains(&Output::Tar(TarDest::Stdout))
+    }
+
     /// Whether the image goes to the engine: asked for with `--output type=engine`, or the
     /// default when neither `--output` nor `--push` is given.
     pub fn to_engine(&self) -> bool {
@@ -69,6 +84,9 @@ pub struct SinkDeps {
     pub blobs: registry::BlobStore,
     /// Images the engine may already have, whose layers a load can leave out.
     pub engine_known_images: Vec<String>,
+    /// Where a tar for standard output writes the image's file system first (the cache
+    /// dir).
+    pub scratch: PathBuf,
 }
 
 /// The sinks for a request. With no `--output`, the image goes to the engine, unless
@@ -86,6 +104,11 @@ pub fn sinks_for(request: &PublishRequest, deps: &SinkDeps) -> anyhow::Result<Ve
             Output::OciDir(dir) => Sink::File(Box::new(oci::OciDir::new(dir))),
             Output::OciTar(file) => Sink::File(Box::new(oci::OciTar::new(file))),
             Output::DockerTar(file) => Sink::File(Box::new(oci::DockerArchive::new(file))),
+            Output::Local(dir) => Sink::File(Box::new(filesystem::LocalDir::new(dir))),
+            Output::Tar(dest) => Sink::File(Box::new(filesystem::RootfsTar::new(
+                dest,
+                deps.scratch.clone(),
+            ))),
             Output::Engine => {
                 let engine = deps.engine.clone().ok_or_else(|| {
                     InputError::new("the image would be loaded into the Docker engine, but none is reachable")

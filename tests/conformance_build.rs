@@ -58,6 +58,9 @@ fn main() {
         Trial::test("config-compare", || {
             check_config_compare().map_err(Failed::from)
         }),
+        Trial::test("output-local-and-tar", || {
+            check_filesystem_outputs().map_err(Failed::from)
+        }),
     ];
     trials.extend(image::self_tests().into_iter().map(|(name, test)| {
         Trial::test(format!("flatten-{name}"), move || {
@@ -1256,4 +1259,173 @@ fn check_config_compare() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `--output type=local` and `type=tar` give the files BuildKit's local and tar exporters
+/// give for the same build: the whole final root file system (what a RUN deleted from the
+/// base absent), modes, symlinks and hard links; in the directory, files belong to the user
+/// who ran the build and an existing directory is merged into (its other files kept, a file
+/// replaced by a directory); in the tar, the layers' owners, and the same entries in the
+/// same order. mtimes are not compared: imgbuild clamps them to the source date epoch.
+fn check_filesystem_outputs() -> Result<(), String> {
+    let base = &busybox()?.reference;
+    let dir = tempdir();
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).map_err(|e| e.to_string())?;
+    let dockerfile = format!(
+        "FROM {base} AS builder\n\
+         RUN mkdir -p /build && echo built > /build/artifact\n\
+         FROM {base}\n\
+         COPY --from=builder /build/artifact /app/artifact\n\
+         RUN mkdir -p /data/emptydir && echo hello > /data/file && ln -s file /data/symlink \\\n\
+          && ln /data/file /data/hardlink && echo s > /data/mode0750 && chmod 0750 /data/mode0750 \\\n\
+          && echo owned > /data/owned && chown 1000:1000 /data/owned && rm /bin/ping /etc/group\n"
+    );
+    std::fs::write(context.join("Dockerfile"), dockerfile).map_err(|e| e.to_string())?;
+    // What the destination held before: kept, replaced, or a file where a directory goes.
+    let prefill = |dest: &Path| -> Result<(), String> {
+        for (path, content) in [
+            ("keep/e", "e"),
+            ("data/oldonly", "o"),
+            ("data/file", "old"),
+            ("app", "f"),
+            ("linuxrc/x", "a directory where the image has a symlink"),
+        ] {
+            let path = dest.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| e.to_string())?;
+            std::fs::write(&path, content).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    let out = |name: &str| dir.path().join(name);
+    prefill(&out("bk-merged"))?;
+    prefill(&out("ib-merged"))?;
+    for output in [
+        format!("type=local,dest={}", out("bk-merged").display()),
+        format!("type=local,dest={}", out("bk-new").display()),
+        format!("type=tar,dest={}", out("bk.tar").display()),
+    ] {
+        // BuildKit v0.8 takes one --output per build; the second and third are cached.
+        let output = Command::new(base_common::DOCKER_CLI)
+            .args(["build", "--network", "host", "-o", &output])
+            .arg(&context)
+            .env("DOCKER_HOST", &env().docker_host)
+            .env("DOCKER_BUILDKIT", "1")
+            .output()
+            .map_err(|e| format!("cannot run docker build: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("BuildKit failed:\n{}", tail(&output.stderr)));
+        }
+    }
+    let output = imgbuild()
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--network",
+            "host",
+            "--cache-dir",
+        ])
+        .arg(out("imgbuild-cache"))
+        .arg("-o")
+        .arg(out("ib-merged"))
+        .arg("-o")
+        .arg(format!("type=local,dest={}", out("ib-new").display()))
+        .arg("-o")
+        .arg(format!("type=tar,dest={}", out("ib.tar").display()))
+        .arg(&context)
+        .output()
+        .map_err(|e| format!("cannot run imgbuild: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("imgbuild failed:\n{}", tail(&output.stderr)));
+    }
+    let mut problems = Vec::new();
+    for (bk, ib) in [("bk-merged", "ib-merged"), ("bk-new", "ib-new")] {
+        let diffs = compare_trees(
+            &image::Tree::from_dir(&out(bk))?,
+            &image::Tree::from_dir(&out(ib))?,
+        );
+        if !diffs.is_empty() {
+            problems.push(format!(
+                "{bk} | {ib}:\n{}",
+                show_diffs(&diffs, "BuildKit", "imgbuild")
+            ));
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |name: &str| {
+        std::fs::metadata(out(name))
+            .map(|m| format!("{:04o}", m.permissions().mode() & 0o7777))
+            .unwrap_or_else(|e| e.to_string())
+    };
+    if mode("bk-new") != mode("ib-new") {
+        problems.push(format!(
+            "a new directory's mode: BuildKit {} | imgbuild {}",
+            mode("bk-new"),
+            mode("ib-new")
+        ));
+    }
+    let read_tar = |name: &str| std::fs::File::open(out(name)).map_err(|e| format!("{name}: {e}"));
+    let diffs = compare_trees(
+        &image::Tree::from_tar(read_tar("bk.tar")?)?,
+        &image::Tree::from_tar(read_tar("ib.tar")?)?,
+    );
+    if !diffs.is_empty() {
+        problems.push(format!(
+            "the tars:\n{}",
+            show_diffs(&diffs, "BuildKit", "imgbuild")
+        ));
+    }
+    // The entries themselves, in order: name, type, owner names.
+    let listing = |name: &str| -> Result<Vec<String>, String> {
+        let mut archive = tar::Archive::new(read_tar(name)?);
+        let mut names = Vec::new();
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let header = entry.header();
+            names.push(format!(
+                "{} {:?} user={:?} group={:?}",
+                String::from_utf8_lossy(&entry.path_bytes()),
+                header.entry_type(),
+                header.username().ok().flatten().unwrap_or_default(),
+                header.groupname().ok().flatten().unwrap_or_default(),
+            ));
+        }
+        Ok(names)
+    };
+    let (bk_list, ib_list) = (listing("bk.tar")?, listing("ib.tar")?);
+    if bk_list != ib_list {
+        let first = bk_list
+            .iter()
+            .zip(&ib_list)
+            .position(|(b, i)| b != i)
+            .unwrap_or(bk_list.len().min(ib_list.len()));
+        problems.push(format!(
+            "the tars' entries differ from entry {first}: BuildKit {:?} | imgbuild {:?} ({} and {} entries)",
+            bk_list.get(first), ib_list.get(first), bk_list.len(), ib_list.len()
+        ));
+    }
+    // `-q -o -`: the same tar on standard output, and nothing else there.
+    let output = imgbuild()
+        .args(["build", "-q", "--network", "host", "--cache-dir"])
+        .arg(out("imgbuild-cache"))
+        .args(["-o", "-"])
+        .arg(&context)
+        .output()
+        .map_err(|e| format!("cannot run imgbuild: {e}"))?;
+    let file = std::fs::read(out("ib.tar")).map_err(|e| e.to_string())?;
+    if !output.status.success() || output.stdout != file {
+        problems.push(format!(
+            "`-q -o -` wrote {} bytes, and type=tar,dest=FILE {} (exit {:?}):\n{}",
+            output.stdout.len(),
+            file.len(),
+            output.status.code(),
+            tail(&output.stderr)
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }

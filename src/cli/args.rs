@@ -94,7 +94,9 @@ pub struct PublishArgs {
     pub tags: Vec<String>,
 
     /// Where to write the image: `type=engine`, `type=oci,dest=DIR|FILE.tar`,
-    /// `type=docker,dest=FILE.tar`, `type=registry`; repeatable.
+    /// `type=docker,dest=FILE.tar`, `type=registry`; or its file system:
+    /// `type=local,dest=DIR` (or just DIR), `type=tar,dest=FILE|-` (or just `-`);
+    /// repeatable.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<OutputSpec>,
 

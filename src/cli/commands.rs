@@ -36,9 +36,14 @@ fn build(request: BuildRequest) -> anyhow::Result<()> {
     let mode = request.publish.progress;
     let reporter = progress::reporter(mode);
     let tags = request.publish.tags.clone();
+    let stdout_taken = request.publish.writes_stdout();
     let result = runtime()?.block_on(crate::executor::build(request, reporter.clone()))?;
     let mut stdout = std::io::stdout().lock();
     if mode == progress::Mode::Quiet {
+        // `-o -` wrote the tar there: an ID after it would corrupt it.
+        if stdout_taken {
+            return Ok(());
+        }
         // The image ID, as `docker build -q` prints it: `docker run $(imgbuild -q .)` works.
         writeln!(stdout, "{}", result.config_digest).context("writing the image ID")?;
         return Ok(());
@@ -209,6 +214,7 @@ fn base_build(args: BaseBuildArgs) -> anyhow::Result<()> {
             registry,
             blobs: registry::BlobStore::open(&cache_dir)?,
             engine_known_images: Vec::new(),
+            scratch: cache_dir.clone(),
         };
         // Before the build: a wrong output or tag fails in a second, not after minutes.
         let sinks = crate::publish::sinks_for(&request, &deps)?;

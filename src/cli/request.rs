@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
+use crate::publish::TarDest;
 use crate::request::{
     BuildRequest, DockerfileSource, Entitlement, ExecutorChoice, Output, PublishRequest,
     RegistryOptions,
@@ -116,6 +117,17 @@ impl PublishRequest {
                 OutputSpec::OciDir(d) => Output::OciDir(d),
                 OutputSpec::OciTar(d) => Output::OciTar(d),
                 OutputSpec::DockerTar(d) => Output::DockerTar(d),
+                OutputSpec::Local(d) => Output::Local(d),
+                OutputSpec::Tar(Some(d)) => Output::Tar(TarDest::File(d)),
+                OutputSpec::Tar(None) => {
+                    if std::io::stdout().is_terminal() {
+                        return Err(InputError::new(
+                            "--output type=tar,dest=- would write a tar to the terminal",
+                        )
+                        .with_hint("redirect standard output to a file, or give dest=FILE"));
+                    }
+                    Output::Tar(TarDest::Stdout)
+                }
                 OutputSpec::Registry => {
                     push = true;
                     continue;

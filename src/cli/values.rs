@@ -44,13 +44,25 @@ pub enum OutputSpec {
     DockerTar(PathBuf),
     /// Push every tag (same as `--push`).
     Registry,
+    /// The image's file system as a directory (`type=local,dest=DIR`, or just `DIR`).
+    Local(PathBuf),
+    /// The image's file system as a tar (`type=tar,dest=FILE`); `None`: standard output
+    /// (`dest=-`, or just `-`).
+    Tar(Option<PathBuf>),
 }
 
 impl FromStr for OutputSpec {
     type Err = String;
 
-    /// BuildKit's syntax: comma-separated `key=value` pairs, `type` first or anywhere.
+    /// BuildKit's syntax: comma-separated `key=value` pairs, `type` first or anywhere; as
+    /// buildx, a bare path is `type=local,dest=PATH` and `-` is `type=tar,dest=-`.
     fn from_str(spec: &str) -> Result<Self, String> {
+        if spec == "-" {
+            return Ok(OutputSpec::Tar(None));
+        }
+        if !spec.is_empty() && !spec.contains('=') && !spec.contains(',') {
+            return Ok(OutputSpec::Local(PathBuf::from(spec)));
+        }
         let mut kind = None;
         let mut dest = None;
         let mut tar = None;
@@ -75,9 +87,10 @@ impl FromStr for OutputSpec {
                 }
             }
         }
-        let kind = kind.ok_or("missing type= (engine, oci, docker or registry)")?;
+        let kind = kind.ok_or("missing type= (engine, oci, docker, registry, local or tar)")?;
         let dest = match dest {
             Some("") => return Err("dest= is empty".into()),
+            Some("-") if kind == "tar" => return Ok(OutputSpec::Tar(None)),
             Some("-") => {
                 return Err("dest=- (standard output) is not supported; name a file".into());
             }
@@ -96,8 +109,12 @@ impl FromStr for OutputSpec {
             ("oci", Some(d)) if is_tar(&d) => Ok(OutputSpec::OciTar(d)),
             ("oci", Some(d)) => Ok(OutputSpec::OciDir(d)),
             ("oci", None) => Err("type=oci needs dest=DIR or dest=FILE.tar".into()),
+            ("local", Some(d)) => Ok(OutputSpec::Local(d)),
+            ("local", None) => Err("type=local needs dest=DIR".into()),
+            ("tar", Some(d)) => Ok(OutputSpec::Tar(Some(d))),
+            ("tar", None) => Err("type=tar needs dest=FILE, or dest=- for standard output".into()),
             (other, _) => Err(format!(
-                "unknown output type `{other}` (expected engine, oci, docker or registry)"
+                "unknown output type `{other}` (expected engine, oci, docker, registry, local or tar)"
             )),
         }
     }
@@ -111,6 +128,9 @@ impl fmt::Display for OutputSpec {
             OutputSpec::OciTar(d) => write!(f, "type=oci,dest={},tar=true", d.display()),
             OutputSpec::DockerTar(d) => write!(f, "type=docker,dest={}", d.display()),
             OutputSpec::Registry => write!(f, "type=registry"),
+            OutputSpec::Local(d) => write!(f, "type=local,dest={}", d.display()),
+            OutputSpec::Tar(Some(d)) => write!(f, "type=tar,dest={}", d.display()),
+            OutputSpec::Tar(None) => write!(f, "type=tar,dest=-"),
         }
     }
 }
@@ -376,10 +396,27 @@ mod tests {
             ok("type=docker,dest=img.tar"),
             OutputSpec::DockerTar("img.tar".into())
         );
+        // buildx's short forms: a path is a directory of the file system, `-` a tar of it on
+        // standard output.
+        assert_eq!(ok("out"), OutputSpec::Local("out".into()));
+        assert_eq!(ok("./a/b"), OutputSpec::Local("./a/b".into()));
+        assert_eq!(ok("-"), OutputSpec::Tar(None));
+        assert_eq!(ok("type=local,dest=d"), OutputSpec::Local("d".into()));
+        assert_eq!(
+            ok("type=tar,dest=f.tar"),
+            OutputSpec::Tar(Some("f.tar".into()))
+        );
+        assert_eq!(ok("dest=-,type=tar"), OutputSpec::Tar(None));
+        for spec in ["out", "-", "type=local,dest=d", "type=tar,dest=-"] {
+            assert_eq!(ok(&ok(spec).to_string()), ok(spec), "{spec}");
+        }
         for bad in [
             "",
-            "oci",
             "type=oci",
+            "type=local",
+            "type=tar",
+            "type=local,dest=-",
+            "type=local,dest=",
             "type=tarball,dest=x",
             "type=oci,dest=",
             "type=oci,dest=-",

@@ -675,6 +675,7 @@ impl Builder {
             registry: Some(self.registry.clone()),
             blobs: self.registry_blobs.clone(),
             engine_known_images: known,
+            scratch: self.request.cache_dir.clone(),
         };
         let sinks = publish::sinks_for(&self.request.publish, &deps)?;
         let tags = &self.request.publish.tags;

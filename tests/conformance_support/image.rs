@@ -58,6 +58,77 @@ pub struct Image {
 }
 
 impl Tree {
+    /// The tree of one tar (a flattened file system, `--output type=tar`).
+    pub fn from_tar(tar: impl Read) -> Result<Tree, String> {
+        let mut tree = Tree::default();
+        tree.apply(tar)?;
+        Ok(tree)
+    }
+
+    /// The tree under a directory (`--output type=local`), its own root left out.
+    pub fn from_dir(root: &Path) -> Result<Tree, String> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut tree = Tree::default();
+        let mut inodes: HashMap<(u64, u64), u64> = HashMap::new();
+        let mut pending = vec![String::new()];
+        while let Some(dir) = pending.pop() {
+            let entries = std::fs::read_dir(root.join(&dir))
+                .map_err(|e| format!("{}: {e}", root.join(&dir).display()))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| format!("{dir}: {e}"))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = if dir.is_empty() {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                };
+                let full = root.join(&path);
+                let meta = std::fs::symlink_metadata(&full).map_err(|e| format!("{path}: {e}"))?;
+                let t = meta.file_type();
+                let kind = match () {
+                    _ if t.is_dir() => "dir",
+                    _ if t.is_file() => "file",
+                    _ if t.is_symlink() => "symlink",
+                    _ if t.is_char_device() => "char",
+                    _ if t.is_block_device() => "block",
+                    _ if t.is_fifo() => "fifo",
+                    _ => return Err(format!("{path}: a socket")),
+                };
+                let (mut size, mut sha256, mut text, mut link) = (0, None, None, None);
+                if kind == "file" {
+                    let content = std::fs::read(&full).map_err(|e| format!("{path}: {e}"))?;
+                    size = content.len() as u64;
+                    sha256 = Some(hex::encode(Sha256::digest(&content)));
+                    if content.len() <= 400 {
+                        text = String::from_utf8(content).ok();
+                    }
+                } else if kind == "symlink" {
+                    let target = std::fs::read_link(&full).map_err(|e| format!("{path}: {e}"))?;
+                    link = Some(target.to_string_lossy().into_owned());
+                } else if kind == "dir" {
+                    pending.push(path.clone());
+                }
+                let next = tree.next_ino;
+                let ino = *inodes.entry((meta.dev(), meta.ino())).or_insert(next);
+                if ino == next {
+                    tree.next_ino += 1;
+                }
+                let entry = Entry {
+                    kind: kind.to_owned(),
+                    mode: meta.mode() & 0o7777,
+                    uid: u64::from(meta.uid()),
+                    gid: u64::from(meta.gid()),
+                    size,
+                    sha256,
+                    link,
+                    text,
+                };
+                tree.nodes.insert(path, Node { entry, ino });
+            }
+        }
+        Ok(tree)
+    }
+
     pub fn paths(&self) -> impl Iterator<Item = &String> {
         self.nodes.keys()
     }

@@ -13,8 +13,13 @@
 //!
 //! Every path is confined with [`super::beneath`]: `..` is refused, absolute paths are
 //! taken from the layer root, and no write goes through a symlink.
+//!
+//! [`apply_to_tree`] applies an image's layers one after another to one directory instead,
+//! giving its file system as a plain tree (`--output type=local|tar`): a whiteout removes
+//! what an earlier layer wrote, and the files belong to the caller, the layers' owners
+//! being recorded on the side.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -49,6 +54,37 @@ pub(super) enum Target {
     /// names, and with `same_kind` a directory and a non-directory never replace each
     /// other (Docker's `NoOverwriteDirNonDir`, BuildKit's copy).
     Root { same_kind: bool },
+    /// A plain directory receiving an image's layers bottom first ([`apply_to_tree`]): no
+    /// symlink is followed, OCI whiteouts remove what earlier layers wrote, owners are
+    /// recorded in a [`TreeState`] instead of being set.
+    Tree,
+}
+
+/// What [`Target::Tree`] keeps across the layers of one image.
+#[derive(Debug, Default)]
+pub(super) struct TreeState {
+    /// The layers' owners of every path written, as `(uid, gid)`; a path not here (a
+    /// parent no layer listed) is root's.
+    pub owners: BTreeMap<Vec<u8>, (u32, u32)>,
+    /// Directory mtimes, set by [`TreeState::set_dir_times`] once the last layer is in.
+    pub dir_times: HashMap<Vec<u8>, i64>,
+}
+
+impl TreeState {
+    /// Forgets the owners of `path` and everything below it (removed from the tree).
+    fn forget(&mut self, path: &[u8]) {
+        let below = [path, b"/"].concat();
+        self.owners.remove(path);
+        let doomed: Vec<Vec<u8>> = self
+            .owners
+            .range(below.clone()..)
+            .take_while(|(key, _)| key.starts_with(&below))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in doomed {
+            self.owners.remove(&key);
+        }
+    }
 }
 
 /// How many entries a layer had, for callers' statistics.
@@ -65,6 +101,28 @@ pub(super) fn apply(
     layer: &str,
     target: Target,
 ) -> Result<Applied> {
+    run(root, tar, layer, target, None)
+}
+
+/// Applies the next layer (bottom first) of an image to the directory open as `root`, empty
+/// before the first: see [`Target::Tree`]. Once the last layer is in, call
+/// [`TreeState::set_dir_times`].
+pub(super) fn apply_to_tree(
+    root: BorrowedFd<'_>,
+    tar: impl Read,
+    layer: &str,
+    state: &mut TreeState,
+) -> Result<Applied> {
+    run(root, tar, layer, Target::Tree, Some(state))
+}
+
+fn run(
+    root: BorrowedFd<'_>,
+    tar: impl Read,
+    layer: &str,
+    target: Target,
+    tree: Option<&mut TreeState>,
+) -> Result<Applied> {
     let mut applier = Applier {
         root,
         target,
@@ -72,6 +130,8 @@ pub(super) fn apply(
         dir_times: HashMap::new(),
         parent: None,
         buf: vec![0; 1 << 16],
+        tree,
+        this_layer: HashSet::new(),
     };
     let mut archive = tar::Archive::new(tar);
     let stream_err = |source: io::Error| Error::Io {
@@ -92,7 +152,11 @@ pub(super) fn apply(
         })?;
         applied.entries += 1;
     }
-    applier.set_dir_times()?;
+    match applier.tree.take() {
+        // Later layers write into these directories: they are dated once, at the end.
+        Some(tree) => tree.dir_times.extend(applier.dir_times.drain()),
+        None => applier.set_dir_times()?,
+    }
     Ok(applied)
 }
 
@@ -134,6 +198,10 @@ struct Applier<'a> {
     /// whenever anything is removed, as it may have been the removed directory.
     parent: Option<(Vec<u8>, OwnedFd)>,
     buf: Vec<u8>,
+    /// [`Target::Tree`]'s state across layers.
+    tree: Option<&'a mut TreeState>,
+    /// [`Target::Tree`]: every path this layer wrote, which its own whiteouts leave alone.
+    this_layer: HashSet<Vec<u8>>,
 }
 
 impl Applier<'_> {
@@ -168,6 +236,15 @@ impl Applier<'_> {
             return Ok(());
         }
         let is_layer = self.target == Target::Layer;
+        if self.target == Target::Tree {
+            if name == OPAQUE {
+                return self.remove_lower_children(parent_parts);
+            }
+            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                return self.remove_lower(parent_parts, hidden);
+            }
+            self.this_layer.insert(parts.join(&b'/'));
+        }
         if is_layer && name == OPAQUE {
             let dir = self.parent(parent_parts)?;
             return rustix::fs::setxattr(
@@ -204,6 +281,9 @@ impl Applier<'_> {
                 applier.parent = None;
                 beneath::remove_all_at(dir, name)
                     .map_err(|e| format!("replacing what an earlier entry put there: {e}"))?;
+                if let Some(tree) = applier.tree.as_deref_mut() {
+                    tree.forget(&parts.join(&b'/'));
+                }
             }
             Ok(())
         };
@@ -267,7 +347,82 @@ impl Applier<'_> {
                 return Err(format!("unsupported entry type {other:?}").into());
             }
         }
+        if let Some(tree) = self.tree.as_deref_mut() {
+            let owner = (meta.uid.as_raw(), meta.gid.as_raw());
+            tree.owners.insert(parts.join(&b'/'), owner);
+        }
         self.set_meta(dir, name, &meta, is_symlink, entry_type.is_dir())
+    }
+
+    /// [`Target::Tree`]'s `.wh.NAME`: removes what an earlier layer put at NAME.
+    fn remove_lower(&mut self, parent_parts: &[&[u8]], hidden: &[u8]) -> Result<(), Problem> {
+        if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
+            return Err(format!("a whiteout of `{}`", display(hidden)).into());
+        }
+        let parent = match self.open_dir(parent_parts, false) {
+            Ok(parent) => parent,
+            // Nothing below there to hide: no directory there (a file or symlink there hides
+            // the lower directory already).
+            Err(
+                WalkError::Missing { .. } | WalkError::NotDir { .. } | WalkError::Symlink { .. },
+            ) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e.describe(parent_parts).into()),
+        };
+        let path = [parent_parts, &[hidden]].concat().join(&b'/');
+        self.remove_if_lower(parent.as_fd(), hidden, &path)
+    }
+
+    /// [`Target::Tree`]'s `.wh..wh.opq`: empties the directory of what earlier layers put
+    /// there, keeping what this layer wrote before the marker.
+    fn remove_lower_children(&mut self, parent_parts: &[&[u8]]) -> Result<(), Problem> {
+        let dir = self.parent(parent_parts)?;
+        // `dir` is an O_PATH descriptor, which cannot be listed.
+        let listable = rustix::fs::openat(
+            &dir,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(doing("opening the opaque directory"))?;
+        let mut names = Vec::new();
+        for entry in
+            rustix::fs::Dir::new(listable).map_err(doing("listing the opaque directory"))?
+        {
+            let entry = entry.map_err(doing("listing the opaque directory"))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        for name in names {
+            let path = [parent_parts, &[name.as_slice()]].concat().join(&b'/');
+            self.remove_if_lower(dir.as_fd(), &name, &path)?;
+        }
+        Ok(())
+    }
+
+    fn remove_if_lower(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &[u8],
+    ) -> Result<(), Problem> {
+        if self.this_layer.contains(path)
+            || beneath::file_type_at(dir, name)
+                .map_err(|e| e.to_string())?
+                .is_none()
+        {
+            return Ok(());
+        }
+        self.parent = None;
+        beneath::remove_all_at(dir, name)
+            .map_err(|e| format!("removing `{}` of a lower layer: {e}", display(path)))?;
+        if let Some(tree) = self.tree.as_deref_mut() {
+            tree.forget(path);
+        }
+        Ok(())
     }
 
     /// Ownership, extended attributes, mode and (except for directories) times, in the
@@ -281,20 +436,26 @@ impl Applier<'_> {
         is_dir: bool,
     ) -> Result<(), Problem> {
         let os_name = OsStr::from_bytes(name);
-        rustix::fs::chownat(
-            dir,
-            os_name,
-            Some(meta.uid),
-            Some(meta.gid),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(doing("setting its owner"))?;
+        let tree = self.target == Target::Tree;
+        // A tree's files are the caller's, as BuildKit's local export gives them.
+        if !tree {
+            rustix::fs::chownat(
+                dir,
+                os_name,
+                Some(meta.uid),
+                Some(meta.gid),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(doing("setting its owner"))?;
+        }
         if !meta.xattrs.is_empty() {
             let path = beneath::fd_path(dir, name);
             for (key, value) in &meta.xattrs {
                 match rustix::fs::lsetxattr(&path, key.as_str(), value, XattrFlags::empty()) {
                     // The file system cannot store it (as containerd, go on without).
                     Ok(()) | Err(Errno::OPNOTSUPP) => {}
+                    // A tree exported by a user who may not set `security.*` or `trusted.*`.
+                    Err(Errno::PERM) if tree => {}
                     Err(e) => {
                         return Err(format!(
                             "setting extended attribute `{key}`: {}",
@@ -463,7 +624,7 @@ impl Applier<'_> {
     /// with `create`.
     fn open_dir(&self, parts: &[&[u8]], create: bool) -> Result<OwnedFd, WalkError> {
         match self.target {
-            Target::Layer => beneath::open_dir(self.root, parts, create),
+            Target::Layer | Target::Tree => beneath::open_dir(self.root, parts, create),
             Target::Root { .. } => beneath::open_dir_in_root(self.root, parts, create),
         }
     }
@@ -483,32 +644,54 @@ impl Applier<'_> {
     }
 
     fn set_dir_times(&mut self) -> Result<()> {
-        for (path, mtime) in &self.dir_times {
-            let parts = beneath::components(path).unwrap_or_default();
-            let Some((&name, parent)) = parts.split_last() else {
-                continue;
-            };
-            // A directory a later entry replaced is no longer there to be dated.
-            let Ok(dir) = self.open_dir(parent, false) else {
-                continue;
-            };
-            if beneath::file_type_at(dir.as_fd(), name).ok().flatten() != Some(FileType::Directory)
-            {
-                continue;
-            }
-            rustix::fs::utimensat(
-                &dir,
-                OsStr::from_bytes(name),
-                &timestamps(*mtime),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| Error::Entry {
-                layer: self.layer.to_string(),
-                path: display(path),
-                problem: format!("setting its mtime: {}", io::Error::from(e)),
-            })?;
+        set_dir_times(self.root, self.target, &self.dir_times, self.layer)
+    }
+}
+
+/// Dates the directories of `times` (paths below `root` as `target` resolves them), after
+/// everything was written into them.
+fn set_dir_times(
+    root: BorrowedFd<'_>,
+    target: Target,
+    times: &HashMap<Vec<u8>, i64>,
+    layer: &str,
+) -> Result<()> {
+    for (path, mtime) in times {
+        let parts = beneath::components(path).unwrap_or_default();
+        let Some((&name, parent)) = parts.split_last() else {
+            continue;
+        };
+        // A directory a later entry replaced is no longer there to be dated.
+        let opened = match target {
+            Target::Layer | Target::Tree => beneath::open_dir(root, parent, false),
+            Target::Root { .. } => beneath::open_dir_in_root(root, parent, false),
+        };
+        let Ok(dir) = opened else {
+            continue;
+        };
+        if beneath::file_type_at(dir.as_fd(), name).ok().flatten() != Some(FileType::Directory) {
+            continue;
         }
-        Ok(())
+        rustix::fs::utimensat(
+            &dir,
+            OsStr::from_bytes(name),
+            &timestamps(*mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| Error::Entry {
+            layer: layer.to_string(),
+            path: display(path),
+            problem: format!("setting its mtime: {}", io::Error::from(e)),
+        })?;
+    }
+    Ok(())
+}
+
+impl TreeState {
+    /// Dates the tree's directories once every layer is in (`root` as given to
+    /// [`apply_to_tree`]).
+    pub(super) fn set_dir_times(&self, root: BorrowedFd<'_>) -> Result<()> {
+        set_dir_times(root, Target::Tree, &self.dir_times, "of the image")
     }
 }
 

@@ -36,6 +36,7 @@ mod prune;
 mod recover;
 #[cfg(test)]
 mod testutil;
+mod tree;
 
 pub use active::{ActiveSnapshot, Mounted, MountedSnapshot};
 pub use decode::LayerEncoding;
@@ -43,6 +44,7 @@ pub use diff::{add_upper, write_upper_layer, xattr};
 pub use error::{Error, Result};
 pub use prune::Pruned;
 pub use recover::Recovered;
+pub use tree::{ImageTree, TreeOwners};
 
 use std::fs;
 use std::io::{self, Read};
