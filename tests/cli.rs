@@ -197,3 +197,45 @@ fn a_bad_tag_is_refused_before_anything_runs() {
         assert!(!stderr.contains("scratch-not-pulled"), "{tag}: {stderr}");
     }
 }
+
+const USAGE_BEGIN: &str =
+    "<!-- usage: generated from `imgbuild -h` and `imgbuild build -h` by scripts/readme-usage -->";
+const USAGE_END: &str = "<!-- end of usage -->";
+
+/// README's Usage block is the help output itself, so the two cannot drift. With
+/// `IMGBUILD_UPDATE_README=1` (`scripts/readme-usage`) the test writes the block instead.
+#[test]
+fn readme_usage_is_the_help_output() {
+    let dir = support::tempdir();
+    let help = |args: &[&str]| {
+        let out = Command::new(support::imgbuild_bin())
+            .args(args)
+            .env_remove("COLUMNS")
+            .current_dir(dir.path())
+            .output()
+            .expect("imgbuild runs");
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let mut block = format!("{USAGE_BEGIN}\n\n```text\n");
+    for args in [&["-h"][..], &["build", "-h"]] {
+        block.push_str(&format!("$ imgbuild {}\n{}", args.join(" "), help(args)));
+    }
+    block.push_str(&format!("```\n\n{USAGE_END}"));
+
+    let readme_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let (start, end) = match (readme.find(USAGE_BEGIN), readme.find(USAGE_END)) {
+        (Some(start), Some(end)) if start < end => (start, end + USAGE_END.len()),
+        _ => panic!("README.md has no `{USAGE_BEGIN}` … `{USAGE_END}` block"),
+    };
+    if std::env::var_os("IMGBUILD_UPDATE_README").is_some() {
+        let updated = format!("{}{block}{}", &readme[..start], &readme[end..]);
+        std::fs::write(&readme_path, updated).unwrap();
+        return;
+    }
+    assert!(
+        readme[start..end] == block,
+        "README.md's Usage block is not the help output; run scripts/readme-usage"
+    );
+}

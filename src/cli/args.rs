@@ -10,7 +10,8 @@ use super::values::{
 };
 
 /// Builds container images from multi-stage Dockerfiles, faster than `docker build`:
-/// build stages run in a Docker engine, the final image is written directly as OCI layers.
+/// build stages run on runc and overlay snapshots (or in a Docker engine), the final image
+/// is written directly as OCI layers.
 #[derive(Debug, Parser)]
 #[command(
     name = "imgbuild",
@@ -96,7 +97,7 @@ pub struct PublishArgs {
     /// Where to write the image: `type=engine`, `type=oci,dest=DIR|FILE.tar`,
     /// `type=docker,dest=FILE.tar`, `type=registry`; or its file system:
     /// `type=local,dest=DIR` (or just DIR), `type=tar,dest=FILE|-` (or just `-`);
-    /// repeatable.
+    /// repeatable [default: the engine, unless --push is given]
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<OutputSpec>,
 
