@@ -77,5 +77,7 @@ pub struct BuildRequest {
     pub context_size_warning: Option<u64>,
     /// `--executor`.
     pub executor: ExecutorChoice,
+    /// `--pull`: FROM images come from their registry even when the engine has them.
+    pub pull: bool,
     pub publish: PublishRequest,
 }

@@ -103,6 +103,89 @@ fn run_image(tag: &str, args: &[&str]) -> String {
     support::docker_ok(all)
 }
 
+/// `docker build` with BuildKit on `dir`, tagged `tag`, with `extra` flags; its output.
+fn buildkit(dir: &Path, tag: &str, extra: &[&str]) -> Output {
+    Command::new(support::DOCKER_CLI)
+        .args(["build", "--network", "host", "-t", tag])
+        .args(extra)
+        .arg(dir)
+        .env("DOCKER_HOST", &support::env().docker_host)
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .expect("docker build runs")
+}
+
+/// FROM and `COPY --from` an image only the engine has (a name no registry knows, or a
+/// registry name under which the registry holds another image) use the engine's image, as
+/// BuildKit does on the same engine; `--pull` takes the registry's, and fails where
+/// BuildKit's `--pull` fails. A second build finds the image in its blob store.
+#[test]
+fn an_image_the_engine_holds_is_the_one_from_names() {
+    let busybox = support::busybox_in_registry();
+    // Only the engine has this one: the busybox image under a Docker Hub name.
+    let local = format!("{}:1", support::unique_name("local-only"));
+    support::docker_ok(["tag", busybox.as_str(), local.as_str()]);
+    // A registry name whose registry image is another: the engine has busybox under it.
+    let other = Project::new(
+        "FROM BUSYBOX\nCOPY marker /marker\n",
+        &[("marker", "registry's\n")],
+    );
+    let shadowed = format!(
+        "{}/{}:1",
+        support::env().registry,
+        support::unique_name("shadowed")
+    );
+    other.build_ok(&["--push", "-t", &shadowed]);
+    support::docker_ok(["tag", busybox.as_str(), shadowed.as_str()]);
+
+    let dockerfile = format!(
+        "FROM {local}\nRUN echo from-local > /f && ls /marker > /marker-seen 2>&1 || true\n\
+         COPY --from={shadowed} / /shadowed/\nCMD [\"sh\", \"-c\", \"cat /f /marker-seen; ls /shadowed/marker 2>&1 || true\"]\n"
+    );
+    let project = Project::new(&dockerfile, &[]);
+    let bk_tag = support::unique_name("engine-held-buildkit");
+    let out = buildkit(project.path(), &bk_tag, &[]);
+    assert!(
+        out.status.success(),
+        "BuildKit failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = run_image(&bk_tag, &[]);
+    assert!(expected.starts_with("from-local\n"), "{expected}");
+    assert!(
+        expected.contains("/shadowed/marker: No such file"),
+        "{expected}"
+    );
+
+    for executor in ["native", "engine"] {
+        let tag = support::unique_name(&format!("engine-held-{executor}"));
+        let stderr = project.build_ok(&["--executor", executor, "-t", &tag]);
+        assert!(stderr.contains("the engine has docker.io/"), "{stderr}");
+        assert_eq!(run_image(&tag, &[]), expected, "{executor}");
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
+    // The second build (same cache dir) takes the image from the blob store: no docker save.
+    let stderr = project.build_ok(&["--no-cache", "-t", &bk_tag]);
+    assert!(!stderr.contains("docker save"), "{stderr}");
+
+    // --pull: the registry's or nothing, for BuildKit and imgbuild alike.
+    let out = buildkit(project.path(), &bk_tag, &["--pull"]);
+    assert!(
+        !out.status.success(),
+        "BuildKit --pull should fail on {local}"
+    );
+    let out = project.build(&["--pull", "-t", &bk_tag]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for tag in [&bk_tag, &local, &shadowed] {
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
+}
+
 /// A base the engine lacks goes into it while the build stage runs: the final load sends
 /// only the layer built on it, and the base leaves no image of its own behind.
 #[test]

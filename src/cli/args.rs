@@ -196,6 +196,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Take FROM and `COPY --from` images from their registry, even when the Docker engine
+    /// has an image under that name (which is used otherwise, as BuildKit uses it).
+    #[arg(long)]
+    pub pull: bool,
+
     /// Where the step cache and blob store live [default: $XDG_CACHE_HOME/imgbuild].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

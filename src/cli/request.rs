@@ -101,6 +101,7 @@ impl BuildRequest {
                 args::Executor::Native => ExecutorChoice::Native,
                 args::Executor::Engine => ExecutorChoice::Engine,
             },
+            pull: args.pull,
             publish: PublishRequest::from_args(args.publish, env)?,
         })
     }

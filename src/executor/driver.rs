@@ -303,6 +303,7 @@ mod tests {
             label_from_git: false,
             context_size_warning: None,
             executor: crate::request::ExecutorChoice::Engine,
+            pull: false,
             publish,
         };
         let graph = crate::frontend::load(
@@ -329,6 +330,7 @@ mod tests {
             oci_blobs,
             registry_blobs,
             engine: None,
+            image_engine: None,
             pulled: HashMap::new(),
             stages: Mutex::new(HashMap::new()),
             plans: Mutex::new(HashMap::new()),

@@ -15,6 +15,7 @@
 mod archive;
 mod config;
 mod driver;
+mod engine_images;
 mod engine_preload;
 mod engine_stage;
 mod engine_state;
@@ -72,9 +73,21 @@ pub struct BuildResult {
 /// A FROM image pulled into the blob store.
 struct Pulled {
     image: Arc<dyn Image>,
-    /// The manifest digest the tag resolved to: the root of the stage's cache keys.
+    /// The config digest (the engine's image ID): the root of the stage's cache keys, the
+    /// same whether the image came from a registry or from the engine.
     digest: String,
     config: oci::ImageConfig,
+}
+
+impl Pulled {
+    fn of(image: registry::PulledImage) -> anyhow::Result<Pulled> {
+        let config = oci::ImageConfig::from_json(image.raw_config())?;
+        Ok(Pulled {
+            digest: image.config_descriptor().digest().to_string(),
+            image: Arc::new(image),
+            config,
+        })
+    }
 }
 
 /// A finished build stage: its image in the engine and the config its instructions left.
@@ -121,6 +134,8 @@ pub(crate) struct Builder {
     cache: StepCache,
     registry: Arc<registry::Client>,
     engine: Option<Engine>,
+    /// The engine whose images FROM and `COPY --from` may name (none with `--pull`).
+    image_engine: Option<Engine>,
     pulled: HashMap<String, Pulled>,
     /// Finished build stages; stages run concurrently, hence the locks.
     stages: Mutex<HashMap<usize, StageOutput>>,
@@ -211,6 +226,17 @@ pub async fn build(
     if let Some(native) = &native {
         native.exit_on_interrupt(engine.clone())?;
     }
+    // FROM images the engine holds are the build's, as on BuildKit's docker driver, unless
+    // --pull asks for the registry's. A build that needs no engine still looks, when one
+    // answers.
+    let names_images = graph.needed.iter().any(|&i| {
+        matches!(graph.stages[i].base, Base::Image(_)) || !graph.stages[i].image_sources.is_empty()
+    });
+    let image_engine = match (&engine, request.pull || !names_images) {
+        (_, true) => None,
+        (Some(engine), false) => Some(engine.clone()),
+        (None, false) => Engine::connect().await.ok(),
+    };
     let ids = Ids::default();
     let remote = match request.cache_from.is_empty() || request.no_cache {
         true => crate::cache::remote::RemoteCache::default(),
@@ -238,6 +264,7 @@ pub async fn build(
         cache,
         registry,
         engine,
+        image_engine,
         pulled: HashMap::new(),
         stages: Mutex::new(HashMap::new()),
         plans: Mutex::new(HashMap::new()),
@@ -541,6 +568,15 @@ impl Builder {
             reporter: self.reporter.clone(),
             id,
         };
+        if let Some(engine) = &self.image_engine
+            && let Some(info) = engine_images::lookup(engine, &reference, platform).await
+        {
+            let image = self
+                .image_from_engine(engine, &reference, &info, platform, &progress)
+                .await?;
+            self.reporter.done(id, started.elapsed());
+            return Pulled::of(image);
+        }
         let result = self
             .registry
             .pull(&reference, platform, &self.registry_blobs, &progress)
@@ -551,12 +587,7 @@ impl Builder {
                 self.reporter
                     .log(id, &format!("resolved {reference} to {digest}"));
                 self.reporter.done(id, started.elapsed());
-                let config = oci::ImageConfig::from_json(image.raw_config())?;
-                Ok(Pulled {
-                    image: Arc::new(image),
-                    digest,
-                    config,
-                })
+                Pulled::of(image)
             }
             Err(e) => {
                 self.reporter.failed(id, started.elapsed());
@@ -577,6 +608,61 @@ impl Builder {
                 Err(err)
             }
         }
+    }
+
+    /// The engine's image `info` for `reference` (see [`engine_images`]): from the blob
+    /// store when an earlier build put it there, else from the registry when it has the
+    /// same image, else out of the engine.
+    async fn image_from_engine(
+        &self,
+        engine: &Engine,
+        reference: &Reference,
+        info: &crate::engine::ImageInfo,
+        platform: &oci::Platform,
+        progress: &PullProgress,
+    ) -> anyhow::Result<registry::PulledImage> {
+        let id: oci_spec::image::Digest = info
+            .id
+            .parse()
+            .with_context(|| format!("the engine's image id `{}`", info.id))?;
+        let say = |line: String| self.reporter.log(progress.id, &line);
+        say(format!("the engine has {reference}: image {id}"));
+        let cache_dir = &self.request.cache_dir;
+        if let Some(image) =
+            engine_images::remembered(cache_dir, &self.registry_blobs, reference, &id)?
+        {
+            return Ok(image);
+        }
+        // The registry's copy of the same image keeps its compressed layers (and pushes
+        // can mount them); a registry that does not answer soon is not waited for.
+        let pulled = self
+            .registry
+            .pull_same_image(
+                reference,
+                platform,
+                &self.registry_blobs,
+                progress,
+                &id,
+                engine_images::REGISTRY_PATIENCE,
+            )
+            .await;
+        match pulled {
+            Ok(image) => {
+                say(format!(
+                    "its registry has the same image: {}",
+                    image.manifest_digest()
+                ));
+                engine_images::remember(cache_dir, &id, image.manifest_digest())?;
+                return Ok(image);
+            }
+            Err(e) => say(format!(
+                "not taken from its registry: {}; the engine's is used, as BuildKit uses it \
+                 (--pull takes the registry's)",
+                registry::with_causes(&e)
+            )),
+        }
+        say("taking it out of the engine (docker save)".to_owned());
+        engine_images::import(engine, cache_dir, &self.registry_blobs, reference, &id).await
     }
 
     fn pulled_image(&self, name: &str) -> anyhow::Result<&Pulled> {

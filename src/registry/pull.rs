@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream;
-use oci_spec::image::{Descriptor, Digest, ImageManifest};
+use oci_spec::image::{Descriptor, Digest, ImageManifest, MediaType};
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 
@@ -64,6 +64,43 @@ impl PulledImage {
     pub fn stats(&self) -> PullStats {
         self.stats
     }
+
+    /// The image whose manifest `manifest_digest` the store holds with its config and
+    /// every layer (an image taken from the engine, or pulled by an earlier build); `None`
+    /// when any of them is missing. `reference` names it in messages.
+    pub fn from_store(
+        reference: &Reference,
+        manifest_digest: &Digest,
+        store: &BlobStore,
+    ) -> Result<Option<PulledImage>> {
+        let Some(raw_manifest) = store.read_verified(manifest_digest)? else {
+            return Ok(None);
+        };
+        let what = format!("{reference} ({manifest_digest})");
+        let parsed = crate::oci::manifest::parse_manifest(&raw_manifest, &what)
+            .map_err(|e| Error::Client(e.to_string()))?;
+        let Some(raw_config) = store.read_verified(parsed.config().digest())? else {
+            return Ok(None);
+        };
+        if !parsed.layers().iter().all(|l| store.contains(l.digest())) {
+            return Ok(None);
+        }
+        let media_type = parsed
+            .media_type()
+            .as_ref()
+            .map_or_else(|| MediaType::ImageManifest.to_string(), ToString::to_string);
+        Ok(Some(PulledImage {
+            reference: reference.clone(),
+            resolved: manifest_digest.clone(),
+            manifest_digest: manifest_digest.clone(),
+            raw_manifest,
+            media_type,
+            manifest: parsed,
+            raw_config,
+            store: store.clone(),
+            stats: PullStats::default(),
+        }))
+    }
 }
 
 impl Image for PulledImage {
@@ -96,6 +133,31 @@ impl Image for PulledImage {
     }
 }
 
+/// What [`Client::pull_same_image`] expects of the registry.
+#[derive(Clone, Copy)]
+struct Expect<'a> {
+    config: &'a Digest,
+    within: std::time::Duration,
+}
+
+/// `step`, given up after `expect.within` when there is an expectation.
+async fn within<T>(
+    expect: Option<Expect<'_>>,
+    step: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match expect {
+        None => step.await,
+        Some(expect) => tokio::time::timeout(expect.within, step)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Client(format!(
+                    "no answer within {:?}",
+                    expect.within
+                )))
+            }),
+    }
+}
+
 impl Client {
     /// Pulls `reference` for `platform` into `store`. Blobs already in the store are not
     /// fetched; a tag is resolved once per client. Mirrors of the registry are tried first.
@@ -106,11 +168,42 @@ impl Client {
         store: &BlobStore,
         progress: &dyn Progress,
     ) -> Result<PulledImage> {
+        self.pull_expecting(reference, platform, store, progress, None)
+            .await
+    }
+
+    /// [`pull`](Self::pull) of the image whose config digest is `config` (the one a Docker
+    /// engine holds under `reference`): fails without fetching a layer when the registry's
+    /// image is another, or when the registry takes longer than `within` to tell (it is
+    /// unreachable, as Docker Hub is offline).
+    pub async fn pull_same_image(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        store: &BlobStore,
+        progress: &dyn Progress,
+        config: &Digest,
+        within: std::time::Duration,
+    ) -> Result<PulledImage> {
+        let expect = Expect { config, within };
+        self.pull_expecting(reference, platform, store, progress, Some(expect))
+            .await
+    }
+
+    async fn pull_expecting(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        store: &BlobStore,
+        progress: &dyn Progress,
+        expect: Option<Expect<'_>>,
+    ) -> Result<PulledImage> {
         let mut failures = Vec::new();
         for target in self.pull_targets(reference.registry()) {
-            let attempt = match self.pull_endpoint(&target, progress).await {
+            let endpoint = within(expect, self.pull_endpoint(&target, progress)).await;
+            let attempt = match endpoint {
                 Ok(endpoint) => {
-                    self.pull_from(endpoint, reference, platform, store, progress)
+                    self.pull_from(endpoint, reference, platform, store, progress, expect)
                         .await
                 }
                 Err(e) => Err(e),
@@ -136,11 +229,52 @@ impl Client {
         platform: &Platform,
         store: &BlobStore,
         progress: &dyn Progress,
+        expect: Option<Expect<'_>>,
     ) -> Result<PulledImage> {
         let scopes = vec![format!("repository:{}:pull", reference.repository())];
         let session = self.session(endpoint, reference.repository(), scopes, progress);
-        let resolved = self.resolve(&session, reference, store).await?;
-        let top = fetch_manifest(&session, reference, &resolved, store).await?;
+        let (resolved, manifest_digest, raw_manifest, media_type) = within(
+            expect,
+            self.resolve_platform_manifest(&session, reference, platform, store),
+        )
+        .await?;
+        let manifest = manifest::parse_image(&raw_manifest).map_err(|message| Error::Manifest {
+            reference: reference.to_string(),
+            message,
+        })?;
+        if let Some(expect) = expect
+            && manifest.config().digest() != expect.config
+        {
+            return Err(Error::Manifest {
+                reference: reference.to_string(),
+                message: format!(
+                    "is another image (config {}) than {}",
+                    manifest.config().digest(),
+                    expect.config
+                ),
+            });
+        }
+        self.fetch_image_blobs(
+            &session,
+            reference,
+            store,
+            (resolved, manifest_digest, raw_manifest, media_type),
+            manifest,
+        )
+        .await
+    }
+
+    /// The reference's image manifest for `platform` (through an index), stored in `store`:
+    /// (the digest the reference resolved to, the manifest's digest, bytes and media type).
+    async fn resolve_platform_manifest(
+        &self,
+        session: &Session<'_>,
+        reference: &Reference,
+        platform: &Platform,
+        store: &BlobStore,
+    ) -> Result<(Digest, Digest, Vec<u8>, String)> {
+        let resolved = self.resolve(session, reference, store).await?;
+        let top = fetch_manifest(session, reference, &resolved, store).await?;
         let (manifest_digest, raw_manifest, media_type) = match top.kind {
             Kind::Image { media_type } => (resolved.clone(), top.bytes, media_type),
             Kind::Index { .. } => {
@@ -156,7 +290,7 @@ impl Client {
                             available,
                         },
                     })?;
-                let fetched = fetch_manifest(&session, reference, &child, store).await?;
+                let fetched = fetch_manifest(session, reference, &child, store).await?;
                 match fetched.kind {
                     Kind::Image { media_type } => (child, fetched.bytes, media_type),
                     Kind::Index { .. } => {
@@ -168,11 +302,18 @@ impl Client {
                 }
             }
         };
-        let manifest = manifest::parse_image(&raw_manifest).map_err(|message| Error::Manifest {
-            reference: reference.to_string(),
-            message,
-        })?;
+        Ok((resolved, manifest_digest, raw_manifest, media_type))
+    }
 
+    /// Fetches the config and layers of a resolved manifest, concurrently and verified.
+    async fn fetch_image_blobs(
+        &self,
+        session: &Session<'_>,
+        reference: &Reference,
+        store: &BlobStore,
+        (resolved, manifest_digest, raw_manifest, media_type): (Digest, Digest, Vec<u8>, String),
+        manifest: ImageManifest,
+    ) -> Result<PulledImage> {
         let mut blobs: Vec<&Descriptor> = vec![manifest.config()];
         for layer in manifest.layers() {
             if !blobs.iter().any(|b| b.digest() == layer.digest()) {
@@ -183,7 +324,7 @@ impl Client {
         // whole pull future not `Send`.
         let fetches: Vec<_> = blobs
             .iter()
-            .map(|descriptor| fetch_blob(&session, descriptor, store))
+            .map(|descriptor| fetch_blob(session, descriptor, store))
             .collect();
         let results: Vec<Result<Option<u64>>> = stream::iter(fetches)
             .buffer_unordered(self.config.max_concurrent_downloads.max(1))
