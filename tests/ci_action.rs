@@ -33,6 +33,13 @@ impl Job {
     }
 
     fn run(&self, inputs: &[(&str, &str)]) -> Output {
+        self.command(inputs)
+            .output()
+            .expect("the action script runs")
+    }
+
+    /// The action script with these inputs, for a test to add to before it runs.
+    fn command(&self, inputs: &[(&str, &str)]) -> Command {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/action/run");
         let mut command = Command::new(script);
         command
@@ -47,7 +54,18 @@ impl Job {
         for (name, value) in inputs {
             command.env(format!("INPUT_{name}"), value);
         }
-        command.output().expect("the action script runs")
+        command
+    }
+
+    /// Everything the step showed or wrote: its log, its outputs and its summary.
+    fn everything_shown(&self, out: &Output) -> String {
+        format!(
+            "{}{}{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            fs::read_to_string(&self.output).unwrap_or_default(),
+            self.summary()
+        )
     }
 
     /// `GITHUB_OUTPUT`'s `name=value` and `name<<DELIMITER` entries.
@@ -348,4 +366,257 @@ fn the_install_step_uses_the_given_binary() {
         )),
         "{out:?}"
     );
+}
+
+/// build-push-action's secret inputs: `secrets` (KEY=value, and a quoted value over several
+/// lines with `""` for a quote), `secret-files` and `secret-envs` reach `RUN
+/// --mount=type=secret` with their exact values, and no value appears in the log, the
+/// outputs or the summary. `load`, `pull` and `sbom`/`provenance: false` are taken too.
+#[test]
+fn secrets_reach_the_build_and_their_values_appear_in_no_output() {
+    use sha2::{Digest, Sha256};
+    let marker = unique_name("secret");
+    let token = format!("tok-{marker}-a=b");
+    let pem_lines = [
+        "-----BEGIN TEST KEY-----".to_owned(),
+        format!("pem-{marker}-\"quoted\""),
+        "-----END TEST KEY-----".to_owned(),
+    ];
+    let pem = pem_lines.join("\n");
+    let file_value = format!("file-{marker}");
+    let env_value = format!("env-{marker}");
+    let secret_dir = tempdir();
+    let secret_file = secret_dir.path().join("file-secret");
+    fs::write(&secret_file, &file_value).unwrap();
+
+    let context = context_with(
+        "FROM BUSYBOX\n\
+         RUN --mount=type=secret,id=token --mount=type=secret,id=pem \\\n\
+             --mount=type=secret,id=from_file --mount=type=secret,id=from_env \\\n\
+             cd /run/secrets && sha256sum token pem from_file from_env > /sums\n",
+    );
+    let tag = format!("imgbuild-test/{}:1", unique_name("action-secrets"));
+    let secrets = format!("token={token}\n\"pem={}\"\n", pem.replace('"', "\"\""));
+    let job = Job::new();
+    let out = job
+        .command(&[
+            ("CONTEXT", &context.path().display().to_string()),
+            ("TAGS", &tag),
+            ("LOAD", "true"),
+            ("PULL", "true"),
+            ("SBOM", "false"),
+            ("PROVENANCE", "false"),
+            ("SECRETS", &secrets),
+            (
+                "SECRET_FILES",
+                &format!("from_file={}", secret_file.display()),
+            ),
+            ("SECRET_ENVS", "from_env=ACTION_TEST_SECRET"),
+        ])
+        .env("ACTION_TEST_SECRET", &env_value)
+        .output()
+        .unwrap();
+    let shown = job.everything_shown(&out);
+    assert!(out.status.success(), "{shown}");
+    for value in [&token, &file_value, &env_value, &marker]
+        .into_iter()
+        .chain(&pem_lines)
+    {
+        assert!(
+            !shown.contains(value.as_str()),
+            "{value:?} shown in:\n{shown}"
+        );
+    }
+    let log = String::from_utf8_lossy(&out.stderr);
+    let command_line = log
+        .lines()
+        .find(|l| l.starts_with("imgbuild build "))
+        .unwrap();
+    for flag in [
+        "--load",
+        "--pull",
+        "--secret id=token,src=",
+        "--secret id=pem,src=",
+    ] {
+        assert!(command_line.contains(flag), "{flag} not in {command_line}");
+    }
+    // The step's private files are gone with it.
+    let left: Vec<_> = fs::read_dir(job.home.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("imgbuild-action.")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // The loaded image ran the step with each secret's exact value.
+    let sums = support::docker_ok(["run", "--rm", tag.as_str(), "cat", "/sums"]);
+    let sha = |value: &str| hex::encode(Sha256::digest(value.as_bytes()));
+    let expected = format!(
+        "{}  token\n{}  pem\n{}  from_file\n{}  from_env\n",
+        sha(&token),
+        sha(&pem),
+        sha(&file_value),
+        sha(&env_value)
+    );
+    assert_eq!(sums, expected);
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
+/// Inputs imgbuild cannot honour yet, a platform other than the runner's, and malformed
+/// secrets fail the step with a message naming the input, before anything is built, and
+/// never show a secret's value.
+#[test]
+fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
+    let context = context_with("FROM BUSYBOX\nRUN echo never-built\n");
+    let context = context.path().display().to_string();
+    let hidden = unique_name("hidden");
+    let no_equals = format!("{hidden}-no-equals");
+    let unclosed = format!("\"key={hidden}-unclosed\nmore");
+    let cases: Vec<(&str, &str, String)> = vec![
+        ("SBOM", "true", "the sbom input is not supported".into()),
+        (
+            "PROVENANCE",
+            "mode=max",
+            "the provenance input is not supported".into(),
+        ),
+        (
+            "ANNOTATIONS",
+            "index:org.example=1",
+            "the annotations input".into(),
+        ),
+        (
+            "BUILD_CONTEXTS",
+            "other=../other",
+            "the build-contexts input".into(),
+        ),
+        ("SSH", "default", "the ssh input".into()),
+        ("ADD_HOSTS", "db:10.0.0.2", "the add-hosts input".into()),
+        ("SHM_SIZE", "1g", "the shm-size input".into()),
+        ("ULIMIT", "nofile=1024:1024", "the ulimit input".into()),
+        (
+            "NO_CACHE_FILTERS",
+            "build",
+            "the no-cache-filters input".into(),
+        ),
+        (
+            "PLATFORMS",
+            "linux/amd64,linux/arm64",
+            "imgbuild builds only for the runner's platform".into(),
+        ),
+        (
+            "SECRETS",
+            &no_equals,
+            "secrets: an entry is not KEY=value".into(),
+        ),
+        (
+            "SECRETS",
+            &unclosed,
+            "secrets: a quoted entry has no closing quote".into(),
+        ),
+        (
+            "SECRET_FILES",
+            "bad,id=/tmp/x",
+            "secret-files: `bad,id` is not a secret ID".into(),
+        ),
+    ];
+    for (input, value, message) in cases {
+        let job = Job::new();
+        let out = job.run(&[("CONTEXT", &context), (input, value)]);
+        let shown = job.everything_shown(&out);
+        assert_eq!(out.status.code(), Some(2), "{input}={value}: {shown}");
+        assert!(shown.contains("::error::"), "{input}: {shown}");
+        assert!(
+            shown.contains(&message),
+            "{input}: {message:?} not in {shown}"
+        );
+        assert!(
+            !shown.contains("imgbuild build "),
+            "{input}: it built: {shown}"
+        );
+        assert!(
+            !shown.contains(&hidden),
+            "{input}: the value shown: {shown}"
+        );
+    }
+}
+
+/// The install step's cache key is the hash of the source the binary is built from: the
+/// same source gives the same key, and any change to it a new one.
+#[test]
+fn the_binary_s_cache_key_follows_the_action_s_source() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("scripts/action/source-key");
+    let key_of = |dir: &Path| {
+        let out = Command::new(&script)
+            .env("GITHUB_ACTION_PATH", dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let key = text.strip_prefix("key=").unwrap().trim_end().to_owned();
+        assert!(
+            key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{text}"
+        );
+        key
+    };
+    let copy = tempdir();
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        fs::copy(root.join(file), copy.path().join(file)).unwrap();
+    }
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(root.join("src"))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let original = key_of(root);
+    assert_eq!(key_of(copy.path()), original);
+    // Files beside the source (tests, docs) are not part of the binary.
+    fs::write(copy.path().join("NOTES.md"), "not built\n").unwrap();
+    assert_eq!(key_of(copy.path()), original);
+    let main = copy.path().join("src/main.rs");
+    let mut text = fs::read_to_string(&main).unwrap();
+    text.push_str("// changed\n");
+    fs::write(&main, text).unwrap();
+    assert_ne!(key_of(copy.path()), original);
+}
+
+/// Every input `action.yml` declares reaches the build step as its `INPUT_*` variable (but
+/// `imgbuild`, which the install step takes, and the ignored `github-token`), and the build
+/// script reads each of those variables: an input cannot be declared and then dropped.
+#[test]
+fn every_declared_input_reaches_the_build_script() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let action = fs::read_to_string(root.join("action.yml")).unwrap();
+    let script = fs::read_to_string(root.join("scripts/action/run")).unwrap();
+    let inputs_block = action
+        .split_once("\ninputs:\n")
+        .and_then(|(_, rest)| rest.split_once("\noutputs:\n"))
+        .map(|(block, _)| block)
+        .expect("action.yml has inputs: then outputs:");
+    let inputs: Vec<&str> = inputs_block
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':'))
+        .filter(|name| !name.starts_with(' '))
+        .collect();
+    assert!(inputs.len() > 30, "{inputs:?}");
+    for name in inputs {
+        if name == "imgbuild" || name == "github-token" {
+            continue;
+        }
+        let variable = format!("INPUT_{}", name.to_uppercase().replace('-', "_"));
+        let mapping = format!("{variable}: ${{{{ inputs.{name} }}}}");
+        assert!(action.contains(&mapping), "action.yml lacks `{mapping}`");
+        assert!(
+            script.contains(&format!("${{{variable}:-"))
+                || script.contains(&format!("{}:{name}", &variable["INPUT_".len()..])),
+            "scripts/action/run never reads {variable}"
+        );
+    }
 }
