@@ -54,6 +54,9 @@ impl std::fmt::Debug for SecretSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRequest {
     pub context: PathBuf,
+    /// Whether the context's ignore file (`.dockerignore`, `NAME.dockerignore`) applies:
+    /// not to a tar on standard input, which docker build takes as it is (moby/moby#13919).
+    pub dockerignore: bool,
     pub dockerfile: DockerfileSource,
     pub target: Option<String>,
     /// `--build-arg`s; a bare `KEY` took its value from the environment, and is left out

@@ -113,6 +113,10 @@ struct CaseToml {
     why: Option<String>,
     /// An open bug: the trial passes only while imgbuild still diverges.
     known_divergence: Option<String>,
+    /// The context on standard input (`docker build -`): `"tar"` or `"tar.gz"` (the context
+    /// with the variant's Dockerfile at its root, named by `-f` inside the tar), or
+    /// `"dockerfile"` (the Dockerfile itself; the case has no context).
+    stdin: Option<String>,
     /// Where the local BuildKit v0.8 differs from current BuildKit, and which one the case
     /// follows.
     #[allow(dead_code)]
@@ -375,6 +379,85 @@ impl Prepared {
             .path()
             .join(format!("Dockerfile.{}", variant.name()))
     }
+
+    /// The tar a `stdin = "tar"` case sends for `variant`.
+    fn stdin_tar(&self, variant: Variant, kind: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("stdin-{}.{kind}", variant.name()))
+    }
+
+    /// What names the Dockerfile and the context on the command line, and the file that
+    /// goes to standard input: the same for both builders.
+    fn source_args(&self, variant: Variant) -> (Vec<std::ffi::OsString>, Option<PathBuf>) {
+        let dockerfile = self.dockerfile(variant);
+        match self.case.stdin.as_deref() {
+            None => {
+                let args = vec!["-f".into(), dockerfile.into(), self.context.clone().into()];
+                (args, None)
+            }
+            Some("dockerfile") => (vec!["-".into()], Some(dockerfile)),
+            Some(kind) => {
+                let name = dockerfile.file_name().unwrap().to_owned();
+                let args = vec!["-f".into(), name, "-".into()];
+                (args, Some(self.stdin_tar(variant, kind)))
+            }
+        }
+    }
+
+    /// For a `stdin = "tar"` case, makes each variant's tar: the context and, at its root,
+    /// the variant's Dockerfile, modes, owners and links as `setup.sh` made them.
+    fn make_stdin_tars(&self) -> Result<(), String> {
+        let Some(kind) = self.case.stdin.as_deref().filter(|k| k.starts_with("tar")) else {
+            return Ok(());
+        };
+        for &variant in &self.variants {
+            let dockerfile = self.dockerfile(variant);
+            let staged = self.dir.path().join(format!("stdin-{}", variant.name()));
+            run_tool(Command::new("cp").arg("-a").arg(&self.context).arg(&staged))?;
+            std::fs::copy(&dockerfile, staged.join(dockerfile.file_name().unwrap()))
+                .map_err(|e| e.to_string())?;
+            let compress = if kind == "tar.gz" { "-czf" } else { "-cf" };
+            run_tool(
+                Command::new("tar")
+                    .arg("-C")
+                    .arg(&staged)
+                    .arg(compress)
+                    .arg(self.stdin_tar(variant, kind))
+                    .arg("."),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a helper program of the harness (`cp`, `tar`), failing with its message.
+fn run_tool(command: &mut Command) -> Result<(), String> {
+    let out = command
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Runs `command` with `stdin` (a file) as its standard input, when there is one.
+fn output_with_stdin(
+    command: &mut Command,
+    stdin: Option<&Path>,
+) -> Result<std::process::Output, String> {
+    if let Some(path) = stdin {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        command.stdin(file);
+    }
+    command
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))
 }
 
 fn run_case(name: &str) -> Result<(), Failed> {
@@ -603,6 +686,20 @@ fn load_case(name: &str) -> Result<(CaseToml, String), String> {
         None | Some("fail") => {}
         Some(other) => return Err(format!("case.toml: expect = {other:?}: only \"fail\"")),
     }
+    match case.stdin.as_deref() {
+        None | Some("tar" | "tar.gz" | "dockerfile") => {}
+        Some(other) => {
+            return Err(format!(
+                "case.toml: stdin = {other:?}: \"tar\", \"tar.gz\" or \"dockerfile\""
+            ));
+        }
+    }
+    let case_dir_has = |name: &str| case_dir.join(name).exists();
+    if case.stdin.as_deref() == Some("dockerfile")
+        && (case_dir_has("context") || case_dir_has("setup.sh"))
+    {
+        return Err("case.toml: stdin = \"dockerfile\" takes no context".to_owned());
+    }
     if (case.engine_variant == Some(false) || case.expect.is_some()) && case.why.is_none() {
         return Err("case.toml: engine_variant = false and expect need `why`".to_owned());
     }
@@ -697,6 +794,7 @@ fn prepare(name: &str) -> Result<Prepared, String> {
             std::fs::copy(&ignore, &beside).map_err(|e| format!("{}: {e}", ignore.display()))?;
         }
     }
+    prepared.make_stdin_tars()?;
     Ok(prepared)
 }
 
@@ -839,17 +937,17 @@ fn tail(output: &[u8]) -> String {
 /// `docker build` with BuildKit, `docker save` of the result, and `docker rmi`.
 fn build_with_buildkit(name: &str, prepared: &Prepared, variant: Variant) -> Result<Built, String> {
     let tag = unique_name(&format!("conformance-{name}-{}", variant.name()));
-    let output = Command::new(base_common::DOCKER_CLI)
-        .args(["build", "--network", "host", "-t", &tag])
-        .args(build_flags(prepared))
-        .arg("-f")
-        .arg(prepared.dockerfile(variant))
-        .arg(&prepared.context)
-        .env("DOCKER_HOST", &env().docker_host)
-        .env("DOCKER_BUILDKIT", "1")
-        .env("BUILDKIT_PROGRESS", "plain")
-        .output()
-        .map_err(|e| format!("cannot run docker build: {e}"))?;
+    let (source, stdin) = prepared.source_args(variant);
+    let output = output_with_stdin(
+        Command::new(base_common::DOCKER_CLI)
+            .args(["build", "--network", "host", "-t", &tag])
+            .args(build_flags(prepared))
+            .args(source)
+            .env("DOCKER_HOST", &env().docker_host)
+            .env("DOCKER_BUILDKIT", "1")
+            .env("BUILDKIT_PROGRESS", "plain"),
+        stdin.as_deref(),
+    )?;
     if !output.status.success() {
         return Ok(Built::Failed {
             code: output.status.code(),
@@ -894,19 +992,19 @@ fn build_with_imgbuild(
         variant.name(),
         executor.name()
     ));
-    let output = imgbuild()
-        .args(["build", "--progress", "plain", "--network", "host"])
-        .args(["--executor", executor.name()])
-        .arg("--cache-dir")
-        .arg(prepared.dir.path().join("imgbuild-cache"))
-        .arg("--output")
-        .arg(format!("type=docker,dest={}", archive.display()))
-        .args(build_flags(prepared))
-        .arg("-f")
-        .arg(prepared.dockerfile(variant))
-        .arg(&prepared.context)
-        .output()
-        .map_err(|e| format!("cannot run imgbuild: {e}"))?;
+    let (source, stdin) = prepared.source_args(variant);
+    let output = output_with_stdin(
+        imgbuild()
+            .args(["build", "--progress", "plain", "--network", "host"])
+            .args(["--executor", executor.name()])
+            .arg("--cache-dir")
+            .arg(prepared.dir.path().join("imgbuild-cache"))
+            .arg("--output")
+            .arg(format!("type=docker,dest={}", archive.display()))
+            .args(build_flags(prepared))
+            .args(source),
+        stdin.as_deref(),
+    )?;
     if output.status.success() {
         Ok(Built::Image(archive))
     } else {
@@ -1167,21 +1265,7 @@ fn check_glob_match() -> Result<(), String> {
 fn check_static_http() -> Result<(), String> {
     let dir = tempdir();
     let root = dir.path();
-    let sh = |script: &str| -> Result<(), String> {
-        let output = Command::new("bash")
-            .args(["-ec", script])
-            .current_dir(root)
-            .output()
-            .map_err(|e| format!("bash: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{script}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    };
+    let sh = |script: &str| run_tool(Command::new("bash").args(["-ec", script]).current_dir(root));
     sh(
         "echo hello > hello.txt && touch -d '2021-03-04 05:06:07 UTC' hello.txt
         git init -q work && cd work && echo in-git > f && git add f

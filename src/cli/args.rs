@@ -162,7 +162,8 @@ pub struct DisplayArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build context directory.
+    /// The build context directory; `-` reads it from standard input: a tar (plain, gzip,
+    /// bzip2, xz or zstd) of the context, or a Dockerfile alone (with an empty context)
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
 

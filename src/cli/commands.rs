@@ -6,14 +6,20 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::args::{BaseBuildArgs, BaseCommand, Cli, Command, DebugCommand, PruneArgs, PushArgs};
-use super::request::{default_cache_dir, process_env, progress_mode};
+use super::request::{default_cache_dir, process_env, progress_mode, take_stdin_context};
 use crate::error::InputError;
 use crate::request::{BuildRequest, PublishRequest, RegistryOptions};
 use crate::{base, frontend, oci, progress, registry};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Build(args) => build(BuildRequest::from_args(*args, &process_env)?),
+        Command::Build(mut args) => {
+            // Kept until the build is done: the context it unpacked lives in it.
+            let stdin_context = take_stdin_context(&mut args, std::io::stdin().lock())?;
+            let mut request = BuildRequest::from_args(*args, &process_env)?;
+            request.dockerignore = stdin_context.is_none();
+            build(request)
+        }
         Command::Debug(DebugCommand::Parse { dockerfile }) => debug_parse(&dockerfile),
         Command::Base(BaseCommand::Build(args)) => base_build(args),
         Command::Push(args) => push(args),

@@ -24,6 +24,46 @@ pub fn process_env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
+/// With the context `-`, reads standard input into a temporary context (see
+/// [`crate::context::stdin`]) and points `args` at it: the context directory, and the
+/// Dockerfile, which `-f` names inside the tar, or which standard input was.
+pub fn take_stdin_context(
+    args: &mut BuildArgs,
+    stdin: impl std::io::Read,
+) -> anyhow::Result<Option<crate::context::stdin::StdinContext>> {
+    if args.context.as_os_str() != "-" {
+        return Ok(None);
+    }
+    if args.file.as_ref().is_some_and(|f| f.as_os_str() == "-") {
+        return Err(InputError::new(
+            "`-f -` with the context `-`: standard input can hold the context or the Dockerfile, not both",
+        )
+        .into());
+    }
+    let context = crate::context::stdin::read(stdin, &std::env::temp_dir())?;
+    let root = context.root();
+    args.file = match (context.dockerfile(), args.file.take()) {
+        (Some(dockerfile), None) => Some(dockerfile.to_owned()),
+        (Some(_), Some(file)) => {
+            return Err(InputError::new(format!(
+                "-f {}: standard input held a Dockerfile too, not a tar of the context",
+                file.display()
+            ))
+            .with_hint("drop -f, or send a tar of the context that holds the Dockerfile")
+            .into());
+        }
+        // Inside the tar, as docker build reads it: `/x` is the tar's `x`, `..` stops at
+        // its root.
+        (None, Some(file)) => {
+            let inside = crate::context::clean_dest(&file.to_string_lossy());
+            Some(root.join(inside.trim_start_matches('/')))
+        }
+        (None, None) => None,
+    };
+    args.context = root;
+    Ok(Some(context))
+}
+
 impl BuildRequest {
     pub fn from_args(args: BuildArgs, env: Env<'_>) -> Result<BuildRequest, InputError> {
         let dockerfile = match &args.file {
@@ -68,6 +108,7 @@ impl BuildRequest {
         };
         Ok(BuildRequest {
             context: args.context,
+            dockerignore: true,
             dockerfile,
             target: args.target,
             build_args,
@@ -268,6 +309,16 @@ mod tests {
     use crate::cli::args::{Cli, Command, with_default_subcommand};
 
     fn request(args: &[&str], env: &[(&str, &str)]) -> Result<BuildRequest, InputError> {
+        let build = build_args(args);
+        let env = |k: &str| {
+            env.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        };
+        BuildRequest::from_args(build, &env)
+    }
+
+    fn build_args(args: &[&str]) -> BuildArgs {
         let argv = std::iter::once("imgbuild")
             .chain(args.iter().copied())
             .map(Into::into)
@@ -276,12 +327,71 @@ mod tests {
         let Command::Build(build) = cli.command else {
             panic!("not a build")
         };
-        let env = |k: &str| {
-            env.iter()
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.to_string())
-        };
-        BuildRequest::from_args(*build, &env)
+        *build
+    }
+
+    fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, text) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, text.as_bytes())
+                .unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_context_on_stdin_names_its_dockerfile_inside_the_tar() {
+        let tar = tar_of(&[("Dockerfile", "FROM a\n"), ("sub/Other", "FROM b\n")]);
+        let mut args = build_args(&["-"]);
+        let context = take_stdin_context(&mut args, &tar[..]).unwrap().unwrap();
+        assert_eq!(args.context, context.root());
+        assert_eq!(args.file, None, "CONTEXT/Dockerfile, as for a directory");
+        // As docker build reads -f with a tar: inside it, `/` its root, `..` stopping there.
+        for file in [
+            "sub/Other",
+            "/sub/Other",
+            "../sub/Other",
+            "./sub/../sub/Other",
+        ] {
+            let mut args = build_args(&["-f", file, "-"]);
+            let context = take_stdin_context(&mut args, &tar[..]).unwrap().unwrap();
+            assert_eq!(
+                args.file,
+                Some(context.root().join("sub/Other")),
+                "-f {file}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dockerfile_on_stdin_is_the_dockerfile() {
+        let mut args = build_args(&["-"]);
+        let context = take_stdin_context(&mut args, &b"FROM a\n"[..])
+            .unwrap()
+            .unwrap();
+        assert_eq!(args.file.as_deref(), context.dockerfile());
+        assert_eq!(std::fs::read_dir(&args.context).unwrap().count(), 0);
+
+        let mut args = build_args(&["-f", "Dockerfile", "-"]);
+        let err = take_stdin_context(&mut args, &b"FROM a\n"[..]).unwrap_err();
+        assert!(format!("{err:#}").contains("standard input held a Dockerfile too"));
+        let mut args = build_args(&["-f", "-", "-"]);
+        let err = take_stdin_context(&mut args, &b"FROM a\n"[..]).unwrap_err();
+        assert!(err.downcast_ref::<InputError>().is_some());
+        assert!(format!("{err:#}").contains("not both"), "{err:#}");
+        // Not `-`: standard input is not read.
+        let mut args = build_args(&["ctx"]);
+        assert!(
+            take_stdin_context(&mut args, &b"unread"[..])
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(args.context, PathBuf::from("ctx"));
     }
 
     #[test]

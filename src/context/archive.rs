@@ -20,14 +20,14 @@ const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const BLOCK: usize = 512;
 
 /// Opens a context file without following a symlink put in its place since selection.
-pub(super) fn open_no_follow(path: &Path) -> std::io::Result<File> {
+pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
 
-pub(super) fn is_tar_archive(path: &Path) -> Result<bool, Error> {
+pub fn is_tar_archive(path: &Path) -> Result<bool, Error> {
     let file = open_no_follow(path).with_context(|| format!("reading `{}`", path.display()))?;
     let mut reader = BufReader::new(file);
     let magic = reader
@@ -52,6 +52,31 @@ pub(super) fn is_tar_archive(path: &Path) -> Result<bool, Error> {
         read_head(reader, &mut head)
     };
     Ok(read.is_ok() && looks_like_tar(&head))
+}
+
+/// Opens an archive (an ADD source, a context on standard input), decompressing gzip,
+/// bzip2, xz or zstd by their magic bytes (xz through the `xz` program, as BuildKit does).
+pub fn open_archive(path: &Path) -> Result<Box<dyn Read + Send>, Error> {
+    let opening = || format!("opening `{}`", path.display());
+    let mut reader = BufReader::new(open_no_follow(path).with_context(opening)?);
+    let magic = reader.fill_buf().with_context(opening)?;
+    Ok(if magic.starts_with(GZIP) {
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    } else if magic.starts_with(BZIP2) {
+        Box::new(bzip2::read::MultiBzDecoder::new(reader))
+    } else if magic.starts_with(ZSTD) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(reader).with_context(opening)?)
+    } else if magic.starts_with(XZ) {
+        let child = Command::new("xz")
+            .args(["-dc", "--"])
+            .arg(path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("running `xz -dc` to extract an .xz archive (install xz-utils)")?;
+        Box::new(child.stdout.context("no output from xz")?)
+    } else {
+        Box::new(reader)
+    })
 }
 
 /// Reads up to two tar blocks.

@@ -25,6 +25,7 @@
 //! [`crate::frontend::Error`], so they exit 2; failures to read the disk exit 1.
 
 mod archive;
+pub use archive::{is_tar_archive, open_archive, open_no_follow};
 mod digest;
 pub mod git;
 mod glob;
@@ -32,6 +33,7 @@ pub use glob::{Glob, has_wildcards};
 mod path;
 pub use path::clean_dest;
 mod select;
+pub mod stdin;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

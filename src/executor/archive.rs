@@ -9,9 +9,7 @@
 //! destination (`..`, absolute names, links pointing up) are refused, never written.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
-use std::path::Path;
+use std::io::{self, Read, Write};
 
 use anyhow::{Context as _, bail};
 
@@ -249,7 +247,7 @@ fn write_entry<W: Write>(
             out.dir(&entry.target, entry.mode, root)?;
         }
         EntryKind::File { size, .. } => {
-            let file = open_regular(&entry.source)?;
+            let file = crate::context::open_no_follow(&entry.source)?;
             // The file may change while we read it; the header promised `size` bytes.
             let data = file.take(*size).chain(io::repeat(0).take(*size));
             out.file(&entry.target, entry.mode, root, *size, data.take(*size))?;
@@ -257,46 +255,11 @@ fn write_entry<W: Write>(
         EntryKind::Symlink { target } => out.symlink(&entry.target, target, root)?,
         EntryKind::Hardlink { target } => out.hardlink(&entry.target, target, entry.mode, root)?,
         EntryKind::Archive => {
-            let reader = open_archive(&entry.source)?;
+            let reader = crate::context::open_archive(&entry.source)?;
             extract_archive_into(out, reader, &entry.target)?;
         }
     }
     Ok(())
-}
-
-fn open_regular(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Opens a local archive for ADD, decompressing gzip, bzip2, xz or zstd by their magic
-/// bytes (xz through the `xz` program, as BuildKit does).
-pub fn open_archive(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
-    let mut head = [0u8; 6];
-    let mut probe = open_regular(path).with_context(|| format!("opening {}", path.display()))?;
-    let n = probe.read(&mut head)?;
-    let head = &head[..n];
-    let file = BufReader::new(open_regular(path)?);
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else if head.starts_with(b"BZh") {
-        Box::new(bzip2::read::MultiBzDecoder::new(file))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(file)?)
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        let child = std::process::Command::new("xz")
-            .args(["-dc", "--"])
-            .arg(path)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("running `xz -dc` to extract an .xz archive (install xz-utils)")?;
-        Box::new(child.stdout.context("no output from xz")?)
-    } else {
-        Box::new(file)
-    })
 }
 
 /// Copies the entries of an archive (ADD) under `dest`, keeping their owners and modes

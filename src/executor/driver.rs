@@ -289,6 +289,7 @@ mod tests {
         };
         let request = BuildRequest {
             context: dir.to_owned(),
+            dockerignore: true,
             dockerfile: DockerfileSource::Path(dir.join("Dockerfile")),
             target: None,
             build_args: BTreeMap::new(),

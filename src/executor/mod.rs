@@ -201,7 +201,11 @@ pub async fn build(
         crate::request::DockerfileSource::Path(path) => Some(path.as_path()),
         crate::request::DockerfileSource::Stdin => None,
     };
-    let context = Context::open_for(&request.context, dockerfile_path)?;
+    let context = if request.dockerignore {
+        Context::open_for(&request.context, dockerfile_path)?
+    } else {
+        Context::open_unfiltered(&request.context)?
+    };
     // One blob store for pulled, built and pushed blobs alike.
     let registry_blobs = registry::BlobStore::open(&request.cache_dir)?;
     let oci_blobs = registry_blobs.blobs().clone();
