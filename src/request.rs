@@ -82,5 +82,7 @@ pub struct BuildRequest {
     pub executor: ExecutorChoice,
     /// `--pull`: FROM images come from their registry even when the engine has them.
     pub pull: bool,
+    /// `--add-host`, `--shm-size`, `--ulimit`: what every RUN gets.
+    pub run_options: crate::engine::RunOptions,
     pub publish: PublishRequest,
 }

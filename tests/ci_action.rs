@@ -494,9 +494,6 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "the build-contexts input".into(),
         ),
         ("SSH", "default", "the ssh input".into()),
-        ("ADD_HOSTS", "db:10.0.0.2", "the add-hosts input".into()),
-        ("SHM_SIZE", "1g", "the shm-size input".into()),
-        ("ULIMIT", "nofile=1024:1024", "the ulimit input".into()),
         (
             "NO_CACHE_FILTERS",
             "build",
@@ -619,4 +616,30 @@ fn every_declared_input_reaches_the_build_script() {
             "scripts/action/run never reads {variable}"
         );
     }
+}
+
+/// `add-hosts`, `shm-size` and `ulimit` reach every RUN, as build-push-action gives them.
+#[test]
+fn run_option_inputs_reach_the_run_steps() {
+    let context = context_with(
+        "FROM BUSYBOX\n\
+         RUN grep -wE 'db|cache' /etc/hosts > /hosts && df -k /dev/shm | tail -n 1 > /shm \\\n\
+          && ulimit -n > /nofile && ulimit -Hn >> /nofile\n",
+    );
+    let tag = format!("imgbuild-test/{}:1", unique_name("action-run-options"));
+    let job = Job::new();
+    let out = job.run(&[
+        ("CONTEXT", &context.path().display().to_string()),
+        ("TAGS", &tag),
+        ("LOAD", "true"),
+        ("ADD_HOSTS", "db:10.0.0.2,cache:10.0.0.3"),
+        ("SHM_SIZE", "128m"),
+        ("ULIMIT", "nofile=1000:2000\n"),
+    ]);
+    assert!(out.status.success(), "{}", job.everything_shown(&out));
+    let read = |path: &str| support::docker_ok(["run", "--rm", tag.as_str(), "cat", path]);
+    assert_eq!(read("/hosts"), "10.0.0.2\tdb\n10.0.0.3\tcache\n");
+    assert!(read("/shm").contains(" 131072 "), "{}", read("/shm"));
+    assert_eq!(read("/nofile"), "1000\n2000\n");
+    support::docker_ok(["rmi", tag.as_str()]);
 }

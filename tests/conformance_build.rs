@@ -106,6 +106,9 @@ struct CaseToml {
     /// `--secret` specs; `src=` is relative to the build context.
     #[serde(default)]
     secrets: Vec<String>,
+    /// More flags for both builders, as they are (`--add-host`, `--shm-size`, `--ulimit`).
+    #[serde(default)]
+    flags: Vec<String>,
     /// `"fail"`: BuildKit fails the build, and imgbuild must fail too (exit 1 or 2).
     expect: Option<String>,
     /// `false` only when the target has no `/bin/sh` to run `RUN true` (with `why`).
@@ -899,8 +902,8 @@ fn run_script(script: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `--target`, `--build-arg` and `--secret` (with `src=` made absolute), the same for
-/// both builders.
+/// `--target`, `--build-arg`, `--secret` (with `src=` made absolute) and the case's other
+/// `flags`, the same for both builders.
 fn build_flags(prepared: &Prepared) -> Vec<String> {
     let case = &prepared.case;
     let mut flags = Vec::new();
@@ -920,6 +923,7 @@ fn build_flags(prepared: &Prepared) -> Vec<String> {
             .collect();
         flags.extend(["--secret".to_owned(), spec.join(",")]);
     }
+    flags.extend(case.flags.iter().cloned());
     flags
 }
 

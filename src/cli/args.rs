@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::values::{
-    ByteSize, CacheFromSpec, CacheToSpec, KeyValue, OutputSpec, RegistryMirror, SecretSpec,
+    AddHost, ByteSize, CacheFromSpec, CacheToSpec, KeyValue, MemSize, OutputSpec, RegistryMirror,
+    SecretSpec, UlimitSpec,
 };
 
 /// Builds container images from multi-stage Dockerfiles, faster than `docker build`:
@@ -192,6 +193,19 @@ pub struct BuildArgs {
     /// `RUN --network=host`, `security.insecure` for `RUN --security=insecure`; repeatable.
     #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
     pub allow: Vec<Entitlement>,
+
+    /// Add `IP NAME` to /etc/hosts in every RUN: `NAME:IP`; repeatable.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<AddHost>,
+
+    /// Size of /dev/shm in every RUN, e.g. 256m or 1g [default: 64m].
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<MemSize>,
+
+    /// A resource limit for every RUN: NAME=SOFT[:HARD], e.g. nofile=1024:2048 (-1:
+    /// unlimited); repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<UlimitSpec>,
 
     /// Do not use the step cache.
     #[arg(long)]

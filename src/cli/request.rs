@@ -143,6 +143,19 @@ impl BuildRequest {
                 args::Executor::Engine => ExecutorChoice::Engine,
             },
             pull: args.pull,
+            run_options: engine::RunOptions {
+                extra_hosts: args.add_hosts.into_iter().map(|h| h.0).collect(),
+                shm_size: args.shm_size.map(|s| s.0),
+                ulimits: {
+                    // A later --ulimit of the same resource replaces an earlier one.
+                    let mut ulimits: Vec<engine::Ulimit> = Vec::new();
+                    for spec in args.ulimits {
+                        ulimits.retain(|u| u.name != spec.0.name);
+                        ulimits.push(spec.0);
+                    }
+                    ulimits
+                },
+            },
             publish: PublishRequest::from_args(args.publish, env)?,
         })
     }

@@ -30,6 +30,112 @@ impl FromStr for ByteSize {
     }
 }
 
+/// `--shm-size`: Docker's memory sizes, where every unit is binary (`256m` is 256 MiB,
+/// `1g`, `1GB` and `1GiB` are all 1 GiB) and a plain number is bytes. Written here because
+/// bytesize, which `--context-size-warning` uses, reads `m` and `MB` as decimal, which
+/// would give a smaller `/dev/shm` than docker build does for the same flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemSize(pub u64);
+
+impl FromStr for MemSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a size; give e.g. 256m, 1g or a number of bytes");
+        let lower = text.trim().to_ascii_lowercase();
+        let split = lower
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(lower.len());
+        let (number, unit) = lower.split_at(split);
+        let unit = unit.trim_start();
+        let unit = unit.strip_suffix('b').unwrap_or(unit);
+        let unit = unit.strip_suffix('i').unwrap_or(unit);
+        let shift = match unit {
+            "" => 0,
+            "k" => 10,
+            "m" => 20,
+            "g" => 30,
+            "t" => 40,
+            "p" => 50,
+            _ => return Err(bad()),
+        };
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        // Whole bytes, as Docker's RAMInBytes truncates `1.5k` to 1536.
+        let bytes = (number * (1u64 << shift) as f64).trunc();
+        if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+            return Err(bad());
+        }
+        Ok(MemSize(bytes as u64))
+    }
+}
+
+/// `--add-host NAME:IP` (or `NAME=IP`; an IPv6 address may be in brackets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHost(pub crate::engine::ExtraHost);
+
+impl FromStr for AddHost {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (name, ip) = text
+            .split_once(['=', ':'])
+            .filter(|(name, _)| !name.is_empty() && !name.contains(char::is_whitespace))
+            .ok_or_else(|| format!("`{text}` is not NAME:IP (e.g. db.internal:10.0.0.2)"))?;
+        if ip == "host-gateway" {
+            return Err(format!(
+                "`{text}`: host-gateway is not supported; give the address of the host"
+            ));
+        }
+        let bare = ip.strip_prefix('[').and_then(|ip| ip.strip_suffix(']'));
+        let ip = bare
+            .unwrap_or(ip)
+            .parse()
+            .map_err(|_| format!("`{text}`: `{ip}` is not an IP address"))?;
+        Ok(AddHost(crate::engine::ExtraHost {
+            name: name.to_owned(),
+            ip,
+        }))
+    }
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`, Docker's form: HARD defaults to SOFT, `-1` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UlimitSpec(pub crate::engine::Ulimit);
+
+impl FromStr for UlimitSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        use crate::engine::{ULIMIT_NAMES, Ulimit};
+        let (name, limits) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}` is not NAME=SOFT[:HARD] (e.g. nofile=1024:2048)"))?;
+        if !ULIMIT_NAMES.contains(&name) {
+            return Err(format!(
+                "`{name}` is not a limit; one of {}",
+                ULIMIT_NAMES.join(", ")
+            ));
+        }
+        let number = |n: &str| {
+            n.parse::<i64>().ok().filter(|&n| n >= -1).ok_or_else(|| {
+                format!("`{text}`: `{n}` is not a limit (a number, -1 for unlimited)")
+            })
+        };
+        let (soft, hard) = match limits.split_once(':') {
+            Some((soft, hard)) => (number(soft)?, number(hard)?),
+            None => (number(limits)?, number(limits)?),
+        };
+        if Ulimit::rlimit_value(soft) > Ulimit::rlimit_value(hard) {
+            return Err(format!("`{text}`: the soft limit is above the hard one"));
+        }
+        Ok(UlimitSpec(Ulimit {
+            name: name.to_owned(),
+            soft,
+            hard,
+        }))
+    }
+}
+
 /// Where `--output` sends the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
@@ -447,6 +553,75 @@ mod tests {
                 bad.parse::<RegistryMirror>().is_err(),
                 "{bad:?} should be refused"
             );
+        }
+    }
+
+    #[test]
+    fn mem_sizes_are_docker_s_binary_units() {
+        let size = |text: &str| text.parse::<MemSize>().map(|s| s.0);
+        assert_eq!(size("256m"), Ok(256 << 20));
+        for one_gib in ["1g", "1G", "1gb", "1GiB", "1 g", "1024m"] {
+            assert_eq!(size(one_gib), Ok(1 << 30), "{one_gib}");
+        }
+        assert_eq!(size("65536"), Ok(65536));
+        assert_eq!(size("1.5k"), Ok(1536));
+        for bad in ["", "m", "-1m", "0", "12x", "1.2.3g", "1e9"] {
+            assert!(size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn add_hosts() {
+        let host = |text: &str| {
+            text.parse::<AddHost>()
+                .map(|h| (h.0.name, h.0.ip.to_string()))
+        };
+        let pair = |n: &str, ip: &str| Ok((n.to_owned(), ip.to_owned()));
+        assert_eq!(
+            host("db.internal:10.1.2.3"),
+            pair("db.internal", "10.1.2.3")
+        );
+        assert_eq!(host("db=10.1.2.3"), pair("db", "10.1.2.3"));
+        assert_eq!(host("v6:::1"), pair("v6", "::1"));
+        assert_eq!(host("v6=[fd00::2]"), pair("v6", "fd00::2"));
+        assert!(
+            host("gw:host-gateway")
+                .unwrap_err()
+                .contains("host-gateway")
+        );
+        assert!(
+            host("db:notanip")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+        for bad in ["db", ":10.0.0.1", "a b:10.0.0.1"] {
+            assert!(host(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ulimits() {
+        let limit = |text: &str| {
+            text.parse::<UlimitSpec>()
+                .map(|u| (u.0.name, u.0.soft, u.0.hard))
+        };
+        assert_eq!(limit("nofile=1024:2048"), Ok(("nofile".into(), 1024, 2048)));
+        assert_eq!(limit("nproc=512"), Ok(("nproc".into(), 512, 512)));
+        assert_eq!(limit("core=-1"), Ok(("core".into(), -1, -1)));
+        assert_eq!(limit("stack=1024:-1"), Ok(("stack".into(), 1024, -1)));
+        assert!(
+            limit("nofile=2048:1024")
+                .unwrap_err()
+                .contains("above the hard")
+        );
+        assert!(
+            limit("nofile=-1:1024")
+                .unwrap_err()
+                .contains("above the hard")
+        );
+        assert!(limit("files=10").unwrap_err().contains("nofile"));
+        for bad in ["nofile", "nofile=", "nofile=x", "nofile=-2", "nofile=1:2:3"] {
+            assert!(limit(bad).is_err(), "{bad:?}");
         }
     }
 

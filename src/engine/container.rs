@@ -56,6 +56,8 @@ pub struct RunSpec {
     pub mounts: Vec<Mount>,
     /// Every capability and device, as `RUN --security=insecure` asks.
     pub privileged: bool,
+    /// The build's `--add-host`, `--shm-size` and `--ulimit`.
+    pub options: super::RunOptions,
 }
 
 impl RunSpec {
@@ -135,6 +137,30 @@ impl RunSpec {
                 )
                 .filter(|t: &std::collections::HashMap<_, _>| !t.is_empty()),
                 privileged: self.privileged.then_some(true),
+                extra_hosts: Some(
+                    self.options
+                        .extra_hosts
+                        .iter()
+                        .map(super::ExtraHost::engine_form)
+                        .collect(),
+                )
+                .filter(|h: &Vec<String>| !h.is_empty()),
+                shm_size: self
+                    .options
+                    .shm_size
+                    .map(|size| i64::try_from(size).unwrap_or(i64::MAX)),
+                ulimits: Some(
+                    self.options
+                        .ulimits
+                        .iter()
+                        .map(|u| bollard::models::ResourcesUlimits {
+                            name: Some(u.name.clone()),
+                            soft: Some(u.soft),
+                            hard: Some(u.hard),
+                        })
+                        .collect(),
+                )
+                .filter(|u: &Vec<_>| !u.is_empty()),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
@@ -695,6 +721,34 @@ mod tests {
         assert_eq!(host.mounts, None);
         assert_eq!(host.tmpfs, None);
         assert_eq!(host.privileged, None);
+        assert_eq!(host.extra_hosts, None);
+        assert_eq!(host.shm_size, None, "the engine's default, 64 MiB");
+        assert_eq!(host.ulimits, None);
+    }
+
+    #[test]
+    fn the_build_s_run_options_reach_the_host_config() {
+        let mut spec = RunSpec::new("img", ["true"]);
+        spec.options = super::super::RunOptions {
+            extra_hosts: vec![super::super::ExtraHost {
+                name: "db".into(),
+                ip: "10.0.0.2".parse().unwrap(),
+            }],
+            shm_size: Some(256 << 20),
+            ulimits: vec![super::super::Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048,
+            }],
+        };
+        let host = spec.create_body().host_config.unwrap();
+        assert_eq!(host.extra_hosts, Some(vec!["db:10.0.0.2".to_owned()]));
+        assert_eq!(host.shm_size, Some(256 << 20));
+        let ulimit = &host.ulimits.unwrap()[0];
+        assert_eq!(
+            (ulimit.name.as_deref(), ulimit.soft, ulimit.hard),
+            (Some("nofile"), Some(1024), Some(2048))
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod container;
 mod error;
 mod image;
 mod output;
+mod run_options;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub(crate) use error::RunFailedMessage;
 pub use image::{ImageConfig, ImageInfo};
 pub(crate) use output::LineSplitter;
 pub use output::{OutputLine, OutputStream, TAIL_LINES};
+pub use run_options::{DEFAULT_SHM_SIZE, ExtraHost, RunOptions, ULIMIT_NAMES, Ulimit};
 
 use cleanup::LiveContainers;
 

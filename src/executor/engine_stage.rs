@@ -671,6 +671,7 @@ impl Builder {
             stdin,
             mounts,
             privileged: run.security.as_deref() == Some("insecure"),
+            options: self.request.run_options.clone(),
         };
         Ok((spec, prepared.guards))
     }

@@ -563,6 +563,13 @@ impl Builder {
         run_spec.mounts = mounts;
         run_spec.stdin = spec.stdin;
         run_spec.privileged = spec.privileged;
+        // BuildKit's /etc/hosts with the --add-host lines after its own.
+        if !spec.options.extra_hosts.is_empty() {
+            let hosts = runtime::hosts(&run_spec.hostname) + &spec.options.hosts_lines();
+            run_spec.hosts = Some(hosts);
+        }
+        run_spec.shm_size = spec.options.shm_size;
+        run_spec.ulimits = spec.options.ulimits;
         let bundle = tempfile::Builder::new()
             .prefix("run-")
             .tempdir_in(&native.bundles)

@@ -49,6 +49,7 @@ impl Builder {
             graph: &self.graph,
             context: &self.context,
             network: self.request.network,
+            run_options: &self.request.run_options,
             context_size_warning: self.request.context_size_warning,
             sources: self,
             reporter: self.reporter.as_ref(),

@@ -61,6 +61,8 @@ pub struct Keys<'a> {
     pub context: &'a Context,
     /// The build's `--network`, which a RUN without `--network` runs in.
     pub network: Network,
+    /// The build's `--add-host`, `--shm-size` and `--ulimit`, which every RUN gets.
+    pub run_options: &'a crate::engine::RunOptions,
     /// `--context-size-warning`.
     pub context_size_warning: Option<u64>,
     pub sources: &'a dyn Sources,
@@ -253,6 +255,7 @@ impl Keys<'_> {
         other.insert("workdir".into(), run.workdir.clone());
         let network = format!("{:?}", run_network(run, self.network)).to_lowercase();
         other.insert("network".into(), network);
+        other.extend(self.run_options.key_entries());
         if let Some(security) = &run.security {
             other.insert("security".into(), security.clone());
         }
@@ -329,6 +332,13 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::engine::RunOptions;
+
+    static NO_RUN_OPTIONS: RunOptions = RunOptions {
+        extra_hosts: Vec::new(),
+        shm_size: None,
+        ulimits: Vec::new(),
+    };
     use crate::frontend::{instructions, parse_dockerfile, stages};
     use crate::oci::Platform;
     use crate::plan::dispatch::{ImageConfig, StagePlan, dispatch_stage};
@@ -417,6 +427,7 @@ mod tests {
                 graph: &graph,
                 context: &context,
                 network: Network::Default,
+                run_options: &NO_RUN_OPTIONS,
                 context_size_warning: None,
                 sources: &sources,
                 reporter: &reporter,
@@ -451,14 +462,23 @@ mod tests {
         let sources = Built {
             stage_key: String::new(),
         };
-        let keys = |network| Keys {
+        let with_host = RunOptions {
+            extra_hosts: vec![crate::engine::ExtraHost {
+                name: "db".into(),
+                ip: "10.0.0.2".parse().unwrap(),
+            }],
+            ..RunOptions::default()
+        };
+        let keys_with = |network, run_options| Keys {
             graph: &graph,
             context: &context,
             network,
+            run_options,
             context_size_warning: None,
             sources: &sources,
             reporter: &reporter,
         };
+        let keys = |network| keys_with(network, &NO_RUN_OPTIONS);
         let key = |network, step: usize, result| {
             keys(network)
                 .prepare(&plan.steps[step], result, "root", &|_| false)
@@ -466,6 +486,13 @@ mod tests {
                 .inputs
                 .key()
         };
+        // --add-host (and --shm-size, --ulimit) reach every RUN's key.
+        let with_host_key = keys_with(Network::Default, &with_host)
+            .prepare(&plan.steps[0], StepResult::Layer, "root", &|_| false)
+            .unwrap()
+            .inputs
+            .key();
+        assert_ne!(with_host_key, key(Network::Default, 0, StepResult::Layer));
         let image = StepResult::EngineImage;
         assert_ne!(
             key(Network::Default, 0, image),
@@ -497,6 +524,7 @@ mod tests {
                 graph: &graph,
                 context: &context,
                 network: Network::Default,
+                run_options: &NO_RUN_OPTIONS,
                 context_size_warning: None,
                 sources: &sources,
                 reporter: &reporter,
@@ -525,6 +553,7 @@ mod tests {
             graph: &graph,
             context: &context,
             network: Network::Default,
+            run_options: &NO_RUN_OPTIONS,
             context_size_warning: None,
             sources: &sources,
             reporter: &reporter,

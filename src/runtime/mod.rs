@@ -231,6 +231,11 @@ pub struct RunSpec {
     pub stdin: Option<Vec<u8>>,
     /// BuildKit's insecure mode (`RUN --security=insecure`): see `spec.rs`.
     pub privileged: bool,
+    /// Bytes of `/dev/shm`; `None`: 64 MiB.
+    pub shm_size: Option<u64>,
+    /// Resource limits set for the process; the others are imgbuild's own, as BuildKit
+    /// leaves them.
+    pub ulimits: Vec<crate::engine::Ulimit>,
 }
 
 impl RunSpec {
@@ -253,6 +258,8 @@ impl RunSpec {
             resolv_conf: None,
             stdin: None,
             privileged: false,
+            shm_size: None,
+            ulimits: Vec::new(),
         }
     }
 

@@ -31,7 +31,8 @@ use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDevice,
     LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
     LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 use super::error::{Error, Result};
@@ -234,8 +235,9 @@ pub(crate) fn build(run: &RunSpec, id: &str, host: &Host<'_>) -> Result<Spec> {
         .no_new_privileges(false)
         .build()
         .map_err(invalid)?;
-    // The builder starts from runc's example process; these must stay unset.
-    process.set_rlimits(None);
+    // The builder starts from runc's example process (RLIMIT_NOFILE 1024): only the
+    // `--ulimit`s are set, as BuildKit sets no others.
+    process.set_rlimits(Some(rlimits(&run.ulimits)?).filter(|r: &Vec<_>| !r.is_empty()));
     process.set_apparmor_profile(None);
     process.set_selinux_label(None);
     process.set_oom_score_adj(None);
@@ -412,6 +414,25 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result
         .map_err(|err| Error::Invalid(format!("mount at {destination}: {err}")))
 }
 
+/// The process's `--ulimit`s.
+fn rlimits(ulimits: &[crate::engine::Ulimit]) -> Result<Vec<PosixRlimit>> {
+    ulimits
+        .iter()
+        .map(|u| {
+            let kind = u.rlimit_type();
+            PosixRlimitBuilder::default()
+                .typ(
+                    kind.parse::<PosixRlimitType>()
+                        .map_err(|_| Error::Invalid(format!("unknown resource limit {kind}")))?,
+                )
+                .soft(crate::engine::Ulimit::rlimit_value(u.soft))
+                .hard(crate::engine::Ulimit::rlimit_value(u.hard))
+                .build()
+                .map_err(|err| Error::Invalid(format!("--ulimit {}: {err}", u.name)))
+        })
+        .collect()
+}
+
 /// The file systems every container has, `/etc/hosts` and `/etc/resolv.conf`, then the
 /// caller's mounts; a later mount at the same destination replaces an earlier one in place
 /// (BuildKit's `dedupMounts`).
@@ -424,6 +445,10 @@ fn mounts(run: &RunSpec, host: &Host<'_>) -> Result<Vec<Mount>> {
     let hosts = host.hosts.to_string_lossy();
     let resolv_conf = host.resolv_conf.to_string_lossy();
     let etc_options = ["nosuid", "noexec", "nodev", "rbind", "ro"];
+    let shm_size = match run.shm_size {
+        None => "size=65536k".to_owned(),
+        Some(bytes) => format!("size={bytes}"),
+    };
     let mut all = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -449,7 +474,7 @@ fn mounts(run: &RunSpec, host: &Host<'_>) -> Result<Vec<Mount>> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
         )?,
         mount(
             "/dev/mqueue",
@@ -581,6 +606,44 @@ mod tests {
         assert_eq!(spec["root"]["readonly"], false);
         assert_eq!(spec["hostname"], "buildkitsandbox");
         assert!(spec.get("annotations").is_none());
+    }
+
+    #[test]
+    fn ulimits_and_shm_size_are_the_build_s() {
+        let default = json(&run_spec());
+        let shm_options = |spec: &serde_json::Value| {
+            spec["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == "/dev/shm")
+                .map(|m| m["options"].clone())
+                .unwrap()
+        };
+        assert!(
+            shm_options(&default)
+                .as_array()
+                .unwrap()
+                .contains(&"size=65536k".into())
+        );
+        let mut run = run_spec();
+        run.shm_size = Some(256 << 20);
+        run.ulimits = vec![crate::engine::Ulimit {
+            name: "nofile".into(),
+            soft: 1024,
+            hard: -1,
+        }];
+        let spec = json(&run);
+        assert!(
+            shm_options(&spec)
+                .as_array()
+                .unwrap()
+                .contains(&"size=268435456".into())
+        );
+        assert_eq!(
+            spec["process"]["rlimits"],
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": u64::MAX}])
+        );
     }
 
     #[test]
