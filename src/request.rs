@@ -70,6 +70,8 @@ pub struct BuildRequest {
     pub cache_dir: PathBuf,
     /// `--secret`s by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh`: agent sockets by id (`default` for a mount without `id=`).
+    pub ssh: BTreeMap<String, PathBuf>,
     /// `--cache-from`, in order.
     pub cache_from: Vec<crate::cache::remote::CacheLocation>,
     /// `--cache-to`.

@@ -211,8 +211,8 @@ fn refusals_come_before_the_first_step_runs() {
         ),
         (
             "RUN --mount=type=ssh,required=true true",
-            "forwards no SSH agent",
-            "drop required=true",
+            "no --ssh default was given",
+            "pass --ssh default",
         ),
         (
             "RUN --mount=type=secret,id=absent,required=true true",

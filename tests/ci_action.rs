@@ -493,7 +493,6 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "other=../other",
             "the build-contexts input".into(),
         ),
-        ("SSH", "default", "the ssh input".into()),
         (
             "NO_CACHE_FILTERS",
             "build",

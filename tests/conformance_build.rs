@@ -109,6 +109,10 @@ struct CaseToml {
     /// More flags for both builders, as they are (`--add-host`, `--shm-size`, `--ulimit`).
     #[serde(default)]
     flags: Vec<String>,
+    /// Start an ssh-agent holding a new key for the case; both builders get it as
+    /// `SSH_AUTH_SOCK` (for `flags = ["--ssh", "default"]`).
+    #[serde(default)]
+    ssh_agent: bool,
     /// `"fail"`: BuildKit fails the build, and imgbuild must fail too (exit 1 or 2).
     expect: Option<String>,
     /// `false` only when the target has no `/bin/sh` to run `RUN true` (with `why`).
@@ -374,6 +378,55 @@ struct Prepared {
     bases: Vec<Vec<String>>,
     // Serves the case's `serve/` for `@HTTP@` until the case ends.
     _server: Option<static_http::StaticServer>,
+    /// The case's ssh-agent (`ssh_agent = true`), stopped when the case ends.
+    ssh_agent: Option<SshAgent>,
+}
+
+/// An `ssh-agent` holding one new ed25519 key, killed on drop.
+struct SshAgent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl SshAgent {
+    fn start(dir: &Path) -> Result<SshAgent, String> {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("ssh-agent (apt-get install openssh-client): {e}"))?;
+        let agent = SshAgent { child, socket };
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !agent.socket.exists() {
+            if Instant::now() > deadline {
+                return Err("ssh-agent made no socket in 10 s".to_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let key = dir.join("key");
+        run_tool(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&key),
+        )?;
+        run_tool(
+            Command::new("ssh-add")
+                .arg("-q")
+                .arg(&key)
+                .env("SSH_AUTH_SOCK", &agent.socket),
+        )?;
+        Ok(agent)
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Prepared {
@@ -449,11 +502,17 @@ fn run_tool(command: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Runs `command` with `stdin` (a file) as its standard input, when there is one.
+/// Runs `command` with `stdin` (a file) as its standard input, when there is one, and the
+/// case's ssh-agent (none otherwise: the caller's agent stays out of the case).
 fn output_with_stdin(
     command: &mut Command,
     stdin: Option<&Path>,
+    prepared: &Prepared,
 ) -> Result<std::process::Output, String> {
+    match &prepared.ssh_agent {
+        Some(agent) => command.env("SSH_AUTH_SOCK", &agent.socket),
+        None => command.env_remove("SSH_AUTH_SOCK"),
+    };
     if let Some(path) = stdin {
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         command.stdin(file);
@@ -773,6 +832,13 @@ fn prepare(name: &str) -> Result<Prepared, String> {
     {
         variants.push(Variant::Engine);
     }
+    let ssh_agent = if case.ssh_agent {
+        let agent_dir = dir.path().join("ssh-agent");
+        std::fs::create_dir(&agent_dir).map_err(|e| e.to_string())?;
+        Some(SshAgent::start(&agent_dir)?)
+    } else {
+        None
+    };
     let prepared = Prepared {
         dir,
         context,
@@ -780,6 +846,7 @@ fn prepare(name: &str) -> Result<Prepared, String> {
         variants,
         bases,
         _server: server,
+        ssh_agent,
     };
     for &variant in &prepared.variants {
         let text = match variant {
@@ -951,6 +1018,7 @@ fn build_with_buildkit(name: &str, prepared: &Prepared, variant: Variant) -> Res
             .env("DOCKER_BUILDKIT", "1")
             .env("BUILDKIT_PROGRESS", "plain"),
         stdin.as_deref(),
+        prepared,
     )?;
     if !output.status.success() {
         return Ok(Built::Failed {
@@ -1008,6 +1076,7 @@ fn build_with_imgbuild(
             .args(build_flags(prepared))
             .args(source),
         stdin.as_deref(),
+        prepared,
     )?;
     if output.status.success() {
         Ok(Built::Image(archive))

@@ -243,6 +243,11 @@ pub struct BuildArgs {
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     pub secrets: Vec<SecretSpec>,
 
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (or `ID`) forwards
+    /// $SSH_AUTH_SOCK, `ID=SOCKET` another agent's socket; repeatable.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+
     /// Warn before a COPY or ADD sends more than SIZE from the build context (the sum of
     /// its file sizes), e.g. `500MB` or `2GiB`; `0` turns the warning off.
     #[arg(long, value_name = "SIZE", default_value = "1GiB")]

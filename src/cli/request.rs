@@ -64,6 +64,47 @@ pub fn take_stdin_context(
     Ok(Some(context))
 }
 
+/// `--ssh ID[=SOCKET]`: each agent's socket, checked to be one, so a mistake is reported
+/// before the build starts rather than inside a RUN. Key files (BuildKit's
+/// `--ssh ID=KEY`) are refused: imgbuild forwards agents, it does not run one.
+fn ssh_agents(specs: &[String], env: Env<'_>) -> Result<BTreeMap<String, PathBuf>, InputError> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut agents = BTreeMap::new();
+    for spec in specs {
+        let (id, socket) = match spec.split_once('=') {
+            Some((id, socket)) => (id, PathBuf::from(socket)),
+            None => {
+                let socket = env("SSH_AUTH_SOCK")
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        InputError::new(format!("--ssh {spec}: SSH_AUTH_SOCK is not set"))
+                            .with_hint(
+                                "start ssh-agent and ssh-add your key, or give --ssh ID=SOCKET",
+                            )
+                    })?;
+                (spec.as_str(), PathBuf::from(socket))
+            }
+        };
+        if id.is_empty() || id.contains(',') {
+            return Err(InputError::new(format!(
+                "--ssh {spec}: `{id}` is not an id (give default, or the id= of the mount)"
+            )));
+        }
+        let is_socket = std::fs::metadata(&socket).is_ok_and(|m| m.file_type().is_socket());
+        if !is_socket {
+            return Err(InputError::new(format!(
+                "--ssh {spec}: {} is not an SSH agent socket",
+                socket.display()
+            ))
+            .with_hint(
+                "give an ssh-agent's socket; for a key file, load it with `ssh-add KEY` and pass --ssh default",
+            ));
+        }
+        agents.insert(id.to_owned(), socket);
+    }
+    Ok(agents)
+}
+
 impl BuildRequest {
     pub fn from_args(args: BuildArgs, env: Env<'_>) -> Result<BuildRequest, InputError> {
         let dockerfile = match &args.file {
@@ -133,6 +174,7 @@ impl BuildRequest {
             no_cache: args.no_cache,
             cache_dir,
             secrets: args.secrets.into_iter().map(|s| (s.id, s.source)).collect(),
+            ssh: ssh_agents(&args.ssh, env)?,
             cache_from: args.cache_from.into_iter().map(|c| c.0).collect(),
             cache_to: args.cache_to.into_iter().map(|c| c.0).collect(),
             label_from_git: args.label_from_git,
@@ -405,6 +447,38 @@ mod tests {
                 .is_none()
         );
         assert_eq!(args.context, PathBuf::from("ctx"));
+    }
+
+    #[test]
+    fn ssh_agents_are_sockets_checked_before_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let socket_text = socket.display().to_string();
+        let home = ("HOME", "/home/u");
+        let r = request(
+            &["--ssh", "default", "ctx"],
+            &[home, ("SSH_AUTH_SOCK", &socket_text)],
+        )
+        .unwrap();
+        assert_eq!(r.ssh.get("default"), Some(&socket));
+        let spec = format!("git={socket_text}");
+        let r = request(&["--ssh", &spec, "ctx"], &[home]).unwrap();
+        assert_eq!(r.ssh.get("git"), Some(&socket));
+
+        let err = request(&["--ssh", "default", "ctx"], &[home]).unwrap_err();
+        assert!(
+            err.to_string().contains("SSH_AUTH_SOCK is not set"),
+            "{err}"
+        );
+        let key = dir.path().join("id_ed25519");
+        std::fs::write(&key, "not a socket").unwrap();
+        let spec = format!("default={}", key.display());
+        let err = request(&["--ssh", &spec, "ctx"], &[home]).unwrap_err();
+        assert!(
+            err.to_string().contains("is not an SSH agent socket"),
+            "{err}"
+        );
     }
 
     #[test]

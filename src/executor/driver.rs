@@ -290,6 +290,7 @@ mod tests {
         let request = BuildRequest {
             context: dir.to_owned(),
             dockerignore: true,
+            ssh: BTreeMap::new(),
             run_options: Default::default(),
             dockerfile: DockerfileSource::Path(dir.join("Dockerfile")),
             target: None,

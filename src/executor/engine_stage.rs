@@ -615,6 +615,7 @@ impl Builder {
                 cache_dir: &self.request.cache_dir,
                 context_root: self.context.root(),
                 secrets: &self.request.secrets,
+                ssh: &self.request.ssh,
                 sources,
             },
         )?;

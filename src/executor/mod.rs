@@ -28,6 +28,7 @@ mod preflight;
 mod remote;
 mod remote_cache;
 mod select;
+mod ssh_agent;
 mod stage_fs;
 mod steps;
 

@@ -79,6 +79,8 @@ fn remove_secret_dirs(select: impl Fn(&str) -> bool) -> usize {
 /// locks.
 #[derive(Default)]
 pub struct MountGuards {
+    // Relays first: they stop before their sockets' directories go.
+    _relays: Vec<super::ssh_agent::AgentRelay>,
     _dirs: Vec<tempfile::TempDir>,
     _locks: Vec<fs::File>,
 }
@@ -99,6 +101,8 @@ pub struct MountContext<'a> {
     pub cache_dir: &'a Path,
     pub context_root: &'a Path,
     pub secrets: &'a std::collections::BTreeMap<String, SecretSource>,
+    /// `--ssh`: agent sockets by id.
+    pub ssh: &'a std::collections::BTreeMap<String, PathBuf>,
     /// The files of `from=` bind mounts, by mount index ([`Builder::mount_sources`]).
     pub sources: &'a MountSources,
 }
@@ -330,6 +334,8 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
         env: Vec::new(),
         guards: MountGuards::default(),
     };
+    let mut ssh_mounts = 0;
+    let mut run_dirs = RunDirs::default();
     for (i, mount) in mounts.iter().enumerate() {
         match mount.kind {
             MountKind::Tmpfs => out.mounts.push(EngineMount::Tmpfs {
@@ -389,19 +395,37 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     continue;
                 };
                 require_local("type=secret")?;
-                // Named after this process, so that when it is killed (no destructor runs)
-                // the next build removes the copy.
-                cleanup::run_on_interrupt_exit(remove_own_secrets);
-                let prefix = format!(
-                    "{SECRET_DIR_PREFIX}{}",
-                    cleanup::owner_tag().unwrap_or_default()
+                // At its default place, the secret is a file of the RUN's /run/secrets
+                // directory; at a target of its own, the only file of a directory of its
+                // own.
+                let default_target = format!("/run/secrets/{id}");
+                let env_file = format!(
+                    ".imgbuild-env-{}",
+                    hex::encode(Sha256::digest(id.as_bytes()))
+                        .get(..16)
+                        .unwrap_or_default()
                 );
-                let dir = tempfile::Builder::new()
-                    .prefix(&prefix)
-                    .tempdir()
-                    .context("creating a private directory for a secret")?;
-                fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))?;
-                let file = dir.path().join("secret");
+                let (file, inside) = match (&mount.env, &mount.target) {
+                    (Some(_), None) => (
+                        run_dirs.file(&mut out, SECRETS_DIR, &env_file)?,
+                        format!("{SECRETS_DIR}/{env_file}"),
+                    ),
+                    (_, None) => (run_dirs.file(&mut out, SECRETS_DIR, &id)?, default_target),
+                    (_, Some(target)) if *target == default_target => {
+                        (run_dirs.file(&mut out, SECRETS_DIR, &id)?, default_target)
+                    }
+                    (_, Some(target)) => {
+                        let dir = private_dir("a secret")?;
+                        let file = dir.path().join("secret");
+                        out.guards._dirs.push(dir);
+                        out.mounts.push(EngineMount::Bind {
+                            source: file.clone(),
+                            target: target.clone(),
+                            read_only: true,
+                        });
+                        (file, target.clone())
+                    }
+                };
                 let mut f = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -418,38 +442,10 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     parse_id(mount.uid.as_deref())?,
                     parse_id(mount.gid.as_deref())?,
                 )?;
-                match (&mount.env, &mount.target) {
-                    (Some(var), None) => {
-                        let inside = format!(
-                            "/run/secrets/.imgbuild-env-{}",
-                            hex::encode(Sha256::digest(id.as_bytes()))
-                                .get(..16)
-                                .unwrap_or_default()
-                        );
-                        out.env_exports
-                            .push(format!("export {var}=\"$(cat '{inside}')\""));
-                        out.mounts.push(EngineMount::Bind {
-                            source: file,
-                            target: inside,
-                            read_only: true,
-                        });
-                    }
-                    (env, target) => {
-                        let target = target
-                            .clone()
-                            .unwrap_or_else(|| format!("/run/secrets/{id}"));
-                        if let Some(var) = env {
-                            out.env_exports
-                                .push(format!("export {var}=\"$(cat '{target}')\""));
-                        }
-                        out.mounts.push(EngineMount::Bind {
-                            source: file,
-                            target,
-                            read_only: true,
-                        });
-                    }
+                if let Some(var) = &mount.env {
+                    out.env_exports
+                        .push(format!("export {var}=\"$(cat '{inside}')\""));
                 }
-                out.guards._dirs.push(dir);
             }
             MountKind::Bind if mount.from.is_some() => {
                 require_local("type=bind")?;
@@ -495,22 +491,124 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     read_only: mount.readonly,
                 });
             }
-            // No SSH agent is ever forwarded (imgbuild has no --ssh), so an optional ssh
-            // mount is left out, as BuildKit leaves it out when `docker build` has no
-            // --ssh; a required one was refused before the build started.
-            // SSH_AUTH_SOCK names the first one's socket all the same, as in BuildKit.
             MountKind::Ssh => {
+                let target = mount
+                    .target
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_mounts}"));
+                ssh_mounts += 1;
+                // SSH_AUTH_SOCK names the first ssh mount's socket, as in BuildKit, even
+                // when no agent is forwarded to it.
                 if out.env.is_empty() {
-                    let socket = mount
-                        .target
-                        .clone()
-                        .unwrap_or_else(|| "/run/buildkit/ssh_agent.0".to_owned());
-                    out.env.push(format!("SSH_AUTH_SOCK={socket}"));
+                    out.env.push(format!("SSH_AUTH_SOCK={target}"));
                 }
+                let id = mount.id.as_deref().unwrap_or(DEFAULT_SSH_ID);
+                let Some(agent) = cx.ssh.get(id) else {
+                    // No --ssh for it: the mount is left out, as BuildKit leaves it out; a
+                    // required one was refused before the build started.
+                    continue;
+                };
+                require_local("type=ssh")?;
+                // At its default place, the socket is in the RUN's /run/buildkit directory;
+                // at a target of its own, the only file of a directory of its own.
+                let socket = match target
+                    .strip_prefix(SSH_DIR)
+                    .and_then(|n| n.strip_prefix('/'))
+                {
+                    Some(name) if !name.contains('/') && !name.is_empty() => {
+                        run_dirs.file(&mut out, SSH_DIR, name)?
+                    }
+                    _ => {
+                        let dir = private_dir("an ssh agent socket")?;
+                        let socket = dir.path().join("agent.sock");
+                        out.guards._dirs.push(dir);
+                        out.mounts.push(EngineMount::Bind {
+                            source: socket.clone(),
+                            target,
+                            read_only: mount.readonly,
+                        });
+                        socket
+                    }
+                };
+                out.guards
+                    ._relays
+                    .push(super::ssh_agent::relay(agent, &socket)?);
+                fs::set_permissions(
+                    &socket,
+                    fs::Permissions::from_mode(parse_octal(mount.mode.as_deref(), 0o600)?),
+                )?;
+                chown(
+                    &socket,
+                    parse_id(mount.uid.as_deref())?,
+                    parse_id(mount.gid.as_deref())?,
+                )?;
             }
         }
     }
     Ok(out)
+}
+
+/// Where secrets and agent sockets go when the mount names no target.
+const SECRETS_DIR: &str = "/run/secrets";
+const SSH_DIR: &str = "/run/buildkit";
+
+/// The directories of one RUN that hold its secrets and agent sockets at their default
+/// places, each mounted whole (read-only) at `/run/secrets` or `/run/buildkit`. A directory
+/// rather than one bind mount per file: the engine makes a mount point in the container's
+/// layer for every bind mount, and commits it, so a file mount would leave an empty file at
+/// `/run/secrets/ID` in the image; a directory mount leaves the directory, which is what
+/// BuildKit leaves. (The image's own files there are hidden during the RUN.)
+#[derive(Default)]
+struct RunDirs {
+    dirs: HashMap<&'static str, PathBuf>,
+}
+
+impl RunDirs {
+    /// The host path of `name` in the RUN's directory for `target`, made and mounted the
+    /// first time.
+    fn file(
+        &mut self,
+        out: &mut PreparedMounts,
+        target: &'static str,
+        name: &str,
+    ) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = self.dirs.get(target) {
+            return Ok(dir.join(name));
+        }
+        let private = private_dir("the RUN's secrets")?;
+        // Listable, as BuildKit's directory is; the files keep their own modes.
+        let dir = private.path().join("d");
+        fs::create_dir(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        out.guards._dirs.push(private);
+        out.mounts.push(EngineMount::Bind {
+            source: dir.clone(),
+            target: target.to_owned(),
+            read_only: true,
+        });
+        self.dirs.insert(target, dir.clone());
+        Ok(dir.join(name))
+    }
+}
+
+/// The id of an ssh mount without `id=`, and of `--ssh` without one.
+pub const DEFAULT_SSH_ID: &str = "default";
+
+/// A directory only root can list, for what a RUN must see but nobody else (a secret's
+/// copy, an agent socket). Named after this process, so that when it is killed (no
+/// destructor runs) the next build removes it.
+fn private_dir(what: &str) -> anyhow::Result<tempfile::TempDir> {
+    cleanup::run_on_interrupt_exit(remove_own_secrets);
+    let prefix = format!(
+        "{SECRET_DIR_PREFIX}{}",
+        cleanup::owner_tag().unwrap_or_default()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempdir()
+        .with_context(|| format!("creating a private directory for {what}"))?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))?;
+    Ok(dir)
 }
 
 fn require_local(what: &str) -> anyhow::Result<()> {

@@ -47,11 +47,15 @@ impl Builder {
         }
         for mount in &run.mounts {
             let local = mounts::engine_is_local();
+            let ssh_id = mount.id.as_deref().unwrap_or(mounts::DEFAULT_SSH_ID);
+            let ssh_given = self.request.ssh.contains_key(ssh_id);
             match mount.kind {
-                MountKind::Ssh if mount.required => {
+                MountKind::Ssh if mount.required && !ssh_given => {
                     return refuse(
-                        "RUN --mount=type=ssh,required=true: imgbuild forwards no SSH agent".into(),
-                        "fetch over HTTPS with a --secret token, or drop required=true (the mount is then left out, as docker build leaves it out without --ssh)",
+                        format!("RUN --mount=type=ssh,required: no --ssh {ssh_id} was given"),
+                        &format!(
+                            "pass --ssh {ssh_id} to forward your ssh-agent ($SSH_AUTH_SOCK), or --ssh {ssh_id}=SOCKET"
+                        ),
                     );
                 }
                 MountKind::Secret if mount.required => {
@@ -65,10 +69,14 @@ impl Builder {
                         );
                     }
                 }
-                MountKind::Cache | MountKind::Bind | MountKind::Secret if !local => {
+                // A forwarded agent's socket, like the mounts' directories, is on this
+                // machine; an ssh mount without --ssh is left out.
+                MountKind::Cache | MountKind::Bind | MountKind::Secret | MountKind::Ssh
+                    if !local && (mount.kind != MountKind::Ssh || ssh_given) =>
+                {
                     return refuse(
                         format!(
-                            "RUN --mount={}: the Docker engine is not on this machine (DOCKER_HOST is not a unix socket), and the mount is a directory of this machine",
+                            "RUN --mount={}: the Docker engine is not on this machine (DOCKER_HOST is not a unix socket), and the mount is a file of this machine",
                             kind_name(mount.kind)
                         ),
                         "build with a local engine, or drop the mount",
