@@ -67,6 +67,8 @@ pub struct BuildRequest {
     /// `--allow`: what RUN steps may ask for beyond the sandbox.
     pub allow: std::collections::BTreeSet<Entitlement>,
     pub no_cache: bool,
+    /// `--no-cache-filter`: stages (lower-cased names) whose steps run even when cached.
+    pub no_cache_filter: std::collections::BTreeSet<String>,
     pub cache_dir: PathBuf,
     /// `--secret`s by id.
     pub secrets: BTreeMap<String, SecretSource>,

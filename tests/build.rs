@@ -774,3 +774,55 @@ fn a_cache_filled_by_another_dockerfile_changes_nothing() {
         support::docker_ok(["rmi", tag.as_str()]);
     }
 }
+
+/// `--no-cache-filter STAGE` runs that stage's steps although they are cached, on both
+/// executors; the stages before it stay cached, and the stages built on it run again with
+/// what it gave this time. (BuildKit v0.8 has no such flag to compare with.)
+#[test]
+fn no_cache_filter_runs_the_named_stage_again() {
+    for executor in ["native", "engine"] {
+        let project = Project::new(
+            "FROM BUSYBOX AS deps\n\
+             RUN echo deps > /deps\n\
+             FROM BUSYBOX AS Fetch\n\
+             COPY --from=deps /deps /deps\n\
+             RUN --mount=type=cache,target=/c,id=runs echo run >> /c/runs && wc -l < /c/runs > /runs\n\
+             FROM BUSYBOX\n\
+             COPY --from=fetch /runs /runs\n",
+            &[],
+        );
+        let tag = support::unique_name("no-cache-filter");
+        let build = |extra: &[&str]| {
+            let mut args = vec!["--executor", executor, "-t", &tag];
+            args.extend_from_slice(extra);
+            project.build_ok(&args)
+        };
+        build(&[]);
+        assert_eq!(run_image(&tag, &["cat", "/runs"]).trim(), "1");
+
+        // Stage names are case-insensitive; an unknown one is a warning.
+        let filtered = build(&["--no-cache-filter", "FETCH,nosuch"]);
+        assert_eq!(run_image(&tag, &["cat", "/runs"]).trim(), "2", "{executor}");
+        assert!(
+            filtered.contains("cache miss: --no-cache-filter fetch"),
+            "{filtered}"
+        );
+        assert!(
+            filtered.contains("--no-cache-filter nosuch: the Dockerfile has no stage"),
+            "{filtered}"
+        );
+        assert!(
+            filtered.contains("RUN echo deps > /deps\n#3 CACHED"),
+            "{filtered}"
+        );
+        assert!(
+            filtered.contains("cache miss: the stage or image it copies from changed"),
+            "{filtered}"
+        );
+
+        // Without the filter, everything comes from the cache again.
+        let again = build(&[]);
+        assert!(again.contains(" 0 run"), "{executor}: {again}");
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
+}

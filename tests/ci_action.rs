@@ -494,11 +494,6 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "the build-contexts input".into(),
         ),
         (
-            "NO_CACHE_FILTERS",
-            "build",
-            "the no-cache-filters input".into(),
-        ),
-        (
             "PLATFORMS",
             "linux/amd64,linux/arm64",
             "imgbuild builds only for the runner's platform".into(),

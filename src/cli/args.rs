@@ -211,6 +211,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Run the steps of these stages even when they are cached (the others may still come
+    /// from the cache): stage names, repeatable or comma-separated.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+
     /// Take FROM and `COPY --from` images from their registry, even when the Docker engine
     /// has an image under that name (which is used otherwise, as BuildKit uses it).
     #[arg(long)]

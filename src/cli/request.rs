@@ -172,6 +172,13 @@ impl BuildRequest {
                 )
                 .collect(),
             no_cache: args.no_cache,
+            // Stage names are case-insensitive, as the front end keeps them lower-cased.
+            no_cache_filter: args
+                .no_cache_filter
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
             cache_dir,
             secrets: args.secrets.into_iter().map(|s| (s.id, s.source)).collect(),
             ssh: ssh_agents(&args.ssh, env)?,

@@ -147,9 +147,12 @@ impl Builder {
                 prepared: keys.prepare(step, B::RESULT, parent, &|p| backend.dest_is_dir(p))?,
             })
         };
+        // A stage `--no-cache-filter` names runs every step; what it gives replaces what the
+        // cache held, and later stages may still come from the cache.
+        let uncached = self.no_cache_filter(plan.stage);
         let mut ahead = Vec::new();
         let mut skip = 0;
-        if backend.keys_ahead() {
+        if backend.keys_ahead() && uncached.is_none() {
             let mut parent = key.clone();
             for (n, step) in plan.steps.iter().enumerate() {
                 let step = keyed(&backend, n, step, &parent)?;
@@ -188,7 +191,11 @@ impl Builder {
                 result,
                 mounts: cache_mount_ids(step),
             };
-            let reason = match backend.look_up(&identity, &position, &inputs).await? {
+            let found = match &uncached {
+                Some(reason) => Found::Miss(reason.clone()),
+                None => backend.look_up(&identity, &position, &inputs).await?,
+            };
+            let reason = match found {
                 Found::Hit(hit) => {
                     self.reporter.cached(id, &name);
                     self.hits.fetch_add(1, Ordering::Relaxed);
@@ -220,6 +227,9 @@ impl Builder {
             self.remember(&identity, &record);
             self.record_use(used(result));
             key = step_key;
+        }
+        if uncached.is_some() {
+            key = crate::plan::keys::rerun_key(&key);
         }
         backend.finish(key)
     }
@@ -299,6 +309,7 @@ mod tests {
             network: crate::engine::Network::Default,
             allow: Default::default(),
             no_cache: false,
+            no_cache_filter: Default::default(),
             cache_dir: cache_dir.clone(),
             secrets: BTreeMap::new(),
             cache_from: Vec::new(),

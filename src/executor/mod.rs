@@ -198,6 +198,18 @@ pub async fn build(
             "build-arg `{arg}` was not consumed by any ARG of the stages built"
         ));
     }
+    for name in &request.no_cache_filter {
+        if !graph
+            .dockerfile
+            .stages
+            .iter()
+            .any(|stage| stage.name.as_deref() == Some(name.as_str()))
+        {
+            reporter.warning(&format!(
+                "--no-cache-filter {name}: the Dockerfile has no stage of that name"
+            ));
+        }
+    }
     let dockerfile_path = match &request.dockerfile {
         crate::request::DockerfileSource::Path(path) => Some(path.as_path()),
         crate::request::DockerfileSource::Stdin => None,

@@ -331,11 +331,12 @@ impl StageBackend for NativeStage<'_> {
     ) -> anyhow::Result<(StepRecord, UsedResult)> {
         let key = inputs.key();
         let store = self.native.store.clone();
-        if self.builder.request.no_cache
+        if (self.builder.request.no_cache
+            || self.builder.no_cache_filter(self.plan.stage).is_some())
             && let Some(old) = store.step(&key)?
         {
-            // The step ran again (`--no-cache`): its new result replaces the old one, unless
-            // another build is using that one (then both builds keep it).
+            // The step ran again (`--no-cache`, `--no-cache-filter`): its new result replaces
+            // the old one, unless another build is using that one (then both keep it).
             let _ = store.remove(&old);
         }
         let snapshot = tokio::task::block_in_place(|| store.commit(active, &key))?;

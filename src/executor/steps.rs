@@ -56,6 +56,16 @@ impl Builder {
         }
     }
 
+    /// Why the steps of stage `stage` are run without a look-up in any cache:
+    /// `--no-cache-filter` names the stage.
+    pub(super) fn no_cache_filter(&self, stage: usize) -> Option<String> {
+        let name = self.graph.stage(stage).name.as_deref()?;
+        self.request
+            .no_cache_filter
+            .contains(name)
+            .then(|| format!("--no-cache-filter {name}"))
+    }
+
     /// Looks `inputs` up in the step cache (unless `--no-cache`), remembering them as the
     /// last build of the step at `identity` so the next miss can say what changed. A miss
     /// is explained against the last local build of the step, else against the build that

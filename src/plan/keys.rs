@@ -98,6 +98,18 @@ fn sha256_hex(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// The key that a stage which ran again under `--no-cache-filter` shows the stages built
+/// on it: its last step's key marked with this run, so they run again too rather than take
+/// what the cache made from the stage's earlier result. (BuildKit compares the new result's
+/// content; a snapshot's or engine image's name says nothing about its content, so every
+/// use of the stage runs again.)
+pub fn rerun_key(key: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    sha256_hex(format!("no-cache-filter\0{key}\0{}\0{nanos}", std::process::id()).as_bytes())
+}
+
 impl Keys<'_> {
     /// A user's mistake in `step` (a missing source…) named with the step's `file:line`.
     fn located(&self, step: &Step, e: anyhow::Error) -> anyhow::Error {
