@@ -51,6 +51,8 @@ pub struct PublishRequest {
     pub registry: registry::RegistryOptions,
     pub platform: oci::Platform,
     pub progress: crate::progress::Mode,
+    /// `--annotation`s for the image manifest.
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl PublishRequest {

@@ -826,3 +826,70 @@ fn no_cache_filter_runs_the_named_stage_again() {
         support::docker_ok(["rmi", tag.as_str()]);
     }
 }
+
+/// `--annotation` puts the annotations into the manifest that is pushed and written (as
+/// BuildKit ≥ 0.12 does; v0.8 has no such flag), the same inputs giving the same digest;
+/// index annotations and another platform's are refused before anything runs.
+#[test]
+fn annotations_are_in_the_pushed_and_written_manifest() {
+    let project = Project::new("FROM BUSYBOX\nLABEL app=demo\n", &[]);
+    let registry = &support::env().registry;
+    let tag = format!(
+        "{registry}/imgbuild-test/annotated:{}",
+        support::unique_name("t").replace('-', "")
+    );
+    let raw = |what: &str| -> serde_json::Value {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", what])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let layout = |n: usize| project.cache.path().join(format!("layout-{n}"));
+    let annotations = [
+        "--annotation",
+        "org.opencontainers.image.description=demo app",
+        "--annotation",
+        "manifest[linux/amd64]:com.example.team=ci",
+    ];
+    let mut digests = Vec::new();
+    for n in 0..2 {
+        let output = format!("type=oci,dest={}", layout(n).display());
+        let mut args = vec!["-t", tag.as_str(), "--push", "--output", output.as_str()];
+        args.extend_from_slice(&annotations);
+        digests.push(support::summary_digest(&project.build_ok(&args)));
+    }
+    assert_eq!(digests[0], digests[1], "the same inputs, the same digest");
+    for manifest in [
+        raw(&format!("docker://{tag}")),
+        raw(&format!("oci:{}", layout(0).display())),
+    ] {
+        assert_eq!(
+            manifest["annotations"],
+            serde_json::json!({
+                "org.opencontainers.image.description": "demo app",
+                "com.example.team": "ci",
+            }),
+            "{manifest}"
+        );
+    }
+
+    for (annotation, message) in [
+        ("index:a=b", "a single-platform image has no index"),
+        (
+            "manifest[linux/arm64]:a=b",
+            "this build is for linux/amd64, not linux/arm64",
+        ),
+        ("nokey", "is not KEY=VALUE"),
+    ] {
+        let out = project.build(&["--annotation", annotation, "-o", "/tmp/never-written"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{annotation}: {stderr}");
+        assert!(stderr.contains(message), "{annotation}: {stderr}");
+        assert!(
+            !stderr.contains("FROM"),
+            "{annotation}: it started: {stderr}"
+        );
+    }
+}

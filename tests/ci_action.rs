@@ -484,11 +484,6 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "the provenance input is not supported".into(),
         ),
         (
-            "ANNOTATIONS",
-            "index:org.example=1",
-            "the annotations input".into(),
-        ),
-        (
             "BUILD_CONTEXTS",
             "other=../other",
             "the build-contexts input".into(),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::values::{
-    AddHost, ByteSize, CacheFromSpec, CacheToSpec, KeyValue, MemSize, OutputSpec, RegistryMirror,
-    SecretSpec, UlimitSpec,
+    AddHost, AnnotationSpec, ByteSize, CacheFromSpec, CacheToSpec, KeyValue, MemSize, OutputSpec,
+    RegistryMirror, SecretSpec, UlimitSpec,
 };
 
 /// Builds container images from multi-stage Dockerfiles, faster than `docker build`:
@@ -101,6 +101,11 @@ pub struct PublishArgs {
     /// repeatable [default: the engine, unless --push is given]
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<OutputSpec>,
+
+    /// Add an annotation to the image manifest: KEY=VALUE (or `manifest:KEY=VALUE`, as buildx
+    /// takes it); repeatable.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<AnnotationSpec>,
 
     /// Push every --tag to its registry.
     #[arg(long)]

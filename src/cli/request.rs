@@ -210,6 +210,44 @@ impl BuildRequest {
     }
 }
 
+/// The `--annotation`s of the one manifest imgbuild writes. Index annotations are refused
+/// as BuildKit refuses them for a single-platform image, and so is a platform the build is
+/// not for.
+fn manifest_annotations(
+    specs: &[super::values::AnnotationSpec],
+    platform: &oci::Platform,
+) -> Result<BTreeMap<String, String>, InputError> {
+    let mut annotations = BTreeMap::new();
+    for spec in specs {
+        let at = format!("--annotation {}:{}", spec.kind, spec.key);
+        if let Some(other) = spec.platform.as_ref().filter(|p| *p != platform) {
+            return Err(InputError::new(format!(
+                "{at}: this build is for {platform}, not {other}"
+            )));
+        }
+        match spec.kind.as_str() {
+            "manifest" => {
+                annotations.insert(spec.key.clone(), spec.value.clone());
+            }
+            "index" | "index-descriptor" => {
+                return Err(InputError::new(format!(
+                    "{at}: a single-platform image has no index (BuildKit refuses index annotations for one platform too)"
+                ))
+                .with_hint("annotate the manifest: drop the `index:` prefix"));
+            }
+            _ => {
+                return Err(InputError::new(format!(
+                    "{at}: manifest-descriptor annotations are not supported yet"
+                ))
+                .with_hint(
+                    "annotate the manifest itself: drop the `manifest-descriptor:` prefix",
+                ));
+            }
+        }
+    }
+    Ok(annotations)
+}
+
 impl PublishRequest {
     pub fn from_args(args: PublishArgs, env: Env<'_>) -> Result<PublishRequest, InputError> {
         let mut outputs = Vec::new();
@@ -270,7 +308,9 @@ impl PublishRequest {
                 .map_err(|e| InputError::new(format!("--platform: {e}")))?,
             None => oci::Platform::default(),
         };
+        let annotations = manifest_annotations(&args.annotations, &platform)?;
         Ok(PublishRequest {
+            annotations,
             tags: args.tags,
             outputs,
             push,

@@ -69,6 +69,62 @@ impl FromStr for MemSize {
     }
 }
 
+/// `--annotation [TYPE[PLATFORM]:]KEY=VALUE`, buildx's form: TYPE is `manifest` (the
+/// default), `manifest-descriptor`, `index` or `index-descriptor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationSpec {
+    pub kind: String,
+    pub platform: Option<crate::oci::Platform>,
+    pub key: String,
+    pub value: String,
+}
+
+impl FromStr for AnnotationSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (key, value) = text
+            .split_once('=')
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+        let (kind, key) = match key.split_once(':') {
+            Some((kind, key)) => (kind, key),
+            None => ("manifest", key),
+        };
+        let (kind, platform) = match kind.split_once('[') {
+            Some((kind, platform)) => {
+                let platform = platform
+                    .strip_suffix(']')
+                    .ok_or_else(|| format!("`{text}`: `[` without `]`"))?
+                    .parse()?;
+                (kind, Some(platform))
+            }
+            None => (kind, None),
+        };
+        if ![
+            "manifest",
+            "manifest-descriptor",
+            "index",
+            "index-descriptor",
+        ]
+        .contains(&kind)
+        {
+            return Err(format!(
+                "`{text}`: `{kind}` is not an annotation type (manifest, manifest-descriptor, index, index-descriptor)"
+            ));
+        }
+        if key.is_empty() {
+            return Err(format!("`{text}`: the key is empty"));
+        }
+        Ok(AnnotationSpec {
+            kind: kind.to_owned(),
+            platform,
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+}
+
 /// `--add-host NAME:IP` (or `NAME=IP`; an IPv6 address may be in brackets).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddHost(pub crate::engine::ExtraHost);

@@ -296,6 +296,7 @@ mod tests {
             registry: RegistryOptions::default(),
             platform: oci::Platform::linux_amd64(),
             progress: crate::progress::Mode::Plain,
+            annotations: Default::default(),
         };
         let request = BuildRequest {
             context: dir.to_owned(),

@@ -295,7 +295,7 @@ pub async fn build(
         native,
         engine_preload: None,
     };
-    let image = builder.run().await?;
+    let image = oci::annotate(builder.run().await?, &builder.request.publish.annotations)?;
     let digest = image.digest().to_string();
     let config_digest = image.config_descriptor().digest().to_string();
     let size = image.layers().iter().map(|l| l.size()).sum();

@@ -12,6 +12,7 @@
 //!   [`DockerArchive`] (and the streaming [`write_oci_archive`], [`write_docker_archive`]).
 //! * [`validate_image`]: checks digests, sizes, diff_ids and media types of any image.
 
+mod annotated;
 mod assembled;
 mod blobs;
 mod config;
@@ -28,6 +29,7 @@ mod source;
 mod transport;
 mod validate;
 
+pub use annotated::annotate;
 pub use assembled::{AssembledImage, ImageParts, append_layers, scratch};
 pub use blobs::BlobStore;
 pub use config::{Healthcheck, ImageConfig, rfc3339};
