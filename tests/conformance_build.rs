@@ -61,6 +61,7 @@ fn main() {
         Trial::test("output-local-and-tar", || {
             check_filesystem_outputs().map_err(Failed::from)
         }),
+        Trial::test("context-git", || check_git_context().map_err(Failed::from)),
     ];
     trials.extend(image::self_tests().into_iter().map(|(name, test)| {
         Trial::test(format!("flatten-{name}"), move || {
@@ -1030,13 +1031,35 @@ fn build_with_buildkit(name: &str, prepared: &Prepared, variant: Variant) -> Res
         .dir
         .path()
         .join(format!("buildkit-{}.tar", variant.name()));
+    save_and_remove(&tag, &archive)?;
+    Ok(Built::Image(archive))
+}
+
+/// `imgbuild build` as the trials run it: plain progress, the host network, `cache`.
+fn imgbuild_build(cache: &Path) -> Command {
+    let mut command = imgbuild();
+    command
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--network",
+            "host",
+            "--cache-dir",
+        ])
+        .arg(cache);
+    command
+}
+
+/// `docker save` of what BuildKit built under `tag` to `archive`, then `docker rmi`.
+fn save_and_remove(tag: &str, archive: &Path) -> Result<(), String> {
     let save = docker([
         "save".as_ref(),
         "-o".as_ref(),
         archive.as_os_str(),
         tag.as_ref(),
     ]);
-    let removed = docker(["rmi", tag.as_str()]);
+    let removed = docker(["rmi", tag]);
     if !save.status.success() {
         return Err(format!(
             "docker save {tag}: {}",
@@ -1049,7 +1072,7 @@ fn build_with_buildkit(name: &str, prepared: &Prepared, variant: Variant) -> Res
             String::from_utf8_lossy(&removed.stderr)
         ));
     }
-    Ok(Built::Image(archive))
+    Ok(())
 }
 
 /// imgbuild to a Docker archive, with the case's own cache directory (every variant and
@@ -1384,6 +1407,111 @@ fn check_static_http() -> Result<(), String> {
     ))
 }
 
+/// A git repository as the build context, served over dumb HTTP: BuildKit and imgbuild
+/// build `URL#main` and `URL#v1` into the same image (the repository's `.dockerignore` not
+/// applied, no `.git`); imgbuild gives the same image for the local repository
+/// (`PATH#main`, bare or a checkout), and checks out a subdirectory (`#main:sub`, which
+/// BuildKit v0.8 cannot: "subdir not supported yet"; current BuildKit can).
+fn check_git_context() -> Result<(), String> {
+    let base = busybox()?;
+    let dir = tempdir();
+    let root = dir.path();
+    let dockerfile = format!(
+        "FROM {}\nCOPY . /ctx/\nRUN ls -A /ctx > /listing\n",
+        base.reference
+    );
+    std::fs::create_dir_all(root.join("work/sub/bin")).map_err(|e| e.to_string())?;
+    std::fs::write(root.join("work/Dockerfile"), &dockerfile).map_err(|e| e.to_string())?;
+    std::fs::write(root.join("work/sub/Dockerfile"), &dockerfile).map_err(|e| e.to_string())?;
+    run_tool(Command::new("bash").current_dir(root.join("work")).args([
+        "-ec",
+        "echo app > app.txt && echo top.txt > .dockerignore && echo ignored > top.txt
+         echo sub > sub/app.txt && printf '#!/bin/sh\\n' > sub/bin/run.sh && chmod 755 sub/bin/run.sh
+         ln -s app.txt link && git init -q -b main && git add -A
+         git -c user.name=t -c user.email=t@t commit -qm one && git tag v1
+         echo later > later.txt && git add -A && git -c user.name=t -c user.email=t@t commit -qm two
+         cd .. && git clone -q --bare work repo.git && git -C repo.git update-server-info",
+    ]))?;
+    let server = static_http::StaticServer::start(root);
+    let url = format!("{}/repo.git", server.url());
+    let buildkit = |context: &str| -> Result<Image, String> {
+        let tag = unique_name("conformance-git-context");
+        let output = Command::new(base_common::DOCKER_CLI)
+            .args(["build", "--network", "host", "-t", &tag, context])
+            .env("DOCKER_HOST", &env().docker_host)
+            .env("DOCKER_BUILDKIT", "1")
+            .output()
+            .map_err(|e| format!("cannot run docker build: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "BuildKit failed on {context}:\n{}",
+                tail(&output.stderr)
+            ));
+        }
+        let archive = root.join(format!("{tag}.tar"));
+        save_and_remove(&tag, &archive)?;
+        read_image(&archive, std::slice::from_ref(&base.diff_ids))
+    };
+    let imgbuild_built = |context: &str| -> Result<(Image, String), String> {
+        let archive = root.join(format!("{}.tar", unique_name("imgbuild")));
+        let output = imgbuild_build(&root.join("imgbuild-cache"))
+            .arg("--output")
+            .arg(format!("type=docker,dest={}", archive.display()))
+            .arg(context)
+            .output()
+            .map_err(|e| format!("cannot run imgbuild: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "imgbuild failed on {context}:\n{}",
+                tail(&output.stderr)
+            ));
+        }
+        let image = read_image(&archive, std::slice::from_ref(&base.diff_ids))?;
+        Ok((image, config_digest(&archive)?))
+    };
+    let mut problems = Vec::new();
+    let mut digests = Vec::new();
+    for reference in ["main", "v1"] {
+        let context = format!("{url}#{reference}");
+        let (ib, digest) = imgbuild_built(&context)?;
+        let diffs = compare(&buildkit(&context)?, &ib);
+        if !diffs.is_empty() {
+            problems.push(format!(
+                "{context}:\n{}",
+                show_diffs(&diffs, "BuildKit", "imgbuild")
+            ));
+        }
+        digests.push(digest);
+    }
+    if digests[0] == digests[1] {
+        problems.push("#main and #v1 gave the same image: the ref was not followed".to_owned());
+    }
+    for local in [root.join("repo.git#main"), root.join("work#main")] {
+        let (_, digest) = imgbuild_built(&local.to_string_lossy())?;
+        if digest != digests[0] {
+            problems.push(format!(
+                "{}: {digest}, not the URL's {}",
+                local.display(),
+                digests[0]
+            ));
+        }
+    }
+    let (sub, _) = imgbuild_built(&format!("{url}#main:sub"))?;
+    let listing = sub
+        .tree
+        .get("listing")
+        .and_then(|e| e.text.clone())
+        .unwrap_or_default();
+    if listing != "Dockerfile\napp.txt\nbin\n" {
+        problems.push(format!("#main:sub: the context held {listing:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
 /// Absent, `null` and empty config fields compare equal; anything else that differs shows.
 fn check_config_compare() -> Result<(), String> {
     let image = |config: serde_json::Value| Image {
@@ -1474,16 +1602,7 @@ fn check_filesystem_outputs() -> Result<(), String> {
             return Err(format!("BuildKit failed:\n{}", tail(&output.stderr)));
         }
     }
-    let output = imgbuild()
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--network",
-            "host",
-            "--cache-dir",
-        ])
-        .arg(out("imgbuild-cache"))
+    let output = imgbuild_build(&out("imgbuild-cache"))
         .arg("-o")
         .arg(out("ib-merged"))
         .arg("-o")

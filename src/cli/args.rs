@@ -169,7 +169,8 @@ pub struct DisplayArgs {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// The build context directory; `-` reads it from standard input: a tar (plain, gzip,
-    /// bzip2, xz or zstd) of the context, or a Dockerfile alone (with an empty context)
+    /// bzip2, xz or zstd) of the context, or a Dockerfile alone (with an empty context); a
+    /// git URL (`https://host/repo.git#ref:dir`) or a local repository (`PATH#ref:dir`)
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
 

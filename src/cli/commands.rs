@@ -6,7 +6,9 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::args::{BaseBuildArgs, BaseCommand, Cli, Command, DebugCommand, PruneArgs, PushArgs};
-use super::request::{default_cache_dir, process_env, progress_mode, take_stdin_context};
+use super::request::{
+    default_cache_dir, process_env, progress_mode, take_git_context, take_stdin_context,
+};
 use crate::error::InputError;
 use crate::request::{BuildRequest, PublishRequest, RegistryOptions};
 use crate::{base, frontend, oci, progress, registry};
@@ -14,11 +16,15 @@ use crate::{base, frontend, oci, progress, registry};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(mut args) => {
-            // Kept until the build is done: the context it unpacked lives in it.
+            let runtime = runtime()?;
+            // Kept until the build is done: the contexts they made live in them.
             let stdin_context = take_stdin_context(&mut args, std::io::stdin().lock())?;
+            let git_context = take_git_context(&mut args, &process_env, &runtime)?;
             let mut request = BuildRequest::from_args(*args, &process_env)?;
-            request.dockerignore = stdin_context.is_none();
-            build(request)
+            // docker build applies no ignore file to a tar or a git repository: they are the
+            // context as their sender made it (moby/moby#13919).
+            request.dockerignore = stdin_context.is_none() && git_context.is_none();
+            build(request, &runtime)
         }
         Command::Debug(DebugCommand::Parse { dockerfile }) => debug_parse(&dockerfile),
         Command::Base(BaseCommand::Build(args)) => base_build(args),
@@ -38,12 +44,12 @@ fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(request: BuildRequest) -> anyhow::Result<()> {
+fn build(request: BuildRequest, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let mode = request.publish.progress;
     let reporter = progress::reporter(mode);
     let tags = request.publish.tags.clone();
     let stdout_taken = request.publish.writes_stdout();
-    let result = runtime()?.block_on(crate::executor::build(request, reporter.clone()))?;
+    let result = runtime.block_on(crate::executor::build(request, reporter.clone()))?;
     let mut stdout = std::io::stdout().lock();
     if mode == progress::Mode::Quiet {
         // `-o -` wrote the tar there: an ID after it would corrupt it.

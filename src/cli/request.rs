@@ -105,6 +105,50 @@ fn ssh_agents(specs: &[String], env: Env<'_>) -> Result<BTreeMap<String, PathBuf
     Ok(agents)
 }
 
+/// With a git CONTEXT (a git URL, or `PATH#ref[:dir]` of a local repository), checks the
+/// commit out into a temporary directory in the cache dir, as BuildKit checks a git context
+/// out, and points `args` at it; `-f` names a file inside it. The repository's objects are
+/// kept in the cache dir (`fetch-v1/`), as for `ADD git…`.
+pub fn take_git_context(
+    args: &mut BuildArgs,
+    env: Env<'_>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Option<crate::fetch::Checkout>> {
+    use crate::fetch::{Fetcher, GitSource, RemoteSource, redact_url};
+    let Some(text) = args.context.to_str() else {
+        return Ok(None);
+    };
+    let Some(source) = GitSource::context(text)
+        .map_err(|e| InputError::new(format!("the build context {}: {e}", redact_url(text))))?
+    else {
+        return Ok(None);
+    };
+    if args.file.as_ref().is_some_and(|f| f.as_os_str() == "-") {
+        // A Dockerfile on standard input with a git context: as docker build takes it.
+        return Err(InputError::new(format!(
+            "-f - with the git context {}: not supported yet",
+            redact_url(text)
+        ))
+        .with_hint("commit the Dockerfile to the repository and name it with -f")
+        .into());
+    }
+    let cache_dir = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => default_cache_dir(env)?,
+    };
+    let blobs = crate::registry::BlobStore::open(&cache_dir)?;
+    let fetcher = Fetcher::new(&cache_dir, blobs.blobs().clone())?;
+    let remote = RemoteSource::Git(source.clone());
+    runtime.block_on(fetcher.resolve(&remote))?;
+    let checkout = fetcher.checkout(&source)?;
+    args.file = args.file.take().map(|file| {
+        let inside = crate::context::clean_dest(&file.to_string_lossy());
+        checkout.root.join(inside.trim_start_matches('/'))
+    });
+    args.context = checkout.root.clone();
+    Ok(Some(checkout))
+}
+
 impl BuildRequest {
     pub fn from_args(args: BuildArgs, env: Env<'_>) -> Result<BuildRequest, InputError> {
         let dockerfile = match &args.file {

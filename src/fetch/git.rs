@@ -48,6 +48,15 @@ pub(super) fn parse(src: &str) -> Result<Option<Parsed>, String> {
         None if is_scp_style(src) => {}
         None => return Ok(None),
     }
+    with_fragment(remote, fragment, query).map(Some)
+}
+
+/// A git source of `remote` with the fragment (`ref:subdir`) and query of its URL.
+pub(super) fn with_fragment(
+    remote: &str,
+    fragment: Option<&str>,
+    query: Option<&str>,
+) -> Result<Parsed, String> {
     let mut source = GitSource {
         remote: remote.to_owned(),
         reference: None,
@@ -65,10 +74,10 @@ pub(super) fn parse(src: &str) -> Result<Option<Parsed>, String> {
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         keep_git_dir_query = load_query(&mut source, query)?;
     }
-    Ok(Some(Parsed {
+    Ok(Parsed {
         source,
         keep_git_dir_query,
-    }))
+    })
 }
 
 /// `[a-zA-Z0-9]+` before `://`.

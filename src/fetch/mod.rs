@@ -116,6 +116,42 @@ impl std::fmt::Display for Checksum {
     }
 }
 
+impl GitSource {
+    /// A build context in git, as `docker build` takes one: a git URL
+    /// (`https://host/repo.git#ref:dir`, `git://…`, `ssh://…`, `user@host:repo`), or a
+    /// local repository with a fragment, `PATH#ref[:dir]` (bare, or a checkout with `.git`).
+    /// `Ok(None)`: `context` is neither (a directory, even one whose name has a `#`, is a
+    /// directory). The `.git` directory is left out unless `?keep-git-dir=1` says otherwise.
+    pub fn context(context: &str) -> Result<Option<GitSource>, String> {
+        if std::path::Path::new(context).exists() {
+            return Ok(None);
+        }
+        if let Some(parsed) = git::parse(context)? {
+            let mut source = parsed.source;
+            source.keep_git_dir = parsed.keep_git_dir_query.unwrap_or(false);
+            return Ok(Some(source));
+        }
+        let Some((path, fragment)) = context.split_once('#') else {
+            return Ok(None);
+        };
+        let path = std::path::Path::new(path);
+        let is_repository = path.join("HEAD").is_file() || path.join(".git").exists();
+        if !path.is_dir() || !is_repository {
+            return Ok(None);
+        }
+        let absolute =
+            std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (fragment, query) = match fragment.split_once('?') {
+            Some((f, q)) => (f, Some(q)),
+            None => (fragment, None),
+        };
+        let parsed = git::with_fragment(&absolute.to_string_lossy(), Some(fragment), query)?;
+        let mut source = parsed.source;
+        source.keep_git_dir = parsed.keep_git_dir_query.unwrap_or(false);
+        Ok(Some(source))
+    }
+}
+
 impl RemoteSource {
     /// Reads an expanded `ADD` source: `Ok(None)` when it is a path of the build context,
     /// `Err` (a message for the user) when it is a remote source written wrong.
@@ -367,6 +403,36 @@ mod tests {
 
     fn parse(src: &str) -> Option<RemoteSource> {
         RemoteSource::parse(src, false, None).unwrap()
+    }
+
+    #[test]
+    fn git_contexts_are_urls_and_local_repositories_with_a_fragment() {
+        let context = |text: &str| GitSource::context(text).unwrap();
+        let url = context("https://example.com/team/app.git#v1.2:deploy").unwrap();
+        assert_eq!(url.remote, "https://example.com/team/app.git");
+        assert_eq!(url.reference.as_deref(), Some("v1.2"));
+        assert_eq!(url.subdir, "deploy");
+        assert!(!url.keep_git_dir);
+        assert!(context("git@github.com:team/app.git").is_some());
+        assert!(context("https://example.com/not-git/").is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("app.git");
+        std::fs::create_dir(&repo).unwrap();
+        let with_fragment = format!("{}#main:sub", repo.display());
+        assert!(context(&with_fragment).is_none(), "not a repository yet");
+        std::fs::write(repo.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let local = context(&with_fragment).unwrap();
+        assert_eq!(local.remote, repo.canonicalize().unwrap().to_string_lossy());
+        assert_eq!(
+            (local.reference.as_deref(), local.subdir.as_str()),
+            (Some("main"), "sub")
+        );
+        // Without a fragment, or when the whole text is a directory, it is a directory.
+        assert!(context(&repo.display().to_string()).is_none());
+        let odd = dir.path().join("dir#with-hash");
+        std::fs::create_dir(&odd).unwrap();
+        assert!(context(&odd.display().to_string()).is_none());
     }
 
     #[test]
