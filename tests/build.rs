@@ -893,3 +893,68 @@ fn annotations_are_in_the_pushed_and_written_manifest() {
         );
     }
 }
+
+/// `--build-context NAME=docker-image://REF`, as BuildKit ≥ 0.10 applies it (v0.8 has no
+/// such flag): a stage named NAME is replaced by the image (its RUN never runs), and a FROM
+/// or `--from` naming no stage takes the image, matched as the same reference (`nosuch`
+/// is `docker.io/library/nosuch:latest`). The other forms are refused before anything runs.
+#[test]
+fn build_contexts_replace_stages_and_image_names() {
+    let registry = &support::env().registry;
+    let made = Project::new(
+        "FROM BUSYBOX\nRUN echo from-context > /tools && echo marked > /marker\n",
+        &[],
+    );
+    let image = format!(
+        "{registry}/imgbuild-test/named-context:{}",
+        support::unique_name("t").replace('-', "")
+    );
+    made.build_ok(&["-t", &image, "--push"]);
+
+    let project = Project::new(
+        "FROM BUSYBOX AS tools\n\
+         RUN echo built-here > /tools\n\
+         FROM nosuch:latest\n\
+         COPY --from=tools /tools /tools\n\
+         COPY --from=extra /marker /marker\n",
+        &[],
+    );
+    let tag = support::unique_name("named-context");
+    let with_image = |name: &str| format!("{name}=docker-image://{image}");
+    let stderr = project.build_ok(&[
+        "-t",
+        &tag,
+        "--build-context",
+        &with_image("tools"),
+        "--build-context",
+        &with_image("EXTRA"),
+        "--build-context",
+        &format!(
+            "docker.io/library/nosuch=docker-image://{}",
+            support::busybox_in_registry()
+        ),
+    ]);
+    assert!(!stderr.contains("RUN echo built-here"), "{stderr}");
+    assert_eq!(
+        run_image(&tag, &["cat", "/tools", "/marker"]),
+        "from-context\nmarked\n"
+    );
+    support::docker_ok(["rmi", tag.as_str()]);
+
+    for (spec, message) in [
+        (
+            "shared=../shared",
+            "only docker-image://REF is supported so far",
+        ),
+        (
+            "tools=docker-image://Not A Ref",
+            "--build-context tools=docker-image://Not A Ref",
+        ),
+        ("=docker-image://x", "expected NAME=docker-image://REF"),
+    ] {
+        let out = project.build(&["--build-context", spec]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {stderr}");
+        assert!(stderr.contains(message), "{spec}: {stderr}");
+    }
+}

@@ -484,11 +484,6 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "the provenance input is not supported".into(),
         ),
         (
-            "BUILD_CONTEXTS",
-            "other=../other",
-            "the build-contexts input".into(),
-        ),
-        (
             "PLATFORMS",
             "linux/amd64,linux/arm64",
             "imgbuild builds only for the runner's platform".into(),

@@ -64,6 +64,33 @@ pub fn take_stdin_context(
     Ok(Some(context))
 }
 
+/// `--build-context NAME=VALUE`: the images by name. Only `docker-image://REF` so far; the
+/// other forms BuildKit takes are refused by name rather than misread.
+fn named_contexts(specs: &[String]) -> Result<BTreeMap<String, String>, InputError> {
+    let mut contexts = BTreeMap::new();
+    for spec in specs {
+        let Some((name, value)) = spec
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        else {
+            return Err(InputError::new(format!(
+                "--build-context {spec}: expected NAME=docker-image://REF"
+            )));
+        };
+        let Some(image) = value.strip_prefix("docker-image://") else {
+            return Err(InputError::new(format!(
+                "--build-context {spec}: only docker-image://REF is supported so far, not a directory, an oci-layout:// or a URL"
+            ))
+            .with_hint("give an image (docker-image://REF), or COPY the files from the build context"));
+        };
+        crate::registry::reference::Reference::parse(image)
+            .map_err(|e| InputError::new(format!("--build-context {spec}: {e}")))?;
+        // Stage names are case-insensitive, so the name a stage would match is lower-case.
+        contexts.insert(name.to_lowercase(), image.to_owned());
+    }
+    Ok(contexts)
+}
+
 /// `--ssh ID[=SOCKET]`: each agent's socket, checked to be one, so a mistake is reported
 /// before the build starts rather than inside a RUN. Key files (BuildKit's
 /// `--ssh ID=KEY`) are refused: imgbuild forwards agents, it does not run one.
@@ -194,6 +221,7 @@ impl BuildRequest {
         Ok(BuildRequest {
             context: args.context,
             dockerignore: true,
+            build_contexts: named_contexts(&args.build_contexts)?,
             dockerfile,
             target: args.target,
             build_args,

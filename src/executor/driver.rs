@@ -301,6 +301,7 @@ mod tests {
         let request = BuildRequest {
             context: dir.to_owned(),
             dockerignore: true,
+            build_contexts: BTreeMap::new(),
             ssh: BTreeMap::new(),
             run_options: Default::default(),
             dockerfile: DockerfileSource::Path(dir.join("Dockerfile")),
@@ -326,6 +327,7 @@ mod tests {
             &request.build_args,
             None,
             &request.publish.platform,
+            &request.build_contexts,
         )
         .unwrap();
         let registry_blobs = registry::BlobStore::open(&cache_dir).unwrap();

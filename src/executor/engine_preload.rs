@@ -154,6 +154,7 @@ mod tests {
             &Default::default(),
             None,
             &crate::oci::Platform::linux_amd64(),
+            &Default::default(),
         )
         .unwrap()
     }

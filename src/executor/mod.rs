@@ -192,6 +192,7 @@ pub async fn build(
         &request.build_args,
         request.target.as_deref(),
         &request.publish.platform,
+        &request.build_contexts,
     )?;
     for arg in &graph.unused_build_args {
         reporter.warning(&format!(

@@ -134,6 +134,7 @@ pub fn load(
     build_args: &std::collections::BTreeMap<String, String>,
     target: Option<&str>,
     platform: &crate::oci::Platform,
+    named_contexts: &std::collections::BTreeMap<String, String>,
 ) -> anyhow::Result<stages::BuildGraph> {
     use anyhow::Context;
     use std::io::Read;
@@ -150,5 +151,11 @@ pub fn load(
     };
     let ast = parse_dockerfile(&name, &bytes)?;
     let dockerfile = instructions::from_ast(&name, &ast)?;
-    Ok(stages::resolve(dockerfile, build_args, target, platform)?)
+    Ok(stages::resolve_with_contexts(
+        dockerfile,
+        build_args,
+        target,
+        platform,
+        named_contexts,
+    )?)
 }

@@ -57,6 +57,8 @@ pub struct BuildGraph {
     pub needed: Vec<usize>,
     /// `--build-arg`s no ARG of a needed stage declares (docker build warns about these).
     pub unused_build_args: Vec<String>,
+    /// `--build-context NAME=docker-image://REF`: NAME to REF.
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 impl BuildGraph {
@@ -66,7 +68,7 @@ impl BuildGraph {
 
     /// Where the `--from` of a command points, if it has one that names a stage.
     pub fn resolve_from(&self, from: &str) -> Source {
-        resolve_source(&self.dockerfile.stages, from)
+        resolve_source(&self.dockerfile.stages, &self.named_contexts, from)
             .unwrap_or_else(|_| Source::Image(from.to_owned()))
     }
 }
@@ -110,6 +112,26 @@ pub fn resolve(
     target: Option<&str>,
     platform: &Platform,
 ) -> Result<BuildGraph, Error> {
+    resolve_with_contexts(dockerfile, build_args, target, platform, &BTreeMap::new())
+}
+
+/// [`resolve`] with `--build-context NAME=docker-image://REF`s, as BuildKit applies them: a
+/// stage named NAME is replaced by the image REF (its instructions are not built), and a
+/// FROM or `--from` that names no stage but NAME (as written, or as the same image
+/// reference: `alpine` is `docker.io/library/alpine:latest`) takes REF.
+pub fn resolve_with_contexts(
+    mut dockerfile: Dockerfile,
+    build_args: &BTreeMap<String, String>,
+    target: Option<&str>,
+    platform: &Platform,
+    named_contexts: &BTreeMap<String, String>,
+) -> Result<BuildGraph, Error> {
+    for stage in &mut dockerfile.stages {
+        if let Some(image) = stage.name.as_deref().and_then(|n| named_contexts.get(n)) {
+            stage.base = image.clone();
+            stage.commands.clear();
+        }
+    }
     let file = dockerfile.file.clone();
     let lexer = Lexer::new(dockerfile.escape);
     let target_index = find_target(&dockerfile, target)?;
@@ -143,7 +165,14 @@ pub fn resolve(
     let stages = &dockerfile.stages;
     let mut resolved = Vec::with_capacity(stages.len());
     for stage in stages {
-        resolved.push(resolve_stage(&file, stage, stages, &lexer, &global_args)?);
+        resolved.push(resolve_stage(
+            &file,
+            stage,
+            stages,
+            &lexer,
+            &global_args,
+            named_contexts,
+        )?);
     }
     check_order_and_cycles(&file, stages, &resolved)?;
 
@@ -169,7 +198,28 @@ pub fn resolve(
         needed,
         unused_build_args,
         dockerfile,
+        named_contexts: named_contexts.clone(),
     })
+}
+
+/// The image a `--build-context` gives for `name`, a FROM or `--from` that is no stage.
+fn named_context<'a>(named: &'a BTreeMap<String, String>, name: &str) -> Option<&'a String> {
+    if named.is_empty() {
+        return None;
+    }
+    if let Some(image) = named.get(name) {
+        return Some(image);
+    }
+    let normal = |text: &str| {
+        crate::registry::reference::Reference::parse(text)
+            .ok()
+            .map(|r| r.to_string())
+    };
+    let wanted = normal(name)?;
+    named
+        .iter()
+        .find(|(key, _)| normal(key).as_deref() == Some(wanted.as_str()))
+        .map(|(_, image)| image)
 }
 
 fn located(file: &str, at: Location, message: impl Into<String>) -> Error {
@@ -227,6 +277,7 @@ fn resolve_stage(
     stages: &[Stage],
     lexer: &Lexer,
     global_args: &BTreeMap<String, String>,
+    named_contexts: &BTreeMap<String, String>,
 ) -> Result<ResolvedStage, Error> {
     let at = stage.location;
     let base_name = lexer
@@ -252,6 +303,8 @@ fn resolve_stage(
         Base::Stage(earlier.index)
     } else if lower == "scratch" {
         Base::Scratch
+    } else if let Some(image) = named_context(named_contexts, &base_name) {
+        Base::Image(image.clone())
     } else {
         // A name that is no image reference is the Dockerfile's error, found before any
         // engine or registry is asked (BuildKit: "failed to parse stage name").
@@ -278,7 +331,9 @@ fn resolve_stage(
     let mut image_sources = Vec::new();
     for command in &stage.commands {
         for from in sources_of(command) {
-            match resolve_source(stages, from).map_err(|e| located(file, command.location, e))? {
+            match resolve_source(stages, named_contexts, from)
+                .map_err(|e| located(file, command.location, e))?
+            {
                 Source::Stage(i) => {
                     stage_deps.insert(i);
                 }
@@ -318,7 +373,11 @@ fn sources_of(command: &Command) -> Vec<&str> {
 
 /// A `--from` value: a stage index, a stage name (any stage, as BuildKit looks them up), or an
 /// image. Variables are not expanded in `--from`, as in BuildKit.
-fn resolve_source(stages: &[Stage], from: &str) -> Result<Source, String> {
+fn resolve_source(
+    stages: &[Stage],
+    named_contexts: &BTreeMap<String, String>,
+    from: &str,
+) -> Result<Source, String> {
     if from.contains('$') {
         return Err(format!(
             "--from={from}: variables are not expanded in --from; define a stage with `FROM ${{ARG}} AS name` using a global ARG and copy from that"
@@ -341,7 +400,11 @@ fn resolve_source(stages: &[Stage], from: &str) -> Result<Source, String> {
         .find(|s| s.name.as_deref() == Some(lower.as_str()))
     {
         Some(stage) => Ok(Source::Stage(stage.index)),
-        None => Ok(Source::Image(from.to_owned())),
+        None => Ok(Source::Image(
+            named_context(named_contexts, from)
+                .cloned()
+                .unwrap_or_else(|| from.to_owned()),
+        )),
     }
 }
 
@@ -390,7 +453,7 @@ fn check_order_and_cycles(
             let command = here.commands.iter().find(|c| {
                 sources_of(c)
                     .iter()
-                    .any(|f| matches!(resolve_source(stages, f), Ok(Source::Stage(i)) if i == dep))
+                    .any(|f| matches!(resolve_source(stages, &BTreeMap::new(), f), Ok(Source::Stage(i)) if i == dep))
             });
             let at = command.map_or(here.location, |c| c.location);
             let message = if dep == stage.index || reaches(resolved, dep, stage.index) {
