@@ -58,8 +58,8 @@ pub struct BuildRequest {
     /// not to a tar on standard input, which docker build takes as it is (moby/moby#13919).
     pub dockerignore: bool,
     pub dockerfile: DockerfileSource,
-    /// `--build-context NAME=docker-image://REF`: NAME to REF.
-    pub build_contexts: BTreeMap<String, String>,
+    /// `--build-context`s by (lower-cased) name.
+    pub build_contexts: BTreeMap<String, crate::frontend::stages::NamedContext>,
     pub target: Option<String>,
     /// `--build-arg`s; a bare `KEY` took its value from the environment, and is left out
     /// when the environment has none (as docker build does).

@@ -897,7 +897,8 @@ fn annotations_are_in_the_pushed_and_written_manifest() {
 /// `--build-context NAME=docker-image://REF`, as BuildKit ≥ 0.10 applies it (v0.8 has no
 /// such flag): a stage named NAME is replaced by the image (its RUN never runs), and a FROM
 /// or `--from` naming no stage takes the image, matched as the same reference (`nosuch`
-/// is `docker.io/library/nosuch:latest`). The other forms are refused before anything runs.
+/// is `docker.io/library/nosuch:latest`). Forms not supported yet and a missing directory are
+/// refused before anything runs.
 #[test]
 fn build_contexts_replace_stages_and_image_names() {
     let registry = &support::env().registry;
@@ -943,8 +944,12 @@ fn build_contexts_replace_stages_and_image_names() {
 
     for (spec, message) in [
         (
-            "shared=../shared",
-            "only docker-image://REF is supported so far",
+            "shared=oci-layout:///tmp/layout",
+            "not an oci-layout:// or a URL",
+        ),
+        (
+            "shared=/nonexistent/imgbuild-dir",
+            "/nonexistent/imgbuild-dir is not a directory",
         ),
         (
             "tools=docker-image://Not A Ref",
@@ -957,4 +962,71 @@ fn build_contexts_replace_stages_and_image_names() {
         assert_eq!(out.status.code(), Some(2), "{spec}: {stderr}");
         assert!(stderr.contains(message), "{spec}: {stderr}");
     }
+}
+
+/// `--build-context NAME=DIR` (BuildKit ≥ 0.10; v0.8 has no such flag): COPY --from=NAME
+/// reads the directory as a build context of its own (its `.dockerignore` applies), in a
+/// build stage on both executors and in the packaging stage; a stage named NAME is replaced
+/// by it; FROM of it is refused before anything runs.
+#[test]
+fn a_directory_build_context_is_copied_from() {
+    let shared = support::tempdir();
+    fs::create_dir_all(shared.path().join("lib")).unwrap();
+    fs::write(shared.path().join("lib/a.txt"), "a\n").unwrap();
+    fs::write(shared.path().join("lib/b.txt"), "b\n").unwrap();
+    fs::write(shared.path().join("secret.txt"), "left out\n").unwrap();
+    fs::write(shared.path().join(".dockerignore"), "secret.txt\n").unwrap();
+    let assets = support::tempdir();
+    fs::write(assets.path().join("app.css"), "body {}\n").unwrap();
+    let project = Project::new(
+        "FROM BUSYBOX AS assets\n\
+         RUN echo never > /never\n\
+         FROM BUSYBOX AS build\n\
+         COPY --from=shared lib/ /lib-shared/\n\
+         RUN ls /lib-shared > /listing\n\
+         FROM BUSYBOX\n\
+         COPY --from=build /listing /listing\n\
+         COPY --from=assets app.css /static/\n\
+         COPY --from=Shared . /shared/\n",
+        &[],
+    );
+    let shared_arg = format!("shared={}", shared.path().display());
+    let assets_arg = format!("assets={}", assets.path().display());
+    for executor in ["native", "engine"] {
+        let tag = support::unique_name("local-context");
+        let stderr = project.build_ok(&[
+            "--executor",
+            executor,
+            "-t",
+            &tag,
+            "--build-context",
+            &shared_arg,
+            "--build-context",
+            &assets_arg,
+        ]);
+        assert!(!stderr.contains("echo never"), "{stderr}");
+        let listing = run_image(
+            &tag,
+            &[
+                "sh",
+                "-c",
+                "cat /listing /static/app.css; ls -A /shared /shared/lib",
+            ],
+        );
+        assert_eq!(
+            listing,
+            "a.txt\nb.txt\nbody {}\n/shared:\n.dockerignore\nlib\n\n/shared/lib:\na.txt\nb.txt\n",
+            "{executor}"
+        );
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
+
+    let from_dir = Project::new("FROM shared\n", &[]);
+    let out = from_dir.build(&["--build-context", &shared_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("can be copied from (COPY --from=shared) but not built on"),
+        "{stderr}"
+    );
 }

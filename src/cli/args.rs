@@ -200,9 +200,9 @@ pub struct BuildArgs {
     #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
     pub allow: Vec<Entitlement>,
 
-    /// An image for a stage or image name: NAME=docker-image://REF replaces the stage NAME,
-    /// and FROM NAME or --from=NAME naming no stage; repeatable.
-    #[arg(long = "build-context", value_name = "NAME=docker-image://REF")]
+    /// A named context: NAME=docker-image://REF or NAME=DIR replaces the stage NAME, and
+    /// FROM NAME (an image only) or --from=NAME naming no stage; repeatable.
+    #[arg(long = "build-context", value_name = "NAME=docker-image://REF|DIR")]
     pub build_contexts: Vec<String>,
 
     /// Add `IP NAME` to /etc/hosts in every RUN: `NAME:IP`; repeatable.

@@ -64,9 +64,12 @@ pub fn take_stdin_context(
     Ok(Some(context))
 }
 
-/// `--build-context NAME=VALUE`: the images by name. Only `docker-image://REF` so far; the
-/// other forms BuildKit takes are refused by name rather than misread.
-fn named_contexts(specs: &[String]) -> Result<BTreeMap<String, String>, InputError> {
+/// `--build-context NAME=VALUE`: `docker-image://REF` or a directory, by name. The other
+/// forms BuildKit takes (`oci-layout://`, URLs) are refused by name rather than misread.
+fn named_contexts(
+    specs: &[String],
+) -> Result<BTreeMap<String, crate::frontend::stages::NamedContext>, InputError> {
+    use crate::frontend::stages::NamedContext;
     let mut contexts = BTreeMap::new();
     for spec in specs {
         let Some((name, value)) = spec
@@ -77,16 +80,31 @@ fn named_contexts(specs: &[String]) -> Result<BTreeMap<String, String>, InputErr
                 "--build-context {spec}: expected NAME=docker-image://REF"
             )));
         };
-        let Some(image) = value.strip_prefix("docker-image://") else {
+        let context = if let Some(image) = value.strip_prefix("docker-image://") {
+            crate::registry::reference::Reference::parse(image)
+                .map_err(|e| InputError::new(format!("--build-context {spec}: {e}")))?;
+            NamedContext::Image(image.to_owned())
+        } else if value.contains("://")
+            || crate::fetch::GitSource::context(value)
+                .ok()
+                .flatten()
+                .is_some()
+        {
             return Err(InputError::new(format!(
-                "--build-context {spec}: only docker-image://REF is supported so far, not a directory, an oci-layout:// or a URL"
+                "--build-context {spec}: docker-image://REF and directories are supported so far, not an oci-layout:// or a URL"
             ))
-            .with_hint("give an image (docker-image://REF), or COPY the files from the build context"));
+            .with_hint("pull the image into a registry or the engine and give docker-image://REF"));
+        } else {
+            let dir = std::path::Path::new(value);
+            if !dir.is_dir() {
+                return Err(InputError::new(format!(
+                    "--build-context {spec}: {value} is not a directory"
+                )));
+            }
+            NamedContext::Local(dir.to_owned())
         };
-        crate::registry::reference::Reference::parse(image)
-            .map_err(|e| InputError::new(format!("--build-context {spec}: {e}")))?;
         // Stage names are case-insensitive, so the name a stage would match is lower-case.
-        contexts.insert(name.to_lowercase(), image.to_owned());
+        contexts.insert(name.to_lowercase(), context);
     }
     Ok(contexts)
 }

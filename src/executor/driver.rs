@@ -334,6 +334,7 @@ mod tests {
         let oci_blobs = registry_blobs.blobs().clone();
         Builder {
             context: Context::open(dir).unwrap(),
+            local_contexts: Default::default(),
             cache: StepCache::open(&cache_dir).unwrap(),
             registry: Arc::new(
                 registry::Client::new(&RegistryOptions::default(), Credentials::anonymous())

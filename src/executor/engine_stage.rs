@@ -405,7 +405,7 @@ impl Builder {
         match from {
             CopyFrom::Stage(i) => self.stage_image(*i).await,
             CopyFrom::Image(name) => self.ensure_loaded(name).await,
-            CopyFrom::Context => Err(anyhow::anyhow!(
+            CopyFrom::Context | CopyFrom::Local(_) => Err(anyhow::anyhow!(
                 "a COPY from the build context has no source image"
             )),
         }
@@ -460,7 +460,7 @@ impl Builder {
         match from {
             CopyFrom::Stage(i) => self.missing_mount_points(*i, self.plan(*i)?.steps.len()),
             CopyFrom::Image(name) => self.mount_points_missing_in_image(name),
-            CopyFrom::Context => Ok(Vec::new()),
+            CopyFrom::Context | CopyFrom::Local(_) => Ok(Vec::new()),
         }
     }
 
@@ -710,15 +710,17 @@ impl Builder {
         let dest = CopyDest::new(&copy.dest, resolved);
         let dest_exists = dest.is_dir;
         match &copy.from {
-            CopyFrom::Context => {
+            CopyFrom::Context | CopyFrom::Local(_) => {
                 let selection = match copy.sources.is_empty() {
                     true => None,
                     false => {
                         let options = crate::plan::keys::select_options(copy)?;
-                        Some(
-                            self.context
-                                .select(&copy.sources, &copy.dest, &options, &|_| dest_exists)?,
-                        )
+                        Some(self.keys().context_of(&copy.from)?.select(
+                            &copy.sources,
+                            &copy.dest,
+                            &options,
+                            &|_| dest_exists,
+                        )?)
                     }
                 };
                 if copies_anything(copy, selection.as_ref()) {

@@ -130,6 +130,8 @@ pub(crate) struct Builder {
     reporter: Arc<dyn Reporter>,
     ids: Ids,
     context: Context,
+    /// The `--build-context NAME=DIR` directories, opened as contexts, by name.
+    local_contexts: std::collections::BTreeMap<String, Context>,
     oci_blobs: oci::BlobStore,
     registry_blobs: registry::BlobStore,
     cache: StepCache,
@@ -220,6 +222,12 @@ pub async fn build(
     } else {
         Context::open_unfiltered(&request.context)?
     };
+    let mut local_contexts = std::collections::BTreeMap::new();
+    for (name, named) in &request.build_contexts {
+        if let crate::frontend::stages::NamedContext::Local(dir) = named {
+            local_contexts.insert(name.clone(), Context::open(dir)?);
+        }
+    }
     // One blob store for pulled, built and pushed blobs alike.
     let registry_blobs = registry::BlobStore::open(&request.cache_dir)?;
     let oci_blobs = registry_blobs.blobs().clone();
@@ -277,6 +285,7 @@ pub async fn build(
         reporter,
         ids,
         context,
+        local_contexts,
         oci_blobs,
         registry_blobs,
         cache,

@@ -496,7 +496,7 @@ impl Builder {
             return Ok(None);
         };
         let chain = match from {
-            CopyFrom::Context => return Ok(None),
+            CopyFrom::Context | CopyFrom::Local(_) => return Ok(None),
             CopyFrom::Stage(i) => match self.stage_output(*i)?.snapshots {
                 Some(chain) => chain.get(self, self.ids.next()).await?,
                 None => return Ok(None),

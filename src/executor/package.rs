@@ -303,7 +303,7 @@ impl Builder {
                 let dest = CopyDest::new(&copy.dest, resolved);
                 let dest_exists = dest.is_dir;
                 match &copy.from {
-                    CopyFrom::Context => {
+                    CopyFrom::Context | CopyFrom::Local(_) => {
                         let selected = selection.as_ref().map(|(selected, _)| selected);
                         if copies_anything(copy, selected) {
                             dest.start(&mut tar)?;

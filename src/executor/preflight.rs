@@ -96,6 +96,14 @@ impl Builder {
                 }
                 continue;
             };
+            if let Source::Local(name) = self.graph.resolve_from(from) {
+                return refuse(
+                    format!(
+                        "RUN --mount from={name}: a directory given by --build-context cannot be mounted yet"
+                    ),
+                    "COPY --from it into the stage first, or mount the build context (no from=)",
+                );
+            }
             if let Source::Stage(i) = self.graph.resolve_from(from)
                 && i >= stage
             {

@@ -31,7 +31,7 @@ pub(super) enum EngineHit {
 impl Sources for Builder {
     fn source_key(&self, from: &CopyFrom) -> anyhow::Result<Option<String>> {
         Ok(match from {
-            CopyFrom::Context => None,
+            CopyFrom::Context | CopyFrom::Local(_) => None,
             CopyFrom::Stage(i) => Some(self.stage_output(*i)?.key.clone()),
             CopyFrom::Image(name) => Some(self.pulled_image(name)?.digest.clone()),
         })
@@ -48,6 +48,7 @@ impl Builder {
         Keys {
             graph: &self.graph,
             context: &self.context,
+            local_contexts: &self.local_contexts,
             network: self.request.network,
             run_options: &self.request.run_options,
             context_size_warning: self.request.context_size_warning,

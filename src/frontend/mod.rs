@@ -134,7 +134,7 @@ pub fn load(
     build_args: &std::collections::BTreeMap<String, String>,
     target: Option<&str>,
     platform: &crate::oci::Platform,
-    named_contexts: &std::collections::BTreeMap<String, String>,
+    named_contexts: &std::collections::BTreeMap<String, stages::NamedContext>,
 ) -> anyhow::Result<stages::BuildGraph> {
     use anyhow::Context;
     use std::io::Read;

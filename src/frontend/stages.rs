@@ -26,6 +26,8 @@ pub enum Base {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Stage(usize),
+    /// A `--build-context NAME=DIR`: that directory, read as a build context.
+    Local(String),
     Image(String),
 }
 
@@ -57,8 +59,17 @@ pub struct BuildGraph {
     pub needed: Vec<usize>,
     /// `--build-arg`s no ARG of a needed stage declares (docker build warns about these).
     pub unused_build_args: Vec<String>,
-    /// `--build-context NAME=docker-image://REF`: NAME to REF.
-    pub named_contexts: BTreeMap<String, String>,
+    /// `--build-context`s by name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a `--build-context NAME=…` gives for NAME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// `docker-image://REF`.
+    Image(String),
+    /// A directory, read as a build context (its own `.dockerignore` applies).
+    Local(std::path::PathBuf),
 }
 
 impl BuildGraph {
@@ -115,22 +126,52 @@ pub fn resolve(
     resolve_with_contexts(dockerfile, build_args, target, platform, &BTreeMap::new())
 }
 
-/// [`resolve`] with `--build-context NAME=docker-image://REF`s, as BuildKit applies them: a
-/// stage named NAME is replaced by the image REF (its instructions are not built), and a
-/// FROM or `--from` that names no stage but NAME (as written, or as the same image
-/// reference: `alpine` is `docker.io/library/alpine:latest`) takes REF.
+/// The `--build-context` for `name`, a FROM or `--from` that is no stage: by name as
+/// written, else as the same image reference.
+fn named_context<'a>(
+    named: &'a BTreeMap<String, NamedContext>,
+    name: &str,
+) -> Option<&'a NamedContext> {
+    if named.is_empty() {
+        return None;
+    }
+    if let Some(context) = named.get(&name.to_lowercase()) {
+        return Some(context);
+    }
+    let normal = |text: &str| {
+        crate::registry::reference::Reference::parse(text)
+            .ok()
+            .map(|r| r.to_string())
+    };
+    let wanted = normal(name)?;
+    named
+        .iter()
+        .find(|(key, _)| normal(key).as_deref() == Some(wanted.as_str()))
+        .map(|(_, context)| context)
+}
+
+/// [`resolve`] with `--build-context`s, as BuildKit applies them: a stage named NAME is
+/// replaced by the named context (its instructions are not built), and a FROM or `--from`
+/// that names no stage but NAME (as written, or as the same image reference: `alpine` is
+/// `docker.io/library/alpine:latest`) takes it. A directory can be copied from, not built
+/// on: FROM of one is the Dockerfile's error here.
 pub fn resolve_with_contexts(
     mut dockerfile: Dockerfile,
     build_args: &BTreeMap<String, String>,
     target: Option<&str>,
     platform: &Platform,
-    named_contexts: &BTreeMap<String, String>,
+    named_contexts: &BTreeMap<String, NamedContext>,
 ) -> Result<BuildGraph, Error> {
     for stage in &mut dockerfile.stages {
-        if let Some(image) = stage.name.as_deref().and_then(|n| named_contexts.get(n)) {
-            stage.base = image.clone();
-            stage.commands.clear();
-        }
+        let Some(context) = stage.name.as_deref().and_then(|n| named_contexts.get(n)) else {
+            continue;
+        };
+        stage.commands.clear();
+        stage.base = match context {
+            NamedContext::Image(image) => image.clone(),
+            // Never built (every use of it is a `--from`, which takes the directory).
+            NamedContext::Local(_) => "scratch".to_owned(),
+        };
     }
     let file = dockerfile.file.clone();
     let lexer = Lexer::new(dockerfile.escape);
@@ -202,26 +243,6 @@ pub fn resolve_with_contexts(
     })
 }
 
-/// The image a `--build-context` gives for `name`, a FROM or `--from` that is no stage.
-fn named_context<'a>(named: &'a BTreeMap<String, String>, name: &str) -> Option<&'a String> {
-    if named.is_empty() {
-        return None;
-    }
-    if let Some(image) = named.get(name) {
-        return Some(image);
-    }
-    let normal = |text: &str| {
-        crate::registry::reference::Reference::parse(text)
-            .ok()
-            .map(|r| r.to_string())
-    };
-    let wanted = normal(name)?;
-    named
-        .iter()
-        .find(|(key, _)| normal(key).as_deref() == Some(wanted.as_str()))
-        .map(|(_, image)| image)
-}
-
 fn located(file: &str, at: Location, message: impl Into<String>) -> Error {
     Error::new(file, message).at(at.line, Some(at.column))
 }
@@ -277,7 +298,7 @@ fn resolve_stage(
     stages: &[Stage],
     lexer: &Lexer,
     global_args: &BTreeMap<String, String>,
-    named_contexts: &BTreeMap<String, String>,
+    named_contexts: &BTreeMap<String, NamedContext>,
 ) -> Result<ResolvedStage, Error> {
     let at = stage.location;
     let base_name = lexer
@@ -296,15 +317,30 @@ fn resolve_stage(
     }
     // A base names an earlier stage, as in BuildKit; later stages are not visible to FROM.
     let lower = base_name.to_lowercase();
+    let local_context = || {
+        located(
+            file,
+            at,
+            format!(
+                "FROM {base_name}: --build-context gives a directory for {base_name}, which can be copied from (COPY --from={base_name}) but not built on"
+            ),
+        )
+    };
     let base = if let Some(earlier) = stages[..stage.index]
         .iter()
         .find(|s| s.name.as_deref() == Some(lower.as_str()))
     {
+        if matches!(named_contexts.get(&lower), Some(NamedContext::Local(_))) {
+            return Err(local_context());
+        }
         Base::Stage(earlier.index)
     } else if lower == "scratch" {
         Base::Scratch
-    } else if let Some(image) = named_context(named_contexts, &base_name) {
-        Base::Image(image.clone())
+    } else if let Some(context) = named_context(named_contexts, &base_name) {
+        match context {
+            NamedContext::Image(image) => Base::Image(image.clone()),
+            NamedContext::Local(_) => return Err(local_context()),
+        }
     } else {
         // A name that is no image reference is the Dockerfile's error, found before any
         // engine or registry is asked (BuildKit: "failed to parse stage name").
@@ -337,6 +373,7 @@ fn resolve_stage(
                 Source::Stage(i) => {
                     stage_deps.insert(i);
                 }
+                Source::Local(_) => {}
                 Source::Image(image) => {
                     check_not_a_typo(file, command, &image, stages)?;
                     check_reference(&image)
@@ -375,7 +412,7 @@ fn sources_of(command: &Command) -> Vec<&str> {
 /// image. Variables are not expanded in `--from`, as in BuildKit.
 fn resolve_source(
     stages: &[Stage],
-    named_contexts: &BTreeMap<String, String>,
+    named_contexts: &BTreeMap<String, NamedContext>,
     from: &str,
 ) -> Result<Source, String> {
     if from.contains('$') {
@@ -399,12 +436,15 @@ fn resolve_source(
         .iter()
         .find(|s| s.name.as_deref() == Some(lower.as_str()))
     {
-        Some(stage) => Ok(Source::Stage(stage.index)),
-        None => Ok(Source::Image(
-            named_context(named_contexts, from)
-                .cloned()
-                .unwrap_or_else(|| from.to_owned()),
-        )),
+        Some(stage) => Ok(match named_contexts.get(&lower) {
+            Some(NamedContext::Local(_)) => Source::Local(lower),
+            _ => Source::Stage(stage.index),
+        }),
+        None => Ok(match named_context(named_contexts, from) {
+            Some(NamedContext::Image(image)) => Source::Image(image.clone()),
+            Some(NamedContext::Local(_)) => Source::Local(from.to_lowercase()),
+            None => Source::Image(from.to_owned()),
+        }),
     }
 }
 

@@ -75,6 +75,8 @@ pub enum CopyFrom {
     Context,
     Stage(usize),
     Image(String),
+    /// A `--build-context NAME=DIR`, by name: read as a build context of its own.
+    Local(String),
 }
 
 impl CopyFrom {
@@ -83,6 +85,7 @@ impl CopyFrom {
         match graph.resolve_from(name) {
             Source::Stage(i) => CopyFrom::Stage(i),
             Source::Image(image) => CopyFrom::Image(image),
+            Source::Local(name) => CopyFrom::Local(name),
         }
     }
 }

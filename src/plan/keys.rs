@@ -59,6 +59,8 @@ pub trait Sources {
 pub struct Keys<'a> {
     pub graph: &'a BuildGraph,
     pub context: &'a Context,
+    /// The `--build-context NAME=DIR` directories, by name.
+    pub local_contexts: &'a std::collections::BTreeMap<String, Context>,
     /// The build's `--network`, which a RUN without `--network` runs in.
     pub network: Network,
     /// The build's `--add-host`, `--shm-size` and `--ulimit`, which every RUN gets.
@@ -111,6 +113,18 @@ pub fn rerun_key(key: &str) -> String {
 }
 
 impl Keys<'_> {
+    /// The context a COPY without a stage or image reads: the build context, or a
+    /// `--build-context NAME=DIR`.
+    pub fn context_of(&self, from: &CopyFrom) -> anyhow::Result<&Context> {
+        match from {
+            CopyFrom::Local(name) => self
+                .local_contexts
+                .get(name)
+                .ok_or_else(|| anyhow::anyhow!("no --build-context {name} was opened")),
+            _ => Ok(self.context),
+        }
+    }
+
     /// A user's mistake in `step` (a missing source…) named with the step's `file:line`.
     fn located(&self, step: &Step, e: anyhow::Error) -> anyhow::Error {
         let location = format!("{}:{}", self.graph.dockerfile.file, step.location.line);
@@ -179,8 +193,8 @@ impl Keys<'_> {
                     }
                     None if !copy.sources.is_empty() => {
                         let options = select_options(copy)?;
-                        let selected = self
-                            .context
+                        let context = self.context_of(&copy.from)?;
+                        let selected = context
                             .select(&copy.sources, &copy.dest, &options, dest_is_dir)
                             .map_err(|e| self.located(step, e))?;
                         for skipped in &selected.skipped {
@@ -191,7 +205,7 @@ impl Keys<'_> {
                         if let Some(warning) = self.context_size_warning(step, &selected) {
                             self.reporter.warning(&warning);
                         }
-                        let digest = self.context.digest(&selected)?;
+                        let digest = context.digest(&selected)?;
                         inputs.files = digest.files.clone();
                         other.insert("selection".into(), digest.digest.clone());
                         selection = Some((selected, digest));
@@ -346,6 +360,9 @@ mod tests {
     use super::*;
     use crate::engine::RunOptions;
 
+    static NO_LOCAL_CONTEXTS: std::collections::BTreeMap<String, Context> =
+        std::collections::BTreeMap::new();
+
     static NO_RUN_OPTIONS: RunOptions = RunOptions {
         extra_hosts: Vec::new(),
         shm_size: None,
@@ -363,7 +380,7 @@ mod tests {
     impl Sources for Built {
         fn source_key(&self, from: &CopyFrom) -> anyhow::Result<Option<String>> {
             Ok(match from {
-                CopyFrom::Context => None,
+                CopyFrom::Context | CopyFrom::Local(_) => None,
                 CopyFrom::Stage(_) => Some(self.stage_key.clone()),
                 CopyFrom::Image(name) => Some(format!("digest of {name}")),
             })
@@ -438,6 +455,7 @@ mod tests {
             let keys = Keys {
                 graph: &graph,
                 context: &context,
+                local_contexts: &NO_LOCAL_CONTEXTS,
                 network: Network::Default,
                 run_options: &NO_RUN_OPTIONS,
                 context_size_warning: None,
@@ -484,6 +502,7 @@ mod tests {
         let keys_with = |network, run_options| Keys {
             graph: &graph,
             context: &context,
+            local_contexts: &NO_LOCAL_CONTEXTS,
             network,
             run_options,
             context_size_warning: None,
@@ -535,6 +554,7 @@ mod tests {
             let keys = Keys {
                 graph: &graph,
                 context: &context,
+                local_contexts: &NO_LOCAL_CONTEXTS,
                 network: Network::Default,
                 run_options: &NO_RUN_OPTIONS,
                 context_size_warning: None,
@@ -564,6 +584,7 @@ mod tests {
         let keys = Keys {
             graph: &graph,
             context: &context,
+            local_contexts: &NO_LOCAL_CONTEXTS,
             network: Network::Default,
             run_options: &NO_RUN_OPTIONS,
             context_size_warning: None,
