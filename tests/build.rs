@@ -944,8 +944,8 @@ fn build_contexts_replace_stages_and_image_names() {
 
     for (spec, message) in [
         (
-            "shared=oci-layout:///tmp/layout",
-            "not an oci-layout:// or a URL",
+            "shared=https://example.com/context.tar.gz",
+            "docker-image://, oci-layout:// and directories are supported, not a URL",
         ),
         (
             "shared=/nonexistent/imgbuild-dir",
@@ -1029,4 +1029,59 @@ fn a_directory_build_context_is_copied_from() {
         stderr.contains("can be copied from (COPY --from=shared) but not built on"),
         "{stderr}"
     );
+}
+
+/// `--build-context NAME=oci-layout://PATH[:TAG]`: an image of a local OCI layout as FROM
+/// and `--from`, on both executors (TAG names it as buildx does, `v1`, or as skopeo and
+/// imgbuild name it, `app:v1`); a directory that is no layout and a digest are refused.
+#[test]
+fn an_oci_layout_build_context_is_an_image() {
+    let made = Project::new("FROM BUSYBOX\nRUN echo in-layout > /from-layout\n", &[]);
+    let layout = made.cache.path().join("layout");
+    made.build_ok(&[
+        "-t",
+        "app:v1",
+        "--output",
+        &format!("type=oci,dest={}", layout.display()),
+    ]);
+    let project = Project::new(
+        "FROM tools AS t\nFROM base\nCOPY --from=t /from-layout /copied\nRUN cat /copied /from-layout > /both\n",
+        &[],
+    );
+    let base = format!("base=oci-layout://{}:v1", layout.display());
+    let tools = format!("tools=oci-layout://{}", layout.display());
+    for executor in ["native", "engine"] {
+        let tag = support::unique_name("oci-layout-context");
+        project.build_ok(&[
+            "--executor",
+            executor,
+            "-t",
+            &tag,
+            "--build-context",
+            &base,
+            "--build-context",
+            &tools,
+        ]);
+        assert_eq!(
+            run_image(&tag, &["cat", "/both"]),
+            "in-layout\nin-layout\n",
+            "{executor}"
+        );
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
+    for (spec, message) in [
+        (
+            format!("base=oci-layout://{}", made.path().display()),
+            "is not an OCI image layout",
+        ),
+        (
+            format!("base=oci-layout://{}@sha256:00", layout.display()),
+            "by digest is not supported yet",
+        ),
+    ] {
+        let out = project.build(&["--build-context", &spec]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {stderr}");
+        assert!(stderr.contains(message), "{spec}: {stderr}");
+    }
 }

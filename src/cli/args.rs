@@ -200,9 +200,10 @@ pub struct BuildArgs {
     #[arg(long = "allow", value_enum, value_name = "ENTITLEMENT")]
     pub allow: Vec<Entitlement>,
 
-    /// A named context: NAME=docker-image://REF or NAME=DIR replaces the stage NAME, and
-    /// FROM NAME (an image only) or --from=NAME naming no stage; repeatable.
-    #[arg(long = "build-context", value_name = "NAME=docker-image://REF|DIR")]
+    /// A named context: NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG] or NAME=DIR
+    /// replaces the stage NAME, and FROM NAME (an image only) or --from=NAME naming no
+    /// stage; repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
 
     /// Add `IP NAME` to /etc/hosts in every RUN: `NAME:IP`; repeatable.

@@ -84,6 +84,9 @@ fn named_contexts(
             crate::registry::reference::Reference::parse(image)
                 .map_err(|e| InputError::new(format!("--build-context {spec}: {e}")))?;
             NamedContext::Image(image.to_owned())
+        } else if let Some(layout) = value.strip_prefix(crate::frontend::stages::OCI_LAYOUT_PREFIX)
+        {
+            NamedContext::Image(oci_layout_image(spec, layout)?)
         } else if value.contains("://")
             || crate::fetch::GitSource::context(value)
                 .ok()
@@ -91,9 +94,9 @@ fn named_contexts(
                 .is_some()
         {
             return Err(InputError::new(format!(
-                "--build-context {spec}: docker-image://REF and directories are supported so far, not an oci-layout:// or a URL"
+                "--build-context {spec}: docker-image://, oci-layout:// and directories are supported, not a URL"
             ))
-            .with_hint("pull the image into a registry or the engine and give docker-image://REF"));
+            .with_hint("clone or download it, and give the directory"));
         } else {
             let dir = std::path::Path::new(value);
             if !dir.is_dir() {
@@ -107,6 +110,40 @@ fn named_contexts(
         contexts.insert(name.to_lowercase(), context);
     }
     Ok(contexts)
+}
+
+/// `oci-layout://PATH[:TAG]` as the image name the build uses for it: the layout's
+/// absolute path (checked to be a layout) and the tag, which names the image in the
+/// layout's index (`org.opencontainers.image.ref.name`; without one, the only image).
+fn oci_layout_image(spec: &str, layout: &str) -> Result<String, InputError> {
+    if layout.contains('@') {
+        return Err(InputError::new(format!(
+            "--build-context {spec}: an oci-layout:// image by digest is not supported yet"
+        ))
+        .with_hint("name it by its tag: oci-layout://PATH:TAG"));
+    }
+    let (path, tag) = match layout.rsplit_once(':') {
+        Some((path, tag)) if !tag.is_empty() && !tag.contains('/') => (path, Some(tag)),
+        _ => (layout, None),
+    };
+    let dir = std::fs::canonicalize(path)
+        .ok()
+        .filter(|dir| dir.join("oci-layout").is_file())
+        .ok_or_else(|| {
+            InputError::new(format!(
+                "--build-context {spec}: {path} is not an OCI image layout (a directory with an oci-layout file)"
+            ))
+        })?;
+    let mut name = format!(
+        "{}{}",
+        crate::frontend::stages::OCI_LAYOUT_PREFIX,
+        dir.display()
+    );
+    if let Some(tag) = tag {
+        name.push(':');
+        name.push_str(tag);
+    }
+    Ok(name)
 }
 
 /// `--ssh ID[=SOCKET]`: each agent's socket, checked to be one, so a mistake is reported

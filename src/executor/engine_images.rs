@@ -90,6 +90,23 @@ pub(super) fn remember(cache_dir: &Path, id: &Digest, manifest: &Digest) -> anyh
 
 /// Takes the engine's image `id` into the blob store through `docker save` (its layers
 /// uncompressed, as the engine gives them) and remembers it.
+/// Puts an image's blobs (those the store lacks), config and manifest into the blob store,
+/// so it is read as a pulled image is; returns the manifest's digest. Blocking.
+pub(super) fn store_image(
+    blobs: &registry::BlobStore,
+    image: &dyn oci::Image,
+) -> anyhow::Result<Digest> {
+    let store = blobs.blobs();
+    for layer in image.layers() {
+        if !store.contains(layer.digest()) {
+            let mut blob = image.open_blob(layer.digest())?;
+            store.put(layer, &mut blob)?;
+        }
+    }
+    store.put_bytes(image.raw_config())?;
+    Ok(store.put_bytes(image.raw_manifest())?)
+}
+
 pub(super) async fn import(
     engine: &Engine,
     cache_dir: &Path,
@@ -113,7 +130,6 @@ pub(super) async fn import(
     }
     file.flush().await?;
     drop(file);
-    let store = blobs.blobs().clone();
     let manifest = tokio::task::block_in_place(|| -> anyhow::Result<Digest> {
         let image = oci::open_docker_archive(&archive, None)?;
         anyhow::ensure!(
@@ -121,14 +137,7 @@ pub(super) async fn import(
             "docker save of {id} gave the image {}",
             image.config_descriptor().digest()
         );
-        for layer in image.layers() {
-            if !store.contains(layer.digest()) {
-                let mut blob = image.open_blob(layer.digest())?;
-                store.put(layer, &mut blob)?;
-            }
-        }
-        store.put_bytes(image.raw_config())?;
-        Ok(store.put_bytes(image.raw_manifest())?)
+        store_image(blobs, &image)
     })
     .with_context(|| format!("taking {reference} out of the engine (docker save)"))?;
     remember(cache_dir, id, &manifest)?;

@@ -247,8 +247,15 @@ fn located(file: &str, at: Location, message: impl Into<String>) -> Error {
     Error::new(file, message).at(at.line, Some(at.column))
 }
 
+/// How a `--build-context NAME=oci-layout://…` names its image: this prefix, the layout's
+/// absolute path, and `:TAG` when one was given.
+pub const OCI_LAYOUT_PREFIX: &str = "oci-layout://";
+
 /// `NAME: why it is not an image reference`, for a name that does not parse as one.
 fn check_reference(name: &str) -> Result<(), String> {
+    if name.starts_with(OCI_LAYOUT_PREFIX) {
+        return Ok(());
+    }
     crate::registry::reference::Reference::parse(name)
         .map(|_| ())
         .map_err(|e| format!("{name}: {e}"))
