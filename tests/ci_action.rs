@@ -602,28 +602,83 @@ fn every_declared_input_reaches_the_build_script() {
     }
 }
 
-/// `add-hosts`, `shm-size` and `ulimit` reach every RUN, as build-push-action gives them.
+/// The other inputs of build-push-action, as it gives them, reach the build: `add-hosts`,
+/// `shm-size`, `ulimit` and `ssh` every RUN; `build-contexts` the names; `no-cache-filters`
+/// the stages; `annotations` the manifest written by `outputs`, beside `load`.
 #[test]
-fn run_option_inputs_reach_the_run_steps() {
+fn run_option_and_context_inputs_reach_the_build() {
     let context = context_with(
-        "FROM BUSYBOX\n\
-         RUN grep -wE 'db|cache' /etc/hosts > /hosts && df -k /dev/shm | tail -n 1 > /shm \\\n\
-          && ulimit -n > /nofile && ulimit -Hn >> /nofile\n",
+        "FROM base AS fetch
+         RUN echo fetched > /fetched
+         FROM base
+         COPY --from=fetch /fetched /fetched
+         RUN --mount=type=ssh grep -wE 'db|cache' /etc/hosts > /hosts && df -k /dev/shm | tail -n 1 > /shm \\\n\
+          && ulimit -n > /nofile && ulimit -Hn >> /nofile && test -S \"$SSH_AUTH_SOCK\" && echo agent > /ssh\n",
     );
+    let agent_dir = tempdir();
+    let socket = agent_dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent runs (openssh-client)");
+    for _ in 0..500 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let tag = format!("imgbuild-test/{}:1", unique_name("action-run-options"));
+    let layout = agent_dir.path().join("layout");
     let job = Job::new();
-    let out = job.run(&[
-        ("CONTEXT", &context.path().display().to_string()),
-        ("TAGS", &tag),
-        ("LOAD", "true"),
-        ("ADD_HOSTS", "db:10.0.0.2,cache:10.0.0.3"),
-        ("SHM_SIZE", "128m"),
-        ("ULIMIT", "nofile=1000:2000\n"),
-    ]);
-    assert!(out.status.success(), "{}", job.everything_shown(&out));
+    let out = job
+        .command(&[
+            ("CONTEXT", &context.path().display().to_string()),
+            ("TAGS", &tag),
+            ("LOAD", "true"),
+            ("OUTPUTS", &format!("type=oci,dest={}", layout.display())),
+            (
+                "ANNOTATIONS",
+                "org.opencontainers.image.description=from the action\n",
+            ),
+            (
+                "BUILD_CONTEXTS",
+                &format!("base=docker-image://{}", support::busybox_in_registry()),
+            ),
+            ("NO_CACHE_FILTERS", "fetch"),
+            ("ADD_HOSTS", "db:10.0.0.2,cache:10.0.0.3"),
+            ("SHM_SIZE", "128m"),
+            ("ULIMIT", "nofile=1000:2000\n"),
+            ("SSH", "default"),
+        ])
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let shown = job.everything_shown(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("cache miss: --no-cache-filter fetch"),
+        "{shown}"
+    );
     let read = |path: &str| support::docker_ok(["run", "--rm", tag.as_str(), "cat", path]);
     assert_eq!(read("/hosts"), "10.0.0.2\tdb\n10.0.0.3\tcache\n");
     assert!(read("/shm").contains(" 131072 "), "{}", read("/shm"));
     assert_eq!(read("/nofile"), "1000\n2000\n");
+    assert_eq!(read("/ssh"), "agent\n");
+    assert_eq!(read("/fetched"), "fetched\n");
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}", layout.display()))
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.description"],
+        "from the action"
+    );
     support::docker_ok(["rmi", tag.as_str()]);
 }
