@@ -967,7 +967,7 @@ fn build_contexts_replace_stages_and_image_names() {
 /// `--build-context NAME=DIR` (BuildKit ≥ 0.10; v0.8 has no such flag): COPY --from=NAME
 /// reads the directory as a build context of its own (its `.dockerignore` applies), in a
 /// build stage on both executors and in the packaging stage; a stage named NAME is replaced
-/// by it; FROM of it is refused before anything runs.
+/// by it; a stage built on it starts from its files.
 #[test]
 fn a_directory_build_context_is_copied_from() {
     let shared = support::tempdir();
@@ -1021,14 +1021,39 @@ fn a_directory_build_context_is_copied_from() {
         support::docker_ok(["rmi", tag.as_str()]);
     }
 
+    // A stage built on the directory starts from its files (FROM scratch, then them), and
+    // RUN --mount from= it is refused before anything runs.
     let from_dir = Project::new("FROM shared\n", &[]);
-    let out = from_dir.build(&["--build-context", &shared_arg]);
+    let tree = from_dir.cache.path().join("tree");
+    let output = format!("type=local,dest={}", tree.display());
+    from_dir.build_ok(&["--build-context", &shared_arg, "--output", &output]);
+    let mut files: Vec<String> = walkdir(&tree);
+    files.sort();
+    assert_eq!(files, [".dockerignore", "lib", "lib/a.txt", "lib/b.txt"]);
+    let mounted = Project::new(
+        "FROM BUSYBOX\nRUN --mount=from=shared,target=/s ls /s\n",
+        &[],
+    );
+    let out = mounted.build(&["--build-context", &shared_arg]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("can be copied from (COPY --from=shared) but not built on"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot be mounted yet"), "{stderr}");
+}
+
+/// The paths under `root`, relative, directories included.
+fn walkdir(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            found.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                pending.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// `--build-context NAME=oci-layout://PATH[:TAG]`: an image of a local OCI layout as FROM

@@ -201,8 +201,7 @@ pub struct BuildArgs {
     pub allow: Vec<Entitlement>,
 
     /// A named context: NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG] or NAME=DIR
-    /// replaces the stage NAME, and FROM NAME (an image only) or --from=NAME naming no
-    /// stage; repeatable.
+    /// replaces the stage NAME, and FROM NAME or --from=NAME naming no stage; repeatable.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
 

@@ -126,6 +126,67 @@ pub fn resolve(
     resolve_with_contexts(dockerfile, build_args, target, platform, &BTreeMap::new())
 }
 
+/// A stage built on a `--build-context NAME=DIR` (`FROM NAME`) starts from the directory's
+/// files, as in BuildKit: it becomes `FROM scratch` with `COPY --from=NAME . /` first.
+/// (BuildKit's image has no history entry for that copy; its files are the same.)
+fn build_on_local_contexts(
+    dockerfile: &mut Dockerfile,
+    lexer: &Lexer,
+    global_args: &BTreeMap<String, String>,
+    named_contexts: &BTreeMap<String, NamedContext>,
+) {
+    if !named_contexts
+        .values()
+        .any(|c| matches!(c, NamedContext::Local(_)))
+    {
+        return;
+    }
+    let names: Vec<Option<String>> = dockerfile.stages.iter().map(|s| s.name.clone()).collect();
+    for stage in &mut dockerfile.stages {
+        // A base that does not expand is reported where the stage is resolved.
+        let Ok(base) = lexer.process_word(&stage.base, global_args) else {
+            continue;
+        };
+        let lower = base.to_lowercase();
+        let names_earlier_stage = names[..stage.index]
+            .iter()
+            .any(|n| n.as_deref() == Some(lower.as_str()));
+        let local = match named_contexts.get(&lower) {
+            Some(NamedContext::Local(_)) => Some(lower.clone()),
+            _ if names_earlier_stage => None,
+            _ => match named_context(named_contexts, &base) {
+                Some(NamedContext::Local(_)) => Some(lower.clone()),
+                _ => None,
+            },
+        };
+        let Some(name) = local else { continue };
+        stage.base = "scratch".to_owned();
+        let copy = super::instructions::Copy {
+            is_add: false,
+            sources: vec![".".to_owned()],
+            inline: Vec::new(),
+            dest: "/".to_owned(),
+            from: Some(name.clone()),
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            exclude: Vec::new(),
+            checksum: None,
+            keep_git_dir: false,
+            unpack: None,
+        };
+        stage.commands.insert(
+            0,
+            Command {
+                instruction: Instruction::Copy(copy),
+                location: stage.location,
+                source: format!("COPY --from={name} . /"),
+            },
+        );
+    }
+}
+
 /// The `--build-context` for `name`, a FROM or `--from` that is no stage: by name as
 /// written, else as the same image reference.
 fn named_context<'a>(
@@ -153,8 +214,8 @@ fn named_context<'a>(
 /// [`resolve`] with `--build-context`s, as BuildKit applies them: a stage named NAME is
 /// replaced by the named context (its instructions are not built), and a FROM or `--from`
 /// that names no stage but NAME (as written, or as the same image reference: `alpine` is
-/// `docker.io/library/alpine:latest`) takes it. A directory can be copied from, not built
-/// on: FROM of one is the Dockerfile's error here.
+/// `docker.io/library/alpine:latest`) takes it. A stage built on a directory starts from its
+/// files.
 pub fn resolve_with_contexts(
     mut dockerfile: Dockerfile,
     build_args: &BTreeMap<String, String>,
@@ -203,6 +264,7 @@ pub fn resolve_with_contexts(
         }
     }
 
+    build_on_local_contexts(&mut dockerfile, &lexer, &global_args, named_contexts);
     let stages = &dockerfile.stages;
     let mut resolved = Vec::with_capacity(stages.len());
     for stage in stages {
@@ -324,30 +386,16 @@ fn resolve_stage(
     }
     // A base names an earlier stage, as in BuildKit; later stages are not visible to FROM.
     let lower = base_name.to_lowercase();
-    let local_context = || {
-        located(
-            file,
-            at,
-            format!(
-                "FROM {base_name}: --build-context gives a directory for {base_name}, which can be copied from (COPY --from={base_name}) but not built on"
-            ),
-        )
-    };
+    // (A base that names a directory context was made `FROM scratch` + a COPY of it.)
     let base = if let Some(earlier) = stages[..stage.index]
         .iter()
         .find(|s| s.name.as_deref() == Some(lower.as_str()))
     {
-        if matches!(named_contexts.get(&lower), Some(NamedContext::Local(_))) {
-            return Err(local_context());
-        }
         Base::Stage(earlier.index)
     } else if lower == "scratch" {
         Base::Scratch
-    } else if let Some(context) = named_context(named_contexts, &base_name) {
-        match context {
-            NamedContext::Image(image) => Base::Image(image.clone()),
-            NamedContext::Local(_) => return Err(local_context()),
-        }
+    } else if let Some(NamedContext::Image(image)) = named_context(named_contexts, &base_name) {
+        Base::Image(image.clone())
     } else {
         // A name that is no image reference is the Dockerfile's error, found before any
         // engine or registry is asked (BuildKit: "failed to parse stage name").
