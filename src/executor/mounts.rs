@@ -405,16 +405,25 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                         .get(..16)
                         .unwrap_or_default()
                 );
-                let (file, inside) = match (&mount.env, &mount.target) {
-                    (Some(_), None) => (
+                let target = match (&mount.env, &mount.target) {
+                    (Some(_), None) => None,
+                    (_, None) => Some(default_target.clone()),
+                    (_, Some(target)) => Some(target.clone()),
+                };
+                let (file, inside) = match target {
+                    None => (
                         run_dirs.file(&mut out, SECRETS_DIR, &env_file)?,
                         format!("{SECRETS_DIR}/{env_file}"),
                     ),
-                    (_, None) => (run_dirs.file(&mut out, SECRETS_DIR, &id)?, default_target),
-                    (_, Some(target)) if *target == default_target => {
-                        (run_dirs.file(&mut out, SECRETS_DIR, &id)?, default_target)
+                    Some(target)
+                        if target == default_target
+                            && id
+                                .split('/')
+                                .all(|c| !c.is_empty() && c != "." && c != "..") =>
+                    {
+                        (run_dirs.file(&mut out, SECRETS_DIR, &id)?, target)
                     }
-                    (_, Some(target)) => {
+                    Some(target) => {
                         let dir = private_dir("a secret")?;
                         let file = dir.path().join("secret");
                         out.guards._dirs.push(dir);
@@ -423,7 +432,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                             target: target.clone(),
                             read_only: true,
                         });
-                        (file, target.clone())
+                        (file, target)
                     }
                 };
                 let mut f = fs::OpenOptions::new()
@@ -572,8 +581,16 @@ impl RunDirs {
         target: &'static str,
         name: &str,
     ) -> anyhow::Result<PathBuf> {
+        let in_dir = |dir: &Path| -> anyhow::Result<PathBuf> {
+            // An id with a `/` (`aws/creds`) is a file in a directory of its own there.
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            Ok(path)
+        };
         if let Some(dir) = self.dirs.get(target) {
-            return Ok(dir.join(name));
+            return in_dir(dir);
         }
         let private = private_dir("the RUN's secrets")?;
         // Listable, as BuildKit's directory is; the files keep their own modes.
@@ -586,8 +603,9 @@ impl RunDirs {
             target: target.to_owned(),
             read_only: true,
         });
-        self.dirs.insert(target, dir.clone());
-        Ok(dir.join(name))
+        let path = in_dir(&dir)?;
+        self.dirs.insert(target, dir);
+        Ok(path)
     }
 }
 
