@@ -80,8 +80,9 @@ fn secrets_reach_their_run_and_nothing_else() {
         &"FROM BUSYBOX AS build\n\
          RUN --mount=type=secret,id=token test \"$(md5sum < /run/secrets/token)\" = \"MD5  -\" && echo file-ok > /ok\n\
          RUN --mount=type=secret,id=envtoken,env=TOKEN test \"$(printf %s \"$TOKEN\" | md5sum)\" = \"MD5  -\" && echo env-ok > /ok2\n\
+         RUN --mount=type=secret,id=aws/creds test \"$(md5sum < /run/secrets/aws/creds)\" = \"MD5  -\" && echo nested-ok > /ok3\n\
          FROM BUSYBOX\n\
-         COPY --from=build /ok /ok2 /\n\
+         COPY --from=build /ok /ok2 /ok3 /\n\
          RUN --mount=type=secret,id=token,target=/tmp/t wc -c < /tmp/t > /length\n"
             .replace("MD5", md5),
     );
@@ -94,6 +95,8 @@ fn secrets_reach_their_run_and_nothing_else() {
             &format!("id=token,src={}", secret_file.display()),
             "--secret",
             "id=envtoken,env=MY_TOKEN",
+            "--secret",
+            &format!("id=aws/creds,src={}", secret_file.display()),
             "--output",
             &format!("type=oci,dest={}", layout.display()),
         ],
@@ -111,7 +114,7 @@ fn secrets_reach_their_run_and_nothing_else() {
     let blobs = contents_under(&layout);
     let all: Vec<u8> = blobs.iter().flat_map(|(_, b)| b.clone()).collect();
     assert!(
-        contains(&all, b"file-ok") && contains(&all, b"env-ok"),
+        contains(&all, b"file-ok") && contains(&all, b"env-ok") && contains(&all, b"nested-ok"),
         "the RUNs did not see the secret"
     );
     assert!(
