@@ -57,6 +57,9 @@ pub struct BuildRequest {
     /// Whether the context's ignore file (`.dockerignore`, `NAME.dockerignore`) applies:
     /// not to a tar on standard input, which docker build takes as it is (moby/moby#13919).
     pub dockerignore: bool,
+    /// Whether COPY keeps the context files' owners: a tar on standard input, as BuildKit
+    /// keeps them; else root (or `--chown`).
+    pub context_owners: bool,
     pub dockerfile: DockerfileSource,
     /// `--build-context`s by (lower-cased) name.
     pub build_contexts: BTreeMap<String, crate::frontend::stages::NamedContext>,

@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // docker build applies no ignore file to a tar or a git repository: they are the
             // context as their sender made it (moby/moby#13919).
             request.dockerignore = stdin_context.is_none() && git_context.is_none();
+            request.context_owners = stdin_context.as_ref().is_some_and(|c| c.owners_kept());
             build(request, &runtime)
         }
         Command::Debug(DebugCommand::Parse { dockerfile }) => debug_parse(&dockerfile),

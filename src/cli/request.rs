@@ -276,6 +276,7 @@ impl BuildRequest {
         Ok(BuildRequest {
             context: args.context,
             dockerignore: true,
+            context_owners: false,
             build_contexts: named_contexts(&args.build_contexts)?,
             dockerfile,
             target: args.target,
@@ -565,6 +566,8 @@ mod tests {
             let mut header = tar::Header::new_ustar();
             header.set_size(text.len() as u64);
             header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
             header.set_cksum();
             builder
                 .append_data(&mut header, name, text.as_bytes())

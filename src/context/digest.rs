@@ -50,6 +50,10 @@ pub(super) fn digest(root: &Path, selection: &Selection) -> Result<SelectionDige
         field(&mut hasher, tag);
         field(&mut hasher, &entry.mode.to_be_bytes());
         field(&mut hasher, &[u8::from(entry.implicit)]);
+        // Only a context that keeps owners has them: other keys are as they were.
+        if let Some((uid, gid)) = entry.owner {
+            field(&mut hasher, format!("owner {uid}:{gid}").as_bytes());
+        }
         field(&mut hasher, payload);
         // A hard link's source file has the content of the entry it names.
         let content = match &entry.kind {

@@ -59,6 +59,8 @@ pub struct Context {
     /// The ignore file as errors name it: `.dockerignore`, or `app.Dockerfile.dockerignore`
     /// as the user named the Dockerfile.
     ignore_name: String,
+    /// Entries carry their files' owners (see [`Context::keeping_owners`]).
+    keep_owners: bool,
 }
 
 /// How a `COPY`/`ADD` selects its files, beyond its sources and destination.
@@ -99,8 +101,9 @@ pub struct Selection {
 /// directory (symlinks keep 0777), the destination directory included, as BuildKit ≥ 0.21
 /// does. docker build copies the host's permission bits, so the image differs from its
 /// result only for files and directories whose mode is neither of the two normal ones
-/// (0600, 0664, 0775, setuid bits…). Owners are not part of an entry: the writer applies
-/// `--chown` or root.
+/// (0600, 0664, 0775, setuid bits…). Owners are part of an entry only in a context that
+/// keeps them (a tar on standard input, as BuildKit keeps them); otherwise the writer
+/// applies `--chown` or root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The absolute host path inside the context (symlinks in a source path resolved);
@@ -116,6 +119,8 @@ pub struct Entry {
     /// creates a missing one with `mode`. Missing parents of the destination are not
     /// listed: BuildKit creates them 0755.
     pub implicit: bool,
+    /// `(uid, gid)` in a context that keeps its owners ([`Context::keeping_owners`]).
+    pub owner: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +244,7 @@ impl Context {
             ignore,
             ignore_text,
             ignore_name,
+            keep_owners: false,
         })
     }
 
@@ -252,7 +258,16 @@ impl Context {
             ignore: DockerIgnore::default(),
             ignore_text: Vec::new(),
             ignore_name: ".dockerignore".to_owned(),
+            keep_owners: false,
         })
+    }
+
+    /// This context with its files' owners kept: a tar on standard input, whose owners
+    /// BuildKit keeps for COPY (it unpacks the tar into a state and copies from that, as
+    /// from a stage). A directory's owners are the checkout's, never the image's.
+    pub fn keeping_owners(mut self) -> Context {
+        self.keep_owners = true;
+        self
     }
 
     /// The canonical context directory.

@@ -233,6 +233,7 @@ impl<'a> Selector<'a> {
                         kind: EntryKind::Archive,
                         mode: self.dir_mode(),
                         implicit: false,
+                        owner: None,
                     },
                     link: None,
                 });
@@ -579,6 +580,7 @@ impl<'a> Selector<'a> {
                         kind: EntryKind::Dir,
                         mode: self.dir_mode(),
                         implicit: false,
+                        owner: None,
                     },
                     link: None,
                 };
@@ -621,6 +623,7 @@ impl<'a> Selector<'a> {
                         kind: EntryKind::Symlink { target: link },
                         mode: 0o777,
                         implicit: false,
+                        owner: None,
                     },
                     link: None,
                 }
@@ -652,6 +655,7 @@ impl<'a> Selector<'a> {
                 kind: EntryKind::Dir,
                 mode: self.dir_mode(),
                 implicit: true,
+                owner: None,
             },
             link: None,
         });
@@ -670,6 +674,7 @@ impl<'a> Selector<'a> {
                 },
                 mode: self.opts.chmod.unwrap_or(normal),
                 implicit: false,
+                owner: None,
             },
             link: (meta.nlink() > 1).then(|| (self.source_index, meta.dev(), meta.ino())),
         }
@@ -731,7 +736,7 @@ impl<'a> Selector<'a> {
             ));
         }
         let mut first_of_inode: HashMap<(usize, u64, u64), String> = HashMap::new();
-        let entries = candidates
+        let entries: Vec<Entry> = candidates
             .into_iter()
             .map(|candidate| {
                 let mut entry = candidate.entry;
@@ -750,6 +755,14 @@ impl<'a> Selector<'a> {
                 entry
             })
             .collect();
+        let mut entries = entries;
+        if self.ctx.keep_owners {
+            for entry in entries.iter_mut().filter(|e| !e.implicit) {
+                let meta = std::fs::symlink_metadata(&entry.source)
+                    .with_context(|| format!("reading `{}`", entry.source.display()))?;
+                entry.owner = Some((u64::from(meta.uid()), u64::from(meta.gid())));
+            }
+        }
         Ok(Selection {
             entries,
             skipped: self.skipped,

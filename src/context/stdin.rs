@@ -22,6 +22,8 @@ pub struct StdinContext {
     dir: tempfile::TempDir,
     /// The Dockerfile when standard input was one (the context is then empty).
     dockerfile: Option<PathBuf>,
+    /// The files have the tar's owners (unpacked as root), for COPY to keep.
+    owners_kept: bool,
 }
 
 impl StdinContext {
@@ -33,6 +35,12 @@ impl StdinContext {
     /// The Dockerfile standard input held, when it held one rather than a tar.
     pub fn dockerfile(&self) -> Option<&Path> {
         self.dockerfile.as_deref()
+    }
+
+    /// Whether the files have the tar's owners, which COPY keeps as BuildKit does: only
+    /// root can give them (otherwise they are the caller's, which mean nothing in an image).
+    pub fn owners_kept(&self) -> bool {
+        self.owners_kept
     }
 }
 
@@ -63,13 +71,15 @@ pub fn read(mut input: impl Read, temp_parent: &Path) -> Result<StdinContext, Er
         return Ok(StdinContext {
             dir,
             dockerfile: Some(dockerfile),
+            owners_kept: false,
         });
     }
     let mut archive = tar::Archive::new(open_archive(&spool)?);
     // Modes as the tar has them (a script's 0755 survives `COPY`), not the process umask;
-    // owners are not the context's business (COPY gives 0:0 or --chown's).
+    // owners too, which BuildKit's COPY keeps from a tar context.
+    let owners_kept = rustix::process::geteuid().is_root();
     archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(false);
+    archive.set_preserve_ownerships(owners_kept);
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
     // tar's unpack refuses entries that would land outside `root`, through `..` or a
@@ -82,6 +92,7 @@ pub fn read(mut input: impl Read, temp_parent: &Path) -> Result<StdinContext, Er
     Ok(StdinContext {
         dir,
         dockerfile: None,
+        owners_kept,
     })
 }
 
@@ -98,6 +109,7 @@ mod tests {
             header.set_size(data.len() as u64);
             header.set_mode(mode);
             header.set_uid(1234);
+            header.set_gid(5678);
             header.set_cksum();
             builder.append_data(&mut header, name, data).unwrap();
         };
@@ -123,6 +135,11 @@ mod tests {
         );
         assert_eq!(mode(&root.join("bin/run.sh")), 0o755);
         assert_eq!(mode(&root.join("secret.key")), 0o600);
+        if context.owners_kept() {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(root.join("bin/run.sh")).unwrap().uid();
+            assert_eq!(owner, 1234, "the tar's owner, for COPY to keep");
+        }
         assert!(
             !context.dir.path().join("stdin").exists(),
             "the copy is gone"

@@ -238,7 +238,10 @@ fn write_entry<W: Write>(
     entry: &Entry,
     dest_exists: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
-    let root = Ownership::ROOT;
+    let root = match entry.owner {
+        Some((uid, gid)) => Ownership { uid, gid },
+        None => Ownership::ROOT,
+    };
     match &entry.kind {
         EntryKind::Dir => {
             if entry.implicit && out.overrides.chmod.is_none() && dest_exists(&entry.target) {

@@ -301,6 +301,7 @@ mod tests {
         let request = BuildRequest {
             context: dir.to_owned(),
             dockerignore: true,
+            context_owners: false,
             build_contexts: BTreeMap::new(),
             ssh: BTreeMap::new(),
             run_options: Default::default(),

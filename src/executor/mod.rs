@@ -236,6 +236,10 @@ pub async fn build(
     } else {
         Context::open_unfiltered(&request.context)?
     };
+    let context = match request.context_owners {
+        true => context.keeping_owners(),
+        false => context,
+    };
     let mut local_contexts = std::collections::BTreeMap::new();
     for (name, named) in &request.build_contexts {
         if let crate::frontend::stages::NamedContext::Local(dir) = named {
