@@ -736,7 +736,7 @@ impl<'a> Selector<'a> {
             ));
         }
         let mut first_of_inode: HashMap<(usize, u64, u64), String> = HashMap::new();
-        let entries: Vec<Entry> = candidates
+        let mut entries: Vec<Entry> = candidates
             .into_iter()
             .map(|candidate| {
                 let mut entry = candidate.entry;
@@ -755,7 +755,6 @@ impl<'a> Selector<'a> {
                 entry
             })
             .collect();
-        let mut entries = entries;
         if self.ctx.keep_owners {
             for entry in entries.iter_mut().filter(|e| !e.implicit) {
                 let meta = std::fs::symlink_metadata(&entry.source)

@@ -88,8 +88,6 @@ pub(super) fn remember(cache_dir: &Path, id: &Digest, manifest: &Digest) -> anyh
     Ok(())
 }
 
-/// Takes the engine's image `id` into the blob store through `docker save` (its layers
-/// uncompressed, as the engine gives them) and remembers it.
 /// Puts an image's blobs (those the store lacks), config and manifest into the blob store,
 /// so it is read as a pulled image is; returns the manifest's digest. Blocking.
 pub(super) fn store_image(
@@ -107,6 +105,8 @@ pub(super) fn store_image(
     Ok(store.put_bytes(image.raw_manifest())?)
 }
 
+/// Takes the engine's image `id` into the blob store through `docker save` (its layers
+/// uncompressed, as the engine gives them) and remembers it.
 pub(super) async fn import(
     engine: &Engine,
     cache_dir: &Path,

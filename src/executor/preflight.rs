@@ -96,7 +96,8 @@ impl Builder {
                 }
                 continue;
             };
-            if let Source::Local(name) = self.graph.resolve_from(from) {
+            let source = self.graph.resolve_from(from);
+            if let Source::Local(name) = source {
                 return refuse(
                     format!(
                         "RUN --mount from={name}: a directory given by --build-context cannot be mounted yet"
@@ -104,7 +105,7 @@ impl Builder {
                     "COPY --from it into the stage first, or mount the build context (no from=)",
                 );
             }
-            if let Source::Stage(i) = self.graph.resolve_from(from)
+            if let Source::Stage(i) = source
                 && i >= stage
             {
                 return refuse(
