@@ -52,16 +52,18 @@ pub fn take_stdin_context(
             .with_hint("drop -f, or send a tar of the context that holds the Dockerfile")
             .into());
         }
-        // Inside the tar, as docker build reads it: `/x` is the tar's `x`, `..` stops at
-        // its root.
-        (None, Some(file)) => {
-            let inside = crate::context::clean_dest(&file.to_string_lossy());
-            Some(root.join(inside.trim_start_matches('/')))
-        }
+        (None, Some(file)) => Some(inside(&root, &file)),
         (None, None) => None,
     };
     args.context = root;
     Ok(Some(context))
+}
+
+/// `-f FILE` in a context imgbuild made (a tar's, a git checkout's), as docker build reads
+/// it there: `/x` is the context's `x`, and `..` stops at its root.
+fn inside(root: &Path, file: &Path) -> PathBuf {
+    let cleaned = crate::context::clean_dest(&file.to_string_lossy());
+    root.join(cleaned.trim_start_matches('/'))
 }
 
 /// `--build-context NAME=VALUE`: `docker-image://REF` or a directory, by name. The other
@@ -223,10 +225,7 @@ pub fn take_git_context(
     let remote = RemoteSource::Git(source.clone());
     runtime.block_on(fetcher.resolve(&remote))?;
     let checkout = fetcher.checkout(&source)?;
-    args.file = args.file.take().map(|file| {
-        let inside = crate::context::clean_dest(&file.to_string_lossy());
-        checkout.root.join(inside.trim_start_matches('/'))
-    });
+    args.file = args.file.take().map(|file| inside(&checkout.root, &file));
     args.context = checkout.root.clone();
     Ok(Some(checkout))
 }
