@@ -124,10 +124,7 @@ fn oci_layout_image(spec: &str, layout: &str) -> Result<String, InputError> {
         ))
         .with_hint("name it by its tag: oci-layout://PATH:TAG"));
     }
-    let (path, tag) = match layout.rsplit_once(':') {
-        Some((path, tag)) if !tag.is_empty() && !tag.contains('/') => (path, Some(tag)),
-        _ => (layout, None),
-    };
+    let (path, tag) = oci::split_layout_tag(layout);
     let dir = std::fs::canonicalize(path)
         .ok()
         .filter(|dir| dir.join("oci-layout").is_file())

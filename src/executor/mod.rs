@@ -71,20 +71,6 @@ pub struct BuildResult {
     pub executor: ExecutorUsed,
 }
 
-/// The one image name in the OCI layout at `path` whose tag is `tag` (`app:v1` for `v1`).
-fn layout_name_with_tag(path: &std::path::Path, tag: &str) -> Option<String> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path.join("index.json")).ok()?).ok()?;
-    let suffix = format!(":{tag}");
-    let mut names = index["manifests"]
-        .as_array()?
-        .iter()
-        .filter_map(|m| m["annotations"][oci::REF_NAME].as_str())
-        .filter(|name| name.ends_with(&suffix));
-    let name = names.next()?.to_owned();
-    names.next().is_none().then_some(name)
-}
-
 /// A FROM image pulled into the blob store.
 struct Pulled {
     image: Arc<dyn Image>,
@@ -666,27 +652,13 @@ impl Builder {
         layout: &str,
         platform: &oci::Platform,
     ) -> anyhow::Result<Pulled> {
-        let (path, tag) = match layout.rsplit_once(':') {
-            Some((path, tag)) if std::path::Path::new(path).join("oci-layout").is_file() => {
-                (path, Some(tag))
-            }
-            _ => (layout, None),
-        };
+        let (path, tag) = oci::split_layout_tag(layout);
         let id = self.ids.next();
         self.reporter
             .started(id, &format!("[internal] load metadata for {name}"));
         let started = Instant::now();
         let manifest = tokio::task::block_in_place(|| -> anyhow::Result<_> {
-            let path = std::path::Path::new(path);
-            // TAG is the image's name in the layout (buildx writes `v1`), or its tag (skopeo
-            // and imgbuild write `app:v1`).
-            let image = match oci::open_oci_layout(path, tag, platform) {
-                Err(exact) => match tag.and_then(|tag| layout_name_with_tag(path, tag)) {
-                    Some(name) => oci::open_oci_layout(path, Some(&name), platform)?,
-                    None => return Err(exact.into()),
-                },
-                image => image?,
-            };
+            let image = oci::open_oci_layout_tagged(std::path::Path::new(path), tag, platform)?;
             engine_images::store_image(&self.registry_blobs, &image)
         })
         .with_context(|| format!("reading the image of {name}"))?;

@@ -37,6 +37,40 @@ pub fn open_oci_layout(
     reference: Option<&str>,
     platform: &Platform,
 ) -> Result<LayoutImage> {
+    open_selected(path, reference, platform, false)
+}
+
+/// [`open_oci_layout`] for `oci-layout://PATH:TAG`: `tag` names the image as buildx names
+/// it (`v1`), or is the tag of the one image named as skopeo and imgbuild name it (`app:v1`).
+pub fn open_oci_layout_tagged(
+    path: &Path,
+    tag: Option<&str>,
+    platform: &Platform,
+) -> Result<LayoutImage> {
+    open_selected(path, tag, platform, true)
+}
+
+/// `PATH[:TAG]` of an `oci-layout://` reference: the tag is what follows the last `:` when
+/// what precedes it is a layout directory (a path may hold a `:` too).
+pub fn split_layout_tag(layout: &str) -> (&str, Option<&str>) {
+    match layout.rsplit_once(':') {
+        Some((path, tag))
+            if !tag.is_empty()
+                && !tag.contains('/')
+                && Path::new(path).join("oci-layout").is_file() =>
+        {
+            (path, Some(tag))
+        }
+        _ => (layout, None),
+    }
+}
+
+fn open_selected(
+    path: &Path,
+    reference: Option<&str>,
+    platform: &Platform,
+    tag_fallback: bool,
+) -> Result<LayoutImage> {
     let source: Arc<dyn FileSource> = Arc::from(open_source(path)?);
     let layout = source.read_all("oci-layout", METADATA_LIMIT).map_err(|_| {
         Error::invalid(format!(
@@ -63,7 +97,12 @@ pub fn open_oci_layout(
         ))
     })?;
 
-    let mut chosen = select(index.manifests(), reference, &source.describe())?;
+    let mut chosen = select(
+        index.manifests(),
+        reference,
+        &source.describe(),
+        tag_fallback,
+    )?;
     // Follow nested indexes (multi-platform images) down to one manifest.
     for _ in 0..8 {
         if is_manifest_media_type(chosen.media_type().as_ref()) {
@@ -106,12 +145,23 @@ fn ref_names(d: &Descriptor) -> impl Iterator<Item = &String> {
         .flatten()
 }
 
-fn select(manifests: &[Descriptor], reference: Option<&str>, location: &str) -> Result<Descriptor> {
-    let candidates: Vec<&Descriptor> = match reference {
-        Some(r) => manifests
+fn select(
+    manifests: &[Descriptor],
+    reference: Option<&str>,
+    location: &str,
+    tag_fallback: bool,
+) -> Result<Descriptor> {
+    let named = |matches: &dyn Fn(&str) -> bool| -> Vec<&Descriptor> {
+        manifests
             .iter()
-            .filter(|d| ref_names(d).any(|n| n == r))
-            .collect(),
+            .filter(|d| ref_names(d).any(|n| matches(n)))
+            .collect()
+    };
+    let candidates: Vec<&Descriptor> = match reference {
+        Some(r) => match named(&|n| n == r) {
+            exact if !exact.is_empty() || !tag_fallback => exact,
+            _ => named(&|n| n.rsplit_once(':').is_some_and(|(_, tag)| tag == r)),
+        },
         None => manifests.iter().collect(),
     };
     let mut digests: Vec<&Digest> = Vec::new();

@@ -39,7 +39,9 @@ pub use error::{Error, Result};
 pub use image::Image;
 pub use json::canonical_json;
 pub use layer::{AddOptions, LayerBuilder, LayerOptions, WrittenLayer};
-pub use layout::{LayoutImage, REF_NAME, open_oci_layout};
+pub use layout::{
+    LayoutImage, REF_NAME, open_oci_layout, open_oci_layout_tagged, split_layout_tag,
+};
 pub use publish::{
     DockerArchive, DockerArchiveOptions, OciDir, OciTar, Publish, Published, write_docker_archive,
     write_oci_archive, write_oci_dir,
