@@ -81,8 +81,10 @@ fn secrets_reach_their_run_and_nothing_else() {
          RUN --mount=type=secret,id=token test \"$(md5sum < /run/secrets/token)\" = \"MD5  -\" && echo file-ok > /ok\n\
          RUN --mount=type=secret,id=envtoken,env=TOKEN test \"$(printf %s \"$TOKEN\" | md5sum)\" = \"MD5  -\" && echo env-ok > /ok2\n\
          RUN --mount=type=secret,id=aws/creds test \"$(md5sum < /run/secrets/aws/creds)\" = \"MD5  -\" && echo nested-ok > /ok3\n\
+         RUN --mount=type=secret,id=token --mount=type=secret,id=token,target=/run/secrets/renamed \
+             cmp /run/secrets/token /run/secrets/renamed && echo renamed-ok > /ok4\n\
          FROM BUSYBOX\n\
-         COPY --from=build /ok /ok2 /ok3 /\n\
+         COPY --from=build /ok /ok2 /ok3 /ok4 /\n\
          RUN --mount=type=secret,id=token,target=/tmp/t wc -c < /tmp/t > /length\n"
             .replace("MD5", md5),
     );
@@ -114,7 +116,10 @@ fn secrets_reach_their_run_and_nothing_else() {
     let blobs = contents_under(&layout);
     let all: Vec<u8> = blobs.iter().flat_map(|(_, b)| b.clone()).collect();
     assert!(
-        contains(&all, b"file-ok") && contains(&all, b"env-ok") && contains(&all, b"nested-ok"),
+        contains(&all, b"file-ok")
+            && contains(&all, b"env-ok")
+            && contains(&all, b"nested-ok")
+            && contains(&all, b"renamed-ok"),
         "the RUNs did not see the secret"
     );
     assert!(

@@ -395,46 +395,18 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     continue;
                 };
                 require_local("type=secret")?;
-                // At its default place, the secret is a file of the RUN's /run/secrets
-                // directory; at a target of its own, the only file of a directory of its
-                // own.
-                let default_target = format!("/run/secrets/{id}");
-                let env_file = format!(
-                    ".imgbuild-env-{}",
-                    hex::encode(Sha256::digest(id.as_bytes()))
-                        .get(..16)
-                        .unwrap_or_default()
-                );
-                let target = match (&mount.env, &mount.target) {
-                    (Some(_), None) => None,
-                    (_, None) => Some(default_target.clone()),
-                    (_, Some(target)) => Some(target.clone()),
-                };
-                let (file, inside) = match target {
-                    None => (
-                        run_dirs.file(&mut out, SECRETS_DIR, &env_file)?,
-                        format!("{SECRETS_DIR}/{env_file}"),
+                // `env=` alone: a file the exporting shell reads, where no target is.
+                let inside = match (&mount.env, &mount.target) {
+                    (Some(_), None) => format!(
+                        "{SECRETS_DIR}/.imgbuild-env-{}",
+                        hex::encode(Sha256::digest(id.as_bytes()))
+                            .get(..16)
+                            .unwrap_or_default()
                     ),
-                    Some(target)
-                        if target == default_target
-                            && id
-                                .split('/')
-                                .all(|c| !c.is_empty() && c != "." && c != "..") =>
-                    {
-                        (run_dirs.file(&mut out, SECRETS_DIR, &id)?, target)
-                    }
-                    Some(target) => {
-                        let dir = private_dir("a secret")?;
-                        let file = dir.path().join("secret");
-                        out.guards._dirs.push(dir);
-                        out.mounts.push(EngineMount::Bind {
-                            source: file.clone(),
-                            target: target.clone(),
-                            read_only: true,
-                        });
-                        (file, target)
-                    }
+                    (_, None) => format!("{SECRETS_DIR}/{id}"),
+                    (_, Some(target)) => target.clone(),
                 };
+                let file = run_dirs.place(&mut out, &inside, true, "a secret")?;
                 let mut f = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -518,27 +490,8 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     continue;
                 };
                 require_local("type=ssh")?;
-                // At its default place, the socket is in the RUN's /run/buildkit directory;
-                // at a target of its own, the only file of a directory of its own.
-                let socket = match target
-                    .strip_prefix(SSH_DIR)
-                    .and_then(|n| n.strip_prefix('/'))
-                {
-                    Some(name) if !name.contains('/') && !name.is_empty() => {
-                        run_dirs.file(&mut out, SSH_DIR, name)?
-                    }
-                    _ => {
-                        let dir = private_dir("an ssh agent socket")?;
-                        let socket = dir.path().join("agent.sock");
-                        out.guards._dirs.push(dir);
-                        out.mounts.push(EngineMount::Bind {
-                            source: socket.clone(),
-                            target,
-                            read_only: mount.readonly,
-                        });
-                        socket
-                    }
-                };
+                let socket =
+                    run_dirs.place(&mut out, &target, mount.readonly, "an ssh agent socket")?;
                 out.guards
                     ._relays
                     .push(super::ssh_agent::relay(agent, &socket)?);
@@ -561,18 +514,48 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
 const SECRETS_DIR: &str = "/run/secrets";
 const SSH_DIR: &str = "/run/buildkit";
 
-/// The directories of one RUN that hold its secrets and agent sockets at their default
-/// places, each mounted whole (read-only) at `/run/secrets` or `/run/buildkit`. A directory
-/// rather than one bind mount per file: the engine makes a mount point in the container's
-/// layer for every bind mount, and commits it, so a file mount would leave an empty file at
-/// `/run/secrets/ID` in the image; a directory mount leaves the directory, which is what
-/// BuildKit leaves. (The image's own files there are hidden during the RUN.)
+/// Where one RUN's secrets and agent sockets go. Those under `/run/secrets` or
+/// `/run/buildkit` (their default places) are files of a directory mounted whole
+/// (read-only) there. A directory rather than one bind mount per file: the engine makes a
+/// mount point in the container's layer for every bind mount, and commits it, so a file
+/// mount would leave an empty file at `/run/secrets/ID` in the image; a directory mount
+/// leaves the directory, which is what BuildKit leaves. (The image's own files there are
+/// hidden during the RUN.) Elsewhere, each is the only file of a directory of its own,
+/// bind-mounted at its target.
 #[derive(Default)]
 struct RunDirs {
     dirs: HashMap<&'static str, PathBuf>,
 }
 
 impl RunDirs {
+    /// The host path (not yet created) of the file the RUN sees at `target`.
+    fn place(
+        &mut self,
+        out: &mut PreparedMounts,
+        target: &str,
+        read_only: bool,
+        what: &str,
+    ) -> anyhow::Result<PathBuf> {
+        for dir in [SECRETS_DIR, SSH_DIR] {
+            if let Some(name) = target.strip_prefix(dir).and_then(|n| n.strip_prefix('/'))
+                && name
+                    .split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != "..")
+            {
+                return self.file(out, dir, name);
+            }
+        }
+        let private = private_dir(what)?;
+        let file = private.path().join("file");
+        out.guards._dirs.push(private);
+        out.mounts.push(EngineMount::Bind {
+            source: file.clone(),
+            target: target.to_owned(),
+            read_only,
+        });
+        Ok(file)
+    }
+
     /// The host path of `name` in the RUN's directory for `target`, made and mounted the
     /// first time.
     fn file(
