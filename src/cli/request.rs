@@ -341,6 +341,7 @@ fn manifest_annotations(
     specs: &[super::values::AnnotationSpec],
     platform: &oci::Platform,
 ) -> Result<BTreeMap<String, String>, InputError> {
+    use super::values::AnnotationKind;
     let mut annotations = BTreeMap::new();
     for spec in specs {
         let at = format!("--annotation {}:{}", spec.kind, spec.key);
@@ -349,17 +350,17 @@ fn manifest_annotations(
                 "{at}: this build is for {platform}, not {other}"
             )));
         }
-        match spec.kind.as_str() {
-            "manifest" => {
+        match spec.kind {
+            AnnotationKind::Manifest => {
                 annotations.insert(spec.key.clone(), spec.value.clone());
             }
-            "index" | "index-descriptor" => {
+            AnnotationKind::Index | AnnotationKind::IndexDescriptor => {
                 return Err(InputError::new(format!(
                     "{at}: a single-platform image has no index (BuildKit refuses index annotations for one platform too)"
                 ))
                 .with_hint("annotate the manifest: drop the `index:` prefix"));
             }
-            _ => {
+            AnnotationKind::ManifestDescriptor => {
                 return Err(InputError::new(format!(
                     "{at}: manifest-descriptor annotations are not supported yet"
                 ))

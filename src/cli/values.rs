@@ -73,10 +73,36 @@ impl FromStr for MemSize {
 /// default), `manifest-descriptor`, `index` or `index-descriptor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnotationSpec {
-    pub kind: String,
+    pub kind: AnnotationKind,
     pub platform: Option<crate::oci::Platform>,
     pub key: String,
     pub value: String,
+}
+
+/// What an annotation is on, as buildx names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnotationKind {
+    Manifest,
+    ManifestDescriptor,
+    Index,
+    IndexDescriptor,
+}
+
+impl AnnotationKind {
+    fn name(self) -> &'static str {
+        match self {
+            AnnotationKind::Manifest => "manifest",
+            AnnotationKind::ManifestDescriptor => "manifest-descriptor",
+            AnnotationKind::Index => "index",
+            AnnotationKind::IndexDescriptor => "index-descriptor",
+        }
+    }
+}
+
+impl fmt::Display for AnnotationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl FromStr for AnnotationSpec {
@@ -101,23 +127,22 @@ impl FromStr for AnnotationSpec {
             }
             None => (kind, None),
         };
-        if ![
-            "manifest",
-            "manifest-descriptor",
-            "index",
-            "index-descriptor",
-        ]
-        .contains(&kind)
-        {
-            return Err(format!(
-                "`{text}`: `{kind}` is not an annotation type (manifest, manifest-descriptor, index, index-descriptor)"
-            ));
-        }
+        let kind = match kind {
+            "manifest" => AnnotationKind::Manifest,
+            "manifest-descriptor" => AnnotationKind::ManifestDescriptor,
+            "index" => AnnotationKind::Index,
+            "index-descriptor" => AnnotationKind::IndexDescriptor,
+            other => {
+                return Err(format!(
+                    "`{text}`: `{other}` is not an annotation type (manifest, manifest-descriptor, index, index-descriptor)"
+                ));
+            }
+        };
         if key.is_empty() {
             return Err(format!("`{text}`: the key is empty"));
         }
         Ok(AnnotationSpec {
-            kind: kind.to_owned(),
+            kind,
             platform,
             key: key.to_owned(),
             value: value.to_owned(),
