@@ -3,6 +3,8 @@
 //! `INPUT_*` variables as `action.yml` sets them, and the build runs for real against the
 //! test engine and registry. What the script wrote is checked against the registry.
 
+#[path = "support/ssh_agent.rs"]
+mod ssh_agent;
 mod support;
 
 use std::collections::BTreeMap;
@@ -616,20 +618,8 @@ fn run_option_and_context_inputs_reach_the_build() {
           && ulimit -n > /nofile && ulimit -Hn >> /nofile && test -S \"$SSH_AUTH_SOCK\" && echo agent > /ssh\n",
     );
     let agent_dir = tempdir();
-    let socket = agent_dir.path().join("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("ssh-agent runs (openssh-client)");
-    for _ in 0..500 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // The agent holds a key; the RUN only checks that the socket is forwarded.
+    let agent = ssh_agent::SshAgent::start(agent_dir.path()).unwrap();
     let tag = format!("imgbuild-test/{}:1", unique_name("action-run-options"));
     let layout = agent_dir.path().join("layout");
     let job = Job::new();
@@ -653,11 +643,10 @@ fn run_option_and_context_inputs_reach_the_build() {
             ("ULIMIT", "nofile=1000:2000\n"),
             ("SSH", "default"),
         ])
-        .env("SSH_AUTH_SOCK", &socket)
+        .env("SSH_AUTH_SOCK", agent.socket())
         .output()
         .unwrap();
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
     let shown = job.everything_shown(&out);
     assert!(out.status.success(), "{shown}");
     assert!(

@@ -24,6 +24,8 @@
 mod base_common;
 #[path = "conformance_support/image.rs"]
 mod image;
+#[path = "support/ssh_agent.rs"]
+mod ssh_agent;
 #[path = "support/static_http.rs"]
 mod static_http;
 
@@ -380,54 +382,7 @@ struct Prepared {
     // Serves the case's `serve/` for `@HTTP@` until the case ends.
     _server: Option<static_http::StaticServer>,
     /// The case's ssh-agent (`ssh_agent = true`), stopped when the case ends.
-    ssh_agent: Option<SshAgent>,
-}
-
-/// An `ssh-agent` holding one new ed25519 key, killed on drop.
-struct SshAgent {
-    child: std::process::Child,
-    socket: PathBuf,
-}
-
-impl SshAgent {
-    fn start(dir: &Path) -> Result<SshAgent, String> {
-        let socket = dir.join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("ssh-agent (apt-get install openssh-client): {e}"))?;
-        let agent = SshAgent { child, socket };
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        while !agent.socket.exists() {
-            if Instant::now() > deadline {
-                return Err("ssh-agent made no socket in 10 s".to_owned());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let key = dir.join("key");
-        run_tool(
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(&key),
-        )?;
-        run_tool(
-            Command::new("ssh-add")
-                .arg("-q")
-                .arg(&key)
-                .env("SSH_AUTH_SOCK", &agent.socket),
-        )?;
-        Ok(agent)
-    }
-}
-
-impl Drop for SshAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    ssh_agent: Option<ssh_agent::SshAgent>,
 }
 
 impl Prepared {
@@ -511,7 +466,7 @@ fn output_with_stdin(
     prepared: &Prepared,
 ) -> Result<std::process::Output, String> {
     match &prepared.ssh_agent {
-        Some(agent) => command.env("SSH_AUTH_SOCK", &agent.socket),
+        Some(agent) => command.env("SSH_AUTH_SOCK", agent.socket()),
         None => command.env_remove("SSH_AUTH_SOCK"),
     };
     if let Some(path) = stdin {
@@ -836,7 +791,7 @@ fn prepare(name: &str) -> Result<Prepared, String> {
     let ssh_agent = if case.ssh_agent {
         let agent_dir = dir.path().join("ssh-agent");
         std::fs::create_dir(&agent_dir).map_err(|e| e.to_string())?;
-        Some(SshAgent::start(&agent_dir)?)
+        Some(ssh_agent::SshAgent::start(&agent_dir)?)
     } else {
         None
     };
