@@ -1,0 +1,1 @@
+echo token-value > token.txt
