@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 use crate::oci::Image;
 use crate::oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-use crate::oci::manifest::{LayerEncoding, layer_encoding};
+use crate::oci::manifest::uncompressed_layer;
 
 /// Files whose contents are kept while scanning (small, and needed for `--chown`).
 const KEPT_FILES: &[&str] = &["/etc/passwd", "/etc/group"];
@@ -53,11 +53,7 @@ impl ImageFs {
             let blob = image
                 .open_blob(layer.digest())
                 .with_context(|| format!("reading layer {}", layer.digest()))?;
-            let reader: Box<dyn Read> = match layer_encoding(layer.media_type()) {
-                Some(LayerEncoding::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(blob)),
-                Some(LayerEncoding::Zstd) => Box::new(zstd::stream::read::Decoder::new(blob)?),
-                _ => blob,
-            };
+            let reader = uncompressed_layer(layer.media_type(), blob)?;
             fs.apply_layer(reader)
                 .with_context(|| format!("reading layer {}", layer.digest()))?;
         }

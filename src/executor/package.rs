@@ -705,20 +705,11 @@ fn apply_blob(
     path: &std::path::Path,
     descriptor: &Descriptor,
 ) -> anyhow::Result<()> {
-    let file = std::io::BufReader::new(
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-    );
-    let reader: Box<dyn std::io::Read> =
-        match oci::manifest::layer_encoding(descriptor.media_type()) {
-            Some(oci::manifest::LayerEncoding::Gzip) => {
-                Box::new(flate2::read::MultiGzDecoder::new(file))
-            }
-            Some(oci::manifest::LayerEncoding::Zstd) => {
-                Box::new(zstd::stream::read::Decoder::new(file)?)
-            }
-            _ => Box::new(file),
-        };
-    fs.apply_layer(reader)
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    fs.apply_layer(oci::manifest::uncompressed_layer(
+        descriptor.media_type(),
+        file,
+    )?)
 }
 
 /// The directories above every entry of a tar (absolute, without the root).

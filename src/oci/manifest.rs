@@ -41,6 +41,20 @@ pub fn layer_encoding(media_type: &MediaType) -> Option<LayerEncoding> {
     }
 }
 
+/// A reader of a layer blob's uncompressed tar, as its media type says it is compressed (a
+/// type that is not a layer's is read as it is). Concatenated gzip members are one stream.
+pub fn uncompressed_layer<'a>(
+    media_type: &MediaType,
+    blob: impl std::io::Read + 'a,
+) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+    let blob = std::io::BufReader::with_capacity(1 << 16, blob);
+    Ok(match layer_encoding(media_type) {
+        Some(LayerEncoding::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+        Some(LayerEncoding::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
+        Some(LayerEncoding::Uncompressed) | None => Box::new(blob),
+    })
+}
+
 /// The OCI equivalent of a Docker layer media type (the blob stays the same).
 pub fn oci_layer_media_type(media_type: &MediaType) -> MediaType {
     match media_type {
