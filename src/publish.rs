@@ -35,6 +35,8 @@ pub enum Output {
     Local(PathBuf),
     /// The image's file system as a tar (`type=tar`).
     Tar(TarDest),
+    /// Nowhere: the build fills the cache (`type=cacheonly`; what `imgbuild check` does).
+    CacheOnly,
 }
 
 /// Where the result goes and how it is shown, shared by `build` and `base build`.
@@ -118,7 +120,7 @@ pub fn sinks_for(request: &PublishRequest, deps: &SinkDeps) -> anyhow::Result<Ve
                 })?;
                 Sink::Engine(EngineSink { engine, known_images: deps.engine_known_images.clone() })
             }
-            Output::Registry => continue,
+            Output::Registry | Output::CacheOnly => continue,
         });
     }
     if request.push {

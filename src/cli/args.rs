@@ -27,8 +27,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build an image from a Dockerfile (the default: `imgbuild .` is `imgbuild build .`).
+    /// Build an image from a Dockerfile, or a Mix project without one (the default:
+    /// `imgbuild .` is `imgbuild build .`).
     Build(Box<BuildArgs>),
+    /// Build what must be built, run every check (shared libraries, Elixir release
+    /// mistakes, secret-looking ENV/ARG) and print the findings; exit 1 when there are any.
+    /// The image goes nowhere unless --output, --load or --push says where.
+    Check(Box<BuildArgs>),
+    /// Write the Dockerfile `imgbuild .` builds a Mix project without one with, to own it.
+    Init(InitArgs),
     /// Tools for looking inside imgbuild.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -40,6 +47,27 @@ pub enum Command {
     /// Remove the native executor's snapshots (unpacked layers, step results) from the
     /// cache dir, least recently used first; those a running build uses stay.
     Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The Mix project's directory (the one with mix.exs).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The image the release is built in [default: imgbuild.toml's builder-image, else
+    /// hexpm/elixir for the project's versions].
+    #[arg(long, value_name = "REF")]
+    pub builder_image: Option<String>,
+
+    /// The image the release runs on [default: imgbuild.toml's runner-image, else
+    /// hexpm/erlang for the project's versions].
+    #[arg(long, value_name = "REF")]
+    pub runner_image: Option<String>,
+
+    /// Replace an existing Dockerfile.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,8 +125,8 @@ pub struct PublishArgs {
 
     /// Where to write the image: `type=engine`, `type=oci,dest=DIR|FILE.tar`,
     /// `type=docker,dest=FILE.tar`, `type=registry`; or its file system:
-    /// `type=local,dest=DIR` (or just DIR), `type=tar,dest=FILE|-` (or just `-`);
-    /// repeatable [default: the engine, unless --push is given]
+    /// `type=local,dest=DIR` (or just DIR), `type=tar,dest=FILE|-` (or just `-`); or
+    /// nowhere: `type=cacheonly`; repeatable [default: the engine, unless --push is given]
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<OutputSpec>,
 
@@ -181,6 +209,16 @@ pub struct BuildArgs {
     /// Build up to this stage only.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+
+    /// For a Mix project without a Dockerfile: the image the release is built in
+    /// [default: imgbuild.toml's builder-image, else hexpm/elixir for the project's versions].
+    #[arg(long, value_name = "REF")]
+    pub builder_image: Option<String>,
+
+    /// For a Mix project without a Dockerfile: the image the release runs on [default:
+    /// imgbuild.toml's runner-image, else hexpm/erlang for the project's versions].
+    #[arg(long, value_name = "REF")]
+    pub runner_image: Option<String>,
 
     /// Set a build-time variable: KEY=VALUE, or KEY to take it from the environment;
     /// repeatable.
@@ -320,7 +358,9 @@ pub enum ProgressMode {
 }
 
 /// The subcommands, for deciding whether `imgbuild ARGS` means `imgbuild build ARGS`.
-const SUBCOMMANDS: &[&str] = &["build", "debug", "base", "push", "prune", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "build", "check", "init", "debug", "base", "push", "prune", "help",
+];
 
 /// `imgbuild .` and `imgbuild -t x .` mean `imgbuild build …`, as `docker build` users type
 /// them. Top-level `--help`/`--version` keep their meaning.

@@ -5,33 +5,102 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use super::args::{BaseBuildArgs, BaseCommand, Cli, Command, DebugCommand, PruneArgs, PushArgs};
+use super::args::{
+    BaseBuildArgs, BaseCommand, BuildArgs, Cli, Command, DebugCommand, InitArgs, PruneArgs,
+    PushArgs,
+};
 use super::request::{
     default_cache_dir, process_env, progress_mode, take_git_context, take_stdin_context,
 };
 use crate::error::InputError;
-use crate::request::{BuildRequest, PublishRequest, RegistryOptions};
+use crate::request::{BuildRequest, Output, PublishRequest, RegistryOptions};
 use crate::{base, frontend, oci, progress, registry};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Build(mut args) => {
-            let runtime = runtime()?;
-            // Kept until the build is done: the contexts they made live in them.
-            let stdin_context = take_stdin_context(&mut args, std::io::stdin().lock())?;
-            let git_context = take_git_context(&mut args, &process_env, &runtime)?;
-            let mut request = BuildRequest::from_args(*args, &process_env)?;
-            // docker build applies no ignore file to a tar or a git repository: they are the
-            // context as their sender made it (moby/moby#13919).
-            request.dockerignore = stdin_context.is_none() && git_context.is_none();
-            request.context_owners = stdin_context.as_ref().is_some_and(|c| c.owners_kept());
-            build(request, &runtime)
-        }
+        Command::Build(args) => build_command(args, Purpose::Build),
+        Command::Check(args) => build_command(args, Purpose::Check),
+        Command::Init(args) => init(args),
         Command::Debug(DebugCommand::Parse { dockerfile }) => debug_parse(&dockerfile),
         Command::Base(BaseCommand::Build(args)) => base_build(args),
         Command::Push(args) => push(args),
         Command::Prune(args) => prune(args),
     }
+}
+
+/// Why `build_command` builds: for the image, or for `imgbuild check`'s findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Build,
+    Check,
+}
+
+fn build_command(mut args: Box<BuildArgs>, purpose: Purpose) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    // Kept until the build is done: the contexts they made live in them.
+    let stdin_context = take_stdin_context(&mut args, std::io::stdin().lock())?;
+    let git_context = take_git_context(&mut args, &process_env, &runtime)?;
+    let mut request = BuildRequest::from_args(*args, &process_env)?;
+    // docker build applies no ignore file to a tar or a git repository: they are the
+    // context as their sender made it (moby/moby#13919).
+    request.dockerignore = stdin_context.is_none() && git_context.is_none();
+    request.context_owners = stdin_context.as_ref().is_some_and(|c| c.owners_kept());
+    let publish = &mut request.publish;
+    if purpose == Purpose::Check && publish.outputs.is_empty() && !publish.push {
+        publish.outputs = vec![Output::CacheOnly];
+    }
+    let findings = build(request, &runtime, purpose)?;
+    if purpose == Purpose::Check {
+        let mut stdout = std::io::stdout().lock();
+        for finding in &findings {
+            writeln!(stdout, "{finding}").context("writing the findings")?;
+        }
+        if !findings.is_empty() {
+            let n = findings.len();
+            return Err(anyhow::anyhow!(
+                "{n} finding{} (silence one with `# check=skip=ID` at the top of the Dockerfile)",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `imgbuild init`: writes the Dockerfile `imgbuild .` builds a Mix project with.
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    use crate::mix::{Project, dockerfile};
+    let project = Project::detect(&args.dir)?.ok_or_else(|| {
+        InputError::new(format!(
+            "{} has no mix.exs: imgbuild init writes the Dockerfile of a Mix project's release",
+            args.dir.display()
+        ))
+    })?;
+    let path = args.dir.join("Dockerfile");
+    if path.exists() && !args.force {
+        return Err(InputError::new(format!("{} exists", path.display()))
+            .with_hint("pass --force to replace it")
+            .into());
+    }
+    let images = dockerfile::Images::choose(
+        &project,
+        args.builder_image.as_deref(),
+        args.runner_image.as_deref(),
+    )?;
+    let generated = dockerfile::generate(&project, &images);
+    crate::publish::write_atomically(&path, generated.text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut stderr = std::io::stderr().lock();
+    for note in &generated.notes {
+        let _ = writeln!(stderr, "note: {note}");
+    }
+    let _ = writeln!(
+        stderr,
+        "wrote {} for the release `{}`; `imgbuild {}` builds the same image from it",
+        path.display(),
+        project.release,
+        args.dir.display()
+    );
+    Ok(())
 }
 
 fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
@@ -45,21 +114,33 @@ fn debug_parse(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(request: BuildRequest, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+/// Runs a build and shows its outcome; returns what the checks found (a build shows them
+/// as warnings, `imgbuild check` prints them itself).
+fn build(
+    request: BuildRequest,
+    runtime: &tokio::runtime::Runtime,
+    purpose: Purpose,
+) -> anyhow::Result<Vec<crate::check::Finding>> {
     let mode = request.publish.progress;
     let reporter = progress::reporter(mode);
     let tags = request.publish.tags.clone();
     let stdout_taken = request.publish.writes_stdout();
     let result = runtime.block_on(crate::executor::build(request, reporter.clone()))?;
+    if purpose == Purpose::Build {
+        for finding in &result.findings {
+            reporter.warning(&finding.to_string());
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     if mode == progress::Mode::Quiet {
-        // `-o -` wrote the tar there: an ID after it would corrupt it.
-        if stdout_taken {
-            return Ok(());
+        // `-o -` wrote the tar there: an ID after it would corrupt it; `check` prints
+        // findings there instead.
+        if stdout_taken || purpose == Purpose::Check {
+            return Ok(result.findings);
         }
         // The image ID, as `docker build -q` prints it: `docker run $(imgbuild -q .)` works.
         writeln!(stdout, "{}", result.config_digest).context("writing the image ID")?;
-        return Ok(());
+        return Ok(result.findings);
     }
     reporter.outcome(&progress::Outcome {
         tags: tags.clone(),
@@ -89,7 +170,7 @@ fn build(request: BuildRequest, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         result.cache_misses,
         result.executor,
     ));
-    Ok(())
+    Ok(result.findings)
 }
 
 /// `imgbuild prune`: removes the snapshot store's least recently used snapshots until the

@@ -227,13 +227,44 @@ pub fn take_git_context(
     Ok(Some(checkout))
 }
 
+/// `-f`, else CONTEXT/Dockerfile, else, for a Mix project without one, the release
+/// Dockerfile imgbuild writes for it (`--builder-image` and `--runner-image` pick its
+/// images, and mean nothing otherwise).
+fn dockerfile_source(args: &BuildArgs) -> Result<DockerfileSource, InputError> {
+    let images = (args.builder_image.as_deref(), args.runner_image.as_deref());
+    let generated = match &args.file {
+        Some(p) if p.as_os_str() == "-" => return Ok(DockerfileSource::Stdin),
+        Some(p) => {
+            if images != (None, None) {
+                return Err(images_without_project("-f names a Dockerfile"));
+            }
+            return Ok(DockerfileSource::Path(p.clone()));
+        }
+        None => crate::mix::dockerfile::for_context(&args.context, images.0, images.1)?,
+    };
+    match generated {
+        Some(generated) => Ok(DockerfileSource::Generated {
+            name: crate::mix::dockerfile::GENERATED_NAME.to_owned(),
+            text: generated.text,
+            notes: generated.notes,
+        }),
+        None if images != (None, None) => Err(images_without_project(
+            "the context has a Dockerfile, or no mix.exs",
+        )),
+        None => Ok(DockerfileSource::Path(args.context.join("Dockerfile"))),
+    }
+}
+
+fn images_without_project(why: &str) -> InputError {
+    InputError::new(format!(
+        "--builder-image and --runner-image are for a Mix project without a Dockerfile, and {why}"
+    ))
+    .with_hint("name the images in the Dockerfile's FROM lines (or in build args it declares)")
+}
+
 impl BuildRequest {
     pub fn from_args(args: BuildArgs, env: Env<'_>) -> Result<BuildRequest, InputError> {
-        let dockerfile = match &args.file {
-            Some(p) if p.as_os_str() == "-" => DockerfileSource::Stdin,
-            Some(p) => DockerfileSource::Path(p.clone()),
-            None => DockerfileSource::Path(args.context.join("Dockerfile")),
-        };
+        let dockerfile = dockerfile_source(&args)?;
         let mut build_args = BTreeMap::new();
         for arg in &args.build_args {
             match arg.split_once('=') {
@@ -385,6 +416,7 @@ impl PublishRequest {
                 OutputSpec::OciTar(d) => Output::OciTar(d),
                 OutputSpec::DockerTar(d) => Output::DockerTar(d),
                 OutputSpec::Local(d) => Output::Local(d),
+                OutputSpec::CacheOnly => Output::CacheOnly,
                 OutputSpec::Tar(Some(d)) => Output::Tar(TarDest::File(d)),
                 OutputSpec::Tar(None) => {
                     if std::io::stdout().is_terminal() {

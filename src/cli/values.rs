@@ -236,6 +236,8 @@ pub enum OutputSpec {
     /// The image's file system as a tar (`type=tar,dest=FILE`); `None`: standard output
     /// (`dest=-`, or just `-`).
     Tar(Option<PathBuf>),
+    /// Build, fill the cache, send the image nowhere (BuildKit's `type=cacheonly`).
+    CacheOnly,
 }
 
 impl FromStr for OutputSpec {
@@ -274,7 +276,8 @@ impl FromStr for OutputSpec {
                 }
             }
         }
-        let kind = kind.ok_or("missing type= (engine, oci, docker, registry, local or tar)")?;
+        let kind =
+            kind.ok_or("missing type= (engine, oci, docker, registry, local, tar or cacheonly)")?;
         let dest = match dest {
             Some("") => return Err("dest= is empty".into()),
             Some("-") if kind == "tar" => return Ok(OutputSpec::Tar(None)),
@@ -300,8 +303,10 @@ impl FromStr for OutputSpec {
             ("local", None) => Err("type=local needs dest=DIR".into()),
             ("tar", Some(d)) => Ok(OutputSpec::Tar(Some(d))),
             ("tar", None) => Err("type=tar needs dest=FILE, or dest=- for standard output".into()),
+            ("cacheonly", None) => Ok(OutputSpec::CacheOnly),
+            ("cacheonly", Some(_)) => Err("type=cacheonly takes no dest".into()),
             (other, _) => Err(format!(
-                "unknown output type `{other}` (expected engine, oci, docker, registry, local or tar)"
+                "unknown output type `{other}` (expected engine, oci, docker, registry, local, tar or cacheonly)"
             )),
         }
     }
@@ -318,6 +323,7 @@ impl fmt::Display for OutputSpec {
             OutputSpec::Local(d) => write!(f, "type=local,dest={}", d.display()),
             OutputSpec::Tar(Some(d)) => write!(f, "type=tar,dest={}", d.display()),
             OutputSpec::Tar(None) => write!(f, "type=tar,dest=-"),
+            OutputSpec::CacheOnly => write!(f, "type=cacheonly"),
         }
     }
 }

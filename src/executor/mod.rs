@@ -13,13 +13,14 @@
 //! the packaging stage's direct writes (`package`).
 
 mod archive;
+mod checks;
 mod config;
 mod driver;
 mod engine_images;
 mod engine_preload;
 mod engine_stage;
 mod engine_state;
-mod image_fs;
+pub mod image_fs;
 mod mounts;
 mod native_chain;
 mod native_stage;
@@ -69,6 +70,8 @@ pub struct BuildResult {
     pub elapsed: Duration,
     /// What ran the steps.
     pub executor: ExecutorUsed,
+    /// What the checks found (`crate::check`), skipped ones left out.
+    pub findings: Vec<crate::check::Finding>,
 }
 
 /// A FROM image pulled into the blob store.
@@ -189,6 +192,14 @@ pub async fn build(
             )),
         }
     }
+    if let crate::request::DockerfileSource::Generated { notes, .. } = &request.dockerfile {
+        reporter.note(
+            "no Dockerfile: building the Mix project's release with the Dockerfile imgbuild writes for it (`imgbuild init` saves it)",
+        );
+        for note in notes {
+            reporter.warning(note);
+        }
+    }
     let graph = crate::frontend::load(
         &request.dockerfile,
         &request.build_args,
@@ -215,7 +226,8 @@ pub async fn build(
     }
     let dockerfile_path = match &request.dockerfile {
         crate::request::DockerfileSource::Path(path) => Some(path.as_path()),
-        crate::request::DockerfileSource::Stdin => None,
+        crate::request::DockerfileSource::Stdin
+        | crate::request::DockerfileSource::Generated { .. } => None,
     };
     let context = if request.dockerignore {
         Context::open_for(&request.context, dockerfile_path)?
@@ -314,6 +326,10 @@ pub async fn build(
     let config_digest = image.config_descriptor().digest().to_string();
     let size = image.layers().iter().map(|l| l.size()).sum();
     let layers = image.layers().len();
+    // The checks only read the image's blobs: they run while it is published.
+    let check_inputs = checks::CheckInputs::gather(&builder, &*image)?;
+    let checked_image = image.clone();
+    let findings = tokio::task::spawn_blocking(move || check_inputs.run(checked_image));
     builder.publish(image.clone()).await?;
     builder.export_caches().await?;
     if let Some(native) = &builder.native {
@@ -332,6 +348,16 @@ pub async fn build(
                 .warning(&format!("could not prune the snapshot store: {e}"));
         }
     }
+    let findings = match findings.await {
+        Ok(Ok(findings)) => findings,
+        Ok(Err(e)) => {
+            builder
+                .reporter
+                .warning(&format!("the checks could not read the image: {e:#}"));
+            Vec::new()
+        }
+        Err(e) => return Err(anyhow::anyhow!("the checks stopped: {e}")),
+    };
     Ok(BuildResult {
         image,
         digest,
@@ -342,6 +368,7 @@ pub async fn build(
         cache_misses: builder.misses.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         executor: builder.executor_used(),
+        findings,
     })
 }
 
@@ -492,9 +519,6 @@ impl Builder {
                 }
             };
             let plan = dispatch::dispatch_stage(&self.graph, index, &base, &base_args)?;
-            for warning in &plan.warnings {
-                self.reporter.warning(warning);
-            }
             lock(&self.plans).insert(index, plan);
         }
         Ok(())

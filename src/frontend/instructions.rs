@@ -24,6 +24,8 @@ pub struct Dockerfile {
     pub file: String,
     /// The escape character from the `# escape=` directive.
     pub escape: char,
+    /// The `# check=` directive's value (`skip=ID,…`), for [`crate::check::Skips`].
+    pub check: Option<String>,
     /// ARG instructions before the first FROM (usable in FROM lines).
     pub meta_args: Vec<Command>,
     pub stages: Vec<Stage>,
@@ -288,6 +290,7 @@ pub fn from_ast(file: &str, ast: &Ast) -> Result<Dockerfile, Error> {
     Ok(Dockerfile {
         file: file.to_owned(),
         escape: ast.directives.escape,
+        check: ast.directives.check.clone(),
         meta_args,
         stages,
     })

@@ -125,6 +125,13 @@ pub enum DockerfileSource {
     Path(std::path::PathBuf),
     /// `-f -`.
     Stdin,
+    /// Written by imgbuild: the zero-config build of a Mix project ([`crate::mix`]), with
+    /// what the user should know about it.
+    Generated {
+        name: String,
+        text: String,
+        notes: Vec<String>,
+    },
 }
 
 /// Reads, parses and resolves a Dockerfile: the stage graph for `target` (the last stage
@@ -148,6 +155,7 @@ pub fn load(
                 .context("reading the Dockerfile from standard input")?;
             ("<stdin>".to_owned(), bytes)
         }
+        DockerfileSource::Generated { name, text, .. } => (name.clone(), text.clone().into_bytes()),
     };
     let ast = parse_dockerfile(&name, &bytes)?;
     let dockerfile = instructions::from_ast(&name, &ast)?;

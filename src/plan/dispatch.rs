@@ -171,8 +171,17 @@ pub struct StagePlan {
     /// The ARGs in scope when the stage ends, with their values: a stage built on this one
     /// starts with them, as in BuildKit.
     pub args: Vec<(String, String)>,
-    /// Warnings worth showing (secret-looking ENV/ARG names, …).
-    pub warnings: Vec<String>,
+    /// ENV and ARG names that look like secrets (what [`crate::check`] warns about).
+    pub secret_names: Vec<SecretName>,
+}
+
+/// An ENV or ARG whose name looks like a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretName {
+    /// `ENV` or `ARG`.
+    pub keyword: &'static str,
+    pub name: String,
+    pub line: usize,
 }
 
 /// The variables an instruction sees: the image's ENV and the stage's ARGs, later
@@ -225,7 +234,7 @@ struct Dispatcher<'a> {
     cmd_set: bool,
     steps: Vec<Step>,
     history: Vec<History>,
-    warnings: Vec<String>,
+    secret_names: Vec<SecretName>,
 }
 
 /// Dispatches stage `stage` of `graph` on top of `base`, the config of its base image or
@@ -264,7 +273,7 @@ pub fn dispatch_stage(
         cmd_set: false,
         steps: Vec::new(),
         history: Vec::new(),
-        warnings: Vec::new(),
+        secret_names: Vec::new(),
     };
     let stage_def = graph.stage(stage);
     // ONBUILD triggers of the base run first, located at the FROM line.
@@ -282,7 +291,7 @@ pub fn dispatch_stage(
         config: d.config,
         history: d.history,
         args: d.args,
-        warnings: d.warnings,
+        secret_names: d.secret_names,
     })
 }
 
@@ -354,12 +363,13 @@ impl Dispatcher<'_> {
         });
     }
 
-    fn warn_secret(&mut self, keyword: &str, name: &str, at: Location) {
+    fn note_secret(&mut self, keyword: &'static str, name: &str, at: Location) {
         if looks_secret(name) {
-            self.warnings.push(format!(
-                "{}:{}: {keyword} {name}: the name looks like a secret, and {keyword} values are baked into the image where anyone who pulls it can read them; read secrets at start-up instead (config/runtime.exs with System.get_env in an Elixir release) or use RUN --mount=type=secret",
-                self.file, at.line
-            ));
+            self.secret_names.push(SecretName {
+                keyword,
+                name: name.to_owned(),
+                line: at.line,
+            });
         }
     }
 
@@ -393,7 +403,7 @@ impl Dispatcher<'_> {
                     expanded.push((key, value));
                 }
                 for (key, value) in expanded {
-                    self.warn_secret("ENV", &key, at);
+                    self.note_secret("ENV", &key, at);
                     message.push_str(&format!(" {key}={value}"));
                     self.scope.set(&key, &value);
                     self.config.set_env(&key, &value);
@@ -525,7 +535,7 @@ impl Dispatcher<'_> {
     fn dispatch_arg(&mut self, decls: &[ArgDecl], at: Location) -> Result<(), Error> {
         let mut parts = Vec::new();
         for decl in decls {
-            self.warn_secret("ARG", &decl.key, at);
+            self.note_secret("ARG", &decl.key, at);
             let from_build = self.graph.build_args.get(&decl.key).cloned();
             let value = match (&from_build, &decl.default) {
                 (Some(v), _) => Some(v.clone()),
@@ -1308,9 +1318,16 @@ mod dispatch_tests {
     }
 
     #[test]
-    fn secret_looking_names_warn() {
+    fn secret_looking_names_are_noted() {
         let p = plan("FROM a\nARG API_TOKEN\nENV SECRET_KEY_BASE=x\nENV PORT=4000\n");
-        assert_eq!(p.warnings.len(), 2);
-        assert!(p.warnings[0].contains("API_TOKEN") && p.warnings[1].contains("runtime.exs"));
+        let noted: Vec<_> = p
+            .secret_names
+            .iter()
+            .map(|s| (s.keyword, s.name.as_str(), s.line))
+            .collect();
+        assert_eq!(
+            noted,
+            [("ARG", "API_TOKEN", 2), ("ENV", "SECRET_KEY_BASE", 3)]
+        );
     }
 }
