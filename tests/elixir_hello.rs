@@ -11,10 +11,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base_common::{
-    BaseImages, base_images, docker, docker_ok, env, imgbuild_bin, tempdir, unique_name,
+    BaseImages, base_images, docker, docker_ok, env, free_port, http_get, imgbuild_bin, tempdir,
+    unique_name,
 };
 
 fn bases() -> &'static BaseImages {
@@ -100,30 +101,7 @@ fn serve_and_get(image: &str) -> (String, String) {
         "HELLO_SECRET=not-baked-in",
         image,
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let out = Command::new("curl")
-            .args([
-                "-fsS",
-                "--max-time",
-                "2",
-                &format!("http://127.0.0.1:{port}/"),
-            ])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break String::from_utf8(out.stdout).unwrap();
-        }
-        if Instant::now() > deadline {
-            let logs = docker(["logs", name.as_str()]);
-            docker(["rm", "-f", name.as_str()]);
-            panic!(
-                "no HTTP answer on port {port}: {}",
-                String::from_utf8_lossy(&logs.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let body = http_get(port, "/", &name);
     // The uid of the server process itself (pid 1), not of an exec'd shell.
     let status = docker_ok(["exec", name.as_str(), "cat", "/proc/1/status"]);
     docker_ok(["rm", "-f", name.as_str()]);
@@ -135,13 +113,6 @@ fn serve_and_get(image: &str) -> (String, String) {
     (body, uid)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn the_release_runs_as_nobody_with_nothing_but_the_release() {

@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -17,7 +16,9 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use support::{TestEnv, docker, docker_ok, env, parse_exports, registry_url, unique_name};
+use support::{
+    TestEnv, docker, docker_ok, env, free_port, parse_exports, registry_url, unique_name,
+};
 
 #[test]
 fn engine_runs_a_container_on_the_host_network() {
@@ -320,8 +321,3 @@ fn docker_at<const N: usize>(host: &str, args: [&str; N]) -> Output {
         .expect("run docker")
 }
 
-/// A port nothing listens on right now (the kernel picks it).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}

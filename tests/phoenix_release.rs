@@ -9,9 +9,10 @@ mod base_common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use base_common::{BaseImages, base_images, docker, docker_ok, env, imgbuild_bin, unique_name};
+use base_common::{
+    BaseImages, base_images, docker_ok, env, free_port, http_get, imgbuild_bin, unique_name,
+};
 
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/phoenix-release")
@@ -80,39 +81,6 @@ fn build_with_buildkit(bases: &BaseImages, tag: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `path` from a server on `port`, retried until it answers or 60 s pass.
-fn get(port: u16, path: &str, container: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new("curl")
-            .args(["-fsS", "--max-time", "2"])
-            .arg(format!("http://127.0.0.1:{port}{path}"))
-            .output()
-            .expect("curl runs");
-        if out.status.success() {
-            return String::from_utf8(out.stdout).unwrap();
-        }
-        if Instant::now() > deadline {
-            let logs = docker(["logs", container]);
-            docker(["rm", "-f", container]);
-            panic!(
-                "no HTTP answer on port {port}: {}{}",
-                String::from_utf8_lossy(&logs.stdout),
-                String::from_utf8_lossy(&logs.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 /// The image's configured user, the uid of its server process and of a shell run in
 /// the container, and its HTTP answers; then the image is removed.
 fn check_runs_as_nobody_and_serves(image: &str) {
@@ -140,9 +108,9 @@ fn check_runs_as_nobody_and_serves(image: &str) {
         &format!("PORT={port}"),
         image,
     ]);
-    assert_eq!(get(port, "/", &name), "hello from phoenix-release\n");
+    assert_eq!(http_get(port, "/", &name), "hello from phoenix-release\n");
     assert_eq!(
-        get(port, "/robots.txt", &name),
+        http_get(port, "/robots.txt", &name),
         "User-agent: *\nDisallow:\n"
     );
 

@@ -283,3 +283,35 @@ pub fn containers_of(pid: u32) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A port nothing listens on right now (the kernel picks it).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// GET `path` from a server in `container` on `port`, retried until it answers or 60 s
+/// pass; then the container's logs are shown and it is removed.
+pub fn http_get(port: u16, path: &str, container: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "2"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("curl runs");
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let logs = docker(["logs", container]);
+            docker(["rm", "-f", container]);
+            panic!(
+                "no HTTP answer on port {port}: {}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
