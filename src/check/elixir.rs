@@ -52,7 +52,7 @@ fn compile_time_secrets(project: &Project) -> Vec<Finding> {
             }
             findings.push(Finding {
                 id: CheckId::CompileTimeSecret,
-                file: file.clone(),
+                file: project.display_path(file),
                 line: Some(line_of(&text, name.start())),
                 message: format!(
                     "{} is read when the release is compiled, so its value is baked into the image (and every build needs it); read it in config/runtime.exs, which runs when the release starts",
@@ -72,7 +72,7 @@ fn random_cookie(project: &Project, config: &ImageConfig) -> Option<Finding> {
     }
     Some(Finding {
         id: CheckId::RandomReleaseCookie,
-        file: "mix.exs".into(),
+        file: project.display_path("mix.exs"),
         line: Some(project.release_line),
         message: format!(
             "the release `{}` sets no cookie, so `mix release` bakes a random one into releases/COOKIE: every node started from the image shares it, and no two builds give the same image; set `cookie:` in the release (a placeholder if the nodes never connect) and pass the real one as RELEASE_COOKIE when the container starts",
@@ -137,14 +137,14 @@ fn phoenix_server_off(project: &Project, release: &Release<'_>) -> Option<Findin
     }
     let (file, line, why) = match conditional {
         Some((file, line)) => (
-            file.to_owned(),
+            project.display_path(file),
             line,
             format!(
                 "{file} sets `server: true` only when PHX_SERVER is set, and the image sets no PHX_SERVER"
             ),
         ),
         None => (
-            endpoint_file,
+            project.display_path(&endpoint_file),
             endpoint_line,
             "no configuration sets `server: true`".to_owned(),
         ),
@@ -253,6 +253,13 @@ mod tests {
         check(&release, view)
     }
 
+    /// A finding's file within the project (findings name it with the project's path).
+    fn relative<'a>(p: &Project, file: &'a str) -> &'a str {
+        let root = format!("{}/", p.root.display());
+        file.strip_prefix(&root)
+            .unwrap_or_else(|| panic!("{file} is not in {root}"))
+    }
+
     fn ids(findings: &[Finding]) -> Vec<CheckId> {
         findings.iter().map(|f| f.id).collect()
     }
@@ -301,8 +308,10 @@ mod tests {
             ),
         ]);
         let found = run(Some(&p), &clean_config(), &c_utf8());
-        let at: Vec<(&str, Option<usize>)> =
-            found.iter().map(|f| (f.file.as_str(), f.line)).collect();
+        let at: Vec<(&str, Option<usize>)> = found
+            .iter()
+            .map(|f| (relative(&p, &f.file), f.line))
+            .collect();
         assert_eq!(
             at,
             [("config/config.exs", Some(4)), ("config/prod.exs", Some(1))]
@@ -321,7 +330,7 @@ mod tests {
         let found = run(Some(&p), &clean_config(), &c_utf8());
         assert_eq!(ids(&found), [CheckId::RandomReleaseCookie]);
         assert_eq!(
-            (found[0].file.as_str(), found[0].line),
+            (relative(&p, &found[0].file), found[0].line),
             ("mix.exs", Some(7))
         );
         let with_env = config(&["LANG=C.UTF-8", "RELEASE_COOKIE=c"], "nobody", &[]);
@@ -347,7 +356,7 @@ mod tests {
         let found = run(Some(&p), &clean_config(), &c_utf8());
         assert_eq!(ids(&found), [CheckId::PhoenixServerOff]);
         assert_eq!(
-            (found[0].file.as_str(), found[0].line),
+            (relative(&p, &found[0].file), found[0].line),
             ("config/runtime.exs", Some(3))
         );
         assert!(

@@ -45,7 +45,8 @@ impl CheckInputs {
                 matches!(&step.kind, StepKind::Run(run) if run.argv.iter().any(|arg| arg.contains("mix release")))
             });
         }
-        let dockerfile = graph.dockerfile.file.clone();
+        let file = &graph.dockerfile.file;
+        let dockerfile = file.strip_prefix("./").unwrap_or(file).to_owned();
         let stage = graph.stage(target);
         let release = match runs_release {
             false => None,

@@ -129,6 +129,15 @@ impl Project {
         }))
     }
 
+    /// A project file as messages name it: the project's path as the user gave it, joined
+    /// with the file (`config/config.exs` in the current directory, `app/mix.exs`
+    /// elsewhere).
+    pub fn display_path(&self, file: &str) -> String {
+        let joined = self.root.join(file);
+        let shown = joined.to_string_lossy();
+        shown.strip_prefix("./").unwrap_or(&shown).to_owned()
+    }
+
     /// A project file's text with comments blanked out (`None` when it cannot be read).
     pub fn source(&self, path: &str) -> Option<String> {
         std::fs::read_to_string(self.root.join(path))

@@ -30,10 +30,33 @@ pub fn recipe(name: &str) -> PathBuf {
 /// Builds (or finds) both base images in the test registry with this test build's
 /// imgbuild binary, and pulls them into the engine.
 pub fn base_images() -> BaseImages {
+    recipes_in_registry(&[]);
+    let registry = &env().registry;
+    let images = BaseImages {
+        slim: format!("{registry}/imgbuild/bookworm-slim:bookworm"),
+        toolchain: format!("{registry}/imgbuild/elixir-toolchain:bookworm"),
+    };
+    for image in [&images.slim, &images.toolchain] {
+        docker_ok(["pull", "-q", image.as_str()]);
+    }
+    images
+}
+
+/// `base-images/bookworm-bare` (Debian minbase without OpenSSL: the runtime base of the
+/// toolchain/runtime mismatch fixture) in the test registry, as a FROM line names it.
+pub fn bare_base_image() -> String {
+    recipes_in_registry(&["bookworm-bare"]);
+    format!("{}/imgbuild/bookworm-bare:bookworm", env().registry)
+}
+
+/// Runs `scripts/base-images REGISTRY NAMES…` (no names: the default recipes), which builds
+/// what the registry lacks.
+fn recipes_in_registry(names: &[&str]) {
     let registry = &env().registry;
     let script = repo().join("scripts/base-images");
     let output = Command::new(&script)
         .arg(registry)
+        .args(names)
         .env("IMGBUILD", imgbuild_bin())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
@@ -44,14 +67,6 @@ pub fn base_images() -> BaseImages {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let images = BaseImages {
-        slim: format!("{registry}/imgbuild/bookworm-slim:bookworm"),
-        toolchain: format!("{registry}/imgbuild/elixir-toolchain:bookworm"),
-    };
-    for image in [&images.slim, &images.toolchain] {
-        docker_ok(["pull", "-q", image.as_str()]);
-    }
-    images
 }
 
 /// `docker run --rm --network none IMAGE ARGS…`, returning stdout; panics with stderr.
