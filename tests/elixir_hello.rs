@@ -97,6 +97,10 @@ fn serve_and_get(image: &str) -> (String, String) {
         "host",
         "-e",
         &format!("PORT={port}"),
+        // No Erlang distribution: releases of tests running at once on the host network
+        // would share one epmd port, and a node registering with another's epmd fails.
+        "-e",
+        "RELEASE_DISTRIBUTION=none",
         "-e",
         "HELLO_SECRET=not-baked-in",
         image,
@@ -112,7 +116,6 @@ fn serve_and_get(image: &str) -> (String, String) {
         .to_owned();
     (body, uid)
 }
-
 
 #[test]
 fn the_release_runs_as_nobody_with_nothing_but_the_release() {

@@ -320,4 +320,3 @@ fn docker_at<const N: usize>(host: &str, args: [&str; N]) -> Output {
         .output()
         .expect("run docker")
 }
-

@@ -106,6 +106,10 @@ fn check_runs_as_nobody_and_serves(image: &str) {
         "host",
         "-e",
         &format!("PORT={port}"),
+        // No Erlang distribution: releases of tests running at once on the host network
+        // would share one epmd port, and a node registering with another's epmd fails.
+        "-e",
+        "RELEASE_DISTRIBUTION=none",
         image,
     ]);
     assert_eq!(http_get(port, "/", &name), "hello from phoenix-release\n");
