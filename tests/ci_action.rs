@@ -505,6 +505,11 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "bad,id=/tmp/x",
             "secret-files: `bad,id` is not a secret ID".into(),
         ),
+        (
+            "CALL",
+            "outline",
+            "call: imgbuild can build or check".into(),
+        ),
     ];
     for (input, value, message) in cases {
         let job = Job::new();
@@ -525,6 +530,40 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "{input}: the value shown: {shown}"
         );
     }
+}
+
+/// `call: check` runs the checks: each finding an error annotation and a summary line, and
+/// the step fails; a Dockerfile that skips the check passes.
+#[test]
+fn call_check_fails_the_step_with_the_findings_as_annotations() {
+    let context = context_with("FROM BUSYBOX\nARG DEPLOY_TOKEN\nRUN true\n");
+    let dir = context.path().display().to_string();
+    let job = Job::new();
+    let out = job.run(&[("CONTEXT", &dir), ("CALL", "check")]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let finding = format!(
+        "::error::{}:2: ARG DEPLOY_TOKEN: the name looks like a secret",
+        context.path().join("Dockerfile").display()
+    );
+    assert!(log.contains(&finding), "{finding:?} not in {log}");
+    assert!(log.contains("[SecretsUsedInArgOrEnv]"), "{log}");
+    let summary = job.summary();
+    assert!(summary.contains("**Findings**"), "{summary}");
+    assert!(summary.contains("ARG DEPLOY_TOKEN"), "{summary}");
+
+    let dockerfile = context.path().join("Dockerfile");
+    let text = fs::read_to_string(&dockerfile).unwrap();
+    fs::write(
+        &dockerfile,
+        format!("# check=skip=SecretsUsedInArgOrEnv\n{text}"),
+    )
+    .unwrap();
+    let job = Job::new();
+    let out = job.run(&[("CONTEXT", &dir), ("CALL", "check")]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("::error::"), "{log}");
 }
 
 /// The install step's cache key is the hash of the source the binary is built from: the
