@@ -4,8 +4,8 @@
 use regex::Regex;
 
 use super::libs::LinkView;
-use super::{CheckId, Finding, line_of};
-use crate::mix::Project;
+use super::{CheckId, Finding};
+use crate::mix::{Endpoint, Project, line_of};
 use crate::plan::dispatch::{ImageConfig, looks_secret};
 
 /// The release image and where its Dockerfile can be changed.
@@ -81,30 +81,14 @@ fn random_cookie(project: &Project, config: &ImageConfig) -> Option<Finding> {
     })
 }
 
-/// The Phoenix endpoint `project` configures (`config :app, AppWeb.Endpoint, …`): the
-/// module, the file and the line.
-pub fn endpoint(project: &Project) -> Option<(String, String, usize)> {
-    let pattern = Regex::new(
-        r"\bconfig\s*\(?\s*:[a-z_][a-zA-Z0-9_]*\s*,\s*([A-Z][A-Za-z0-9_.]*\.Endpoint)\b",
-    )
-    .expect("a valid pattern");
-    ["config/config.exs", "config/prod.exs", "config/runtime.exs"]
-        .into_iter()
-        .find_map(|file| {
-            let text = project.source(file)?;
-            let found = pattern.captures(&text)?.get(1)?;
-            Some((
-                found.as_str().to_owned(),
-                file.to_owned(),
-                line_of(&text, found.start()),
-            ))
-        })
-}
-
 /// A Phoenix endpoint serves only with `server: true`, which Phoenix's generated
 /// `runtime.exs` sets only when `PHX_SERVER` is set (its `bin/server` sets it).
 fn phoenix_server_off(project: &Project, release: &Release<'_>) -> Option<Finding> {
-    let (module, endpoint_file, endpoint_line) = endpoint(project)?;
+    let Endpoint {
+        module,
+        file: endpoint_file,
+        line: endpoint_line,
+    } = project.endpoint()?;
     let config = release.config;
     if config.get_env("PHX_SERVER").is_some_and(|v| !v.is_empty()) {
         return None;
@@ -350,8 +334,12 @@ mod tests {
             ("config/runtime.exs", runtime),
         ]);
         assert_eq!(
-            endpoint(&p),
-            Some(("ShopWeb.Endpoint".into(), "config/config.exs".into(), 2))
+            p.endpoint(),
+            Some(Endpoint {
+                module: "ShopWeb.Endpoint".into(),
+                file: "config/config.exs".into(),
+                line: 2
+            })
         );
         let found = run(Some(&p), &clean_config(), &c_utf8());
         assert_eq!(ids(&found), [CheckId::PhoenixServerOff]);

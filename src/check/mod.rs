@@ -186,11 +186,6 @@ pub fn run(subject: &Subject<'_>, cache_dir: &Path) -> anyhow::Result<Vec<Findin
     Ok(skips.filter(findings))
 }
 
-/// 1-based line number of byte offset `at` in `text`.
-pub(crate) fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].matches('\n').count() + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,12 +219,5 @@ mod tests {
             finding.to_string(),
             "Dockerfile:12: the image runs as root; add `USER nobody` [RunsAsRoot]"
         );
-    }
-
-    #[test]
-    fn line_of_counts_from_one() {
-        assert_eq!(line_of("a\nb\nc", 0), 1);
-        assert_eq!(line_of("a\nb\nc", 2), 2);
-        assert_eq!(line_of("a\nb\nc", 4), 3);
     }
 }

@@ -79,9 +79,7 @@ fn read_config(root: &Path) -> Result<ConfigFile, InputError> {
         Err(e) => return Err(InputError::new(format!("reading {}: {e}", path.display()))),
     };
     toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|span| crate::check::line_of(&text, span.start));
+        let line = e.span().map(|span| super::line_of(&text, span.start));
         let at = line.map(|l| format!(":{l}")).unwrap_or_default();
         InputError::new(format!("{}{at}: {}", path.display(), e.message()))
             .with_hint("imgbuild.toml takes builder-image = \"REF\" and runner-image = \"REF\"")
@@ -217,7 +215,7 @@ pub fn generate(project: &Project, images: &Images) -> Generated {
         let _ = writeln!(d, "COPY rel rel");
     }
     let _ = writeln!(d, "RUN mix release\n");
-    let phoenix = crate::check::elixir::endpoint(project).is_some();
+    let phoenix = project.endpoint().is_some();
     let _ = writeln!(
         d,
         "# The runtime stage: the release alone, on a slim image, as an unprivileged user, with a\n\

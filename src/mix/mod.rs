@@ -68,10 +68,7 @@ impl Project {
             let re = Regex::new(pattern).expect("a valid pattern");
             re.captures(&mix_exs).and_then(|c| {
                 let m = c.get(1)?;
-                Some((
-                    m.as_str().to_owned(),
-                    crate::check::line_of(&mix_exs, m.start()),
-                ))
+                Some((m.as_str().to_owned(), line_of(&mix_exs, m.start())))
             })
         };
         let Some((app, _)) = first(r"\bapp:\s*:([a-z_][a-zA-Z0-9_]*)") else {
@@ -86,13 +83,13 @@ impl Project {
         let cookie_line = releases_at.and_then(|at| {
             mix_exs[at..]
                 .find("cookie:")
-                .map(|offset| crate::check::line_of(&mix_exs, at + offset))
+                .map(|offset| line_of(&mix_exs, at + offset))
         });
         let release_line = match releases_at {
-            Some(at) => crate::check::line_of(&mix_exs, at),
+            Some(at) => line_of(&mix_exs, at),
             None => mix_exs
                 .find("def project")
-                .map_or(1, |at| crate::check::line_of(&mix_exs, at)),
+                .map_or(1, |at| line_of(&mix_exs, at)),
         };
         let assets_deploy = Regex::new(r#""assets\.deploy"\s*:\s*\[([^\]]*)\]"#)
             .expect("a valid pattern")
@@ -138,12 +135,42 @@ impl Project {
         shown.strip_prefix("./").unwrap_or(&shown).to_owned()
     }
 
+    /// The Phoenix endpoint the project configures, if any: what makes it a Phoenix
+    /// project here (its `phoenix` dependency may be any name an umbrella gives it).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        let pattern = Regex::new(
+            r"\bconfig\s*\(?\s*:[a-z_][a-zA-Z0-9_]*\s*,\s*([A-Z][A-Za-z0-9_.]*\.Endpoint)\b",
+        )
+        .expect("a valid pattern");
+        ["config/config.exs", "config/prod.exs", "config/runtime.exs"]
+            .into_iter()
+            .find_map(|file| {
+                let text = self.source(file)?;
+                let found = pattern.captures(&text)?.get(1)?;
+                Some(Endpoint {
+                    module: found.as_str().to_owned(),
+                    file: file.to_owned(),
+                    line: line_of(&text, found.start()),
+                })
+            })
+    }
+
     /// A project file's text with comments blanked out (`None` when it cannot be read).
     pub fn source(&self, path: &str) -> Option<String> {
         std::fs::read_to_string(self.root.join(path))
             .ok()
             .map(|text| strip_comments(&text))
     }
+}
+
+/// A Phoenix endpoint a project configures (`config :app, AppWeb.Endpoint, …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `AppWeb.Endpoint`.
+    pub module: String,
+    /// The configuration file that names it, and the line.
+    pub file: String,
+    pub line: usize,
 }
 
 impl ToolVersions {
@@ -165,6 +192,11 @@ impl ToolVersions {
         }
         versions
     }
+}
+
+/// 1-based line number of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
 }
 
 /// Elixir source with every `#` comment replaced by spaces, so offsets, lines and columns
@@ -297,6 +329,13 @@ end
         std::fs::write(dir.path().join("mix.exs"), "defmodule X do\nend\n").unwrap();
         let err = Project::detect(dir.path()).unwrap_err();
         assert!(err.to_string().contains("no `app: :name`"), "{err}");
+    }
+
+    #[test]
+    fn line_of_counts_from_one() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
     }
 
     #[test]
