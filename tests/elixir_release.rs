@@ -218,7 +218,17 @@ fn init_writes_the_dockerfile_that_gives_the_zero_config_digest() {
     let owned = fixture("mix-zero-config");
     // Separate cache dirs: the digests agree because the builds do, not the cache.
     let (cache_a, cache_b) = (tempdir(), tempdir());
-    let expected = summary_digest(&build_zero_config(
+    // `imgbuild .` exactly, its images named by imgbuild.toml.
+    std::fs::write(
+        zero_config.path().join("imgbuild.toml"),
+        format!(
+            "builder-image = \"{}\"\nrunner-image = \"{}\"\n",
+            bases().toolchain,
+            bases().slim
+        ),
+    )
+    .unwrap();
+    let expected = summary_digest(&build_ok(
         cache_a.path(),
         zero_config.path(),
         &["--output", "type=cacheonly"],
@@ -485,7 +495,13 @@ fn the_shared_library_check_finds_what_the_runtime_image_lacks_and_the_image_doe
     let lines: Vec<&str> = findings.lines().collect();
     assert_eq!(lines.len(), 1, "{findings}");
     let finding = lines[0];
-    assert!(finding.starts_with("image: /app/lib/crypto-"), "{finding}");
+    // It points at the runtime stage, where the image (or its packages) must change.
+    let at = format!(
+        "{}:{}: /app/lib/crypto-",
+        project.path().join("Dockerfile").display(),
+        line_with(&project.path().join("Dockerfile"), "FROM ${RUNNER_IMAGE}")
+    );
+    assert!(finding.starts_with(&at), "{at:?}: {finding}");
     assert!(finding.contains("/priv/lib/crypto.so"), "{finding}");
     assert!(
         finding.contains("needs libcrypto.so.3, which the image does not have"),
@@ -518,6 +534,22 @@ fn the_shared_library_check_finds_what_the_runtime_image_lacks_and_the_image_doe
         "{logs}"
     );
     docker_ok(["rmi", tag.as_str()]);
+
+    // `# check=skip=MissingSharedLibrary` silences it.
+    let dockerfile = project.path().join("Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    std::fs::write(
+        &dockerfile,
+        format!("# check=skip=MissingSharedLibrary\n{text}"),
+    )
+    .unwrap();
+    let (code, findings, stderr) = check(
+        cache.path(),
+        project.path(),
+        &["--build-arg", &builder, "--build-arg", &runner],
+    );
+    assert_eq!((code, findings.as_str()), (0, ""), "{stderr}");
+    std::fs::write(&dockerfile, text).unwrap();
 
     // On the runtime image that has OpenSSL, the same release passes.
     let slim = format!("RUNNER_IMAGE={}", bases().slim);

@@ -424,8 +424,14 @@ pub type LayerOrigins = Vec<String>;
 
 /// Finds every dynamically linked ELF file in `view` whose libraries or symbol versions
 /// are missing. `env` is the image's environment (for `LD_LIBRARY_PATH`); `origins` says
-/// where each layer came from.
-pub fn check(view: &LinkView, env: &[String], origins: &LayerOrigins) -> Vec<Finding> {
+/// where each layer came from; findings point at `at` (the final stage's FROM line, where
+/// the runtime image is chosen and its packages installed).
+pub fn check(
+    view: &LinkView,
+    env: &[String],
+    origins: &LayerOrigins,
+    at: (&str, usize),
+) -> Vec<Finding> {
     let ld_so_conf = ld_so_conf_dirs(view);
     let ld_library_path: Vec<String> = env
         .iter()
@@ -494,8 +500,8 @@ pub fn check(view: &LinkView, env: &[String], origins: &LayerOrigins) -> Vec<Fin
     for (library, needers) in missing {
         findings.push(Finding {
             id: CheckId::MissingSharedLibrary,
-            file: "image".into(),
-            line: None,
+            file: at.0.to_owned(),
+            line: Some(at.1),
             message: format!(
                 "{} needs {library}, which the image does not have{}: the program fails to start with `error while loading shared libraries`; build on the same OS release as the runtime image, or install the package that has {library} in the runtime stage",
                 who(&needers),
@@ -506,8 +512,8 @@ pub fn check(view: &LinkView, env: &[String], origins: &LayerOrigins) -> Vec<Fin
     for ((library, version), needers) in missing_versions {
         findings.push(Finding {
             id: CheckId::MissingSharedLibrary,
-            file: "image".into(),
-            line: None,
+            file: at.0.to_owned(),
+            line: Some(at.1),
             message: format!(
                 "{} needs version {version} of {library}, which the image's {library} does not define{}: the program fails to start with `version `{version}' not found`; build on the same OS release as the runtime image (or an older one)",
                 who(&needers),
@@ -745,8 +751,10 @@ mod tests {
     }
 
     fn findings(scans: &[LayerScan]) -> Vec<Finding> {
-        check(&LinkView::merge(scans), &[], &origins(scans.len()))
+        check(&LinkView::merge(scans), &[], &origins(scans.len()), AT)
     }
+
+    const AT: (&str, usize) = ("Dockerfile", 9);
 
     #[test]
     fn reads_what_the_linker_needs_of_a_real_binary() {
@@ -855,9 +863,9 @@ mod tests {
         ]);
         let view = LinkView::merge(&[base(), app]);
         // ls misses libselinux, and libselinux misses libpcre2 beside it.
-        assert_eq!(check(&view, &[], &origins(2)).len(), 2);
+        assert_eq!(check(&view, &[], &origins(2), AT).len(), 2);
         let env = ["LD_LIBRARY_PATH=/opt/app/lib".to_owned()];
-        assert_eq!(check(&view, &env, &origins(2)), []);
+        assert_eq!(check(&view, &env, &origins(2), AT), []);
 
         let mut elf = ElfInfo::parse(&host("/usr/bin/ls")).unwrap();
         elf.runpath = vec!["$ORIGIN/../lib".into()];

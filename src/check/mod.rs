@@ -23,8 +23,7 @@ use crate::plan::dispatch::{ImageConfig, SecretName};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub id: CheckId,
-    /// The file to change (`config/config.exs`, `Dockerfile`), or where the problem is
-    /// (`image`) when no source file says it.
+    /// The file to change (`config/config.exs`, `Dockerfile`).
     pub file: String,
     pub line: Option<usize>,
     /// What is wrong and what to do, in a sentence or two.
@@ -146,8 +145,9 @@ pub struct Subject<'a> {
     pub config: &'a ImageConfig,
     /// Where each of the image's layers came from (`libs::LayerOrigins`).
     pub origins: libs::LayerOrigins,
-    /// The Dockerfile's name, for findings in it.
+    /// The Dockerfile's name, for findings in it, and the line of the final stage's FROM.
     pub dockerfile: &'a str,
+    pub stage_line: usize,
     /// Secret-looking ENV and ARG names of the stages built.
     pub secret_names: Vec<SecretName>,
     /// Set when a stage built runs `mix release`.
@@ -178,7 +178,12 @@ pub fn run(subject: &Subject<'_>, cache_dir: &Path) -> anyhow::Result<Vec<Findin
         false => libs::LinkView::default(),
     };
     if !skips.skips(CheckId::MissingSharedLibrary) {
-        findings.extend(libs::check(&view, &subject.config.env, &subject.origins));
+        findings.extend(libs::check(
+            &view,
+            &subject.config.env,
+            &subject.origins,
+            (subject.dockerfile, subject.stage_line),
+        ));
     }
     if let Some(release) = &subject.release {
         findings.extend(elixir::check(release, &view));

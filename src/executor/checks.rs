@@ -17,6 +17,7 @@ pub struct CheckInputs {
     config: ImageConfig,
     origins: Vec<String>,
     dockerfile: String,
+    stage_line: usize,
     secret_names: Vec<SecretName>,
     /// The release's lines and project, when a stage built runs `mix release`.
     release: Option<ReleaseInputs>,
@@ -26,7 +27,6 @@ pub struct CheckInputs {
 
 struct ReleaseInputs {
     project: Option<Project>,
-    stage_line: usize,
     user_line: Option<usize>,
     locale_line: Option<usize>,
 }
@@ -52,7 +52,6 @@ impl CheckInputs {
             false => None,
             true => Some(ReleaseInputs {
                 project: Project::detect(&builder.request.context).ok().flatten(),
-                stage_line: stage.location.line,
                 user_line: stage
                     .commands
                     .iter()
@@ -69,6 +68,7 @@ impl CheckInputs {
             origins: layer_origins(builder, image)?,
             config: plan.config,
             dockerfile,
+            stage_line: stage.location.line,
             secret_names,
             release,
             skips: Skips::parse(graph.dockerfile.check.as_deref()),
@@ -81,7 +81,7 @@ impl CheckInputs {
             project: r.project.as_ref(),
             config: &self.config,
             dockerfile: &self.dockerfile,
-            stage_line: r.stage_line,
+            stage_line: self.stage_line,
             user_line: r.user_line,
             locale_line: r.locale_line,
         });
@@ -90,6 +90,7 @@ impl CheckInputs {
             config: &self.config,
             origins: self.origins.clone(),
             dockerfile: &self.dockerfile,
+            stage_line: self.stage_line,
             secret_names: self.secret_names.clone(),
             release,
             skips: self.skips.clone(),
