@@ -17,8 +17,9 @@ pub enum Error {
         hint: String,
     },
 
-    /// `DOCKER_HOST` holds something imgbuild cannot connect to.
-    #[error("DOCKER_HOST={value}: {reason}")]
+    /// `DOCKER_HOST` (or the docker context) holds something imgbuild cannot connect to;
+    /// `value` says which (`DOCKER_HOST=…`, `docker context NAME`).
+    #[error("{value}: {reason}")]
     UnsupportedHost { value: String, reason: String },
 
     /// The engine answers, but speaks an API older than the one imgbuild was tested with.
@@ -84,8 +85,9 @@ impl Error {
         match self {
             Error::EngineUnreachable { hint, .. } => Some(hint),
             Error::UnsupportedHost { .. } => Some(
-                "set DOCKER_HOST to unix:///PATH/docker.sock or tcp://HOST:PORT, \
-                 or unset it to use /var/run/docker.sock",
+                "set DOCKER_HOST to unix:///PATH/docker.sock, tcp://HOST:PORT (with \
+                 DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH for TLS) or ssh://USER@HOST, \
+                 or pick another docker context (`docker context use NAME`)",
             ),
             Error::EngineTooOld { .. } => Some("upgrade the Docker engine to 20.10 or newer"),
             _ => None,

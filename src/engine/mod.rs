@@ -31,6 +31,7 @@ mod error;
 mod image;
 mod output;
 mod run_options;
+mod ssh;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,7 +114,7 @@ impl Engine {
     }
 
     async fn connect_within(address: EngineAddress, timeout: Duration) -> Result<Engine> {
-        let docker = Docker::connect_with_host(address.host())
+        let docker = client(&address)
             .map_err(|err| unreachable(&address, &err))?
             .with_timeout(REQUEST_TIMEOUT);
         let engine = Engine {
@@ -168,6 +169,25 @@ impl Engine {
     }
 }
 
+/// A bollard client for `address`: a unix socket or plain TCP, TLS with the client
+/// certificates, or ssh.
+fn client(address: &EngineAddress) -> std::result::Result<Docker, bollard::errors::Error> {
+    let timeout = REQUEST_TIMEOUT.as_secs();
+    let version = bollard::API_DEFAULT_VERSION;
+    match address.tls() {
+        Some(tls) => Docker::connect_with_ssl(
+            address.host(),
+            &tls.key,
+            &tls.cert,
+            &tls.ca,
+            timeout,
+            version,
+        ),
+        None if address.is_ssh() => ssh::client(address.host(), timeout),
+        None => Docker::connect_with_host(address.host()),
+    }
+}
+
 /// `1.41` → (1, 41).
 fn parse_api_version(version: &str) -> Option<(u32, u32)> {
     let (major, minor) = version.split_once('.')?;
@@ -202,15 +222,35 @@ fn unreachable(address: &EngineAddress, err: &bollard::errors::Error) -> Error {
             },
         ),
         _ => (
-            crate::engine::address::mask_credentials(&err.to_string()),
+            crate::engine::address::mask_credentials(&innermost(err)),
             start_it.to_owned(),
         ),
+    };
+    // A remote engine is not started from here: say what to check instead.
+    let hint = match (address.is_remote(), address.tls().is_some()) {
+        (false, _) => hint,
+        (true, true) => "check that the engine runs there with --tlsverify and that DOCKER_CERT_PATH holds a client certificate (cert.pem, key.pem) its CA (ca.pem) signed".to_owned(),
+        (true, false) if address.is_ssh() => format!(
+            "check that `{}` works from this machine without a prompt: the host in ~/.ssh/known_hosts, the key in ssh-agent or ~/.ssh/config",
+            ssh::check_command(address.host())
+        ),
+        (true, false) => "check that the engine runs there and listens on that address".to_owned(),
     };
     Error::EngineUnreachable {
         place: address.to_string(),
         reason,
         hint,
     }
+}
+
+/// The deepest cause's message: what the transport said (ssh's error, TLS's reason), not
+/// bollard's or hyper's wrappers of it.
+fn innermost(err: &bollard::errors::Error) -> String {
+    let mut current: &(dyn std::error::Error + 'static) = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 fn io_error_kind(err: &bollard::errors::Error) -> Option<std::io::ErrorKind> {
@@ -233,7 +273,7 @@ mod tests {
     use super::*;
 
     fn address(value: &str) -> EngineAddress {
-        EngineAddress::parse(Some(value), false).unwrap_or_else(|e| panic!("{value}: {e}"))
+        EngineAddress::parse(Some(value)).unwrap_or_else(|e| panic!("{value}: {e}"))
     }
 
     #[tokio::test]

@@ -321,10 +321,8 @@ fn unpack_archive(
 
 /// Whether the engine runs on this machine: host paths can only be mounted there.
 pub(super) fn engine_is_local() -> bool {
-    match std::env::var("DOCKER_HOST") {
-        Ok(host) if !host.is_empty() => host.starts_with("unix://"),
-        _ => true,
-    }
+    // An address that cannot be resolved fails the build where the engine is connected.
+    crate::engine::EngineAddress::from_env().map_or(true, |address| !address.is_remote())
 }
 
 pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<PreparedMounts> {
@@ -616,7 +614,7 @@ fn require_local(what: &str) -> anyhow::Result<()> {
     if engine_is_local() {
         Ok(())
     } else {
-        Err(InputError::new(format!("RUN --mount={what} needs the Docker engine on this machine (DOCKER_HOST is not a unix socket)")).into())
+        Err(InputError::new(format!("RUN --mount={what} needs the Docker engine on this machine (its address is not a unix socket)")).into())
     }
 }
 

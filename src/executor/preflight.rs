@@ -46,7 +46,8 @@ impl Builder {
             );
         }
         for mount in &run.mounts {
-            let local = mounts::engine_is_local();
+            // The native executor mounts this machine's files itself.
+            let local = self.native.is_some() || mounts::engine_is_local();
             let ssh_id = mount.id.as_deref().unwrap_or(mounts::DEFAULT_SSH_ID);
             let ssh_given = self.request.ssh.contains_key(ssh_id);
             match mount.kind {
@@ -76,10 +77,10 @@ impl Builder {
                 {
                     return refuse(
                         format!(
-                            "RUN --mount={}: the Docker engine is not on this machine (DOCKER_HOST is not a unix socket), and the mount is a file of this machine",
+                            "RUN --mount={}: the Docker engine is not on this machine (its address is not a unix socket), and the mount is a file of this machine",
                             kind_name(mount.kind)
                         ),
-                        "build with a local engine, or drop the mount",
+                        "build with --executor native (steps run here, the image goes to the engine), a local engine, or drop the mount",
                     );
                 }
                 _ => {}

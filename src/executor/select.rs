@@ -84,6 +84,9 @@ fn report_fallback<R>(selected: &Selected<R>, reporter: &dyn Reporter) {
 /// it held. The errors are one line each, saying what is missing.
 trait Probes {
     type Runtime;
+    /// The engine's address when it is on another machine (`tcp://…`, `ssh://…`): `auto`
+    /// then runs the steps there, as `docker build` would.
+    fn remote_engine(&self) -> Option<String>;
     fn euid(&self) -> u32;
     fn runtime(&self) -> Result<Self::Runtime, String>;
     fn overlay(&self) -> Result<(), String>;
@@ -104,10 +107,17 @@ fn decide<P: Probes>(
     };
     match choice {
         ExecutorChoice::Engine => Ok(Selected::Engine { fallback: None }),
-        ExecutorChoice::Auto => Ok(match native() {
-            Ok(runtime) => Selected::Native { runtime },
-            Err(why) => Selected::Engine {
-                fallback: Some(why),
+        ExecutorChoice::Auto => Ok(match probes.remote_engine() {
+            Some(address) => Selected::Engine {
+                fallback: Some(format!(
+                    "the engine at {address} is remote: the steps run there"
+                )),
+            },
+            None => match native() {
+                Ok(runtime) => Selected::Native { runtime },
+                Err(why) => Selected::Engine {
+                    fallback: Some(why),
+                },
             },
         }),
         ExecutorChoice::Native => native()
@@ -127,6 +137,13 @@ struct Host<'a> {
 
 impl Probes for Host<'_> {
     type Runtime = Runtime;
+
+    fn remote_engine(&self) -> Option<String> {
+        crate::engine::EngineAddress::from_env()
+            .ok()
+            .filter(|address| address.is_remote())
+            .map(|address| address.to_string())
+    }
 
     fn euid(&self) -> u32 {
         rustix::process::geteuid().as_raw()
@@ -221,6 +238,7 @@ mod tests {
 
     /// Probe results, and which probes were asked.
     struct Fake {
+        remote: Option<&'static str>,
         euid: u32,
         runtime: Result<&'static str, &'static str>,
         overlay: Result<(), &'static str>,
@@ -230,6 +248,7 @@ mod tests {
     impl Fake {
         fn able() -> Fake {
             Fake {
+                remote: None,
                 euid: 0,
                 runtime: Ok("runc 1.1.12"),
                 overlay: Ok(()),
@@ -250,6 +269,11 @@ mod tests {
 
     impl Probes for Fake {
         type Runtime = &'static str;
+
+        fn remote_engine(&self) -> Option<String> {
+            self.ask("remote");
+            self.remote.map(str::to_owned)
+        }
 
         fn euid(&self) -> u32 {
             self.ask("euid");
@@ -298,7 +322,27 @@ mod tests {
                 runtime: "runc 1.1.12"
             }
         );
-        assert_eq!(fake.asked(), ["euid", "runtime", "overlay"]);
+        assert_eq!(fake.asked(), ["remote", "euid", "runtime", "overlay"]);
+        let selected = decide(ExecutorChoice::Native, &fake).unwrap();
+        assert!(matches!(selected, Selected::Native { .. }));
+    }
+
+    #[test]
+    fn auto_runs_on_a_remote_engine_and_native_can_still_be_asked_for() {
+        let fake = Fake {
+            remote: Some("tcp://build-box:2376 (from DOCKER_HOST, TLS)"),
+            ..Fake::able()
+        };
+        let selected = decide(ExecutorChoice::Auto, &fake).unwrap();
+        assert_eq!(
+            selected,
+            Selected::Engine {
+                fallback: Some(
+                    "the engine at tcp://build-box:2376 (from DOCKER_HOST, TLS) is remote: the steps run there".into()
+                )
+            }
+        );
+        assert_eq!(fake.asked(), ["remote"]);
         let selected = decide(ExecutorChoice::Native, &fake).unwrap();
         assert!(matches!(selected, Selected::Native { .. }));
     }
@@ -313,7 +357,7 @@ mod tests {
                     ..Fake::able()
                 },
                 "native needs root; running as uid 1000",
-                &["euid"][..],
+                &["remote", "euid"][..],
             ),
             (
                 Fake {
@@ -322,7 +366,7 @@ mod tests {
                     ..Fake::able()
                 },
                 NO_RUNC,
-                &["euid", "runtime"][..],
+                &["remote", "euid", "runtime"][..],
             ),
             (
                 Fake {
@@ -330,7 +374,7 @@ mod tests {
                     ..Fake::able()
                 },
                 NO_OVERLAY,
-                &["euid", "runtime", "overlay"][..],
+                &["remote", "euid", "runtime", "overlay"][..],
             ),
         ] {
             let selected = decide(ExecutorChoice::Auto, &fake).unwrap();

@@ -11,7 +11,7 @@ use crate::support;
 /// A connection to the test engine.
 pub async fn engine() -> Engine {
     let host = &support::env().docker_host;
-    let address = EngineAddress::parse(Some(host), false)
+    let address = EngineAddress::parse(Some(host))
         .unwrap_or_else(|e| panic!("the test engine's address {host} is refused: {e}"));
     Engine::connect_to(address)
         .await
