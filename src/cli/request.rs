@@ -243,6 +243,12 @@ fn dockerfile_source(args: &BuildArgs) -> Result<DockerfileSource, InputError> {
         None => crate::mix::dockerfile::for_context(&args.context, images.0, images.1)?,
     };
     match generated {
+        Some(generated) if generated.needs_network && args.network == args::NetworkMode::None => {
+            Err(
+                InputError::new(format!("--network none: {}", generated.notes.join("; ")))
+                    .with_hint("build with the default network or --network host"),
+            )
+        }
         Some(generated) => Ok(DockerfileSource::Generated {
             name: crate::mix::dockerfile::GENERATED_NAME.to_owned(),
             text: generated.text,
@@ -854,5 +860,51 @@ mod tests {
         );
         let r = request(&["--push", "-t", "r/a", "."], &[("HOME", "/h")]).unwrap();
         assert!(!r.publish.to_engine());
+    }
+
+    #[test]
+    fn a_mix_project_without_a_dockerfile_is_built_with_the_dockerfile_imgbuild_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().to_str().unwrap();
+        std::fs::write(
+            dir.path().join("mix.exs"),
+            "defmodule A.MixProject do\n  def project do\n    [app: :shop, aliases: [\"assets.deploy\": [\"esbuild default --minify\"]]]\n  end\nend\n",
+        )
+        .unwrap();
+        let images = ["--builder-image", "b:1", "--runner-image", "r:1"];
+        let mut args = images.to_vec();
+        args.push(ctx);
+        let r = request(&args, &[("HOME", "/h")]).unwrap();
+        let DockerfileSource::Generated { text, notes, .. } = &r.dockerfile else {
+            panic!("not generated: {:?}", r.dockerfile)
+        };
+        assert!(text.contains("FROM b:1 AS build"), "{text}");
+        assert!(notes[0].contains("esbuild"), "{notes:?}");
+
+        // Its asset tools download: --network none is refused before anything runs.
+        let mut args = images.to_vec();
+        args.extend(["--network", "none", ctx]);
+        let err = request(&args, &[("HOME", "/h")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--network none: mix.exs: `mix assets.deploy` runs esbuild"),
+            "{err}"
+        );
+
+        // With a Dockerfile of its own, the images flags mean nothing and are refused.
+        std::fs::write(dir.path().join("Dockerfile"), "FROM x\n").unwrap();
+        let mut args = images.to_vec();
+        args.push(ctx);
+        let err = request(&args, &[("HOME", "/h")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("are for a Mix project without a Dockerfile"),
+            "{err}"
+        );
+        let r = request(&[ctx], &[("HOME", "/h")]).unwrap();
+        assert_eq!(
+            r.dockerfile,
+            DockerfileSource::Path(dir.path().join("Dockerfile"))
+        );
     }
 }

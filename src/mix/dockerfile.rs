@@ -123,6 +123,8 @@ fn default_versions(project: &Project) -> Result<(String, String), InputError> {
 pub struct Generated {
     pub text: String,
     pub notes: Vec<String>,
+    /// Whether a step downloads tools (`mix assets.deploy` running esbuild, tailwind…).
+    pub needs_network: bool,
 }
 
 /// The zero-config Dockerfile for the project at `context`, if it is a Mix project with no
@@ -145,6 +147,7 @@ pub fn for_context(
 /// The Dockerfile of the standard release pattern for `project`.
 pub fn generate(project: &Project, images: &Images) -> Generated {
     let mut notes = Vec::new();
+    let mut needs_network = false;
     let mut d = String::new();
     let name = &project.release;
     let _ = writeln!(
@@ -196,7 +199,8 @@ pub fn generate(project: &Project, images: &Images) -> Generated {
                 })
             })
             .collect();
-        if !downloads.is_empty() {
+        needs_network = !downloads.is_empty();
+        if needs_network {
             notes.push(format!(
                 "mix.exs: `mix assets.deploy` runs {}, which download{} on first use: the build needs network access (the default network, or --network host), and fails in `RUN mix assets.deploy` without it",
                 downloads.join(" and "),
@@ -230,7 +234,11 @@ pub fn generate(project: &Project, images: &Images) -> Generated {
         // Phoenix's generated runtime.exs serves only when PHX_SERVER is set.
         if phoenix { " PHX_SERVER=true" } else { "" },
     );
-    Generated { text: d, notes }
+    Generated {
+        text: d,
+        notes,
+        needs_network,
+    }
 }
 
 /// Whether `mix.lock` names any package (an empty lock needs no Hex, and Hex cannot be
@@ -326,6 +334,7 @@ mod tests {
         );
         assert!(d.contains("PHX_SERVER=true"), "{d}");
         assert_eq!(generated.notes.len(), 1);
+        assert!(generated.needs_network);
         assert!(
             generated.notes[0].contains("esbuild and tailwind"),
             "{:?}",
