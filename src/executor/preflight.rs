@@ -6,7 +6,7 @@
 use super::{Builder, mounts};
 use crate::error::InputError;
 use crate::frontend::instructions::MountKind;
-use crate::frontend::stages::Source;
+use crate::frontend::stages::{Base, Source};
 use crate::plan::dispatch::{RunStep, Step, StepKind};
 use crate::request::Entitlement;
 
@@ -16,6 +16,13 @@ impl Builder {
     pub(super) fn preflight(&self) -> anyhow::Result<()> {
         for &index in &self.graph.needed {
             let plan = self.plan(index)?;
+            if let Some(run) = plan
+                .steps
+                .iter()
+                .find(|step| matches!(step.kind, StepKind::Run(_)))
+            {
+                self.check_emulation(index, run)?;
+            }
             for step in &plan.steps {
                 if let StepKind::Run(run) = &step.kind {
                     self.check_run(index, step, run)?;
@@ -23,6 +30,50 @@ impl Builder {
             }
         }
         Ok(())
+    }
+
+    /// A stage whose image is for another architecture runs its RUN steps under this
+    /// kernel's emulation (binfmt_misc), or not at all: never as this machine's programs.
+    /// A remote engine's machine is its own business.
+    fn check_emulation(&self, stage: usize, step: &Step) -> anyhow::Result<()> {
+        let remote_engine = self.native.is_none()
+            && self
+                .engine
+                .as_ref()
+                .is_some_and(|engine| engine.address().is_remote());
+        if remote_engine {
+            return Ok(());
+        }
+        let Some((architecture, image)) = self.stage_architecture(stage) else {
+            return Ok(());
+        };
+        let Err(why) = crate::runtime::emulation::can_run(&architecture) else {
+            return Ok(());
+        };
+        Err(InputError::new(format!(
+            "{}:{}: {}: the stage runs on the image {image}, built for {architecture}, and this machine ({}) cannot run its programs: {why}",
+            self.graph.dockerfile.file,
+            step.location.line,
+            step.display,
+            crate::runtime::emulation::host_architecture(),
+        ))
+        .with_hint(
+            "install qemu-user-static, whose handlers Debian registers (in a container, mount binfmt_misc first), or run the stage on the build platform (FROM --platform=$BUILDPLATFORM) and cross-compile",
+        )
+        .into())
+    }
+
+    /// The architecture of the image a stage starts from (through the stages it is built
+    /// on), and that image's name; `None` for `FROM scratch` or an image that says none.
+    fn stage_architecture(&self, stage: usize) -> Option<(String, String)> {
+        match &self.graph.stages[stage].base {
+            Base::Image(name) => {
+                let config = &self.pulled_image(name).ok()?.config;
+                Some((config.architecture()?.to_owned(), name.clone()))
+            }
+            Base::Stage(base) => self.stage_architecture(*base),
+            Base::Scratch => None,
+        }
     }
 
     fn check_run(&self, stage: usize, step: &Step, run: &RunStep) -> anyhow::Result<()> {

@@ -14,6 +14,8 @@
 //!   callback, and reports a non-zero exit ([`Error::RunFailed`], the engine's wording) or
 //!   the runtime's own failure ([`Error::StartFailed`]). Dropping the future kills and
 //!   deletes the container.
+//! * [`emulation`] says whether this kernel runs another architecture's programs (a
+//!   registered `binfmt_misc` handler), for RUN steps of foreign images.
 //! * [`Runtime::cleanup_stale`] deletes the containers that imgbuild processes killed
 //!   outright left in a state dir: container ids carry the process that made them, as the
 //!   engine's container names do (`imgbuild-BOOT-PIDNS-PID-START-N`).
@@ -43,6 +45,7 @@
 //! # }
 //! ```
 
+pub mod emulation;
 mod error;
 mod etc;
 mod root;

@@ -315,3 +315,95 @@ pub fn http_get(port: u16, path: &str, container: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+/// An arm64 busybox image in the test registry (Debian's busybox-static for arm64, laid out
+/// as the amd64 test image is), as a FROM line names it; pushed once per test run by
+/// imgbuild itself (`FROM scratch`, `--platform linux/arm64`). The package is downloaded
+/// once per machine into the test environment's directory.
+pub fn busybox_arm64_in_registry() -> String {
+    static REF: OnceLock<String> = OnceLock::new();
+    REF.get_or_init(|| {
+        let env = env();
+        let deb = env.state_dir.join("busybox-static-arm64.deb");
+        if !deb.exists() {
+            // The arm64 build of the version installed here: its pool address is the
+            // amd64 one's with the architecture changed.
+            let uris = Command::new("apt-get")
+                .args(["download", "--print-uris", "busybox-static"])
+                .output()
+                .expect("apt-get runs");
+            let listing = String::from_utf8_lossy(&uris.stdout);
+            let url = listing
+                .split('\'')
+                .find(|part| part.ends_with("_amd64.deb"))
+                .unwrap_or_else(|| panic!("no busybox-static address in {listing}"))
+                .replace("_amd64.deb", "_arm64.deb");
+            let partial = deb.with_extension("partial");
+            let status = Command::new("curl")
+                .args(["-fsSL", "--retry", "3", "-o"])
+                .arg(&partial)
+                .arg(&url)
+                .status()
+                .expect("curl runs");
+            assert!(status.success(), "cannot download {url}");
+            std::fs::rename(&partial, &deb).unwrap();
+        }
+        let work = tempdir();
+        let unpacked = work.path().join("deb");
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&unpacked)
+            .status()
+            .expect("dpkg-deb runs");
+        assert!(status.success(), "dpkg-deb -x {} failed", deb.display());
+        let rootfs = work.path().join("rootfs");
+        for dir in ["bin", "etc", "root", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(dir)).unwrap();
+        }
+        std::fs::copy(unpacked.join("bin/busybox"), rootfs.join("bin/busybox")).unwrap();
+        // The applets of this machine's busybox, the same version.
+        let applets = Command::new("/bin/busybox")
+            .arg("--list-full")
+            .output()
+            .expect("busybox runs");
+        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+            if applet == "bin/busybox" || applet.is_empty() {
+                continue;
+            }
+            let link = rootfs.join(applet);
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            let _ = std::os::unix::fs::symlink("/bin/busybox", &link);
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+        let context = work.path().join("context");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD [\"sh\"]\n",
+        )
+        .unwrap();
+        std::fs::rename(&rootfs, context.join("rootfs")).unwrap();
+        let reference = format!("{}/imgbuild-test/busybox-arm64:latest", env.registry);
+        let out = imgbuild()
+            .args(["build", "--progress", "plain", "--platform", "linux/arm64", "--push", "-t"])
+            .arg(&reference)
+            .arg("--cache-dir")
+            .arg(work.path().join("cache"))
+            .arg(&context)
+            .output()
+            .expect("imgbuild runs");
+        assert!(
+            out.status.success(),
+            "pushing {reference} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reference
+    })
+    .clone()
+}
