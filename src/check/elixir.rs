@@ -3,7 +3,6 @@
 
 use regex::Regex;
 
-use super::libs::LinkView;
 use super::{CheckId, Finding};
 use crate::mix::{Endpoint, Project, line_of};
 use crate::plan::dispatch::{ImageConfig, looks_secret};
@@ -22,8 +21,9 @@ pub struct Release<'a> {
     pub locale_line: Option<usize>,
 }
 
-/// Every release check.
-pub fn check(release: &Release<'_>, view: &LinkView) -> Vec<Finding> {
+/// Every release check; `locales` are the compiled locales the image has (`C.utf8`,
+/// `en_US.utf8`, as `/usr/lib/locale` and its archive name them).
+pub fn check(release: &Release<'_>, locales: &[String]) -> Vec<Finding> {
     let mut findings = Vec::new();
     if let Some(project) = release.project {
         findings.extend(compile_time_secrets(project));
@@ -31,7 +31,7 @@ pub fn check(release: &Release<'_>, view: &LinkView) -> Vec<Finding> {
         findings.extend(phoenix_server_off(project, release));
     }
     findings.extend(runs_as_root(release));
-    findings.extend(no_utf8_locale(release, view));
+    findings.extend(no_utf8_locale(release, locales));
     findings
 }
 
@@ -158,7 +158,7 @@ fn runs_as_root(release: &Release<'_>) -> Option<Finding> {
 }
 
 /// `LC_ALL`, else `LANG`, must name a UTF-8 locale the image has.
-fn no_utf8_locale(release: &Release<'_>, view: &LinkView) -> Option<Finding> {
+fn no_utf8_locale(release: &Release<'_>, locales: &[String]) -> Option<Finding> {
     let config = release.config;
     let (variable, value) = ["LC_ALL", "LANG"]
         .into_iter()
@@ -171,7 +171,7 @@ fn no_utf8_locale(release: &Release<'_>, view: &LinkView) -> Option<Finding> {
             let utf8 = matches!(codeset.to_ascii_lowercase().as_str(), "utf-8" | "utf8");
             if !utf8 {
                 format!("{variable} is `{value}`, not a UTF-8 locale")
-            } else if locale_exists(view, language) {
+            } else if locale_exists(locales, language) {
                 return None;
             } else {
                 format!("{variable} is `{value}`, a locale the image does not have")
@@ -189,14 +189,11 @@ fn no_utf8_locale(release: &Release<'_>, view: &LinkView) -> Option<Finding> {
     })
 }
 
-/// Whether glibc finds `LANGUAGE.UTF-8`: a compiled locale directory, or a name in the
+/// Whether glibc finds `LANGUAGE.UTF-8`: a compiled locale directory or a name in the
 /// locale archive (glibc normalises the codeset to `utf8`).
-fn locale_exists(view: &LinkView, language: &str) -> bool {
+fn locale_exists(locales: &[String], language: &str) -> bool {
     let names = [format!("{language}.utf8"), format!("{language}.UTF-8")];
-    names
-        .iter()
-        .any(|name| view.is_dir(&format!("/usr/lib/locale/{name}")))
-        || view.archive_locales().iter().any(|n| names.contains(n))
+    locales.iter().any(|locale| names.contains(locale))
 }
 
 #[cfg(test)]
@@ -225,7 +222,7 @@ mod tests {
         }
     }
 
-    fn run(project: Option<&Project>, config: &ImageConfig, view: &LinkView) -> Vec<Finding> {
+    fn run(project: Option<&Project>, config: &ImageConfig, locales: &[String]) -> Vec<Finding> {
         let release = Release {
             project,
             config,
@@ -234,7 +231,7 @@ mod tests {
             user_line: None,
             locale_line: None,
         };
-        check(&release, view)
+        check(&release, locales)
     }
 
     /// A finding's file within the project (findings name it with the project's path).
@@ -252,8 +249,8 @@ mod tests {
         config(&["LANG=C.UTF-8"], "nobody", &["/app/bin/shop", "start"])
     }
 
-    fn c_utf8() -> LinkView {
-        LinkView::with_dirs(&["/usr/lib/locale/C.utf8"])
+    fn c_utf8() -> Vec<String> {
+        vec!["C.utf8".to_owned()]
     }
 
     #[test]
@@ -401,8 +398,8 @@ mod tests {
 
     #[test]
     fn the_locale_must_be_utf8_and_in_the_image() {
-        let with = |env: &[&str], view: &LinkView| {
-            let found = run(None, &config(env, "nobody", &[]), view);
+        let with = |env: &[&str], locales: &[String]| {
+            let found = run(None, &config(env, "nobody", &[]), locales);
             found.into_iter().map(|f| f.message).collect::<Vec<_>>()
         };
         let c_utf8 = c_utf8();
@@ -426,7 +423,7 @@ mod tests {
             missing[0].starts_with("LANG is `en_US.UTF-8`, a locale the image does not have"),
             "{missing:?}"
         );
-        let generated = LinkView::with_dirs(&["/usr/lib/locale/en_US.utf8"]);
+        let generated = vec!["en_US.utf8".to_owned()];
         assert_eq!(
             with(&["LANG=en_US.UTF-8"], &generated),
             Vec::<String>::new()

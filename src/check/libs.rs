@@ -372,9 +372,20 @@ impl LinkView {
             .is_some_and(|real| matches!(self.fs_node(&real), Some(FsNode::Dir)))
     }
 
-    /// The locales compiled into the image's locale archive.
-    pub fn archive_locales(&self) -> &[String] {
-        &self.archive_locales
+    /// The compiled locales the image has, as glibc names them (`C.utf8`, `en_US.utf8`):
+    /// the directories in `/usr/lib/locale` and the names in its locale archive.
+    pub fn locales(&self) -> Vec<String> {
+        let mut locales: Vec<String> = match self.real_path("/usr/lib/locale") {
+            Some(dir) => self
+                .children(&dir)
+                .into_iter()
+                .filter(|child| matches!(self.fs_node(child), Some(FsNode::Dir)))
+                .filter_map(|child| child.rsplit('/').next().map(str::to_owned))
+                .collect(),
+            None => Vec::new(),
+        };
+        locales.extend(self.archive_locales.iter().cloned());
+        locales
     }
 
     fn elf(&self, real: &str) -> Option<&Arc<ElfInfo>> {
@@ -913,6 +924,13 @@ mod tests {
                 .contains("needs /lib64/ld-linux-x86-64.so.2, which the image does not have")),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn locales_are_the_compiled_directories_and_the_archive_s_names() {
+        let view = LinkView::with_dirs(&["/usr/lib/locale/C.utf8", "/usr/lib/locale/en_US.utf8"]);
+        assert_eq!(view.locales(), ["C.utf8", "en_US.utf8"]);
+        assert!(LinkView::with_dirs(&["/usr/lib"]).locales().is_empty());
     }
 
     #[test]

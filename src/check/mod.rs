@@ -20,7 +20,7 @@ use crate::oci::Image;
 use crate::plan::dispatch::{ImageConfig, SecretName};
 
 /// What a check found: one mistake, where to fix it, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub id: CheckId,
     /// The file to change (`config/config.exs`, `Dockerfile`).
@@ -42,7 +42,9 @@ impl fmt::Display for Finding {
 
 /// The checks, by the IDs `# check=skip=` takes. BuildKit's own name is kept for the one
 /// it has (`SecretsUsedInArgOrEnv`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum CheckId {
     /// A dynamically linked ELF file needs a library (or a symbol version of one) that the
     /// image lacks.
@@ -155,6 +157,62 @@ pub struct Subject<'a> {
     pub skips: Skips,
 }
 
+/// What the checks read of an image's files. Reading every layer's index and resolving
+/// every library costs tens of milliseconds, as much as a whole cached rebuild: the facts
+/// are kept in the cache dir, keyed by the image digest and everything the messages name.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ImageFacts {
+    /// What `MissingSharedLibrary` finds (before skips).
+    libraries: Vec<Finding>,
+    /// The image's compiled locales (`libs::LinkView::locales`).
+    locales: Vec<String>,
+}
+
+impl ImageFacts {
+    fn of(subject: &Subject<'_>, cache_dir: &Path) -> anyhow::Result<ImageFacts> {
+        use sha2::{Digest as _, Sha256};
+        let mut key = Sha256::new();
+        let digest = subject.image.digest();
+        for part in [
+            "check-facts-v1",
+            digest.as_ref(),
+            subject.dockerfile,
+            &subject.stage_line.to_string(),
+        ]
+        .into_iter()
+        .chain(subject.origins.iter().map(String::as_str))
+        .chain(subject.config.env.iter().map(String::as_str))
+        {
+            key.update(part.as_bytes());
+            key.update([0]);
+        }
+        let dir = cache_dir.join("check-facts-v1");
+        let path = dir.join(format!("{}.json", hex::encode(key.finalize())));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(facts) = serde_json::from_slice::<ImageFacts>(&bytes)
+        {
+            return Ok(facts);
+        }
+        let view = libs::LinkView::merge(&libs::LayerScan::of_image(subject.image, cache_dir)?);
+        let facts = ImageFacts {
+            libraries: libs::check(
+                &view,
+                &subject.config.env,
+                &subject.origins,
+                (subject.dockerfile, subject.stage_line),
+            ),
+            locales: view.locales(),
+        };
+        // Only time is lost when it cannot be kept.
+        if std::fs::create_dir_all(&dir).is_ok()
+            && let Ok(bytes) = serde_json::to_vec(&facts)
+        {
+            let _ = crate::publish::write_atomically(&path, &bytes);
+        }
+        Ok(facts)
+    }
+}
+
 /// Runs every check not skipped; `cache_dir` keeps what was read of each layer.
 pub fn run(subject: &Subject<'_>, cache_dir: &Path) -> anyhow::Result<Vec<Finding>> {
     let skips = &subject.skips;
@@ -173,20 +231,13 @@ pub fn run(subject: &Subject<'_>, cache_dir: &Path) -> anyhow::Result<Vec<Findin
         .collect();
     let reads_files = !skips.skips(CheckId::MissingSharedLibrary)
         || (subject.release.is_some() && !skips.skips(CheckId::NoUtf8Locale));
-    let view = match reads_files {
-        true => libs::LinkView::merge(&libs::LayerScan::of_image(subject.image, cache_dir)?),
-        false => libs::LinkView::default(),
+    let facts = match reads_files {
+        true => ImageFacts::of(subject, cache_dir)?,
+        false => ImageFacts::default(),
     };
-    if !skips.skips(CheckId::MissingSharedLibrary) {
-        findings.extend(libs::check(
-            &view,
-            &subject.config.env,
-            &subject.origins,
-            (subject.dockerfile, subject.stage_line),
-        ));
-    }
+    findings.extend(facts.libraries);
     if let Some(release) = &subject.release {
-        findings.extend(elixir::check(release, &view));
+        findings.extend(elixir::check(release, &facts.locales));
     }
     Ok(skips.filter(findings))
 }
