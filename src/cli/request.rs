@@ -466,6 +466,12 @@ impl PublishRequest {
             },
         };
         let platform = match &args.registry.platform {
+            Some(list) if list.contains(',') => {
+                return Err(InputError::new(format!(
+                    "--platform {list}: one build makes one platform's image so far; an index of several platforms is not supported yet"
+                ))
+                .with_hint("build once per platform (--platform linux/amd64, then --platform linux/arm64)"));
+            }
             Some(p) => p
                 .parse::<oci::Platform>()
                 .map_err(|e| InputError::new(format!("--platform: {e}")))?,
@@ -905,6 +911,21 @@ mod tests {
         assert_eq!(
             r.dockerfile,
             DockerfileSource::Path(dir.path().join("Dockerfile"))
+        );
+    }
+
+    #[test]
+    fn several_platforms_are_refused_by_name() {
+        let err = request(
+            &["--platform", "linux/amd64,linux/arm64", "."],
+            &[("HOME", "/h")],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "--platform linux/amd64,linux/arm64: one build makes one platform's image so far"
+            ),
+            "{err}"
         );
     }
 }
