@@ -74,16 +74,17 @@ fn ssh_args(address: &str) -> Vec<String> {
         Some((user, rest)) => (Some(user), rest),
         None => (None, destination),
     };
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-            match port.parse::<u16>() {
-                Ok(_) => (host, Some(port)),
-                Err(_) => (host_port, None),
-            }
-        }
-        _ => (host_port, None),
+    // `[v6]:port`, `host:port`, or a host alone.
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, rest)) => (host, rest.strip_prefix(':')),
+            None => (host_port, None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => (host, Some(port)),
+            _ => (host_port, None),
+        },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     let mut args = vec!["-o".to_owned(), "BatchMode=yes".to_owned()];
     if let Some(port) = port {
         args.extend(["-p".to_owned(), port.to_owned()]);
