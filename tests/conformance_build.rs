@@ -297,6 +297,23 @@ fn slim() -> Result<&'static Base, String> {
     .map_err(Clone::clone)
 }
 
+/// The arm64 busybox image (`support::busybox_arm64_in_registry`), for cases whose RUN
+/// steps run under binfmt_misc emulation.
+fn busybox_arm64() -> Result<&'static Base, String> {
+    static BUSYBOX_ARM64: OnceLock<Result<Base, String>> = OnceLock::new();
+    BUSYBOX_ARM64
+        .get_or_init(|| {
+            let reference = base_common::busybox_arm64_in_registry();
+            let diff_ids = diff_ids_in_engine(&reference)?;
+            Ok(Base {
+                reference,
+                diff_ids,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 fn busybox() -> Result<&'static Base, String> {
     static BUSYBOX: OnceLock<Result<Base, String>> = OnceLock::new();
     BUSYBOX
@@ -752,7 +769,11 @@ fn prepare(name: &str) -> Result<Prepared, String> {
     let case_dir = cases_dir().join(name);
     let (case, mut dockerfile) = load_case(name)?;
     let mut bases = Vec::new();
-    for (marker, base) in [("@SLIM@", slim as fn() -> _), ("@BUSYBOX@", busybox)] {
+    for (marker, base) in [
+        ("@SLIM@", slim as fn() -> _),
+        ("@BUSYBOX@", busybox),
+        ("@BUSYBOX_ARM64@", busybox_arm64),
+    ] {
         if dockerfile.contains(marker) {
             let base = base()?;
             dockerfile = dockerfile.replace(marker, &base.reference);
