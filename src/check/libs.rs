@@ -17,9 +17,9 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::{CheckId, Finding};
-use crate::executor::image_fs::{Node as FsNode, Resolution, resolve};
 use crate::oci::Image;
 use crate::oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::oci::rootpath::{Node as FsNode, Resolution, resolve};
 
 /// ELF files larger than this are not read (nothing that is linked is this large).
 const ELF_SIZE_LIMIT: u64 = 1 << 30;

@@ -20,7 +20,7 @@ mod engine_images;
 mod engine_preload;
 mod engine_stage;
 mod engine_state;
-pub mod image_fs;
+mod image_fs;
 mod mounts;
 mod native_chain;
 mod native_stage;

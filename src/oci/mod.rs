@@ -25,6 +25,7 @@ pub mod layer;
 mod layout;
 pub mod manifest;
 mod publish;
+pub mod rootpath;
 mod source;
 mod transport;
 mod validate;
