@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use base_common::{
-    BaseImages, base_images, docker, docker_ok, env, free_port, http_get, imgbuild_bin, tempdir,
+    BaseImages, base_images, docker, docker_ok, env, imgbuild_bin, serve_release, tempdir,
     unique_name,
 };
 
@@ -84,46 +84,13 @@ impl Checkout {
     }
 }
 
-/// The release's HTTP answer, from a container with PORT and the secret set.
-fn serve_and_get(image: &str) -> (String, String) {
-    let port = free_port();
-    let name = unique_name("elixir-hello");
-    docker_ok([
-        "run",
-        "-d",
-        "--name",
-        name.as_str(),
-        "--network",
-        "host",
-        "-e",
-        &format!("PORT={port}"),
-        // No Erlang distribution: releases of tests running at once on the host network
-        // would share one epmd port, and a node registering with another's epmd fails.
-        "-e",
-        "RELEASE_DISTRIBUTION=none",
-        "-e",
-        "HELLO_SECRET=not-baked-in",
-        image,
-    ]);
-    let body = http_get(port, "/", &name);
-    // The uid of the server process itself (pid 1), not of an exec'd shell.
-    let status = docker_ok(["exec", name.as_str(), "cat", "/proc/1/status"]);
-    docker_ok(["rm", "-f", name.as_str()]);
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap_or_default()
-        .to_owned();
-    (body, uid)
-}
-
 #[test]
 fn the_release_runs_as_nobody_with_nothing_but_the_release() {
     let checkout = Checkout::new();
     let tag = unique_name("elixir-hello");
     checkout.build_ok(&["-t", &tag]);
 
-    let (body, uid) = serve_and_get(&tag);
+    let (body, uid) = serve_release(&tag, "/", &["HELLO_SECRET=not-baked-in"]);
     assert_eq!(body, "hello from elixir-hello\n");
     assert!(
         uid.split_whitespace().skip(1).all(|id| id == "65534"),

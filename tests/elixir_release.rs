@@ -11,8 +11,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use base_common::{
-    BaseImages, bare_base_image, base_images, copy_checkout, docker, docker_ok, env, free_port,
-    http_get, imgbuild_bin, summary_digest, tempdir, unique_name,
+    BaseImages, bare_base_image, base_images, copy_checkout, docker, docker_ok, env, imgbuild_bin,
+    serve_release, summary_digest, tempdir, unique_name,
 };
 
 fn bases() -> &'static BaseImages {
@@ -112,37 +112,6 @@ fn step_cached(stderr: &str, instruction: &str) -> bool {
     stderr.lines().any(|l| l == format!("{id} CACHED"))
 }
 
-/// Runs `image` serving on a free port; its answer to `path`, and the uid line of its
-/// pid 1; the container is removed.
-fn serve(image: &str, path: &str) -> (String, String) {
-    let port = free_port();
-    let name = unique_name("elixir-release");
-    docker_ok([
-        "run",
-        "-d",
-        "--name",
-        name.as_str(),
-        "--network",
-        "host",
-        "-e",
-        &format!("PORT={port}"),
-        // No Erlang distribution: on the host network, releases of tests running at once
-        // would share one epmd port, and a node registering with another's epmd fails.
-        "-e",
-        "RELEASE_DISTRIBUTION=none",
-        image,
-    ]);
-    let body = http_get(port, path, &name);
-    let status = docker_ok(["exec", name.as_str(), "cat", "/proc/1/status"]);
-    docker_ok(["rm", "-f", name.as_str()]);
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap_or_default()
-        .to_owned();
-    (body, uid)
-}
-
 #[test]
 fn a_mix_project_without_a_dockerfile_builds_a_release_that_serves_as_nobody_and_migrates() {
     let project = fixture("mix-zero-config");
@@ -158,7 +127,7 @@ fn a_mix_project_without_a_dockerfile_builds_a_release_that_serves_as_nobody_and
         "the clean fixture warns:\n{first}"
     );
 
-    let (body, uid) = serve(&tag, "/");
+    let (body, uid) = serve_release(&tag, "/", &[]);
     assert_eq!(body, "hello from greeter\n");
     assert!(
         uid.split_whitespace().skip(1).all(|id| id == "65534"),
@@ -276,10 +245,10 @@ fn a_phoenix_shaped_project_builds_its_assets_and_serves() {
     assert!(stderr.contains("RUN mix assets.deploy"), "{stderr}");
     assert!(!stderr.contains("WARNING"), "{stderr}");
     // Phoenix's runtime.exs serves only with PHX_SERVER, which the image sets.
-    let (css, _) = serve(&tag, "/assets/app.css");
+    let (css, _) = serve_release(&tag, "/assets/app.css", &[]);
     let source = std::fs::read_to_string(project.path().join("assets/app.css")).unwrap();
     assert_eq!(css, source);
-    let (body, _) = serve(&tag, "/");
+    let (body, _) = serve_release(&tag, "/", &[]);
     assert_eq!(body, "hello from shop\n");
     docker_ok(["rmi", tag.as_str()]);
 }

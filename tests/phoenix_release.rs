@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use base_common::{
-    BaseImages, base_images, docker_ok, env, free_port, http_get, imgbuild_bin, unique_name,
+    BaseImages, base_images, docker_ok, env, http_get, imgbuild_bin, pid1_uids, start_release,
+    unique_name,
 };
 
 fn fixture() -> std::path::PathBuf {
@@ -95,23 +96,7 @@ fn check_runs_as_nobody_and_serves(image: &str) {
     ]);
     assert_eq!(cmd.trim(), r#"["/app/bin/server"]"#, "{image}: Config.Cmd");
 
-    let port = free_port();
-    let name = unique_name("phoenix-release");
-    docker_ok([
-        "run",
-        "-d",
-        "--name",
-        name.as_str(),
-        "--network",
-        "host",
-        "-e",
-        &format!("PORT={port}"),
-        // No Erlang distribution: releases of tests running at once on the host network
-        // would share one epmd port, and a node registering with another's epmd fails.
-        "-e",
-        "RELEASE_DISTRIBUTION=none",
-        image,
-    ]);
+    let (name, port) = start_release(image, &[]);
     assert_eq!(http_get(port, "/", &name), "hello from phoenix-release\n");
     assert_eq!(
         http_get(port, "/robots.txt", &name),
@@ -121,12 +106,7 @@ fn check_runs_as_nobody_and_serves(image: &str) {
     let id = docker_ok(["exec", name.as_str(), "id", "-u"]);
     assert_eq!(id.trim(), "65534", "{image}: id -u in the container");
     // The server itself (pid 1 is bin/server's exec of the release), not only the shell.
-    let status = docker_ok(["exec", name.as_str(), "cat", "/proc/1/status"]);
-    let uids = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap_or_default()
-        .to_owned();
+    let uids = pid1_uids(&name);
     assert!(
         uids.split_whitespace().skip(1).all(|id| id == "65534"),
         "{image}: pid 1 {uids}"

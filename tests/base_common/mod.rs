@@ -77,3 +77,52 @@ pub fn run_in(image: &str, extra: &[&str], args: &[&str]) -> String {
     all.extend_from_slice(args);
     docker_ok(all)
 }
+
+/// Starts a release image in the background on the host network, serving on a free port
+/// (`PORT`), with `env` (`KEY=value`) as well; its container name and port. No Erlang
+/// distribution: releases of tests running at once on the host network would share one
+/// epmd port, and a node registering with another's epmd fails.
+pub fn start_release(image: &str, env: &[&str]) -> (String, u16) {
+    let port = free_port();
+    let name = unique_name("release");
+    let port_env = format!("PORT={port}");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name.as_str(),
+        "--network",
+        "host",
+        "-e",
+        port_env.as_str(),
+        "-e",
+        "RELEASE_DISTRIBUTION=none",
+    ];
+    for var in env {
+        args.extend(["-e", var]);
+    }
+    args.push(image);
+    docker_ok(args);
+    (name, port)
+}
+
+/// The `Uid:` line of pid 1 in a running container: the server process itself, not a
+/// shell exec'd beside it.
+pub fn pid1_uids(container: &str) -> String {
+    let status = docker_ok(["exec", container, "cat", "/proc/1/status"]);
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A release image's answer to `path` and the uid line of its pid 1 ([`start_release`]);
+/// the container is removed.
+pub fn serve_release(image: &str, path: &str, env: &[&str]) -> (String, String) {
+    let (name, port) = start_release(image, env);
+    let body = http_get(port, path, &name);
+    let uids = pid1_uids(&name);
+    docker_ok(["rm", "-f", name.as_str()]);
+    (body, uids)
+}
