@@ -207,17 +207,14 @@ impl TlsEngine {
             .expect("docker runs")
     }
 
-    /// imgbuild with this engine as DOCKER_HOST and `certs` as its client certificates.
-    fn imgbuild(&self, certs: &Path, cache: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(imgbuild_bin());
+    /// [`build_command`] with this engine as DOCKER_HOST and `certs` as its client
+    /// certificates.
+    fn build(&self, certs: &Path, cache: &Path, context: &Path, args: &[&str]) -> Command {
+        let mut command = build_command(cache, context, args);
         command
-            .args(args)
-            .arg("--cache-dir")
-            .arg(cache)
             .env("DOCKER_HOST", self.host())
             .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", certs)
-            .env_remove("DOCKER_CONTEXT");
+            .env("DOCKER_CERT_PATH", certs);
         command
     }
 
@@ -262,6 +259,27 @@ impl Drop for TlsEngine {
     }
 }
 
+/// `imgbuild build --progress plain --network host ARGS --cache-dir CACHE CONTEXT`, with
+/// none of this process's engine settings: each test says which engine it builds on.
+fn build_command(cache: &Path, context: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(imgbuild_bin());
+    command
+        .args(["build", "--progress", "plain", "--network", "host"])
+        .args(args)
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg(context);
+    for setting in [
+        "DOCKER_HOST",
+        "DOCKER_CONTEXT",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+    ] {
+        command.env_remove(setting);
+    }
+    command
+}
+
 /// A context whose Dockerfile builds on the test busybox image.
 fn context(dockerfile: &str) -> tempfile::TempDir {
     let dir = tempdir();
@@ -281,30 +299,16 @@ fn a_build_runs_on_a_tls_engine_and_a_wrong_certificate_is_refused() {
     let cache = tempdir();
     let tag = unique_name("tls-engine").to_lowercase();
     let out = engine
-        .imgbuild(
-            &engine.client,
-            cache.path(),
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--network",
-                "host",
-                "-t",
-                &tag,
-            ],
-        )
-        .arg(context.path())
+        .build(&engine.client, cache.path(), context.path(), &["-t", &tag])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // auto runs the steps on the remote engine, and says so.
     let note = format!(
-        "executor: engine (the engine at {}/ (from DOCKER_HOST, TLS) is remote: the steps run there)",
+        "executor: engine (the engine at {} (from DOCKER_HOST, TLS) is remote: the steps run there)",
         engine.host()
-    )
-    .replace("/ (", " (");
+    );
     assert!(stderr.contains(&note), "{note:?} not in {stderr}");
     let shown = engine.docker(&["run", "--rm", &tag, "cat", "/where"]);
     assert_eq!(
@@ -339,24 +343,9 @@ fn a_build_runs_on_a_tls_engine_and_a_wrong_certificate_is_refused() {
         String::from_utf8_lossy(&created.stderr)
     );
     let context_tag = unique_name("tls-context").to_lowercase();
-    let out = Command::new(imgbuild_bin())
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--network",
-            "host",
-            "-t",
-            &context_tag,
-        ])
-        .arg("--cache-dir")
-        .arg(cache.path())
-        .arg(context.path())
+    let out = build_command(cache.path(), context.path(), &["-t", &context_tag])
         .env("DOCKER_CONFIG", config.path())
         .env("DOCKER_CONTEXT", "tls-test")
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -380,21 +369,12 @@ fn a_build_runs_on_a_tls_engine_and_a_wrong_certificate_is_refused() {
     let images_before = engine.docker(&["images", "-q"]).stdout;
     let other_tag = unique_name("tls-wrong").to_lowercase();
     let out = engine
-        .imgbuild(
+        .build(
             &engine.wrong_client,
             cache.path(),
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--network",
-                "host",
-                "--no-cache",
-                "-t",
-                &other_tag,
-            ],
+            context.path(),
+            &["--no-cache", "-t", &other_tag],
         )
-        .arg(context.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -419,19 +399,12 @@ fn an_engine_that_goes_away_mid_build_fails_it_and_leaves_no_output() {
     let out_dir = tempdir();
     let layout = out_dir.path().join("image");
     let mut child = engine
-        .imgbuild(
+        .build(
             &engine.client,
             cache.path(),
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--network",
-                "host",
-                &format!("--output=type=oci,dest={}", layout.display()),
-            ],
+            context.path(),
+            &[&format!("--output=type=oci,dest={}", layout.display())],
         )
-        .arg(context.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -445,7 +418,7 @@ fn an_engine_that_goes_away_mid_build_fails_it_and_leaves_no_output() {
         }
         if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output_timeout();
+            let out = wait_for_exit(&mut child);
             panic!(
                 "the RUN never started on the engine:\n{}",
                 String::from_utf8_lossy(&out.stderr)
@@ -454,7 +427,7 @@ fn an_engine_that_goes_away_mid_build_fails_it_and_leaves_no_output() {
         std::thread::sleep(Duration::from_millis(200));
     }
     engine.kill();
-    let out = child.wait_with_output_timeout();
+    let out = wait_for_exit(&mut child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -465,31 +438,25 @@ fn an_engine_that_goes_away_mid_build_fails_it_and_leaves_no_output() {
     assert!(!layout.exists(), "an output was written");
 }
 
-trait WaitWithTimeout {
-    fn wait_with_output_timeout(&mut self) -> Output;
-}
-
-impl WaitWithTimeout for Child {
-    /// Waits up to two minutes for the process, killing it then, and collects stderr.
-    fn wait_with_output_timeout(&mut self) -> Output {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.kill();
-                panic!("imgbuild did not stop within two minutes after the engine went away");
-            }
-            std::thread::sleep(Duration::from_millis(200));
+/// Waits up to two minutes for `child` (killing it then), and collects its stderr.
+fn wait_for_exit(child: &mut Child) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("imgbuild did not stop within two minutes after the engine went away");
         }
-        let mut stderr = Vec::new();
-        if let Some(mut pipe) = self.stderr.take() {
-            use std::io::Read;
-            let _ = pipe.read_to_end(&mut stderr);
-        }
-        Output {
-            status: self.wait().unwrap(),
-            stdout: Vec::new(),
-            stderr,
-        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut stderr = Vec::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_end(&mut stderr);
+    }
+    Output {
+        status: child.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr,
     }
 }
 
@@ -624,24 +591,10 @@ fn a_build_runs_over_ssh_and_a_refused_key_fails_clearly() {
     let cache = tempdir();
     let host = format!("ssh://root@127.0.0.1:{}", server.port);
     let build = |agent: &SshAgent, tag: &str| -> Output {
-        Command::new(imgbuild_bin())
-            .args([
-                "build",
-                "--progress",
-                "plain",
-                "--network",
-                "host",
-                "-t",
-                tag,
-            ])
-            .arg("--cache-dir")
-            .arg(cache.path())
-            .arg(context.path())
+        build_command(cache.path(), context.path(), &["-t", tag])
             .env("DOCKER_HOST", &host)
             .env("SSH_AUTH_SOCK", agent.socket())
             .env("PATH", server.path())
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
             .output()
             .unwrap()
     };
