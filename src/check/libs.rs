@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{CheckId, Finding};
 use crate::oci::Image;
 use crate::oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-use crate::oci::rootpath::{Node as FsNode, Resolution, resolve};
+use crate::oci::rootpath::{Node as FsNode, Resolution, join, normalize, resolve, split};
 
 /// ELF files larger than this are not read (nothing that is linked is this large).
 const ELF_SIZE_LIMIT: u64 = 1 << 30;
@@ -141,15 +141,13 @@ impl LayerScan {
             let Some(path) = normalize(&String::from_utf8_lossy(&entry.path_bytes())) else {
                 continue;
             };
-            let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
-            let dir = if dir.is_empty() { "/" } else { dir };
+            let (dir, name) = split(&path);
             if name == OPAQUE_WHITEOUT {
                 scan.opaque.push(dir.to_owned());
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-                scan.whiteouts
-                    .push(format!("{}/{hidden}", dir.trim_end_matches('/')));
+                scan.whiteouts.push(join(dir, hidden));
                 continue;
             }
             let kind = entry.header().entry_type();
@@ -274,19 +272,6 @@ fn locale_archive_names(data: &[u8]) -> Vec<String> {
         names.push(String::from_utf8_lossy(&rest[..end]).into_owned());
     }
     names
-}
-
-/// `./usr/lib/` → `/usr/lib`; names with `..` are unusable (skipped).
-fn normalize(name: &str) -> Option<String> {
-    let mut parts = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return None,
-            p => parts.push(p),
-        }
-    }
-    Some(format!("/{}", parts.join("/")))
 }
 
 /// An image's file system as the dynamic linker sees it: the layers merged, whiteouts

@@ -13,6 +13,7 @@ use crate::oci::Image;
 use crate::oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::oci::manifest::uncompressed_layer;
 pub use crate::oci::rootpath::{Node, Resolution, ResolveError, Resolved, resolve};
+use crate::oci::rootpath::{join, normalize, split};
 
 /// Files whose contents are kept while scanning (small, and needed for `--chown`).
 const KEPT_FILES: &[&str] = &["/etc/passwd", "/etc/group"];
@@ -266,35 +267,6 @@ fn unreachable_need() -> Result<Resolved, ResolveError> {
     Err(ResolveError::Loop(
         "(internal: a path the image's index lacks)".into(),
     ))
-}
-
-/// `./usr/bin/` → `/usr/bin`; `..` components make a name unusable (skipped).
-fn normalize(name: &str) -> Option<String> {
-    let mut parts = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return None,
-            p => parts.push(p),
-        }
-    }
-    Some(format!("/{}", parts.join("/")))
-}
-
-fn split(path: &str) -> (&str, &str) {
-    match path.rsplit_once('/') {
-        Some(("", name)) => ("/", name),
-        Some((dir, name)) => (dir, name),
-        None => ("/", path),
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir == "/" {
-        format!("/{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
 }
 
 #[cfg(test)]

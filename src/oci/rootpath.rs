@@ -152,3 +152,35 @@ pub fn resolve(
         missing,
     }))
 }
+
+/// A layer entry's name as an absolute path: `./usr/bin/` → `/usr/bin`; `..` components
+/// make a name unusable (`None`).
+pub fn normalize(name: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// `/usr/bin/env` → (`/usr/bin`, `env`); `/env` → (`/`, `env`).
+pub fn split(path: &str) -> (&str, &str) {
+    match path.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((dir, name)) => (dir, name),
+        None => ("/", path),
+    }
+}
+
+/// The inverse of [`split`].
+pub fn join(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
