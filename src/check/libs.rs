@@ -463,11 +463,10 @@ pub fn check(
                 .or_default()
                 .push((path.clone(), *layer));
         }
-        let origin = path.rsplit_once('/').map_or("/", |(dir, _)| dir);
-        let origin = if origin.is_empty() { "/" } else { origin };
+        let (origin, _) = split(path);
+        let dirs = search_dirs(elf, origin, &ld_library_path, &ld_so_conf);
         let mut found: HashMap<&str, Arc<ElfInfo>> = HashMap::new();
         for needed in &elf.needed {
-            let dirs = search_dirs(elf, origin, &ld_library_path, &ld_so_conf);
             match find_library(view, elf, needed, &dirs) {
                 Some(library) => {
                     found.insert(needed, library);
