@@ -302,7 +302,11 @@ impl LinkView {
                     },
                     other => other.clone(),
                 };
-                if !matches!(entry, Entry::Dir) {
+                // A file replacing a directory hides what was below it (a walk over every
+                // path, so only when there was a directory there).
+                if !matches!(entry, Entry::Dir)
+                    && matches!(view.nodes.get(path), Some((Entry::Dir, _)))
+                {
                     view.remove_tree(path);
                 }
                 // A layer may leave out parents; extracting it creates them.
@@ -908,6 +912,24 @@ mod tests {
                 .contains("needs /lib64/ld-linux-x86-64.so.2, which the image does not have")),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn a_file_over_a_directory_hides_what_was_below_it() {
+        let lower = layer(vec![
+            Item::Dir("opt/d"),
+            Item::File("opt/d/x", b"x".to_vec()),
+            Item::File("opt/f", b"1".to_vec()),
+        ]);
+        let upper = layer(vec![
+            Item::File("opt/d", b"now a file".to_vec()),
+            Item::File("opt/f", b"2".to_vec()),
+        ]);
+        let view = LinkView::merge(&[lower, upper]);
+        assert_eq!(view.real_path("/opt/d").as_deref(), Some("/opt/d"));
+        assert!(!view.is_dir("/opt/d"));
+        assert_eq!(view.real_path("/opt/d/x"), None);
+        assert_eq!(view.real_path("/opt/f").as_deref(), Some("/opt/f"));
     }
 
     #[test]

@@ -154,8 +154,9 @@ impl ImageFs {
             self.remove_tree(&path);
         }
         for (path, meta) in added {
-            if meta.kind != Kind::Dir {
-                // A file replacing a directory hides what was below it.
+            if meta.kind != Kind::Dir && self.is_dir(&path) {
+                // A file replacing a directory hides what was below it (a walk over every
+                // path, so only when there was a directory there).
                 self.remove_tree(&path);
             }
             self.files.remove(&path);
@@ -289,6 +290,19 @@ mod tests {
             b.append_data(&mut h, name, *data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_file_over_a_directory_hides_what_was_below_it_and_a_file_over_a_file_nothing_else() {
+        use tar::EntryType::{Directory as D, Regular as F};
+        let mut fs = ImageFs::default();
+        fs.apply_layer(&layer(&[("d/", D, 0, b""), ("d/x", F, 0, b"x"), ("f", F, 0, b"1")])[..])
+            .unwrap();
+        fs.apply_layer(&layer(&[("d", F, 0, b"now a file"), ("f", F, 0, b"2")])[..])
+            .unwrap();
+        assert_eq!(fs.stat("/d").map(|m| m.kind), Some(Kind::File));
+        assert_eq!(fs.stat("/d/x"), None);
+        assert_eq!(fs.stat("/f").map(|m| m.kind), Some(Kind::File));
     }
 
     #[test]
