@@ -13,6 +13,7 @@ pub use filesystem::TarDest;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use oci_spec::image::Digest;
@@ -52,15 +53,48 @@ pub struct PublishRequest {
     pub metadata_file: Option<PathBuf>,
     pub registry: registry::RegistryOptions,
     pub platform: oci::Platform,
+    /// Whether `--platform` named the platform (else it is this machine's): an image is
+    /// then refused rather than labelled with a platform its base is not for.
+    pub platform_asked: bool,
     pub progress: crate::progress::Mode,
     /// `--annotation`s for the image manifest.
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// With `--platform` listing several platforms: an index over one image for each
+    /// (`platform` and `annotations` are then the first's).
+    pub multi_platform: Option<MultiPlatform>,
+}
+
+/// A build of several platforms: one image each, and an index over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiPlatform {
+    /// Each platform, in the order asked, with its manifest's annotations.
+    pub images: Vec<(oci::Platform, std::collections::BTreeMap<String, String>)>,
+    /// `--annotation index:…`.
+    pub index_annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl PublishRequest {
     /// Whether an output writes to standard output (`-o -`), where `-q` then prints nothing.
     pub fn writes_stdout(&self) -> bool {
         self.outputs.contains(&Output::Tar(TarDest::Stdout))
+    }
+
+    /// The request for one platform's image of a multi-platform build (`image` indexes
+    /// `multi_platform.images`): it builds that image and publishes nothing, since the
+    /// index is published once all are built.
+    pub fn for_platform(&self, image: usize) -> Option<PublishRequest> {
+        let (platform, annotations) = self.multi_platform.as_ref()?.images.get(image)?.clone();
+        Some(PublishRequest {
+            platform,
+            platform_asked: true,
+            annotations,
+            multi_platform: None,
+            outputs: vec![Output::CacheOnly],
+            push: false,
+            iidfile: None,
+            metadata_file: None,
+            ..self.clone()
+        })
     }
 
     /// Whether the image goes to the engine: asked for with `--output type=engine`, or the
@@ -148,12 +182,47 @@ impl Sink {
         match self {
             Sink::File(_) => "file output".into(),
             Sink::Engine(_) => "engine".into(),
-            Sink::Registry(r) => r
-                .references
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            Sink::Registry(r) => r.names(),
+        }
+    }
+
+    /// Publishes a multi-platform `index` under `tags`: files and registries get the index
+    /// and every image in it; the engine, which holds one platform per name, gets the
+    /// host's image (or the first, when the index has none for the host).
+    pub async fn publish_index(
+        &self,
+        index: Arc<oci::PlatformIndex>,
+        tags: &[String],
+        reporter: &Arc<dyn Reporter>,
+        ids: &Ids,
+    ) -> anyhow::Result<Published> {
+        match self {
+            Sink::File(sink) => {
+                let tags = tags.to_vec();
+                let sink: &dyn Publish = sink.as_ref();
+                tokio::task::block_in_place(|| sink.publish_index(&index, &tags))
+            }
+            Sink::Engine(sink) => {
+                let host = oci::Platform::host();
+                let (platform, image) = index
+                    .images()
+                    .iter()
+                    .find(|(p, _)| *p == host)
+                    .or_else(|| index.images().first())
+                    .ok_or_else(|| anyhow::anyhow!("the index lists no image"))?;
+                let published = sink.publish(image.clone(), tags).await?;
+                let which = match *platform == host {
+                    true => format!("the {platform} image, this machine's platform"),
+                    false => format!(
+                        "the {platform} image: the index has none for this machine's {host}"
+                    ),
+                };
+                Ok(Published {
+                    destination: format!("{} ({which})", published.destination),
+                    ..published
+                })
+            }
+            Sink::Registry(sink) => sink.publish_index(&index, reporter, ids).await,
         }
     }
 
@@ -315,20 +384,66 @@ impl RegistrySink {
         reporter: &Arc<dyn Reporter>,
         ids: &Ids,
     ) -> anyhow::Result<Published> {
+        let (progress, started) = self.start(reporter, ids);
+        let pushed = self
+            .client
+            .push_with_report(image.as_ref(), &self.references, &self.blobs, &progress)
+            .await;
+        let report = Self::finish(&progress, started, pushed)?;
+        Ok(Published {
+            digest: report.digest.unwrap_or_else(|| image.digest()),
+            config_digest: image.config_descriptor().digest().clone(),
+            destination: self.names(),
+        })
+    }
+
+    /// Pushes every image of `index` by digest, then the index under each tag.
+    async fn publish_index(
+        &self,
+        index: &oci::PlatformIndex,
+        reporter: &Arc<dyn Reporter>,
+        ids: &Ids,
+    ) -> anyhow::Result<Published> {
+        let (progress, started) = self.start(reporter, ids);
+        let pushed = self
+            .client
+            .push_index(index, &self.references, &self.blobs, &progress)
+            .await;
+        let report = Self::finish(&progress, started, pushed)?;
+        Ok(Published {
+            digest: report.digest.unwrap_or_else(|| index.digest()),
+            config_digest: index.digest(),
+            destination: self.names(),
+        })
+    }
+
+    fn names(&self) -> String {
+        self.references
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The push's vertex in the progress display.
+    fn start(&self, reporter: &Arc<dyn Reporter>, ids: &Ids) -> (PushProgress, Instant) {
         let id = ids.next();
-        let names: Vec<String> = self.references.iter().map(ToString::to_string).collect();
-        let name = format!("pushing {}", names.join(", "));
-        reporter.started(id, &name);
-        let started = std::time::Instant::now();
+        reporter.started(id, &format!("pushing {}", self.names()));
         let progress = PushProgress {
             reporter: reporter.clone(),
             id,
         };
-        let result = self
-            .client
-            .push_with_report(image.as_ref(), &self.references, &self.blobs, &progress)
-            .await;
-        match result {
+        (progress, Instant::now())
+    }
+
+    /// Ends the push's vertex with its blob counts.
+    fn finish(
+        progress: &PushProgress,
+        started: Instant,
+        pushed: Result<registry::PushReport, registry::Error>,
+    ) -> anyhow::Result<registry::PushReport> {
+        let (reporter, id) = (&progress.reporter, progress.id);
+        match pushed {
             Ok(report) => {
                 reporter.log(
                     id,
@@ -341,11 +456,7 @@ impl RegistrySink {
                     ),
                 );
                 reporter.done(id, started.elapsed());
-                Ok(Published {
-                    digest: report.digest.unwrap_or_else(|| image.digest()),
-                    config_digest: image.config_descriptor().digest().clone(),
-                    destination: names.join(", "),
-                })
+                Ok(report)
             }
             Err(e) => {
                 reporter.failed(id, started.elapsed());
@@ -419,6 +530,37 @@ impl Recorder {
                     "mediaType": image.manifest_media_type(),
                     "digest": digest.to_string(),
                     "size": image.raw_manifest().len(),
+                },
+                "image.name": tags.join(","),
+            });
+            let mut text = serde_json::to_vec_pretty(&metadata)?;
+            text.push(b'\n');
+            write_atomically(path, &text)?;
+        }
+        Ok(())
+    }
+}
+
+impl Recorder {
+    /// As [`Recorder::record`], for a multi-platform index: BuildKit writes the index's
+    /// digest as the image ID and as `containerimage.digest`.
+    pub fn record_index(
+        &self,
+        index: &oci::PlatformIndex,
+        tags: &[String],
+        pushed: Option<&Digest>,
+    ) -> anyhow::Result<()> {
+        let digest = pushed.cloned().unwrap_or_else(|| index.digest());
+        if let Some(path) = &self.iidfile {
+            write_atomically(path, digest.to_string().as_bytes())?;
+        }
+        if let Some(path) = &self.metadata_file {
+            let metadata = serde_json::json!({
+                "containerimage.digest": digest.to_string(),
+                "containerimage.descriptor": {
+                    "mediaType": index.media_type(),
+                    "digest": digest.to_string(),
+                    "size": index.raw().len(),
                 },
                 "image.name": tags.join(","),
             });

@@ -89,6 +89,10 @@ pub struct BuildRequest {
     pub context_size_warning: Option<u64>,
     /// `--executor`.
     pub executor: ExecutorChoice,
+    /// The engine to use instead of the environment's (`DOCKER_HOST`, the docker context).
+    pub engine: Option<crate::engine::EngineAddress>,
+    /// `--engine-for PLATFORM=ENGINE`: the engine that runs a platform's steps.
+    pub engine_for: BTreeMap<crate::oci::Platform, crate::engine::EngineAddress>,
     /// `--pull`: FROM images come from their registry even when the engine has them.
     pub pull: bool,
     /// `--add-host`, `--shm-size`, `--ulimit`: what every RUN gets.

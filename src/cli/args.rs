@@ -313,6 +313,11 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = Executor::Auto)]
     pub executor: Executor,
 
+    /// Run one platform's steps on another Docker engine, e.g.
+    /// `linux/arm64=ssh://builder@arm-host` or a docker context's name; repeatable.
+    #[arg(long = "engine-for", value_name = "PLATFORM=ENGINE")]
+    pub engine_for: Vec<String>,
+
     #[command(flatten)]
     pub publish: PublishArgs,
 }

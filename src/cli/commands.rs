@@ -289,6 +289,12 @@ fn base_build(args: BaseBuildArgs) -> anyhow::Result<()> {
         request.tags.push(recipe.tag.clone());
     }
     let cache_dir = default_cache_dir(&process_env)?;
+    if request.multi_platform.is_some() {
+        return Err(InputError::new(
+            "imgbuild base build makes one platform's image: give --platform one platform",
+        )
+        .into());
+    }
     base::check_host(&request.platform)?;
     let reporter = progress::reporter(request.progress);
     let started = std::time::Instant::now();

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
-use crate::publish::TarDest;
+use crate::publish::{MultiPlatform, TarDest};
 use crate::request::{
     BuildRequest, DockerfileSource, Entitlement, ExecutorChoice, Output, PublishRequest,
     RegistryOptions,
@@ -306,6 +306,7 @@ impl BuildRequest {
             Some(dir) => dir,
             None => default_cache_dir(env)?,
         };
+        let publish = PublishRequest::from_args(args.publish, env)?;
         Ok(BuildRequest {
             context: args.context,
             dockerignore: true,
@@ -352,6 +353,8 @@ impl BuildRequest {
                 args::Executor::Native => ExecutorChoice::Native,
                 args::Executor::Engine => ExecutorChoice::Engine,
             },
+            engine: None,
+            engine_for: engines_for(&args.engine_for, &publish, env)?,
             pull: args.pull,
             run_options: engine::RunOptions {
                 extra_hosts: args.add_hosts.into_iter().map(|h| h.0).collect(),
@@ -366,31 +369,74 @@ impl BuildRequest {
                     ulimits
                 },
             },
-            publish: PublishRequest::from_args(args.publish, env)?,
+            publish,
         })
     }
 }
 
-/// The `--annotation`s of the one manifest imgbuild writes. Index annotations are refused
-/// as BuildKit refuses them for a single-platform image, and so is a platform the build is
-/// not for.
+/// `--engine-for PLATFORM=ENGINE`: each names a platform the build is for, once.
+fn engines_for(
+    specs: &[String],
+    publish: &PublishRequest,
+    env: Env<'_>,
+) -> Result<BTreeMap<oci::Platform, engine::EngineAddress>, InputError> {
+    let mut engines = BTreeMap::new();
+    let platforms: Vec<&oci::Platform> = match &publish.multi_platform {
+        Some(multi) => multi.images.iter().map(|(p, _)| p).collect(),
+        None => vec![&publish.platform],
+    };
+    for spec in specs {
+        let at = format!("--engine-for {spec}");
+        let (platform, engine) = spec.split_once('=').ok_or_else(|| {
+            InputError::new(format!("{at}: expected PLATFORM=ENGINE"))
+                .with_hint("e.g. --engine-for linux/arm64=ssh://builder@arm-host")
+        })?;
+        let platform = platform
+            .trim()
+            .parse::<oci::Platform>()
+            .map_err(|e| InputError::new(format!("{at}: {e}")))?;
+        if !platforms.contains(&&platform) {
+            return Err(
+                InputError::new(format!("{at}: the build is not for {platform}")).with_hint(
+                    format!("add it to --platform, e.g. --platform linux/amd64,{platform}"),
+                ),
+            );
+        }
+        let address = engine::EngineAddress::named(engine.trim(), &|key| env(key))
+            .map_err(|e| InputError::new(format!("{at}: {e}")))?;
+        if engines.insert(platform.clone(), address).is_some() {
+            return Err(InputError::new(format!(
+                "{at}: {platform} is given an engine twice"
+            )));
+        }
+    }
+    Ok(engines)
+}
+
+/// The `--annotation`s of the manifest for `platform` (those without a platform, and those
+/// for it). Descriptor annotations are not supported yet. Index annotations need an index:
+/// BuildKit refuses them for a single-platform image too.
 fn manifest_annotations(
     specs: &[super::values::AnnotationSpec],
     platform: &oci::Platform,
+    multi_platform: bool,
 ) -> Result<BTreeMap<String, String>, InputError> {
     use super::values::AnnotationKind;
     let mut annotations = BTreeMap::new();
     for spec in specs {
         let at = format!("--annotation {}:{}", spec.kind, spec.key);
-        if let Some(other) = spec.platform.as_ref().filter(|p| *p != platform) {
+        if !multi_platform && let Some(other) = spec.platform.as_ref().filter(|p| *p != platform) {
             return Err(InputError::new(format!(
                 "{at}: this build is for {platform}, not {other}"
             )));
         }
         match spec.kind {
             AnnotationKind::Manifest => {
-                annotations.insert(spec.key.clone(), spec.value.clone());
+                if spec.platform.as_ref().is_none_or(|p| p == platform) {
+                    annotations.insert(spec.key.clone(), spec.value.clone());
+                }
             }
+            AnnotationKind::Index if multi_platform => {}
             AnnotationKind::Index | AnnotationKind::IndexDescriptor => {
                 return Err(InputError::new(format!(
                     "{at}: a single-platform image has no index (BuildKit refuses index annotations for one platform too)"
@@ -408,6 +454,78 @@ fn manifest_annotations(
         }
     }
     Ok(annotations)
+}
+
+/// `--platform`: one platform, or a comma-separated list of distinct ones.
+fn requested_platforms(list: Option<&str>) -> Result<Vec<oci::Platform>, InputError> {
+    let Some(list) = list else {
+        return Ok(vec![oci::Platform::default()]);
+    };
+    let mut platforms: Vec<oci::Platform> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let platform = item
+            .parse::<oci::Platform>()
+            .map_err(|e| InputError::new(format!("--platform: {e}")))?;
+        if platforms.contains(&platform) {
+            return Err(InputError::new(format!(
+                "--platform {list}: {platform} is listed twice"
+            )));
+        }
+        platforms.push(platform);
+    }
+    Ok(platforms)
+}
+
+/// The multi-platform part of a request for `platforms` (two or more): each platform's
+/// manifest annotations, the index's, and outputs that can hold an index.
+fn multi_platform(
+    platforms: &[oci::Platform],
+    specs: &[super::values::AnnotationSpec],
+    outputs: &[Output],
+) -> Result<MultiPlatform, InputError> {
+    use super::values::AnnotationKind;
+    let list = platforms
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    for spec in specs {
+        if let Some(p) = spec.platform.as_ref().filter(|p| !platforms.contains(p)) {
+            return Err(InputError::new(format!(
+                "--annotation {}:{}: this build is for {list}, not {p}",
+                spec.kind, spec.key
+            )));
+        }
+    }
+    for output in outputs {
+        let refused = match output {
+            Output::DockerTar(_) => Some((
+                "type=docker",
+                "a docker archive holds one platform's image (BuildKit's docker exporter refuses several too)",
+            )),
+            Output::Tar(_) => Some(("type=tar", "imgbuild writes one file system per tar")),
+            _ => None,
+        };
+        if let Some((kind, why)) = refused {
+            return Err(InputError::new(format!(
+                "--output {kind} with --platform {list}: {why}"
+            ))
+            .with_hint("write the index with --output type=oci,dest=DIR (or push it), or build one platform with --platform"));
+        }
+    }
+    let images = platforms
+        .iter()
+        .map(|p| Ok((p.clone(), manifest_annotations(specs, p, true)?)))
+        .collect::<Result<Vec<_>, InputError>>()?;
+    let index_annotations = specs
+        .iter()
+        .filter(|s| s.kind == AnnotationKind::Index)
+        .map(|s| (s.key.clone(), s.value.clone()))
+        .collect();
+    Ok(MultiPlatform {
+        images,
+        index_annotations,
+    })
 }
 
 impl PublishRequest {
@@ -465,20 +583,19 @@ impl PublishRequest {
                 None => 0,
             },
         };
-        let platform = match &args.registry.platform {
-            Some(list) if list.contains(',') => {
-                return Err(InputError::new(format!(
-                    "--platform {list}: one build makes one platform's image so far; an index of several platforms is not supported yet"
-                ))
-                .with_hint("build once per platform (--platform linux/amd64, then --platform linux/arm64)"));
-            }
-            Some(p) => p
-                .parse::<oci::Platform>()
-                .map_err(|e| InputError::new(format!("--platform: {e}")))?,
-            None => oci::Platform::default(),
+        let platforms = requested_platforms(args.registry.platform.as_deref())?;
+        let platform = platforms[0].clone();
+        let multi_platform = match platforms.len() {
+            1 => None,
+            _ => Some(multi_platform(&platforms, &args.annotations, &outputs)?),
         };
-        let annotations = manifest_annotations(&args.annotations, &platform)?;
+        let annotations = match &multi_platform {
+            Some(multi) => multi.images[0].1.clone(),
+            None => manifest_annotations(&args.annotations, &platform, false)?,
+        };
         Ok(PublishRequest {
+            platform_asked: args.registry.platform.is_some(),
+            multi_platform,
             annotations,
             tags: args.tags,
             outputs,
@@ -915,16 +1032,136 @@ mod tests {
     }
 
     #[test]
-    fn several_platforms_are_refused_by_name() {
+    fn several_platforms_make_a_multi_platform_request() {
+        let r = request(
+            &[
+                "--platform",
+                "linux/amd64, linux/arm64",
+                "--annotation",
+                "index:org.example.index=i",
+                "--annotation",
+                "manifest[linux/arm64]:org.example.arm=a",
+                "--annotation",
+                "org.example.all=x",
+                "-o",
+                "type=oci,dest=out",
+                ".",
+            ],
+            &[("HOME", "/h")],
+        )
+        .unwrap();
+        let multi = r.publish.multi_platform.as_ref().unwrap();
+        let amd64 = oci::Platform::linux_amd64();
+        let arm64: oci::Platform = "linux/arm64".parse().unwrap();
+        let all = ("org.example.all".to_string(), "x".to_string());
+        let arm = ("org.example.arm".to_string(), "a".to_string());
+        assert_eq!(
+            multi.images,
+            vec![
+                (amd64.clone(), BTreeMap::from([all.clone()])),
+                (arm64.clone(), BTreeMap::from([all, arm])),
+            ]
+        );
+        assert_eq!(
+            multi.index_annotations,
+            BTreeMap::from([("org.example.index".to_string(), "i".to_string())])
+        );
+        assert!(r.publish.platform_asked);
+        // Each platform's own request builds one image and publishes nothing.
+        let second = r.publish.for_platform(1).unwrap();
+        assert_eq!(second.platform, arm64);
+        assert_eq!(second.outputs, vec![Output::CacheOnly]);
+        assert!(second.multi_platform.is_none() && !second.push);
+    }
+
+    #[test]
+    fn several_platforms_are_refused_where_one_image_must_go() {
+        let cases: [(&[&str], &str); 5] = [
+            (
+                &[
+                    "--platform",
+                    "linux/amd64,linux/arm64",
+                    "-o",
+                    "type=docker,dest=a.tar",
+                    ".",
+                ],
+                "--output type=docker with --platform linux/amd64,linux/arm64: a docker archive holds one platform's image",
+            ),
+            (
+                &[
+                    "--platform",
+                    "linux/amd64,linux/arm64",
+                    "-o",
+                    "type=tar,dest=a.tar",
+                    ".",
+                ],
+                "--output type=tar with --platform linux/amd64,linux/arm64",
+            ),
+            (
+                &["--platform", "linux/amd64,linux/amd64", "."],
+                "--platform linux/amd64,linux/amd64: linux/amd64 is listed twice",
+            ),
+            (
+                &[
+                    "--platform",
+                    "linux/amd64,linux/arm64",
+                    "--annotation",
+                    "manifest[linux/s390x]:a=b",
+                    ".",
+                ],
+                "--annotation manifest:a: this build is for linux/amd64,linux/arm64, not linux/s390x",
+            ),
+            (
+                &[
+                    "--platform",
+                    "linux/amd64",
+                    "--engine-for",
+                    "linux/arm64=unix:///x.sock",
+                    ".",
+                ],
+                "--engine-for linux/arm64=unix:///x.sock: the build is not for linux/arm64",
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = request(args, &[("HOME", "/h")]).unwrap_err();
+            assert!(err.to_string().starts_with(expected), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn engine_for_names_an_address_or_a_docker_context() {
+        let r = request(
+            &[
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--engine-for",
+                "linux/arm64=ssh://builder@arm-host:2222",
+                ".",
+            ],
+            &[("HOME", "/h")],
+        )
+        .unwrap();
+        let arm64: oci::Platform = "linux/arm64".parse().unwrap();
+        assert_eq!(
+            r.engine_for[&arm64].to_string(),
+            engine::EngineAddress::parse(Some("ssh://builder@arm-host:2222"))
+                .unwrap()
+                .to_string()
+        );
         let err = request(
-            &["--platform", "linux/amd64,linux/arm64", "."],
+            &[
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--engine-for",
+                "linux/arm64=nosuch",
+                ".",
+            ],
             &[("HOME", "/h")],
         )
         .unwrap_err();
         assert!(
-            err.to_string().starts_with(
-                "--platform linux/amd64,linux/arm64: one build makes one platform's image so far"
-            ),
+            err.to_string()
+                .starts_with("--engine-for linux/arm64=nosuch: docker context nosuch"),
             "{err}"
         );
     }

@@ -115,6 +115,23 @@ impl EngineAddress {
         }
     }
 
+    /// An engine named on the command line (`--engine-for`): an address (`unix://`,
+    /// `tcp://` without TLS, `ssh://`) or the name of a docker context (which is how an
+    /// engine with TLS certificates is named).
+    pub fn named(value: &str, env: Env<'_>) -> Result<EngineAddress> {
+        if value.contains("://") {
+            return EngineAddress::parse(Some(value));
+        }
+        let dir = env("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| env("HOME").map(|home| Path::new(&home).join(".docker")))
+            .ok_or_else(|| Error::UnsupportedHost {
+                value: format!("docker context {value}"),
+                reason: "neither DOCKER_CONFIG nor HOME says where the docker contexts are".into(),
+            })?;
+        EngineAddress::of_context(&dir, value)
+    }
+
     /// The docker endpoint of context `name` in the docker CLI's configuration `dir`:
     /// `contexts/meta/<sha256 of the name>/meta.json`, and TLS files beside it under
     /// `contexts/tls/<sha256>/docker/`.

@@ -247,7 +247,7 @@ mod tests {
     use crate::context::Context;
     use crate::frontend::DockerfileSource;
     use crate::oci;
-    use crate::progress::{Ids, Reporter};
+    use crate::progress::Reporter;
     use crate::publish::PublishRequest;
     use crate::registry::{self, Credentials, RegistryOptions};
     use crate::request::BuildRequest;
@@ -297,6 +297,8 @@ mod tests {
             platform: oci::Platform::linux_amd64(),
             progress: crate::progress::Mode::Plain,
             annotations: Default::default(),
+            multi_platform: None,
+            platform_asked: false,
         };
         let request = BuildRequest {
             context: dir.to_owned(),
@@ -320,6 +322,8 @@ mod tests {
             label_from_git: false,
             context_size_warning: None,
             executor: crate::request::ExecutorChoice::Engine,
+            engine: None,
+            engine_for: BTreeMap::new(),
             pull: false,
             publish,
         };
@@ -345,7 +349,7 @@ mod tests {
             request,
             graph,
             reporter,
-            ids: Ids::default(),
+            ids: Arc::default(),
             oci_blobs,
             registry_blobs,
             engine: None,

@@ -22,6 +22,7 @@ mod engine_stage;
 mod engine_state;
 mod image_fs;
 mod mounts;
+mod multi_platform;
 mod native_chain;
 mod native_stage;
 mod package;
@@ -131,7 +132,8 @@ pub(crate) struct Builder {
     request: BuildRequest,
     graph: BuildGraph,
     reporter: Arc<dyn Reporter>,
-    ids: Ids,
+    /// Vertex ids, shared by the builds of a multi-platform build.
+    ids: Arc<Ids>,
     context: Context,
     /// The `--build-context NAME=DIR` directories, opened as contexts, by name.
     local_contexts: std::collections::BTreeMap<String, Context>,
@@ -172,12 +174,86 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Builds the image `request` describes and publishes it.
+/// Builds the image `request` describes and publishes it: one image, or with several
+/// platforms an index over one image for each ([`multi_platform`]).
 pub async fn build(
-    mut request: BuildRequest,
+    request: BuildRequest,
     reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<BuildResult> {
+    if request.publish.multi_platform.is_some() {
+        return multi_platform::build(request, reporter).await;
+    }
     let started = Instant::now();
+    let mut made = prepare(request, reporter, Arc::default())
+        .await?
+        .make_image()
+        .await?;
+    made.builder.publish(made.image.clone()).await?;
+    made.builder.export_caches().await?;
+    let findings = made.finish().await?;
+    let image = made.image;
+    Ok(BuildResult {
+        digest: image.digest().to_string(),
+        config_digest: image.config_descriptor().digest().to_string(),
+        size: image.layers().iter().map(|l| l.size()).sum(),
+        layers: image.layers().len(),
+        image,
+        cache_hits: made.builder.hits.load(Ordering::Relaxed),
+        cache_misses: made.builder.misses.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        executor: made.builder.executor_used(),
+        findings,
+    })
+}
+
+/// An image built and not yet published, with its checks running.
+struct MadeImage {
+    builder: Builder,
+    image: Arc<dyn Image>,
+    findings: tokio::task::JoinHandle<anyhow::Result<Vec<crate::check::Finding>>>,
+}
+
+impl MadeImage {
+    /// Ends the build once the image is published: the native executor's snapshots are
+    /// released (and pruned past the budget), and the checks' findings are in.
+    async fn finish(&mut self) -> anyhow::Result<Vec<crate::check::Finding>> {
+        let builder = &self.builder;
+        if let Some(native) = &builder.native {
+            native.release();
+        }
+        if builder.native.is_some() && builder.misses.load(Ordering::Relaxed) > 0 {
+            // Snapshots beyond the budget go, least recently used first; never one in use.
+            // (A build that ran nothing added nothing: the walk over the store is skipped.)
+            let cache_dir = builder.request.cache_dir.clone();
+            let pruned = tokio::task::block_in_place(|| {
+                select::prune_after_build(&cache_dir, select::DEFAULT_SNAPSHOT_BUDGET)
+            });
+            if let Err(e) = pruned {
+                builder
+                    .reporter
+                    .warning(&format!("could not prune the snapshot store: {e}"));
+            }
+        }
+        match (&mut self.findings).await {
+            Ok(Ok(findings)) => Ok(findings),
+            Ok(Err(e)) => {
+                builder
+                    .reporter
+                    .warning(&format!("the checks could not read the image: {e:#}"));
+                Ok(Vec::new())
+            }
+            Err(e) => Err(anyhow::anyhow!("the checks stopped: {e}")),
+        }
+    }
+}
+
+/// A builder for `request` (one platform), its FROM images pulled and every stage
+/// dispatched and checked: nothing has run yet.
+async fn prepare(
+    mut request: BuildRequest,
+    reporter: Arc<dyn Reporter>,
+    ids: Arc<Ids>,
+) -> anyhow::Result<Builder> {
     if request.label_from_git {
         match crate::context::git::labels(&request.context, request.publish.source_date_epoch) {
             // An explicit --label wins.
@@ -277,9 +353,8 @@ pub async fn build(
     let image_engine = match (&engine, request.pull || !names_images) {
         (_, true) => None,
         (Some(engine), false) => Some(engine.clone()),
-        (None, false) => Engine::connect().await.ok(),
+        (None, false) => connect(request.engine.as_ref()).await.ok(),
     };
-    let ids = Ids::default();
     let remote = match request.cache_from.is_empty() || request.no_cache {
         true => crate::cache::remote::RemoteCache::default(),
         false => {
@@ -321,55 +396,24 @@ pub async fn build(
         native,
         engine_preload: None,
     };
-    let image = oci::annotate(builder.run().await?, &builder.request.publish.annotations)?;
-    let digest = image.digest().to_string();
-    let config_digest = image.config_descriptor().digest().to_string();
-    let size = image.layers().iter().map(|l| l.size()).sum();
-    let layers = image.layers().len();
-    // The checks only read the image's blobs: they run while it is published.
-    let check_inputs = checks::CheckInputs::gather(&builder, &*image)?;
-    let checked_image = image.clone();
-    let findings = tokio::task::spawn_blocking(move || check_inputs.run(checked_image));
-    builder.publish(image.clone()).await?;
-    builder.export_caches().await?;
-    if let Some(native) = &builder.native {
-        native.release();
+    builder.prepare().await?;
+    Ok(builder)
+}
+
+impl Builder {
+    /// Runs a prepared build and starts the checks of its image.
+    async fn make_image(mut self) -> anyhow::Result<MadeImage> {
+        let image = oci::annotate(self.run().await?, &self.request.publish.annotations)?;
+        // The checks only read the image's blobs: they run while it is published.
+        let check_inputs = checks::CheckInputs::gather(&self, &*image)?;
+        let checked_image = image.clone();
+        let findings = tokio::task::spawn_blocking(move || check_inputs.run(checked_image));
+        Ok(MadeImage {
+            builder: self,
+            image,
+            findings,
+        })
     }
-    if builder.native.is_some() && builder.misses.load(Ordering::Relaxed) > 0 {
-        // Snapshots beyond the budget go, least recently used first; never one in use. (A
-        // build that ran nothing added nothing: the walk over the store is skipped.)
-        let cache_dir = builder.request.cache_dir.clone();
-        let pruned = tokio::task::block_in_place(|| {
-            select::prune_after_build(&cache_dir, select::DEFAULT_SNAPSHOT_BUDGET)
-        });
-        if let Err(e) = pruned {
-            builder
-                .reporter
-                .warning(&format!("could not prune the snapshot store: {e}"));
-        }
-    }
-    let findings = match findings.await {
-        Ok(Ok(findings)) => findings,
-        Ok(Err(e)) => {
-            builder
-                .reporter
-                .warning(&format!("the checks could not read the image: {e:#}"));
-            Vec::new()
-        }
-        Err(e) => return Err(anyhow::anyhow!("the checks stopped: {e}")),
-    };
-    Ok(BuildResult {
-        image,
-        digest,
-        config_digest,
-        size,
-        layers,
-        cache_hits: builder.hits.load(Ordering::Relaxed),
-        cache_misses: builder.misses.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-        executor: builder.executor_used(),
-        findings,
-    })
 }
 
 /// Whether the target stage has a RUN step (and so runs like a build stage).
@@ -396,6 +440,14 @@ fn needs_engine(request: &BuildRequest, graph: &BuildGraph, native: bool) -> boo
         || (!native && (build_stages || runs || on_stage || copies_from_images))
 }
 
+/// The engine at `address`, or the environment's (`DOCKER_HOST`, the docker context).
+async fn connect(address: Option<&crate::engine::EngineAddress>) -> anyhow::Result<Engine> {
+    Ok(match address {
+        Some(address) => Engine::connect_to(address.clone()).await?,
+        None => Engine::connect().await?,
+    })
+}
+
 async fn connect_engine_if_needed(
     request: &BuildRequest,
     graph: &BuildGraph,
@@ -404,7 +456,7 @@ async fn connect_engine_if_needed(
     if !needs_engine(request, graph, native) {
         return Ok(None);
     }
-    let engine = Engine::connect().await?;
+    let engine = connect(request.engine.as_ref()).await?;
     // Containers of an earlier run that was killed are removed before this one starts.
     let _ = engine.reap_leftovers().await;
     // Ctrl-C and SIGTERM remove this run's containers before the process exits (with the
@@ -433,11 +485,16 @@ impl Builder {
         self.request.publish.source_date_epoch
     }
 
-    async fn run(&mut self) -> anyhow::Result<Arc<dyn Image>> {
+    /// Pulls the FROM images and dispatches every stage: everything imgbuild refuses is
+    /// refused now, before any step runs.
+    async fn prepare(&mut self) -> anyhow::Result<()> {
         self.pull_images().await?;
         self.dispatch_all()?;
-        // Everything imgbuild refuses is refused now, before any step runs.
-        self.preflight()?;
+        self.preflight()
+    }
+
+    /// Runs the stages of a prepared build and makes its image.
+    async fn run(&mut self) -> anyhow::Result<Arc<dyn Image>> {
         self.engine_preload = self.start_engine_preload().await;
         let this = &*self;
         let target = this.graph.target;
@@ -590,6 +647,9 @@ impl Builder {
 
     /// BuildKit's `InvalidBaseImagePlatform` warning: the FROM image is for another platform
     /// than the stage's (a single-platform image is used as it is, as BuildKit uses it).
+    /// When the image being made would be built on it and `--platform` asked for another
+    /// platform, it is an input error instead: BuildKit would label another platform's
+    /// files with the platform asked for (moby/buildkit dockerfile2llb, `implicitTarget`).
     fn warn_platform(
         &self,
         stage: usize,
@@ -602,6 +662,16 @@ impl Builder {
             || arch.is_some_and(|arch| arch != wanted.architecture)
         {
             let line = self.graph.dockerfile.stages[stage].location.line;
+            if self.request.publish.platform_asked && self.is_image_base(stage) {
+                return Err(InputError::new(format!(
+                    "{}:{line}: {name} has no image for {wanted}: it is a single-platform image for {}/{}, and the image built on it would be labelled {wanted}",
+                    self.graph.dockerfile.file,
+                    os.unwrap_or_default(),
+                    arch.unwrap_or_default(),
+                ))
+                .with_hint(format!("use a base image that has {wanted} (an index listing it), or leave {wanted} out of --platform"))
+                .into());
+            }
             self.reporter.warning(&format!(
                 "{}:{line}: InvalidBaseImagePlatform: Base image {name} was pulled with platform \"{}/{}\", expected \"{wanted}\" for current build",
                 self.graph.dockerfile.file,
@@ -610,6 +680,21 @@ impl Builder {
             ));
         }
         Ok(())
+    }
+
+    /// Whether `stage` is the target stage or a stage it is built on (FROM, not COPY
+    /// --from): its base's layers are the image's.
+    fn is_image_base(&self, stage: usize) -> bool {
+        let mut at = self.graph.target;
+        loop {
+            if at == stage {
+                return true;
+            }
+            match self.graph.stages[at].base {
+                Base::Stage(below) => at = below,
+                Base::Scratch | Base::Image(_) => return false,
+            }
+        }
     }
 
     async fn pull(&self, name: &str, platform: &oci::Platform) -> anyhow::Result<Pulled> {

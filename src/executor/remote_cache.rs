@@ -15,6 +15,28 @@ use crate::frontend::instructions::MountKind;
 use crate::plan::dispatch::{self, RunStep, Step};
 use crate::progress::VertexId;
 
+/// The steps a build used and its cache mounts, ready to be written to a cache.
+pub(super) struct PreparedExport {
+    pub used: Vec<UsedStep>,
+    pub mounts: Vec<CachedMount>,
+}
+
+impl PreparedExport {
+    /// Adds what another platform's build used: a step or cache mount both used is kept once.
+    pub fn merge(&mut self, other: PreparedExport) {
+        for step in other.used {
+            if !self.used.iter().any(|s| s.key == step.key) {
+                self.used.push(step);
+            }
+        }
+        for mount in other.mounts {
+            if !self.mounts.iter().any(|m| m.id == mount.id) {
+                self.mounts.push(mount);
+            }
+        }
+    }
+}
+
 /// The ids of the cache mounts of a RUN step.
 pub(super) fn cache_mount_ids(step: &Step) -> Vec<String> {
     match &step.kind {
@@ -80,22 +102,36 @@ impl Builder {
     /// `--cache-to`: each destination gets the steps its mode covers. A failed export
     /// fails the build unless it says `ignore-error=true`.
     pub(super) async fn export_caches(&self) -> anyhow::Result<()> {
-        let exports = self.request.cache_to.clone();
+        match self.prepare_journal().await? {
+            Some(prepared) => self.export_prepared(&prepared).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The steps this build used, their layers taken out of the engine or the snapshots
+    /// of the build that ran them (`None`: no `--cache-to`, or nothing to export when
+    /// every destination ignores errors).
+    pub(super) async fn prepare_journal(&self) -> anyhow::Result<Option<PreparedExport>> {
+        let exports = &self.request.cache_to;
         if exports.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut used = std::mem::take(&mut *lock(&self.journal));
         let max = exports.iter().any(|e| e.mode == CacheMode::Max);
-        let mounts = match self.prepare_export(&mut used, max).await {
-            Ok(mounts) => mounts,
+        match self.prepare_export(&mut used, max).await {
+            Ok(mounts) => Ok(Some(PreparedExport { used, mounts })),
             Err(e) if exports.iter().all(|e| e.ignore_error) => {
                 self.reporter
                     .warning(&format!("the build cache was not exported: {e:#}"));
-                return Ok(());
+                Ok(None)
             }
-            Err(e) => return Err(e.context("preparing the build cache for export")),
-        };
-        for export in &exports {
+            Err(e) => Err(e.context("preparing the build cache for export")),
+        }
+    }
+
+    /// Writes `prepared` to every `--cache-to` destination.
+    pub(super) async fn export_prepared(&self, prepared: &PreparedExport) -> anyhow::Result<()> {
+        for export in &self.request.cache_to {
             let id = self.ids.next();
             let mode = match export.mode {
                 CacheMode::Min => "min",
@@ -106,7 +142,10 @@ impl Builder {
                 &format!("exporting cache to {} (mode={mode})", export.location),
             );
             let started = Instant::now();
-            match self.export_one(export, &used, &mounts, id).await {
+            match self
+                .export_one(export, &prepared.used, &prepared.mounts, id)
+                .await
+            {
                 Ok(()) => self.reporter.done(id, started.elapsed()),
                 Err(e) => {
                     self.reporter.failed(id, started.elapsed());

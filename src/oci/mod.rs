@@ -20,6 +20,7 @@ mod digest;
 mod docker_archive;
 mod error;
 mod image;
+mod index;
 mod json;
 pub mod layer;
 mod layout;
@@ -38,14 +39,15 @@ pub use digest::{HashingReader, HashingWriter, VerifyingReader, sha256_digest};
 pub use docker_archive::{DockerArchiveImage, open_docker_archive, with_default_tag};
 pub use error::{Error, Result};
 pub use image::Image;
+pub use index::PlatformIndex;
 pub use json::canonical_json;
 pub use layer::{AddOptions, LayerBuilder, LayerOptions, WrittenLayer};
 pub use layout::{
     LayoutImage, REF_NAME, open_oci_layout, open_oci_layout_tagged, split_layout_tag,
 };
 pub use publish::{
-    DockerArchive, DockerArchiveOptions, OciDir, OciTar, Publish, Published, write_docker_archive,
-    write_oci_archive, write_oci_dir,
+    Artifact, DockerArchive, DockerArchiveOptions, OciDir, OciTar, Publish, Published,
+    write_docker_archive, write_oci_archive, write_oci_dir, write_oci_layout,
 };
 pub use transport::open_image;
 pub use validate::validate_image;
@@ -62,7 +64,7 @@ pub enum Compression {
 }
 
 /// An image platform, `os/architecture[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Platform {
     pub os: String,
     pub architecture: String,
@@ -77,6 +79,30 @@ impl Platform {
             architecture: "amd64".into(),
             variant: None,
         }
+    }
+}
+
+impl Platform {
+    /// The platform of this machine (what BuildKit calls the build platform).
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
+    }
+
+    /// The platform as a file name, as BuildKit names per-platform directories:
+    /// `linux_arm64`, `linux_arm_v7`.
+    pub fn file_name(&self) -> String {
+        self.to_string().replace('/', "_")
     }
 }
 

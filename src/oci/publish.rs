@@ -21,6 +21,7 @@ use super::digest::VerifyingReader;
 use super::docker_archive::{ArchiveManifestEntry, with_default_tag};
 use super::error::{Error, IoContext, Result};
 use super::image::Image;
+use super::index::PlatformIndex;
 use super::json::canonical_json;
 use super::layout::REF_NAME;
 use super::manifest::{LayerEncoding, descriptor, layer_encoding};
@@ -44,6 +45,13 @@ pub trait Publish: Send + Sync {
     /// Writes `image` under every tag in `tags` (none: untagged).
     fn publish(&self, image: &dyn Image, tags: &[String]) -> anyhow::Result<Published>;
 
+    /// Writes a multi-platform `index` and every image it lists under every tag. A sink that
+    /// cannot hold an index says so; requests refuse such outputs before building.
+    fn publish_index(&self, index: &PlatformIndex, tags: &[String]) -> anyhow::Result<Published> {
+        let _ = (index, tags);
+        anyhow::bail!("this output cannot hold a multi-platform image")
+    }
+
     /// Completes what `publish` left open (nothing, for the sinks here).
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
         Ok(())
@@ -55,6 +63,38 @@ fn published(image: &dyn Image, destination: String) -> Published {
         digest: image.digest(),
         config_digest: image.config_descriptor().digest().clone(),
         destination,
+    }
+}
+
+fn published_index(index: &PlatformIndex, destination: String) -> Published {
+    Published {
+        digest: index.digest(),
+        config_digest: index.digest(),
+        destination,
+    }
+}
+
+/// What a layout holds under a name: one image, or an index of one image per platform.
+#[derive(Clone, Copy)]
+pub enum Artifact<'a> {
+    Image(&'a dyn Image),
+    Index(&'a PlatformIndex),
+}
+
+impl<'a> Artifact<'a> {
+    fn images(self) -> Vec<&'a dyn Image> {
+        match self {
+            Artifact::Image(image) => vec![image],
+            Artifact::Index(index) => index.images().iter().map(|(_, i)| i.as_ref()).collect(),
+        }
+    }
+
+    /// The descriptor `index.json` lists.
+    fn descriptor(self) -> Result<Descriptor> {
+        match self {
+            Artifact::Image(image) => manifest_descriptor(image),
+            Artifact::Index(index) => index.descriptor(),
+        }
     }
 }
 
@@ -98,11 +138,24 @@ impl Publish for OciDir {
         write_oci_dir(&self.path, image, tags)?;
         Ok(published(image, format!("oci:{}", self.path.display())))
     }
+
+    fn publish_index(&self, index: &PlatformIndex, tags: &[String]) -> anyhow::Result<Published> {
+        write_oci_layout(&self.path, Artifact::Index(index), tags)?;
+        Ok(published_index(
+            index,
+            format!("oci:{}", self.path.display()),
+        ))
+    }
 }
 
-/// Writes `image` into the OCI layout at `dir`, creating it, or adding to it when it exists
-/// (blobs already there are kept; an index entry with the same name is replaced).
+/// Writes `image` into the OCI layout at `dir`: [`write_oci_layout`] of one image.
 pub fn write_oci_dir(dir: &Path, image: &dyn Image, tags: &[String]) -> Result<()> {
+    write_oci_layout(dir, Artifact::Image(image), tags)
+}
+
+/// Writes `artifact` into the OCI layout at `dir`, creating it, or adding to it when it
+/// exists (blobs already there are kept; an index entry with the same name is replaced).
+pub fn write_oci_layout(dir: &Path, artifact: Artifact<'_>, tags: &[String]) -> Result<()> {
     if !dir.exists() {
         let parent = parent_dir(dir);
         fs::create_dir_all(parent).with_path("creating", parent)?;
@@ -110,7 +163,7 @@ pub fn write_oci_dir(dir: &Path, image: &dyn Image, tags: &[String]) -> Result<(
             .prefix(".imgbuild-layout-")
             .tempdir_in(parent)
             .with_path("creating a temporary directory in", parent)?;
-        fill_layout(temp.path(), image, tags)?;
+        fill_layout(temp.path(), artifact, tags)?;
         let staged = temp.keep();
         return fs::rename(&staged, dir).map_err(|e| {
             let _ = fs::remove_dir_all(&staged);
@@ -137,7 +190,7 @@ pub fn write_oci_dir(dir: &Path, image: &dyn Image, tags: &[String]) -> Result<(
             dir.display()
         )));
     }
-    fill_layout(dir, image, tags)
+    fill_layout(dir, artifact, tags)
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -147,16 +200,21 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-fn fill_layout(dir: &Path, image: &dyn Image, tags: &[String]) -> Result<()> {
+fn fill_layout(dir: &Path, artifact: Artifact<'_>, tags: &[String]) -> Result<()> {
     let store = BlobStore::open(dir.join("blobs"))?;
-    for layer in image.layers() {
-        let mut reader = open_verified(image, layer)?;
-        store.put(layer, &mut reader)?;
+    for image in artifact.images() {
+        for layer in image.layers() {
+            let mut reader = open_verified(image, layer)?;
+            store.put(layer, &mut reader)?;
+        }
+        let config = image.config_descriptor();
+        store.put(config, &mut image.raw_config())?;
+        store.put(&manifest_descriptor(image)?, &mut image.raw_manifest())?;
     }
-    let config = image.config_descriptor();
-    store.put(config, &mut image.raw_config())?;
-    let manifest = manifest_descriptor(image)?;
-    store.put(&manifest, &mut image.raw_manifest())?;
+    if let Artifact::Index(index) = artifact {
+        store.put(&index.descriptor()?, &mut index.raw())?;
+    }
+    let manifest = artifact.descriptor()?;
 
     let index_path = dir.join("index.json");
     let mut entries: Vec<Descriptor> = if index_path.is_file() {
@@ -369,17 +427,33 @@ impl OciTar {
 
 impl Publish for OciTar {
     fn publish(&self, image: &dyn Image, tags: &[String]) -> anyhow::Result<Published> {
-        write_file_atomically(&self.path, |out| write_oci_archive(out, image, tags))?;
+        write_file_atomically(&self.path, |out| {
+            write_oci_archive(out, Artifact::Image(image), tags)
+        })?;
         Ok(published(
             image,
             format!("oci-archive:{}", self.path.display()),
         ))
     }
+
+    fn publish_index(&self, index: &PlatformIndex, tags: &[String]) -> anyhow::Result<Published> {
+        write_file_atomically(&self.path, |out| {
+            write_oci_archive(out, Artifact::Index(index), tags)
+        })?;
+        Ok(published_index(
+            index,
+            format!("oci-archive:{}", self.path.display()),
+        ))
+    }
 }
 
-/// Writes `image` as an OCI layout in tar form to `out`.
-pub fn write_oci_archive(out: &mut dyn Write, image: &dyn Image, tags: &[String]) -> Result<()> {
-    let manifest = manifest_descriptor(image)?;
+/// Writes `artifact` as an OCI layout in tar form to `out`.
+pub fn write_oci_archive(
+    out: &mut dyn Write,
+    artifact: Artifact<'_>,
+    tags: &[String],
+) -> Result<()> {
+    let manifest = artifact.descriptor()?;
     let mut entries = Vec::new();
     add_to_index(&mut entries, &manifest, tags);
     let index = ImageIndexBuilder::default()
@@ -396,26 +470,36 @@ pub fn write_oci_archive(out: &mut dyn Write, image: &dyn Image, tags: &[String]
     ar.dir("blobs/")?;
     ar.dir("blobs/sha256/")?;
     let blob_name = |d: &Digest| format!("blobs/{}/{}", d.algorithm(), d.digest());
-    for layer in image.layers() {
-        let mut reader = open_verified(image, layer)?;
-        ar.file(&blob_name(layer.digest()), layer.size(), &mut reader)?;
+    for image in artifact.images() {
+        for layer in image.layers() {
+            let mut reader = open_verified(image, layer)?;
+            ar.file(&blob_name(layer.digest()), layer.size(), &mut reader)?;
+        }
+        let config = image.config_descriptor();
+        let mut config_reader = VerifyingReader::new(
+            image.raw_config(),
+            config.digest().clone(),
+            Some(config.size()),
+        );
+        ar.file(
+            &blob_name(config.digest()),
+            config.size(),
+            &mut config_reader,
+        )?;
+        let own = manifest_descriptor(image)?;
+        ar.file(
+            &blob_name(own.digest()),
+            own.size(),
+            &mut image.raw_manifest(),
+        )?;
     }
-    let config = image.config_descriptor();
-    let mut config_reader = VerifyingReader::new(
-        image.raw_config(),
-        config.digest().clone(),
-        Some(config.size()),
-    );
-    ar.file(
-        &blob_name(config.digest()),
-        config.size(),
-        &mut config_reader,
-    )?;
-    ar.file(
-        &blob_name(manifest.digest()),
-        manifest.size(),
-        &mut image.raw_manifest(),
-    )?;
+    if let Artifact::Index(index) = artifact {
+        ar.file(
+            &blob_name(manifest.digest()),
+            manifest.size(),
+            &mut index.raw(),
+        )?;
+    }
     ar.finish()
 }
 

@@ -100,6 +100,22 @@ fn write_tree(image: &dyn Image, dir: &Path) -> anyhow::Result<TreeOwners> {
 }
 
 impl Publish for LocalDir {
+    /// A directory per platform, named as BuildKit names them (`DEST/linux_arm64`).
+    fn publish_index(
+        &self,
+        index: &crate::oci::PlatformIndex,
+        tags: &[String],
+    ) -> anyhow::Result<Published> {
+        for (platform, image) in index.images() {
+            LocalDir::new(self.dest.join(platform.file_name())).publish(image.as_ref(), tags)?;
+        }
+        Ok(Published {
+            digest: index.digest(),
+            config_digest: index.digest(),
+            destination: format!("local:{}", self.dest.display()),
+        })
+    }
+
     fn publish(&self, image: &dyn Image, _tags: &[String]) -> anyhow::Result<Published> {
         let dest = &self.dest;
         let destination = format!("local:{}", dest.display());

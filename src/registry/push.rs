@@ -26,6 +26,58 @@ use super::transport::{describe, status_error};
 use crate::error::InputError;
 use crate::oci::Image;
 
+/// A manifest or index as it is put: its bytes, media type and digest.
+struct Manifest<'a> {
+    raw: &'a [u8],
+    media_type: &'a str,
+    digest: &'a Digest,
+}
+
+/// The references of `tags` grouped by repository, in the order given (later repositories
+/// of one registry mount from earlier ones). A reference by digest must name `digest`.
+fn by_repository<'t>(
+    tags: &'t [Reference],
+    digest: &Digest,
+) -> Result<Vec<(&'t str, &'t str, Vec<&'t Reference>)>> {
+    if tags.is_empty() {
+        return Err(InputError::new("nothing to push to: no image reference given").into());
+    }
+    let mut repositories: Vec<(&str, &str, Vec<&Reference>)> = Vec::new();
+    for tag in tags {
+        if let Some(wanted) = tag.digest()
+            && wanted != digest
+        {
+            return Err(InputError::new(format!(
+                "cannot push to `{tag}`: the image's digest is {digest}"
+            ))
+            .into());
+        }
+        match repositories
+            .iter_mut()
+            .find(|(r, p, _)| *r == tag.registry() && *p == tag.repository())
+        {
+            Some((_, _, refs)) => refs.push(tag),
+            None => repositories.push((tag.registry(), tag.repository(), vec![tag])),
+        }
+    }
+    Ok(repositories)
+}
+
+/// Puts `manifest` by digest, then under each reference's tag.
+async fn put_tagged(
+    session: &Session<'_>,
+    manifest: &Manifest<'_>,
+    refs: &[&Reference],
+) -> Result<()> {
+    put_manifest(session, manifest, manifest.digest.as_ref()).await?;
+    for tag in refs {
+        if let Some(name) = tag.tag() {
+            put_manifest(session, manifest, name).await?;
+        }
+    }
+    Ok(())
+}
+
 /// What a push did, per blob outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushReport {
@@ -61,68 +113,84 @@ impl Client {
         store: &BlobStore,
         progress: &dyn Progress,
     ) -> Result<PushReport> {
-        if tags.is_empty() {
-            return Err(InputError::new("nothing to push to: no image reference given").into());
-        }
         let digest = digest_of(image.raw_manifest());
-        for tag in tags {
-            if let Some(wanted) = tag.digest()
-                && wanted != &digest
-            {
-                return Err(InputError::new(format!(
-                    "cannot push to `{tag}`: the image's digest is {digest}"
-                ))
-                .into());
-            }
-        }
-        // One repository at a time, in the order given; later repositories of the same
-        // registry mount from earlier ones.
-        let mut repositories: Vec<(String, String, Vec<&Reference>)> = Vec::new();
-        for tag in tags {
-            match repositories
-                .iter_mut()
-                .find(|(r, p, _)| r == tag.registry() && p == tag.repository())
-            {
-                Some((_, _, refs)) => refs.push(tag),
-                None => repositories.push((
-                    tag.registry().to_owned(),
-                    tag.repository().to_owned(),
-                    vec![tag],
-                )),
-            }
-        }
+        let manifest = Manifest {
+            raw: image.raw_manifest(),
+            media_type: image.manifest_media_type(),
+            digest: &digest,
+        };
         let mut report = PushReport {
             digest: Some(digest.clone()),
             ..PushReport::default()
         };
-        for (registry, repository, refs) in &repositories {
-            self.push_to_repository(
-                image,
-                &digest,
-                registry,
-                repository,
-                refs,
-                store,
-                progress,
-                &mut report,
-            )
-            .await?;
+        for (registry, repository, refs) in by_repository(tags, &digest)? {
+            let session = self
+                .push_blobs(image, registry, repository, store, progress, &mut report)
+                .await?;
+            put_tagged(&session, &manifest, &refs).await?;
         }
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn push_to_repository(
+    /// Pushes every image of a multi-platform `index` by digest, then the index under every
+    /// reference in `tags`: a tag never names an index whose images are not all there.
+    pub async fn push_index(
         &self,
-        image: &dyn Image,
-        digest: &Digest,
-        registry: &str,
-        repository: &str,
-        refs: &[&Reference],
+        index: &crate::oci::PlatformIndex,
+        tags: &[Reference],
         store: &BlobStore,
         progress: &dyn Progress,
+    ) -> Result<PushReport> {
+        let digest = index.digest();
+        let manifest = Manifest {
+            raw: index.raw(),
+            media_type: index.media_type(),
+            digest: &digest,
+        };
+        let mut report = PushReport {
+            digest: Some(digest.clone()),
+            ..PushReport::default()
+        };
+        for (registry, repository, refs) in by_repository(tags, &digest)? {
+            let mut session = None;
+            for (_, image) in index.images() {
+                let pushed = self
+                    .push_blobs(
+                        image.as_ref(),
+                        registry,
+                        repository,
+                        store,
+                        progress,
+                        &mut report,
+                    )
+                    .await?;
+                let image_digest = image.digest();
+                let own = Manifest {
+                    raw: image.raw_manifest(),
+                    media_type: image.manifest_media_type(),
+                    digest: &image_digest,
+                };
+                put_manifest(&pushed, &own, image_digest.as_ref()).await?;
+                session = Some(pushed);
+            }
+            let session =
+                session.ok_or_else(|| Error::Client("the index lists no image".into()))?;
+            put_tagged(&session, &manifest, &refs).await?;
+        }
+        Ok(report)
+    }
+
+    /// Pushes the config and layers of `image` that `repository` lacks, and returns the
+    /// session the manifest then goes up in.
+    async fn push_blobs<'a>(
+        &'a self,
+        image: &dyn Image,
+        registry: &str,
+        repository: &str,
+        store: &BlobStore,
+        progress: &'a dyn Progress,
         report: &mut PushReport,
-    ) -> Result<()> {
+    ) -> Result<Session<'a>> {
         let manifest = image.manifest();
         let mut blobs: Vec<&Descriptor> = vec![manifest.config()];
         for layer in manifest.layers() {
@@ -185,26 +253,19 @@ impl Client {
         for blob in &blobs {
             let _ = store.add_sources(blob.digest(), &here);
         }
-
-        put_manifest(&session, image, digest, digest.as_ref()).await?;
-        for tag in refs {
-            if let Some(name) = tag.tag() {
-                put_manifest(&session, image, digest, name).await?;
-            }
-        }
-        Ok(())
+        Ok(session)
     }
 }
 
 async fn put_manifest(
     session: &Session<'_>,
-    image: &dyn Image,
-    digest: &Digest,
+    manifest: &Manifest<'_>,
     reference: &str,
 ) -> Result<()> {
+    let digest = manifest.digest;
     let url = session.url(&format!("manifests/{reference}"))?;
-    let body = Bytes::copy_from_slice(image.raw_manifest());
-    let media_type = image.manifest_media_type().to_owned();
+    let body = Bytes::copy_from_slice(manifest.raw);
+    let media_type = manifest.media_type.to_owned();
     let customize = move |r: reqwest::RequestBuilder| {
         r.header(CONTENT_TYPE, media_type.clone())
             .body(body.clone())
