@@ -732,6 +732,15 @@ impl Builder {
                 self.reporter.done(id, started.elapsed());
                 Pulled::of(image)
             }
+            Err(e @ registry::Error::NoMatchingPlatform { .. }) => {
+                // The image exists, not for this platform: the request is what is wrong.
+                self.reporter.failed(id, started.elapsed());
+                Err(InputError::new(e.to_string())
+                    .with_hint(format!(
+                        "build for the platforms it has, or use a base image that has {platform}"
+                    ))
+                    .into())
+            }
             Err(e) => {
                 self.reporter.failed(id, started.elapsed());
                 let names: Vec<&str> = self

@@ -49,6 +49,13 @@ pub fn bare_base_image() -> String {
     format!("{}/imgbuild/bookworm-bare:bookworm", env().registry)
 }
 
+/// `base-images/go-toolchain` (Debian's Go, which cross-compiles for any GOARCH) in the
+/// test registry, as a FROM line names it.
+pub fn go_toolchain_image() -> String {
+    recipes_in_registry(&["go-toolchain"]);
+    format!("{}/imgbuild/go-toolchain:bookworm", env().registry)
+}
+
 /// Runs `scripts/base-images REGISTRY NAMES…` (no names: the default recipes), which builds
 /// what the registry lacks.
 fn recipes_in_registry(names: &[&str]) {

@@ -407,3 +407,36 @@ pub fn busybox_arm64_in_registry() -> String {
     })
     .clone()
 }
+
+/// A busybox index for linux/amd64 and linux/arm64 in the test registry (the two busybox
+/// test images), as a FROM line names it; pushed once per test run by imgbuild itself,
+/// with a stage per platform picked by `TARGETARCH`.
+pub fn busybox_multi_in_registry() -> String {
+    static REF: OnceLock<String> = OnceLock::new();
+    REF.get_or_init(|| {
+        let (amd64, arm64) = (busybox_in_registry(), busybox_arm64_in_registry());
+        let work = tempdir();
+        std::fs::write(
+            work.path().join("Dockerfile"),
+            format!(
+                "FROM {amd64} AS base-amd64\nFROM {arm64} AS base-arm64\nFROM base-${{TARGETARCH}}\n"
+            ),
+        )
+        .unwrap();
+        let reference = format!("{}/imgbuild-test/busybox-multi:latest", env().registry);
+        let out = imgbuild()
+            .args(["build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64"])
+            .args(["--push", "-t", reference.as_str(), "--cache-dir"])
+            .arg(work.path().join("cache"))
+            .arg(work.path())
+            .output()
+            .expect("imgbuild runs");
+        assert!(
+            out.status.success(),
+            "pushing {reference} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reference
+    })
+    .clone()
+}
