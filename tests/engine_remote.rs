@@ -629,3 +629,117 @@ fn a_build_runs_over_ssh_and_a_refused_key_fails_clearly() {
             .success()
     );
 }
+
+/// `--engine-for`: with two platforms, the arm64 platform's steps run on a second engine
+/// (named by a docker context, the TLS engine) and the amd64 platform's on the test
+/// engine; one registry cache holds both platforms' steps, and a build with a fresh local
+/// cache takes every step from it.
+#[test]
+fn a_two_platform_build_runs_each_platform_on_its_own_engine() {
+    let test_engine = env().docker_host.clone();
+    let arm_engine = TlsEngine::start();
+    let config = tempdir();
+    let client = &arm_engine.client;
+    let created = Command::new(support::DOCKER_CLI)
+        .env("DOCKER_CONFIG", config.path())
+        .env_remove("DOCKER_HOST")
+        .args(["context", "create", "arm-builder", "--docker"])
+        .arg(format!(
+            "host={},ca={},cert={},key={}",
+            arm_engine.host(),
+            client.join("ca.pem").display(),
+            client.join("cert.pem").display(),
+            client.join("key.pem").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let context = tempdir();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN uname -m > /machine\n",
+            support::busybox_multi_in_registry()
+        ),
+    )
+    .unwrap();
+    let cache_ref = format!("{}/{}:cache", env().registry, unique_name("engines"));
+    let build = |cache: &Path, dest: &Path, extra: &[&str]| {
+        let output = format!("--output=type=local,dest={}", dest.display());
+        let mut args = vec![
+            "--executor",
+            "engine",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--engine-for",
+            "linux/arm64=arm-builder",
+            output.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let out = build_command(cache, context.path(), &args)
+            .env("DOCKER_HOST", &test_engine)
+            .env("DOCKER_CONFIG", config.path())
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let out_dir = tempdir();
+    let first = out_dir.path().join("first");
+    let cache = tempdir();
+    let (status, stderr) = build(
+        cache.path(),
+        &first,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache_ref},mode=max"),
+        ],
+    );
+    if !std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|t| t.starts_with("enabled"))
+    {
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("cannot run its programs"), "{stderr}");
+        return;
+    }
+    assert!(status.success(), "{stderr}");
+    let machine = |dir: &Path, platform: &str| {
+        std::fs::read_to_string(dir.join(platform).join("machine")).unwrap()
+    };
+    assert_eq!(machine(&first, "linux_amd64"), "x86_64\n");
+    assert_eq!(machine(&first, "linux_arm64"), "aarch64\n");
+    // The arm64 steps ran on the arm engine: its only images are the arm64 base and the
+    // step's result.
+    let ids = arm_engine.docker(&["images", "-aq"]);
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(!ids.is_empty(), "nothing was built on the arm engine");
+    for id in &ids {
+        let arch = arm_engine.docker(&["image", "inspect", "--format", "{{.Architecture}}", id]);
+        assert_eq!(
+            String::from_utf8_lossy(&arch.stdout).trim(),
+            "arm64",
+            "{id}"
+        );
+    }
+
+    // A fresh machine: both platforms' steps come from the one registry cache.
+    let second = out_dir.path().join("second");
+    let fresh = tempdir();
+    let (status, stderr) = build(
+        fresh.path(),
+        &second,
+        &["--cache-from", &format!("type=registry,ref={cache_ref}")],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("2 of 2 steps cached, 0 run"), "{stderr}");
+    assert_eq!(machine(&second, "linux_arm64"), "aarch64\n");
+}
