@@ -100,7 +100,7 @@ impl Job {
 fn registry_get(path: &str) -> (String, Vec<u8>) {
     let out = Command::new("curl")
         .args(["-sSf", "-D", "-", "-H"])
-        .arg("Accept: application/vnd.oci.image.manifest.v1+json")
+        .arg("Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
         .arg(support::registry_url(path))
         .output()
         .unwrap();
@@ -468,8 +468,7 @@ fn secrets_reach_the_build_and_their_values_appear_in_no_output() {
     support::docker_ok(["rmi", tag.as_str()]);
 }
 
-/// Inputs imgbuild cannot honour yet, a platform other than the runner's, and malformed
-/// secrets fail the step with a message naming the input, before anything is built, and
+/// Inputs imgbuild cannot honour yet and malformed secrets fail the step with a message naming the input, before anything is built, and
 /// never show a secret's value.
 #[test]
 fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
@@ -484,11 +483,6 @@ fn unsupported_inputs_and_bad_secrets_fail_the_step_before_building() {
             "PROVENANCE",
             "mode=max",
             "the provenance input is not supported".into(),
-        ),
-        (
-            "PLATFORMS",
-            "linux/amd64,linux/arm64",
-            "imgbuild builds only for the runner's platform".into(),
         ),
         (
             "SECRETS",
@@ -709,4 +703,57 @@ fn run_option_and_context_inputs_reach_the_build() {
         "from the action"
     );
     support::docker_ok(["rmi", tag.as_str()]);
+}
+
+/// `platforms` with two platforms pushes one index: the step's digest and imageid are the
+/// index's, as build-push-action reports them for a multi-platform build.
+#[test]
+fn the_platforms_input_pushes_one_index() {
+    let context = tempdir();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY app.txt /app.txt\n",
+            support::busybox_multi_in_registry()
+        ),
+    )
+    .unwrap();
+    std::fs::write(context.path().join("app.txt"), "app\n").unwrap();
+    let repository = format!("imgbuild-test/{}", unique_name("action-multi"));
+    let tag = format!("{}/{repository}:1", env().registry);
+    let job = Job::new();
+    let context = context.path().display().to_string();
+    let out = job.run(&[
+        ("CONTEXT", &context),
+        ("TAGS", &tag),
+        ("PUSH", "true"),
+        ("PLATFORMS", "linux/amd64,\nlinux/arm64"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (headers, body) = registry_get(&format!("v2/{repository}/manifests/1"));
+    let pushed = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Docker-Content-Digest: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let architectures: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(architectures, ["amd64", "arm64"]);
+    let outputs = job.outputs();
+    assert_eq!(outputs["digest"], pushed);
+    assert_eq!(outputs["imageid"], pushed);
 }
