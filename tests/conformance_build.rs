@@ -314,6 +314,23 @@ fn busybox_arm64() -> Result<&'static Base, String> {
         .map_err(Clone::clone)
 }
 
+/// The busybox index of linux/amd64 and linux/arm64 (`support::busybox_multi_in_registry`),
+/// for cases built with `--platform`.
+fn busybox_multi() -> Result<&'static Base, String> {
+    static BUSYBOX_MULTI: OnceLock<Result<Base, String>> = OnceLock::new();
+    BUSYBOX_MULTI
+        .get_or_init(|| {
+            let reference = base_common::busybox_multi_in_registry();
+            let diff_ids = diff_ids_in_engine(&reference)?;
+            Ok(Base {
+                reference,
+                diff_ids,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 fn busybox() -> Result<&'static Base, String> {
     static BUSYBOX: OnceLock<Result<Base, String>> = OnceLock::new();
     BUSYBOX
@@ -773,6 +790,7 @@ fn prepare(name: &str) -> Result<Prepared, String> {
         ("@SLIM@", slim as fn() -> _),
         ("@BUSYBOX@", busybox),
         ("@BUSYBOX_ARM64@", busybox_arm64),
+        ("@BUSYBOX_MULTI@", busybox_multi),
     ] {
         if dockerfile.contains(marker) {
             let base = base()?;

@@ -607,9 +607,14 @@ impl Builder {
         self.package(index, &plan, &plans).await
     }
 
-    /// Pulls every image a needed stage names (FROM and `COPY --from=image`), once each:
-    /// a FROM image for its `--platform` (an index without it is an error, as in BuildKit),
-    /// the others for the build's platform.
+    /// Pulls every image a needed stage names (FROM and `COPY --from=image`), once for each
+    /// platform it is used for: a FROM image for its `--platform` (an index without it is
+    /// an error, as in BuildKit), the others for the build's platform.
+    ///
+    /// An image is known by its name; when a stage uses it for another platform than the
+    /// build's too (`FROM --platform=$BUILDPLATFORM golang` and `FROM golang` in one
+    /// build for arm64), that stage's base is renamed `NAME (PLATFORM)`, the name its
+    /// pull is kept and shown under.
     async fn pull_images(&mut self) -> anyhow::Result<()> {
         let default = self.request.publish.platform.clone();
         let mut wanted: Vec<(String, oci::Platform, Option<usize>)> = Vec::new();
@@ -623,23 +628,25 @@ impl Builder {
                 wanted.push((name.clone(), default.clone(), None));
             }
         }
+        // The build's platform first, so the plain name is that platform's image (`COPY
+        // --from=IMAGE` names it so).
+        wanted.sort_by_key(|(_, platform, _)| *platform != default);
         let mut platforms: HashMap<String, oci::Platform> = HashMap::new();
         for (name, platform, stage) in wanted {
-            if let Some(earlier) = platforms.get(&name) {
-                if *earlier != platform {
-                    return Err(InputError::new(format!(
-                        "{name} is used for both {earlier} and {platform}; imgbuild uses an image for one platform per build"
-                    ))
-                    .with_hint("name the second use as a stage (FROM --platform=… IMAGE AS name) and use that stage")
-                    .into());
-                }
-            } else {
+            let key = match platforms.get(&name) {
+                Some(earlier) if *earlier != platform => format!("{name} ({platform})"),
+                _ => name.clone(),
+            };
+            if let (Some(i), true) = (stage, key != name) {
+                self.graph.stages[i].base = Base::Image(key.clone());
+            }
+            if !platforms.contains_key(&key) {
                 let pulled = self.pull(&name, &platform).await?;
-                platforms.insert(name.clone(), platform.clone());
-                self.pulled.insert(name.clone(), pulled);
+                platforms.insert(key.clone(), platform.clone());
+                self.pulled.insert(key.clone(), pulled);
             }
             if let Some(i) = stage {
-                self.warn_platform(i, &name, &platform)?;
+                self.warn_platform(i, &key, &platform)?;
             }
         }
         Ok(())
