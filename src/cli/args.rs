@@ -177,8 +177,9 @@ pub struct RegistryArgs {
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
 
-    /// Platform of the images to pull and build, e.g. linux/amd64.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// Platform of the images to pull and build, e.g. linux/amd64; several,
+    /// comma-separated, make one image each and an index over them.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],…")]
     pub platform: Option<String>,
 }
 
