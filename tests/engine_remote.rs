@@ -742,4 +742,22 @@ fn a_two_platform_build_runs_each_platform_on_its_own_engine() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("2 of 2 steps cached, 0 run"), "{stderr}");
     assert_eq!(machine(&second, "linux_arm64"), "aarch64\n");
+
+    // A mount of this machine's files cannot reach the arm engine: refused before any
+    // step of either platform runs (the test engine, on a unix socket, could take it).
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN --mount=type=cache,target=/cache uname -m > /machine\n",
+            support::busybox_multi_in_registry()
+        ),
+    )
+    .unwrap();
+    let (status, stderr) = build(cache.path(), &out_dir.path().join("third"), &[]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("RUN --mount=type=cache: the Docker engine is not on this machine"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("] RUN --mount"), "a step ran: {stderr}");
 }

@@ -190,6 +190,7 @@ fn the_index_is_pushed_as_one_reference_and_the_engine_gets_this_machines_image(
     let out_dir = tempdir();
     let iidfile = out_dir.path().join("iid");
     let local = out_dir.path().join("local");
+    let archive = out_dir.path().join("index.tar");
     let out = build_go_cross(
         "native",
         &[
@@ -198,6 +199,7 @@ fn the_index_is_pushed_as_one_reference_and_the_engine_gets_this_machines_image(
             "-t",
             &reference,
             &format!("--output=type=local,dest={}", local.display()),
+            &format!("--output=type=oci,dest={}", archive.display()),
             &format!("--iidfile={}", iidfile.display()),
         ],
     );
@@ -213,6 +215,13 @@ fn the_index_is_pushed_as_one_reference_and_the_engine_gets_this_machines_image(
     let index_digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
     assert_eq!(std::fs::read_to_string(&iidfile).unwrap(), index_digest);
     assert_eq!(summary_digest(&err), index_digest);
+    // The OCI archive holds the same index.
+    let archived = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}:{reference}", archive.display()),
+    ]);
+    assert_eq!(archived, raw);
     for (arch, machine) in [("amd64", EM_X86_64), ("arm64", EM_AARCH64)] {
         let inspected: serde_json::Value = serde_json::from_str(&skopeo(&[
             "inspect",

@@ -617,6 +617,7 @@ impl Builder {
                 secrets: &self.request.secrets,
                 ssh: &self.request.ssh,
                 sources,
+                engine_is_local: self.steps_run_here(),
             },
         )?;
         let mut mounts = prepared.mounts;

@@ -105,6 +105,8 @@ pub struct MountContext<'a> {
     pub ssh: &'a std::collections::BTreeMap<String, PathBuf>,
     /// The files of `from=` bind mounts, by mount index ([`Builder::mount_sources`]).
     pub sources: &'a MountSources,
+    /// Whether the engine that runs the step is on this machine (it can mount its files).
+    pub engine_is_local: bool,
 }
 
 /// Host copies of what a RUN's mounts take `from=` a stage or image, by mount index; the
@@ -320,11 +322,6 @@ fn unpack_archive(
 }
 
 /// Whether the engine runs on this machine: host paths can only be mounted there.
-pub(super) fn engine_is_local() -> bool {
-    // An address that cannot be resolved fails the build where the engine is connected.
-    crate::engine::EngineAddress::from_env().map_or(true, |address| !address.is_remote())
-}
-
 pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<PreparedMounts> {
     let mut out = PreparedMounts {
         mounts: Vec::new(),
@@ -342,7 +339,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                 read_only: mount.readonly,
             }),
             MountKind::Cache => {
-                require_local("type=cache")?;
+                require_local("type=cache", cx)?;
                 let dir = cache_mount_dir(cx.cache_dir, &cache_id(mount));
                 let fresh = !dir.exists();
                 fs::create_dir_all(&dir)
@@ -392,7 +389,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     }
                     continue;
                 };
-                require_local("type=secret")?;
+                require_local("type=secret", cx)?;
                 // `env=` alone: a file the exporting shell reads, where no target is.
                 let inside = match (&mount.env, &mount.target) {
                     (Some(_), None) => format!(
@@ -427,7 +424,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                 }
             }
             MountKind::Bind if mount.from.is_some() => {
-                require_local("type=bind")?;
+                require_local("type=bind", cx)?;
                 let source = cx.sources.paths.get(&i).cloned().ok_or_else(|| {
                     anyhow::anyhow!("the files of a RUN --mount from= were not prepared")
                 })?;
@@ -438,7 +435,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                 });
             }
             MountKind::Bind => {
-                require_local("type=bind")?;
+                require_local("type=bind", cx)?;
                 let written = mount.source.as_deref().unwrap_or(".");
                 let mut source = context_path(cx.context_root, written).map_err(|e| {
                     InputError::new(format!("RUN --mount=type=bind,source={written}: {e}"))
@@ -487,7 +484,7 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                     // required one was refused before the build started.
                     continue;
                 };
-                require_local("type=ssh")?;
+                require_local("type=ssh", cx)?;
                 let socket =
                     run_dirs.place(&mut out, &target, mount.readonly, "an ssh agent socket")?;
                 out.guards
@@ -610,8 +607,8 @@ fn private_dir(what: &str) -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-fn require_local(what: &str) -> anyhow::Result<()> {
-    if engine_is_local() {
+fn require_local(what: &str, cx: &MountContext<'_>) -> anyhow::Result<()> {
+    if cx.engine_is_local {
         Ok(())
     } else {
         Err(InputError::new(format!("RUN --mount={what} needs the Docker engine on this machine (its address is not a unix socket)")).into())

@@ -32,16 +32,21 @@ impl Builder {
         Ok(())
     }
 
+    /// Whether the steps run on this machine: natively, or on an engine on a unix socket
+    /// (the one this build connected, which `--engine-for` may have named).
+    pub(super) fn steps_run_here(&self) -> bool {
+        self.native.is_some()
+            || self
+                .engine
+                .as_ref()
+                .is_none_or(|engine| !engine.address().is_remote())
+    }
+
     /// A stage whose image is for another architecture runs its RUN steps under this
     /// kernel's emulation (binfmt_misc), or not at all: never as this machine's programs.
     /// A remote engine's machine is its own business.
     fn check_emulation(&self, stage: usize, step: &Step) -> anyhow::Result<()> {
-        let remote_engine = self.native.is_none()
-            && self
-                .engine
-                .as_ref()
-                .is_some_and(|engine| engine.address().is_remote());
-        if remote_engine {
+        if !self.steps_run_here() {
             return Ok(());
         }
         let Some((architecture, image)) = self.stage_architecture(stage) else {
@@ -98,7 +103,7 @@ impl Builder {
         }
         for mount in &run.mounts {
             // The native executor mounts this machine's files itself.
-            let local = self.native.is_some() || mounts::engine_is_local();
+            let local = self.steps_run_here();
             let ssh_id = mount.id.as_deref().unwrap_or(mounts::DEFAULT_SSH_ID);
             let ssh_given = self.request.ssh.contains_key(ssh_id);
             match mount.kind {
