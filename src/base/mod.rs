@@ -145,6 +145,7 @@ fn build_in(
         reporter,
         id: vertex.0,
         epoch: options.epoch,
+        architecture: &options.platform.architecture,
     };
     let result = runner.debootstrap(recipe, &rootfs).and_then(|()| {
         let found = rootfs::release_epoch_in(&rootfs, &recipe.suite)?;
@@ -173,6 +174,7 @@ fn build_in(
         reporter,
         id: vertex.0,
         epoch: options.epoch,
+        architecture: &options.platform.architecture,
     };
     let result = (|| {
         // As in Debian's images: every package is automatically installed except the

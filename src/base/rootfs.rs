@@ -62,17 +62,33 @@ pub fn check_host(platform: &Platform) -> Result<(), InputError> {
         )));
     }
     let host = host_architecture().map_err(|e| InputError::new(e.to_string()))?;
-    if platform.architecture != host || platform.variant.is_some() {
+    if platform.variant.is_some() {
         return Err(InputError::new(format!(
-            "this machine builds {}/{host} base images; --platform {platform} would need \
-             emulation, which imgbuild does not set up",
-            platform.os
+            "--platform {platform}: base images are built for an architecture without a variant"
+        )));
+    }
+    // Another architecture: debootstrap's second stage and the chrooted commands run that
+    // architecture's programs, through the kernel's emulation.
+    if platform.architecture != host
+        && let Err(why) = crate::runtime::emulation::can_run(&platform.architecture)
+    {
+        return Err(InputError::new(format!(
+            "this machine ({host}) cannot run {platform} programs, which debootstrap runs to make the root file system: {why}"
         ))
         .with_hint(format!(
-            "pass --platform linux/{host}, or build on such a machine"
+            "install qemu-user-static (its binfmt_misc handlers), pass --platform linux/{host}, or build on such a machine"
         )));
     }
     Ok(())
+}
+
+/// Debian's name of an OCI architecture (most are the same).
+fn debian_architecture(oci: &str) -> &str {
+    match oci {
+        "386" => "i386",
+        "ppc64le" => "ppc64el",
+        other => other,
+    }
 }
 
 /// Debian's name of the host architecture (`amd64`, `arm64`, …), which is also OCI's.
@@ -99,6 +115,8 @@ pub struct Runner<'a> {
     pub reporter: &'a Arc<dyn Reporter>,
     pub id: VertexId,
     pub epoch: i64,
+    /// The OCI architecture the root file system is for (`amd64`, `arm64`).
+    pub architecture: &'a str,
 }
 
 impl Runner<'_> {
@@ -108,6 +126,7 @@ impl Runner<'_> {
             "--variant=minbase".into(),
             // Fail rather than install from an unverified archive.
             "--force-check-gpg".into(),
+            format!("--arch={}", debian_architecture(self.architecture)),
         ];
         if recipe.components != ["main"] {
             args.push(format!("--components={}", recipe.components.join(",")));
