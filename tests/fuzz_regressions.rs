@@ -23,6 +23,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("tar_reader", harness::tar_reader),
     ("layer_from_tar", harness::layer_from_tar),
     ("image_archive", harness::image_archive),
+    ("elf_parse", harness::elf_parse),
 ];
 
 fn repo() -> &'static Path {

@@ -726,3 +726,21 @@ fn substitute(text: &[u8], blobs: &[(String, usize)], outside: &str) -> Vec<u8> 
     }
     out
 }
+
+/// What the checks read of every file in an image that starts like an ELF file: a file
+/// from a layer is anyone's, so no input may panic, and what is read must survive the
+/// per-layer index's round trip.
+pub fn elf_parse(data: &[u8]) {
+    use imgbuild::check::libs::ElfInfo;
+    let Some(info) = ElfInfo::parse(data) else {
+        return;
+    };
+    let text = match serde_json::to_vec(&info) {
+        Ok(text) => text,
+        Err(e) => panic!("an ElfInfo does not serialise: {e}"),
+    };
+    match serde_json::from_slice::<ElfInfo>(&text) {
+        Ok(again) => assert_eq!(again, info),
+        Err(e) => panic!("an ElfInfo does not read back: {e}"),
+    }
+}

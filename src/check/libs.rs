@@ -53,6 +53,14 @@ impl ElfInfo {
     /// Reads an ELF file's dynamic linking facts; `None` for what is not ELF, or not an
     /// executable or shared object (`.o` files, core dumps).
     pub fn parse(bytes: &[u8]) -> Option<ElfInfo> {
+        // A layer's files are anyone's: a malformed one that trips a bug in the ELF parser
+        // is a file the checks cannot read, never a failed build (`fuzz/` runs this).
+        std::panic::catch_unwind(|| Self::parse_unguarded(bytes))
+            .ok()
+            .flatten()
+    }
+
+    fn parse_unguarded(bytes: &[u8]) -> Option<ElfInfo> {
         use goblin::elf::{Elf, header};
         let elf = Elf::parse(bytes).ok()?;
         if !matches!(elf.header.e_type, header::ET_EXEC | header::ET_DYN) {
@@ -676,6 +684,26 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every byte of the headers of a real executable, changed, and the file cut short:
+    /// read or refused by the parser itself, without the panic guard (the fuzz target
+    /// `elf_parse` goes further).
+    #[test]
+    fn damaged_elf_files_are_read_or_refused() {
+        let program = std::fs::read("/usr/bin/true").unwrap();
+        assert!(ElfInfo::parse_unguarded(&program).is_some());
+        let mut damaged = program.clone();
+        for at in 0..program.len().min(1024) {
+            for value in [0x00, 0x7f, 0xff] {
+                damaged[at] = value;
+                let _ = ElfInfo::parse_unguarded(&damaged);
+                damaged[at] = program[at];
+            }
+        }
+        for len in (0..program.len()).step_by(97) {
+            let _ = ElfInfo::parse_unguarded(&program[..len]);
+        }
+    }
 
     /// A real ELF file of this machine (Debian's, as in the images the tests build).
     fn host(path: &str) -> Vec<u8> {
