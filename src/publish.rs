@@ -104,6 +104,55 @@ impl PublishRequest {
     }
 }
 
+/// What a build publishes: one image, or a multi-platform build's index and its images.
+#[derive(Clone)]
+pub enum Product {
+    Image(Arc<dyn Image>),
+    Index(Arc<oci::PlatformIndex>),
+}
+
+/// Sends `product` to every sink in turn, each shown as a vertex of the progress display
+/// (a push shows its own), then writes `--iidfile` and `--metadata-file`.
+pub async fn publish_all(
+    sinks: &[Sink],
+    product: &Product,
+    tags: &[String],
+    recorder: &Recorder,
+    reporter: &Arc<dyn Reporter>,
+    ids: &Ids,
+) -> anyhow::Result<()> {
+    let mut pushed = None;
+    for sink in sinks {
+        let id = ids.next();
+        let started = Instant::now();
+        let is_registry = matches!(sink, Sink::Registry(_));
+        if !is_registry {
+            reporter.started(id, &format!("exporting to {}", sink.describe()));
+        }
+        let published = match product {
+            Product::Image(image) => sink.publish(image.clone(), tags, reporter, ids).await,
+            Product::Index(index) => sink.publish_index(index.clone(), tags, reporter, ids).await,
+        };
+        match published {
+            Ok(p) if is_registry => pushed = Some(p.digest),
+            Ok(p) => {
+                reporter.log(id, &format!("{} {}", p.destination, p.digest));
+                reporter.done(id, started.elapsed());
+            }
+            Err(e) => {
+                if !is_registry {
+                    reporter.failed(id, started.elapsed());
+                }
+                return Err(e);
+            }
+        }
+    }
+    match product {
+        Product::Image(image) => recorder.record(image.as_ref(), tags, pushed.as_ref()),
+        Product::Index(index) => recorder.record_index(index, tags, pushed.as_ref()),
+    }
+}
+
 /// One destination of the image.
 pub enum Sink {
     /// An OCI layout (dir or tar) or a docker archive: written by [`crate::oci`].

@@ -950,43 +950,19 @@ impl Builder {
             scratch: self.request.cache_dir.clone(),
         };
         let sinks = publish::sinks_for(&self.request.publish, &deps)?;
-        let tags = &self.request.publish.tags;
-        let mut pushed = None;
-        for sink in &sinks {
-            let id = self.ids.next();
-            let started = Instant::now();
-            let is_registry = matches!(sink, publish::Sink::Registry(_));
-            if !is_registry {
-                self.reporter
-                    .started(id, &format!("exporting to {}", sink.describe()));
-            }
-            let published = sink
-                .publish(image.clone(), tags, &self.reporter, &self.ids)
-                .await;
-            match published {
-                Ok(p) => {
-                    if !is_registry {
-                        self.reporter
-                            .log(id, &format!("{} {}", p.destination, p.digest));
-                        self.reporter.done(id, started.elapsed());
-                    } else {
-                        pushed = Some(p.digest.clone());
-                    }
-                }
-                Err(e) => {
-                    if !is_registry {
-                        self.reporter.failed(id, started.elapsed());
-                    }
-                    return Err(e);
-                }
-            }
-        }
         let recorder = Recorder {
             iidfile: self.request.publish.iidfile.clone(),
             metadata_file: self.request.publish.metadata_file.clone(),
         };
-        recorder.record(image.as_ref(), tags, pushed.as_ref())?;
-        Ok(())
+        publish::publish_all(
+            &sinks,
+            &publish::Product::Image(image),
+            &self.request.publish.tags,
+            &recorder,
+            &self.reporter,
+            &self.ids,
+        )
+        .await
     }
 }
 

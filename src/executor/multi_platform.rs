@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::{BuildResult, MadeImage, prepare};
 use crate::oci::PlatformIndex;
 use crate::progress::{Ids, Outcome, Reporter, VertexId};
-use crate::publish::{self, MultiPlatform, Recorder, SinkDeps};
+use crate::publish::{self, Recorder, SinkDeps};
 use crate::request::BuildRequest;
 
 /// Builds every platform of `request`, then publishes the index.
@@ -65,7 +65,7 @@ pub(super) async fn build(
         .map(|((platform, _), m)| (platform.clone(), m.image.clone()))
         .collect();
     let index = Arc::new(PlatformIndex::new(images, &multi.index_annotations)?);
-    publish_index(&request, &multi, &made, index.clone(), &reporter).await?;
+    publish_index(&request, &made, index.clone(), &reporter).await?;
     export_caches(&made).await?;
     let mut findings = Vec::new();
     for m in &mut made {
@@ -104,7 +104,6 @@ pub(super) async fn build(
 /// Sends the index to every output the request names.
 async fn publish_index(
     request: &BuildRequest,
-    multi: &MultiPlatform,
     made: &[MadeImage],
     index: Arc<PlatformIndex>,
     reporter: &Arc<dyn Reporter>,
@@ -126,46 +125,19 @@ async fn publish_index(
         scratch: request.cache_dir.clone(),
     };
     let sinks = publish::sinks_for(&request.publish, &deps)?;
-    let tags = &request.publish.tags;
-    let platforms = multi
-        .images
-        .iter()
-        .map(|(p, _)| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut pushed = None;
-    for sink in &sinks {
-        let is_registry = matches!(sink, publish::Sink::Registry(_));
-        let id = first.ids.next();
-        let started = Instant::now();
-        if !is_registry {
-            reporter.started(
-                id,
-                &format!("exporting the index of {platforms} to {}", sink.describe()),
-            );
-        }
-        match sink
-            .publish_index(index.clone(), tags, reporter, &first.ids)
-            .await
-        {
-            Ok(p) if is_registry => pushed = Some(p.digest),
-            Ok(p) => {
-                reporter.log(id, &format!("{} {}", p.destination, p.digest));
-                reporter.done(id, started.elapsed());
-            }
-            Err(e) => {
-                if !is_registry {
-                    reporter.failed(id, started.elapsed());
-                }
-                return Err(e);
-            }
-        }
-    }
     let recorder = Recorder {
         iidfile: request.publish.iidfile.clone(),
         metadata_file: request.publish.metadata_file.clone(),
     };
-    recorder.record_index(&index, tags, pushed.as_ref())
+    publish::publish_all(
+        &sinks,
+        &publish::Product::Index(index),
+        &request.publish.tags,
+        &recorder,
+        reporter,
+        &first.ids,
+    )
+    .await
 }
 
 /// One `--cache-to` export holding the steps every platform's build used.
