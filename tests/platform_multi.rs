@@ -292,6 +292,53 @@ fn each_platforms_run_steps_run_on_that_platform() {
     }
 }
 
+/// The second platform's build fails after the first's succeeded: exit 1, the failed step
+/// named with its platform, and no output written (nothing is published until every
+/// platform is built).
+#[test]
+fn a_failure_on_one_platform_publishes_nothing() {
+    let context = tempdir();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nARG TARGETARCH\nRUN test \"$TARGETARCH\" != arm64\n",
+            busybox_multi_in_registry()
+        ),
+    )
+    .unwrap();
+    let out_dir = tempdir();
+    let dest = out_dir.path().join("layout");
+    let out = imgbuild()
+        .args(["build", "--progress", "plain", "--platform", PLATFORMS])
+        .arg(format!("--output=type=oci,dest={}", dest.display()))
+        .arg("--cache-dir")
+        .arg(out_dir.path().join("cache"))
+        .arg(context.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!dest.exists(), "an output was written: {err}");
+    if !arm64_emulation_registered() {
+        // Refused before the amd64 image's steps run (each_platforms_run_steps_… too).
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // The amd64 image was built, then arm64's step failed.
+    assert!(
+        err.contains("[linux/amd64 2/2] RUN test \"amd64\" != arm64"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: building the linux/arm64 image\n  Caused by: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("Dockerfile:3: [2/2] RUN test \"arm64\" != arm64 failed"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_base_without_a_platform_asked_for_is_refused_before_any_step_runs() {
     let context = tempdir();

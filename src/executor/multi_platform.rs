@@ -52,11 +52,13 @@ pub(super) async fn build(
             inner: reporter.clone(),
             platform: platform.to_string(),
         });
-        prepared.push(prepare(one, platform_reporter, ids.clone()).await?);
+        let builder = prepare(one, platform_reporter, ids.clone()).await;
+        prepared.push(builder.map_err(|e| for_platform(e, platform))?);
     }
     let mut made: Vec<MadeImage> = Vec::with_capacity(prepared.len());
-    for builder in prepared {
-        made.push(builder.make_image().await?);
+    for (builder, (platform, _)) in prepared.into_iter().zip(&multi.images) {
+        let image = builder.make_image().await;
+        made.push(image.map_err(|e| for_platform(e, platform))?);
     }
     let images = multi
         .images
@@ -99,6 +101,11 @@ pub(super) async fn build(
         executor: first.executor_used(),
         findings,
     })
+}
+
+/// An error of one platform's build says which platform it is.
+fn for_platform(e: anyhow::Error, platform: &crate::oci::Platform) -> anyhow::Error {
+    e.context(format!("building the {platform} image"))
 }
 
 /// Sends the index to every output the request names.
