@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CheckId, Finding};
 use crate::oci::Image;
+use crate::oci::changeset;
 use crate::oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::oci::rootpath::{Node as FsNode, Resolution, join, normalize, resolve, split};
 
@@ -289,19 +290,35 @@ pub struct LinkView {
     /// Path → entry, and the index of the layer that wrote it.
     nodes: HashMap<String, (Entry, usize)>,
     archive_locales: Vec<String>,
+    /// The layer being merged (the one that adds the parents it leaves out).
+    layer: usize,
+}
+
+impl changeset::PathTree for LinkView {
+    fn holds_dir(&self, path: &str) -> bool {
+        matches!(self.nodes.get(path), Some((Entry::Dir, _)))
+    }
+
+    fn holds(&self, path: &str) -> bool {
+        self.nodes.contains_key(path)
+    }
+
+    fn remove_where(&mut self, exact: Option<&str>, prefix: &str) {
+        self.nodes
+            .retain(|p, _| Some(p.as_str()) != exact && !p.starts_with(prefix));
+    }
+
+    fn add_parent(&mut self, dir: &str) {
+        self.nodes.insert(dir.to_owned(), (Entry::Dir, self.layer));
+    }
 }
 
 impl LinkView {
     pub fn merge(scans: &[LayerScan]) -> LinkView {
         let mut view = LinkView::default();
         for (index, scan) in scans.iter().enumerate() {
-            for dir in &scan.opaque {
-                let prefix = format!("{}/", dir.trim_end_matches('/'));
-                view.nodes.retain(|p, _| !p.starts_with(&prefix));
-            }
-            for path in &scan.whiteouts {
-                view.remove_tree(path);
-            }
+            changeset::apply_deletions(&mut view, &scan.opaque, &scan.whiteouts);
+            view.layer = index;
             for (path, entry) in &scan.entries {
                 let entry = match entry {
                     Entry::Hardlink(target) => match view.nodes.get(target) {
@@ -310,22 +327,7 @@ impl LinkView {
                     },
                     other => other.clone(),
                 };
-                // A file replacing a directory hides what was below it (a walk over every
-                // path, so only when there was a directory there).
-                if !matches!(entry, Entry::Dir)
-                    && matches!(view.nodes.get(path), Some((Entry::Dir, _)))
-                {
-                    view.remove_tree(path);
-                }
-                // A layer may leave out parents; extracting it creates them.
-                let mut parent = path.as_str();
-                while let Some((dir, _)) = parent.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
-                    if view.nodes.contains_key(dir) {
-                        break;
-                    }
-                    view.nodes.insert(dir.to_owned(), (Entry::Dir, index));
-                    parent = dir;
-                }
+                changeset::prepare_entry(&mut view, path, matches!(entry, Entry::Dir));
                 view.nodes.insert(path.clone(), (entry, index));
             }
             if let Some(names) = &scan.archive_locales {
@@ -336,12 +338,6 @@ impl LinkView {
             view.archive_locales.clear();
         }
         view
-    }
-
-    fn remove_tree(&mut self, path: &str) {
-        let prefix = format!("{path}/");
-        self.nodes
-            .retain(|p, _| p != path && !p.starts_with(&prefix));
     }
 
     fn fs_node(&self, path: &str) -> Option<FsNode> {

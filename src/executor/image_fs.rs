@@ -10,6 +10,7 @@ use std::io::Read;
 use anyhow::Context as _;
 
 use crate::oci::Image;
+use crate::oci::changeset;
 use crate::oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::oci::manifest::uncompressed_layer;
 pub use crate::oci::rootpath::{Node, Resolution, ResolveError, Resolved, resolve};
@@ -45,6 +46,35 @@ pub struct ImageFs {
     files: HashMap<String, Vec<u8>>,
     /// Symlink targets, as stored: writes go through the image's links, as in a container.
     links: HashMap<String, String>,
+}
+
+impl changeset::PathTree for ImageFs {
+    fn holds_dir(&self, path: &str) -> bool {
+        self.entries.get(path).is_some_and(|m| m.kind == Kind::Dir)
+    }
+
+    fn holds(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+
+    fn remove_where(&mut self, exact: Option<&str>, prefix: &str) {
+        let kept = |p: &String| Some(p.as_str()) != exact && !p.starts_with(prefix);
+        self.entries.retain(|p, _| kept(p));
+        self.files.retain(|p, _| kept(p));
+        self.links.retain(|p, _| kept(p));
+    }
+
+    fn add_parent(&mut self, dir: &str) {
+        self.entries.insert(
+            dir.to_owned(),
+            FileMeta {
+                kind: Kind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+        );
+    }
 }
 
 impl ImageFs {
@@ -140,44 +170,11 @@ impl ImageFs {
             }
             added.push((path, meta));
         }
-        for dir in opaque {
-            let prefix = if dir == "/" {
-                "/".to_owned()
-            } else {
-                format!("{dir}/")
-            };
-            self.entries.retain(|p, _| !p.starts_with(&prefix));
-            self.files.retain(|p, _| !p.starts_with(&prefix));
-            self.links.retain(|p, _| !p.starts_with(&prefix));
-        }
-        for path in hidden {
-            self.remove_tree(&path);
-        }
+        changeset::apply_deletions(self, &opaque, &hidden);
         for (path, meta) in added {
-            if meta.kind != Kind::Dir && self.is_dir(&path) {
-                // A file replacing a directory hides what was below it (a walk over every
-                // path, so only when there was a directory there).
-                self.remove_tree(&path);
-            }
+            changeset::prepare_entry(self, &path, meta.kind == Kind::Dir);
             self.files.remove(&path);
             self.links.remove(&path);
-            // A layer may leave out parents; extracting it creates them.
-            let mut parent = path.as_str();
-            while let Some((dir, _)) = parent.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
-                if self.entries.contains_key(dir) {
-                    break;
-                }
-                self.entries.insert(
-                    dir.to_owned(),
-                    FileMeta {
-                        kind: Kind::Dir,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                    },
-                );
-                parent = dir;
-            }
             self.entries.insert(path, meta);
         }
         for (path, data) in contents {
@@ -185,16 +182,6 @@ impl ImageFs {
         }
         self.links.extend(links);
         Ok(())
-    }
-
-    fn remove_tree(&mut self, path: &str) {
-        let prefix = format!("{path}/");
-        self.entries
-            .retain(|p, _| p != path && !p.starts_with(&prefix));
-        self.files
-            .retain(|p, _| p != path && !p.starts_with(&prefix));
-        self.links
-            .retain(|p, _| p != path && !p.starts_with(&prefix));
     }
 
     /// Metadata of an absolute path, `None` if the image does not have it.

@@ -15,6 +15,7 @@
 mod annotated;
 mod assembled;
 mod blobs;
+pub mod changeset;
 mod config;
 mod digest;
 mod docker_archive;
