@@ -73,15 +73,10 @@ impl Runtime {
     /// what still runs in them. Returns how many it deleted; a failure to delete one does
     /// not stop the others (the first is returned).
     pub async fn cleanup_stale(&self, state_dir: &Path) -> Result<usize> {
-        let stale = self
-            .list(state_dir)
-            .await?
-            .into_iter()
-            .filter(|c| {
-                c.id.strip_prefix(NAME_PREFIX)
-                    .is_some_and(tagged_owner_is_gone)
-            })
-            .map(|c| c.id);
+        let stale = container_ids(state_dir).into_iter().filter(|id| {
+            id.strip_prefix(NAME_PREFIX)
+                .is_some_and(tagged_owner_is_gone)
+        });
         self.delete_all(state_dir, stale).await
     }
 
@@ -92,16 +87,14 @@ impl Runtime {
             return Ok(0);
         };
         let prefix = format!("{NAME_PREFIX}{tag}");
-        let ours = self
-            .list(state_dir)
-            .await?
+        let ours = container_ids(state_dir)
             .into_iter()
-            .filter(|c| c.id.starts_with(&prefix))
-            .map(|c| c.id);
+            .filter(|id| id.starts_with(&prefix));
         self.delete_all(state_dir, ours).await
     }
 
-    /// `delete --force` each id (a running container is killed first).
+    /// `delete --force` each id (a running container is killed first; one already gone
+    /// counts as deleted).
     async fn delete_all(
         &self,
         state_dir: &Path,
@@ -133,6 +126,21 @@ impl Runtime {
 
 /// `PROGRAM --root STATE delete --force ID`, waiting for it; synchronous, so that a `Drop`
 /// can call it. A container that is already gone is no error.
+/// The ids of the containers in `state_dir`, read from the directory itself: runc and crun
+/// keep each container's state in a directory named by its id. Not `runc list`, which
+/// fails outright when another process deletes a container while it lists (builds sharing
+/// a cache dir do that all the time).
+fn container_ids(state_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect()
+}
+
 pub(super) fn delete_blocking(program: &Path, state_dir: &Path, id: &str) -> Result<()> {
     let command = format!(
         "{} --root {} delete --force {id}",
