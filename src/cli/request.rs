@@ -383,7 +383,14 @@ fn engines_for(
     let mut engines = BTreeMap::new();
     let platforms: Vec<&oci::Platform> = match &publish.multi_platform {
         Some(multi) => multi.images.iter().map(|(p, _)| p).collect(),
-        None => vec![&publish.platform],
+        None if specs.is_empty() => return Ok(engines),
+        None => {
+            return Err(InputError::new(format!(
+                "--engine-for {}: it picks an engine for one platform of a multi-platform build, and this build is for {} alone",
+                specs[0], publish.platform
+            ))
+            .with_hint("build on that engine with DOCKER_HOST or DOCKER_CONTEXT, or list more platforms with --platform"));
+        }
     };
     for spec in specs {
         let at = format!("--engine-for {spec}");
@@ -1076,7 +1083,7 @@ mod tests {
 
     #[test]
     fn several_platforms_are_refused_where_one_image_must_go() {
-        let cases: [(&[&str], &str); 5] = [
+        let cases: [(&[&str], &str); 6] = [
             (
                 &[
                     "--platform",
@@ -1114,12 +1121,22 @@ mod tests {
             (
                 &[
                     "--platform",
-                    "linux/amd64",
+                    "linux/amd64,linux/s390x",
                     "--engine-for",
                     "linux/arm64=unix:///x.sock",
                     ".",
                 ],
                 "--engine-for linux/arm64=unix:///x.sock: the build is not for linux/arm64",
+            ),
+            (
+                &[
+                    "--platform",
+                    "linux/arm64",
+                    "--engine-for",
+                    "linux/arm64=unix:///x.sock",
+                    ".",
+                ],
+                "--engine-for linux/arm64=unix:///x.sock: it picks an engine for one platform of a multi-platform build, and this build is for linux/arm64 alone",
             ),
         ];
         for (args, expected) in cases {
