@@ -1,10 +1,10 @@
 //! `--platform a,b`: one build per platform, then an OCI index over their images.
 //!
 //! Each platform's image is built by the same code as a single-platform build
-//! ([`super::prepare`], [`super::Builder::make_image`]), with its own `TARGETPLATFORM`, its FROM images pulled for it,
-//! and its steps keyed by it, so a stage that does not depend on the platform (a
-//! `FROM --platform=$BUILDPLATFORM` build stage whose inputs are the same) is a cache hit
-//! for the second platform. Nothing is published until every platform is built: then the
+//! ([`super::prepare`], [`super::Builder::make_image`]), with its own `TARGETPLATFORM`,
+//! its FROM images pulled for it, and its steps keyed by it, so a stage that does not
+//! depend on the platform (a `FROM --platform=$BUILDPLATFORM` build stage whose inputs are
+//! the same) is a cache hit for the second platform. Nothing is published until every platform is built: then the
 //! index goes to each output at once, and one cache export holds the steps of all.
 
 use std::sync::Arc;
