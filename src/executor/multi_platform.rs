@@ -77,8 +77,13 @@ pub(super) async fn build(
             }
         }
     }
-    let first = &made[0].builder;
     let count = |f: fn(&super::Builder) -> usize| made.iter().map(|m| f(&m.builder)).sum();
+    let executors = multi
+        .images
+        .iter()
+        .zip(&made)
+        .map(|((platform, _), m)| (platform.clone(), m.builder.executor_used()))
+        .collect();
     Ok(BuildResult {
         image: made[0].image.clone(),
         digest: index.digest().to_string(),
@@ -98,7 +103,7 @@ pub(super) async fn build(
         cache_hits: count(|b| b.hits.load(Ordering::Relaxed)),
         cache_misses: count(|b| b.misses.load(Ordering::Relaxed)),
         elapsed: started.elapsed(),
-        executor: first.executor_used(),
+        executor: super::ExecutorUsed::of_platforms(executors),
         findings,
     })
 }

@@ -39,11 +39,23 @@ pub(crate) enum Selected<R = Runtime> {
 }
 
 /// What ran a finished build's steps, as its summary shows it: `native (runc 1.1.12)` or
-/// `engine`.
+/// `engine`; for a multi-platform build whose platforms ran on different executors
+/// (`--engine-for`), each platform's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutorUsed {
     Native { runtime: String, version: String },
     Engine,
+    PerPlatform(Vec<(crate::oci::Platform, ExecutorUsed)>),
+}
+
+impl ExecutorUsed {
+    /// One executor when every platform's build used the same one.
+    pub fn of_platforms(used: Vec<(crate::oci::Platform, ExecutorUsed)>) -> ExecutorUsed {
+        match used.split_first() {
+            Some(((_, first), rest)) if rest.iter().all(|(_, e)| e == first) => first.clone(),
+            _ => ExecutorUsed::PerPlatform(used),
+        }
+    }
 }
 
 impl std::fmt::Display for ExecutorUsed {
@@ -51,6 +63,10 @@ impl std::fmt::Display for ExecutorUsed {
         match self {
             ExecutorUsed::Native { runtime, version } => write!(f, "native ({runtime} {version})"),
             ExecutorUsed::Engine => f.write_str("engine"),
+            ExecutorUsed::PerPlatform(used) => {
+                let each: Vec<String> = used.iter().map(|(p, e)| format!("{e} for {p}")).collect();
+                f.write_str(&each.join(", "))
+            }
         }
     }
 }
@@ -469,6 +485,21 @@ mod tests {
         };
         assert_eq!(native.to_string(), "native (runc 1.1.12)");
         assert_eq!(ExecutorUsed::Engine.to_string(), "engine");
+        let (amd64, arm64): (crate::oci::Platform, crate::oci::Platform) = (
+            "linux/amd64".parse().unwrap(),
+            "linux/arm64".parse().unwrap(),
+        );
+        let same = ExecutorUsed::of_platforms(vec![
+            (amd64.clone(), ExecutorUsed::Engine),
+            (arm64.clone(), ExecutorUsed::Engine),
+        ]);
+        assert_eq!(same, ExecutorUsed::Engine);
+        let mixed =
+            ExecutorUsed::of_platforms(vec![(amd64, native), (arm64, ExecutorUsed::Engine)]);
+        assert_eq!(
+            mixed.to_string(),
+            "native (runc 1.1.12) for linux/amd64, engine for linux/arm64"
+        );
     }
 
     #[test]
