@@ -82,6 +82,27 @@ pub fn check_host(platform: &Platform) -> Result<(), InputError> {
     Ok(())
 }
 
+/// debootstrap's arguments for `recipe` into `rootfs`, for the OCI `architecture` (another
+/// than this machine's runs its second stage under binfmt emulation).
+fn debootstrap_args(recipe: &Recipe, rootfs: &Path, architecture: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--variant=minbase".into(),
+        // Fail rather than install from an unverified archive.
+        "--force-check-gpg".into(),
+        format!("--arch={}", debian_architecture(architecture)),
+    ];
+    if recipe.components != ["main"] {
+        args.push(format!("--components={}", recipe.components.join(",")));
+    }
+    if !recipe.packages.is_empty() {
+        args.push(format!("--include={}", recipe.packages.join(",")));
+    }
+    args.push(recipe.suite.clone());
+    args.push(rootfs.display().to_string());
+    args.push(recipe.mirror.clone());
+    args
+}
+
 /// Debian's name of an OCI architecture (most are the same).
 fn debian_architecture(oci: &str) -> &str {
     match oci {
@@ -122,23 +143,10 @@ pub struct Runner<'a> {
 impl Runner<'_> {
     /// debootstrap of the recipe's suite and packages into `rootfs`.
     pub fn debootstrap(&self, recipe: &Recipe, rootfs: &Path) -> anyhow::Result<()> {
-        let mut args: Vec<String> = vec![
-            "--variant=minbase".into(),
-            // Fail rather than install from an unverified archive.
-            "--force-check-gpg".into(),
-            format!("--arch={}", debian_architecture(self.architecture)),
-        ];
-        if recipe.components != ["main"] {
-            args.push(format!("--components={}", recipe.components.join(",")));
-        }
-        if !recipe.packages.is_empty() {
-            args.push(format!("--include={}", recipe.packages.join(",")));
-        }
-        args.push(recipe.suite.clone());
-        args.push(rootfs.display().to_string());
-        args.push(recipe.mirror.clone());
         let mut command = self.private_mounts();
-        command.arg("debootstrap").args(&args);
+        command
+            .arg("debootstrap")
+            .args(debootstrap_args(recipe, rootfs, self.architecture));
         self.run("debootstrap", command).with_context(|| {
             format!(
                 "debootstrap of {} from {} failed",
@@ -351,6 +359,36 @@ mod tests {
         assert_eq!(release_epoch_in(root.path(), "bookworm").unwrap(), 120);
         let err = release_epoch_in(root.path(), "trixie").unwrap_err();
         assert!(err.to_string().contains("trixie"), "{err}");
+    }
+
+    #[test]
+    fn debootstrap_is_told_the_architecture_in_debian_s_words() {
+        let recipe = Recipe::parse(
+            "r",
+            Path::new("image.toml"),
+            "[debian]\nsuite = \"bookworm\"\npackages = [\"locales\"]\n[image]\ntag = \"x/y:z\"\n",
+        )
+        .unwrap();
+        let args = debootstrap_args(&recipe, Path::new("/r"), "arm64");
+        assert_eq!(
+            args,
+            [
+                "--variant=minbase",
+                "--force-check-gpg",
+                "--arch=arm64",
+                "--include=locales",
+                "bookworm",
+                "/r",
+                "http://deb.debian.org/debian"
+            ]
+        );
+        assert!(
+            debootstrap_args(&recipe, Path::new("/r"), "ppc64le")
+                .contains(&"--arch=ppc64el".to_string())
+        );
+        assert!(
+            debootstrap_args(&recipe, Path::new("/r"), "386").contains(&"--arch=i386".to_string())
+        );
     }
 
     #[test]
