@@ -582,15 +582,11 @@ impl Recorder {
                 },
                 "image.name": tags.join(","),
             });
-            let mut text = serde_json::to_vec_pretty(&metadata)?;
-            text.push(b'\n');
-            write_atomically(path, &text)?;
+            write_metadata(path, &metadata)?;
         }
         Ok(())
     }
-}
 
-impl Recorder {
     /// As [`Recorder::record`], for a multi-platform index: BuildKit writes the index's
     /// digest as the image ID and as `containerimage.digest`.
     pub fn record_index(
@@ -613,12 +609,17 @@ impl Recorder {
                 },
                 "image.name": tags.join(","),
             });
-            let mut text = serde_json::to_vec_pretty(&metadata)?;
-            text.push(b'\n');
-            write_atomically(path, &text)?;
+            write_metadata(path, &metadata)?;
         }
         Ok(())
     }
+}
+
+/// Writes `--metadata-file` as BuildKit does: indented JSON and a newline.
+fn write_metadata(path: &Path, metadata: &serde_json::Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_vec_pretty(metadata)?;
+    text.push(b'\n');
+    write_atomically(path, &text)
 }
 
 /// The `created` time of an image config, as the config states it.

@@ -116,6 +116,19 @@ fn registry_get(path: &str) -> (String, Vec<u8>) {
     )
 }
 
+/// What `repository:tag` names in the test registry: the digest the registry gives it
+/// (`Docker-Content-Digest`) and the manifest or index itself.
+fn tagged_manifest(repository: &str, tag: &str) -> (String, serde_json::Value) {
+    let (headers, body) = registry_get(&format!("v2/{repository}/manifests/{tag}"));
+    let digest = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Docker-Content-Digest: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (digest, serde_json::from_slice(&body).unwrap())
+}
+
 fn context_with(dockerfile: &str) -> tempfile::TempDir {
     let context = tempdir();
     fs::write(
@@ -186,14 +199,7 @@ fn the_action_pushes_and_reports_digest_metadata_and_cache() {
     assert!(!log.lines().any(|l| l.starts_with("{\"")), "{log}");
 
     let outputs = first.outputs();
-    let (headers, body) = registry_get(&format!("v2/{repository}/manifests/1"));
-    let pushed = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("Docker-Content-Digest: "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (pushed, manifest) = tagged_manifest(&repository, "1");
     assert_eq!(outputs["digest"], pushed);
     assert_eq!(outputs["imageid"], manifest["config"]["digest"]);
     let metadata: serde_json::Value = serde_json::from_str(&outputs["metadata"]).unwrap();
@@ -734,14 +740,7 @@ fn the_platforms_input_pushes_one_index() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (headers, body) = registry_get(&format!("v2/{repository}/manifests/1"));
-    let pushed = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("Docker-Content-Digest: "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (pushed, index) = tagged_manifest(&repository, "1");
     assert_eq!(
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"

@@ -297,53 +297,41 @@ fn slim() -> Result<&'static Base, String> {
     .map_err(Clone::clone)
 }
 
+/// An image the support code pushes to the test registry, as a case's base: made once
+/// per run in `cell`, with its layers' diff IDs as the engine has them.
+fn registry_base(
+    cell: &'static OnceLock<Result<Base, String>>,
+    push: fn() -> String,
+) -> Result<&'static Base, String> {
+    cell.get_or_init(|| {
+        let reference = push();
+        let diff_ids = diff_ids_in_engine(&reference)?;
+        Ok(Base {
+            reference,
+            diff_ids,
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
 /// The arm64 busybox image (`support::busybox_arm64_in_registry`), for cases whose RUN
 /// steps run under binfmt_misc emulation.
 fn busybox_arm64() -> Result<&'static Base, String> {
     static BUSYBOX_ARM64: OnceLock<Result<Base, String>> = OnceLock::new();
-    BUSYBOX_ARM64
-        .get_or_init(|| {
-            let reference = base_common::busybox_arm64_in_registry();
-            let diff_ids = diff_ids_in_engine(&reference)?;
-            Ok(Base {
-                reference,
-                diff_ids,
-            })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    registry_base(&BUSYBOX_ARM64, base_common::busybox_arm64_in_registry)
 }
 
 /// The busybox index of linux/amd64 and linux/arm64 (`support::busybox_multi_in_registry`),
 /// for cases built with `--platform`.
 fn busybox_multi() -> Result<&'static Base, String> {
     static BUSYBOX_MULTI: OnceLock<Result<Base, String>> = OnceLock::new();
-    BUSYBOX_MULTI
-        .get_or_init(|| {
-            let reference = base_common::busybox_multi_in_registry();
-            let diff_ids = diff_ids_in_engine(&reference)?;
-            Ok(Base {
-                reference,
-                diff_ids,
-            })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    registry_base(&BUSYBOX_MULTI, base_common::busybox_multi_in_registry)
 }
 
 fn busybox() -> Result<&'static Base, String> {
     static BUSYBOX: OnceLock<Result<Base, String>> = OnceLock::new();
-    BUSYBOX
-        .get_or_init(|| {
-            let reference = busybox_in_registry();
-            let diff_ids = diff_ids_in_engine(&reference)?;
-            Ok(Base {
-                reference,
-                diff_ids,
-            })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    registry_base(&BUSYBOX, busybox_in_registry)
 }
 
 /// Where flattened base trees are kept between runs, keyed by their diff_ids.

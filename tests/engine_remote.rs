@@ -218,6 +218,30 @@ impl TlsEngine {
         command
     }
 
+    /// A docker context `name` for this engine with its client certificates, made by the
+    /// docker CLI itself in the configuration dir `config`.
+    fn create_context(&self, config: &Path, name: &str) {
+        let client = &self.client;
+        let created = Command::new(support::DOCKER_CLI)
+            .env("DOCKER_CONFIG", config)
+            .env_remove("DOCKER_HOST")
+            .args(["context", "create", name, "--docker"])
+            .arg(format!(
+                "host={},ca={},cert={},key={}",
+                self.host(),
+                client.join("ca.pem").display(),
+                client.join("cert.pem").display(),
+                client.join("key.pem").display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+
     /// Stops the daemon (SIGKILL: what an engine that goes away looks like).
     fn kill(&mut self) {
         if let Some(mut daemon) = self.daemon.take() {
@@ -323,25 +347,7 @@ fn a_build_runs_on_a_tls_engine_and_a_wrong_certificate_is_refused() {
     // The same engine as a docker context, made by the docker CLI itself, picked by
     // DOCKER_CONTEXT with DOCKER_HOST unset.
     let config = tempdir();
-    let client = &engine.client;
-    let created = Command::new(support::DOCKER_CLI)
-        .env("DOCKER_CONFIG", config.path())
-        .env_remove("DOCKER_HOST")
-        .args(["context", "create", "tls-test", "--docker"])
-        .arg(format!(
-            "host={},ca={},cert={},key={}",
-            engine.host(),
-            client.join("ca.pem").display(),
-            client.join("cert.pem").display(),
-            client.join("key.pem").display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    engine.create_context(config.path(), "tls-test");
     let context_tag = unique_name("tls-context").to_lowercase();
     let out = build_command(cache.path(), context.path(), &["-t", &context_tag])
         .env("DOCKER_CONFIG", config.path())
@@ -639,25 +645,7 @@ fn a_two_platform_build_runs_each_platform_on_its_own_engine() {
     let test_engine = env().docker_host.clone();
     let arm_engine = TlsEngine::start();
     let config = tempdir();
-    let client = &arm_engine.client;
-    let created = Command::new(support::DOCKER_CLI)
-        .env("DOCKER_CONFIG", config.path())
-        .env_remove("DOCKER_HOST")
-        .args(["context", "create", "arm-builder", "--docker"])
-        .arg(format!(
-            "host={},ca={},cert={},key={}",
-            arm_engine.host(),
-            client.join("ca.pem").display(),
-            client.join("cert.pem").display(),
-            client.join("key.pem").display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    arm_engine.create_context(config.path(), "arm-builder");
     let context = tempdir();
     std::fs::write(
         context.path().join("Dockerfile"),
@@ -701,9 +689,7 @@ fn a_two_platform_build_runs_each_platform_on_its_own_engine() {
             &format!("type=registry,ref={cache_ref},mode=max"),
         ],
     );
-    if !std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|t| t.starts_with("enabled"))
-    {
+    if !support::arm64_emulation_registered() {
         assert_eq!(status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("cannot run its programs"), "{stderr}");
         return;

@@ -7,15 +7,9 @@
 
 mod support;
 
-use support::{busybox_arm64_in_registry, busybox_in_registry, imgbuild, tempdir};
-
-/// What this machine's kernel says of the arm64 handler: the same file imgbuild reads.
-fn arm64_emulation_registered() -> bool {
-    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|text| text.lines().next() == Some("enabled"))
-        && std::fs::read_to_string("/proc/sys/fs/binfmt_misc/status")
-            .is_ok_and(|text| text.trim() == "enabled")
-}
+use support::{
+    arm64_emulation_registered, busybox_arm64_in_registry, busybox_in_registry, imgbuild, tempdir,
+};
 
 #[test]
 fn an_arm64_run_step_runs_emulated_or_is_refused_before_the_build_starts() {

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use base_common::{
-    busybox_in_registry, busybox_multi_in_registry, docker, docker_ok, env, go_toolchain_image,
-    imgbuild, repo, summary_digest, tempdir, unique_name,
+    arm64_emulation_registered, busybox_in_registry, busybox_multi_in_registry, docker, docker_ok,
+    env, go_toolchain_image, imgbuild, repo, summary_digest, tempdir, unique_name,
 };
 
 const PLATFORMS: &str = "linux/amd64,linux/arm64";
@@ -45,23 +45,28 @@ fn skopeo(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// What `/proc` says of the arm64 handler (the file imgbuild reads too).
-fn arm64_emulation_registered() -> bool {
-    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|text| text.lines().next() == Some("enabled"))
-}
-
 /// Builds the go-cross fixture for both platforms with `executor` and a fresh cache.
 fn build_go_cross(executor: &str, extra: &[&str]) -> Output {
     let cache = tempdir();
+    let go_image = format!("GO_IMAGE={}", go_toolchain_image());
+    let mut args = vec!["--executor", executor, "--build-arg", &go_image];
+    args.extend_from_slice(extra);
+    build_for(
+        PLATFORMS,
+        &repo().join("fixtures/go-cross"),
+        cache.path(),
+        &args,
+    )
+}
+
+/// `imgbuild build --progress plain --platform PLATFORMS ARGS --cache-dir CACHE CONTEXT`.
+fn build_for(platforms: &str, context: &Path, cache: &Path, args: &[&str]) -> Output {
     imgbuild()
-        .args(["build", "--progress", "plain", "--executor", executor])
-        .args(["--platform", PLATFORMS, "--build-arg"])
-        .arg(format!("GO_IMAGE={}", go_toolchain_image()))
-        .args(extra)
+        .args(["build", "--progress", "plain", "--platform", platforms])
+        .args(args)
         .arg("--cache-dir")
-        .arg(cache.path())
-        .arg(repo().join("fixtures/go-cross"))
+        .arg(cache)
+        .arg(context)
         .output()
         .expect("imgbuild runs")
 }
@@ -267,15 +272,13 @@ fn each_platforms_run_steps_run_on_that_platform() {
     for executor in ["native", "engine"] {
         let out_dir = tempdir();
         let dest = out_dir.path().join("fs");
-        let out = imgbuild()
-            .args(["build", "--progress", "plain", "--executor", executor])
-            .args(["--platform", PLATFORMS])
-            .arg(format!("--output=type=local,dest={}", dest.display()))
-            .arg("--cache-dir")
-            .arg(out_dir.path().join("cache"))
-            .arg(context.path())
-            .output()
-            .unwrap();
+        let output = format!("--output=type=local,dest={}", dest.display());
+        let out = build_for(
+            PLATFORMS,
+            context.path(),
+            &out_dir.path().join("cache"),
+            &["--executor", executor, &output],
+        );
         let err = stderr(&out);
         if arm64_emulation_registered() {
             assert!(out.status.success(), "{executor}: {err}");
@@ -308,14 +311,13 @@ fn a_failure_on_one_platform_publishes_nothing() {
     .unwrap();
     let out_dir = tempdir();
     let dest = out_dir.path().join("layout");
-    let out = imgbuild()
-        .args(["build", "--progress", "plain", "--platform", PLATFORMS])
-        .arg(format!("--output=type=oci,dest={}", dest.display()))
-        .arg("--cache-dir")
-        .arg(out_dir.path().join("cache"))
-        .arg(context.path())
-        .output()
-        .unwrap();
+    let output = format!("--output=type=oci,dest={}", dest.display());
+    let out = build_for(
+        PLATFORMS,
+        context.path(),
+        &out_dir.path().join("cache"),
+        &[&output],
+    );
     let err = stderr(&out);
     assert!(!dest.exists(), "an output was written: {err}");
     if !arm64_emulation_registered() {
@@ -370,14 +372,13 @@ fn a_base_without_a_platform_asked_for_is_refused_before_any_step_runs() {
         .unwrap();
         let out_dir = tempdir();
         let dest = out_dir.path().join("layout");
-        let out = imgbuild()
-            .args(["build", "--progress", "plain", "--platform", platforms])
-            .arg(format!("--output=type=oci,dest={}", dest.display()))
-            .arg("--cache-dir")
-            .arg(out_dir.path().join("cache"))
-            .arg(context.path())
-            .output()
-            .unwrap();
+        let output = format!("--output=type=oci,dest={}", dest.display());
+        let out = build_for(
+            platforms,
+            context.path(),
+            &out_dir.path().join("cache"),
+            &[&output],
+        );
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(&expected), "{err}");

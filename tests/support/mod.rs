@@ -390,22 +390,26 @@ pub fn busybox_arm64_in_registry() -> String {
         .unwrap();
         std::fs::rename(&rootfs, context.join("rootfs")).unwrap();
         let reference = format!("{}/imgbuild-test/busybox-arm64:latest", env.registry);
-        let out = imgbuild()
-            .args(["build", "--progress", "plain", "--platform", "linux/arm64", "--push", "-t"])
-            .arg(&reference)
-            .arg("--cache-dir")
-            .arg(work.path().join("cache"))
-            .arg(&context)
-            .output()
-            .expect("imgbuild runs");
-        assert!(
-            out.status.success(),
-            "pushing {reference} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        push_with_imgbuild(&context, "linux/arm64", &reference, &work.path().join("cache"));
         reference
     })
     .clone()
+}
+
+/// Builds `context` for `platforms` with imgbuild and pushes it as `reference`.
+fn push_with_imgbuild(context: &Path, platforms: &str, reference: &str, cache: &Path) {
+    let out = imgbuild()
+        .args(["build", "--progress", "plain", "--platform", platforms])
+        .args(["--push", "-t", reference, "--cache-dir"])
+        .arg(cache)
+        .arg(context)
+        .output()
+        .expect("imgbuild runs");
+    assert!(
+        out.status.success(),
+        "pushing {reference} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A busybox index for linux/amd64 and linux/arm64 in the test registry (the two busybox
@@ -424,19 +428,18 @@ pub fn busybox_multi_in_registry() -> String {
         )
         .unwrap();
         let reference = format!("{}/imgbuild-test/busybox-multi:latest", env().registry);
-        let out = imgbuild()
-            .args(["build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64"])
-            .args(["--push", "-t", reference.as_str(), "--cache-dir"])
-            .arg(work.path().join("cache"))
-            .arg(work.path())
-            .output()
-            .expect("imgbuild runs");
-        assert!(
-            out.status.success(),
-            "pushing {reference} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let cache = work.path().join("cache");
+        push_with_imgbuild(work.path(), "linux/amd64,linux/arm64", &reference, &cache);
         reference
     })
     .clone()
+}
+
+/// Whether this machine's kernel runs arm64 programs (qemu's binfmt_misc handler, which
+/// `scripts/test-env` registers where it can): the files imgbuild reads too.
+pub fn arm64_emulation_registered() -> bool {
+    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|text| text.lines().next() == Some("enabled"))
+        && std::fs::read_to_string("/proc/sys/fs/binfmt_misc/status")
+            .is_ok_and(|text| text.trim() == "enabled")
 }
