@@ -387,13 +387,15 @@ fn engines_for(
         None => {
             return Err(InputError::new(format!(
                 "--engine-for {}: it picks an engine for one platform of a multi-platform build, and this build is for {} alone",
-                specs[0], publish.platform
+                engine::mask_credentials(&specs[0]),
+                publish.platform
             ))
             .with_hint("build on that engine with DOCKER_HOST or DOCKER_CONTEXT, or list more platforms with --platform"));
         }
     };
     for spec in specs {
-        let at = format!("--engine-for {spec}");
+        // An address may hold a password (`tcp://user:secret@host`): never shown.
+        let at = format!("--engine-for {}", engine::mask_credentials(spec));
         let (platform, engine) = spec.split_once('=').ok_or_else(|| {
             InputError::new(format!("{at}: expected PLATFORM=ENGINE"))
                 .with_hint("e.g. --engine-for linux/arm64=ssh://builder@arm-host")
@@ -1143,6 +1145,26 @@ mod tests {
             let err = request(args, &[("HOME", "/h")]).unwrap_err();
             assert!(err.to_string().starts_with(expected), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn engine_for_never_shows_a_password() {
+        let err = request(
+            &[
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--engine-for",
+                "linux/s390x=tcp://me:hunter2@host:2375",
+                ".",
+            ],
+            &[("HOME", "/h")],
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(
+            err.to_string().contains("the build is not for linux/s390x"),
+            "{err}"
+        );
     }
 
     #[test]

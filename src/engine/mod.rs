@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
+pub(crate) use address::mask_credentials;
 pub use address::{DEFAULT_HOST, EngineAddress};
 pub use cleanup::{Interrupt, Interrupts};
 pub use container::{Change, ChangeKind, Container, Mount, PathStat, Replace, RunSpec};
