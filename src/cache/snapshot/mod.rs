@@ -177,7 +177,7 @@ impl SnapshotStore {
         &self,
         diff_id: &Digest,
         encoding: LayerEncoding,
-        blob: impl Read,
+        blob: impl Read + Send,
     ) -> Result<Snapshot> {
         if let Some(found) = self.layer(diff_id)? {
             return Ok(found);
@@ -273,7 +273,7 @@ impl SnapshotStore {
         lowers: &[Snapshot],
         diff_id: &Digest,
         encoding: LayerEncoding,
-        blob: impl Read,
+        blob: impl Read + Send,
     ) -> Result<Snapshot> {
         let active = self.prepare(lowers)?;
         let upper = active.upper();
@@ -426,7 +426,7 @@ fn unpack_into(
     dir: &Path,
     diff_id: &Digest,
     encoding: LayerEncoding,
-    blob: impl Read,
+    blob: impl Read + Send,
 ) -> Result<()> {
     let fs_dir = dir.join(FS);
     fs::create_dir(&fs_dir).with_path("creating", &fs_dir)?;
@@ -440,19 +440,9 @@ fn unpack_into(
     )
     .with_path("opening", &fs_dir)?;
     let layer = diff_id.to_string();
-    let read_err = |source| Error::Io {
-        context: format!("reading layer {layer}"),
-        source,
-    };
-    let mut tar = decode::Hashing::new(encoding.decoder(blob).map_err(read_err)?);
-    apply::apply(root.as_fd(), &mut tar, &layer, apply::Target::Layer)?;
-    let (actual, _) = tar.finish().map_err(read_err)?;
-    if actual != layer {
-        return Err(Error::DiffIdMismatch {
-            expected: layer,
-            actual,
-        });
-    }
+    decode::unpack_blob(blob, encoding, &layer, |tar| {
+        apply::apply(root.as_fd(), tar, &layer, apply::Target::Layer)
+    })?;
     Ok(())
 }
 

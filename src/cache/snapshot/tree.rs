@@ -11,8 +11,8 @@ use oci_spec::image::Digest;
 use rustix::fs::{Mode, OFlags};
 
 use super::apply::{self, TreeState};
-use super::decode::{Hashing, LayerEncoding};
-use super::error::{Error, IoContext, Result};
+use super::decode::{self, LayerEncoding};
+use super::error::{IoContext, Result};
 
 /// A directory receiving an image's layers.
 pub struct ImageTree {
@@ -52,24 +52,15 @@ impl ImageTree {
     /// `diff_id`.
     pub fn add_layer(
         &mut self,
-        blob: impl Read,
+        blob: impl Read + Send,
         encoding: LayerEncoding,
         diff_id: &Digest,
     ) -> Result<()> {
         let layer = diff_id.to_string();
-        let read_err = |source| Error::Io {
-            context: format!("reading layer {layer}"),
-            source,
-        };
-        let mut tar = Hashing::new(encoding.decoder(blob).map_err(read_err)?);
-        apply::apply_to_tree(self.root.as_fd(), &mut tar, &layer, &mut self.state)?;
-        let (actual, _) = tar.finish().map_err(read_err)?;
-        if actual != layer {
-            return Err(Error::DiffIdMismatch {
-                expected: layer,
-                actual,
-            });
-        }
+        let state = &mut self.state;
+        decode::unpack_blob(blob, encoding, &layer, |tar| {
+            apply::apply_to_tree(self.root.as_fd(), tar, &layer, state)
+        })?;
         Ok(())
     }
 
