@@ -315,6 +315,12 @@ fn registry_base(
     .map_err(Clone::clone)
 }
 
+/// The Elixir toolchain (`base-images/elixir-toolchain`), for cases that build a release.
+fn elixir_toolchain() -> Result<&'static Base, String> {
+    static ELIXIR: OnceLock<Result<Base, String>> = OnceLock::new();
+    registry_base(&ELIXIR, || base_common::base_images().toolchain)
+}
+
 /// The arm64 busybox image (`support::busybox_arm64_in_registry`), for cases whose RUN
 /// steps run under binfmt_misc emulation.
 fn busybox_arm64() -> Result<&'static Base, String> {
@@ -776,6 +782,7 @@ fn prepare(name: &str) -> Result<Prepared, String> {
     let mut bases = Vec::new();
     for (marker, base) in [
         ("@SLIM@", slim as fn() -> _),
+        ("@ELIXIR@", elixir_toolchain),
         ("@BUSYBOX@", busybox),
         ("@BUSYBOX_ARM64@", busybox_arm64),
         ("@BUSYBOX_MULTI@", busybox_multi),

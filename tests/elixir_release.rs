@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use base_common::{
     BaseImages, bare_base_image, base_images, copy_checkout, docker, docker_ok, env, imgbuild_bin,
-    serve_release, summary_digest, tempdir, unique_name,
+    repo, serve_release, summary_digest, tempdir, unique_name,
 };
 
 fn bases() -> &'static BaseImages {
@@ -214,6 +214,17 @@ fn init_writes_the_dockerfile_that_gives_the_zero_config_digest() {
     assert!(
         dockerfile.contains(&format!("FROM {} AS build\n", bases().toolchain)),
         "{dockerfile}"
+    );
+    // The conformance case mix-zero-config-release builds this Dockerfile with BuildKit
+    // and imgbuild: it must stay what init writes.
+    let case = repo().join("tests/conformance/build/cases/mix-zero-config-release/Dockerfile");
+    assert!(
+        dockerfile
+            .replace(&bases().toolchain, "@ELIXIR@")
+            .replace(&bases().slim, "@SLIM@")
+            == std::fs::read_to_string(&case).unwrap(),
+        "{} is no longer the Dockerfile `imgbuild init` writes; write it again:\n{dockerfile}",
+        case.display()
     );
     let built = build_ok(
         cache_b.path(),
