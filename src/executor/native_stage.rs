@@ -79,6 +79,9 @@ impl Native {
         }
         runtime.cleanup_stale(&state_dir).await?;
         store.recover()?;
+        // Earlier builds' steps made durable, off this build's path: it waits on the disk.
+        let settling = store.clone();
+        std::thread::spawn(move || settling.settle());
         Ok(Native {
             store,
             runtime,

@@ -5,6 +5,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
 
@@ -127,13 +128,33 @@ impl ActiveSnapshot {
 
     /// Mounts the snapshot at its own [`rootfs`](Self::rootfs), the mount owning it: for a
     /// step that runs on it, or a stage read by `COPY --from`.
+    ///
+    /// The mount is `volatile` where the kernel has it (Linux 5.10+): its unmount does not
+    /// sync the file system, and a commit records the boot instead (see the store's doc).
     pub fn into_mounted(self) -> Result<MountedSnapshot> {
         let target = self.rootfs();
-        self.overlay_mount(&target, Api::Auto, false)?;
+        self.overlay_mount_volatile_if_possible(&target)?;
         Ok(MountedSnapshot {
             active: Some(self),
             target,
         })
+    }
+
+    fn overlay_mount_volatile_if_possible(&self, target: &Path) -> Result<()> {
+        static REFUSED: AtomicBool = AtomicBool::new(false);
+        if !REFUSED.load(Ordering::Relaxed) {
+            // A volatile mount leaves `work/incompat/volatile` in its work directory, and
+            // overlayfs refuses that work directory again while it is there: gone, the
+            // snapshot can be mounted again in this boot (its page cache is the truth until
+            // a reboot).
+            let _ = beneath::remove_tree(&self.dir().join(WORK).join("work/incompat"));
+            match self.overlay_mount(target, Api::Auto, true) {
+                Ok(()) => return Ok(()),
+                // Older kernels do not know the option; any other error repeats below.
+                Err(_) => REFUSED.store(true, Ordering::Relaxed),
+            }
+        }
+        self.overlay_mount(target, Api::Auto, false)
     }
 
     fn overlay_mount(&self, target: &Path, api: Api, volatile: bool) -> Result<()> {

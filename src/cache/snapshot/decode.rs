@@ -268,23 +268,32 @@ mod tests {
                 }
             })
             .unwrap();
-            assert!(read == tar, "{encoding:?}: the bytes read differ from the tar");
+            assert!(
+                read == tar,
+                "{encoding:?}: the bytes read differ from the tar"
+            );
         }
     }
 
     #[test]
     fn what_the_applier_leaves_unread_still_counts_towards_the_diff_id() {
         let tar = stream(2 * CHUNK);
-        let first = unpack_blob(&tar[..], LayerEncoding::Uncompressed, &digest_of(&tar), |r| {
-            let mut first = vec![0; 1000];
-            r.read_exact(&mut first).unwrap();
-            Ok(first)
-        })
+        let first = unpack_blob(
+            &tar[..],
+            LayerEncoding::Uncompressed,
+            &digest_of(&tar),
+            |r| {
+                let mut first = vec![0; 1000];
+                r.read_exact(&mut first).unwrap();
+                Ok(first)
+            },
+        )
         .unwrap();
         assert_eq!(first, tar[..1000]);
 
         let other = digest_of(b"another layer");
-        let err = unpack_blob(&tar[..], LayerEncoding::Uncompressed, &other, |_| Ok(())).unwrap_err();
+        let err =
+            unpack_blob(&tar[..], LayerEncoding::Uncompressed, &other, |_| Ok(())).unwrap_err();
         match err {
             Error::DiffIdMismatch { expected, actual } => {
                 assert_eq!(expected, other);
@@ -312,12 +321,20 @@ mod tests {
         // Far more than the chunks that may wait: a decoder that did not stop would block
         // for ever on a full channel, and this test would hang.
         let tar = stream((DEPTH + 4) * CHUNK);
-        let err = unpack_blob(&tar[..], LayerEncoding::Uncompressed, &digest_of(&tar), |r| {
-            let mut first = [0; 10];
-            r.read_exact(&mut first).unwrap();
-            Err::<(), _>(Error::Invalid("refused".into()))
-        })
+        let err = unpack_blob(
+            &tar[..],
+            LayerEncoding::Uncompressed,
+            &digest_of(&tar),
+            |r| {
+                let mut first = [0; 10];
+                r.read_exact(&mut first).unwrap();
+                Err::<(), _>(Error::Invalid("refused".into()))
+            },
+        )
         .unwrap_err();
-        assert!(matches!(err, Error::Invalid(ref m) if m == "refused"), "{err}");
+        assert!(
+            matches!(err, Error::Invalid(ref m) if m == "refused"),
+            "{err}"
+        );
     }
 }

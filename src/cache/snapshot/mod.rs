@@ -13,6 +13,7 @@
 //!                                           directory, mount target)
 //! tmp/<random>/                             a layer being unpacked, a snapshot being removed
 //! empty/                                    the lower directory of a snapshot on nothing
+//! unsynced/<name>                           a step committed before its files were on disk
 //! ```
 //!
 //! Nothing is visible half-written: a layer is unpacked into `tmp/`, checked against its
@@ -23,6 +24,16 @@
 //! snapshots used as lowers are `flock`ed shared (see `lock`), so a build that was killed
 //! leaves nothing a later one mistakes for live ([`SnapshotStore::recover`]), and nothing
 //! in use is removed.
+//!
+//! A step's files are not synced to disk when it is committed: the overlay it ran on is
+//! mounted `volatile`, whose unmount skips overlayfs's `syncfs` of the whole file system
+//! (50–100 ms after a `mix compile`, on every step). Its `info.json` records the boot
+//! instead. Until the machine reboots, the page cache holds whatever is not on disk yet, so
+//! the snapshot is sound; after a reboot (a power loss may have dropped writes) a snapshot
+//! still marked with an earlier boot is not trusted, only removed, and the step runs again.
+//! [`SnapshotStore::settle`] clears the mark once a `syncfs` has put the files on disk, so
+//! a reboot keeps what was built more than a minute before it. Unpacked layers are synced
+//! before they are committed, as they always were.
 
 mod active;
 mod apply;
@@ -51,6 +62,8 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
 
 use oci_spec::image::{Digest, DigestAlgorithm};
 use rustix::fs::{Mode, OFlags, RenameFlags};
@@ -68,6 +81,11 @@ const COMMITTED: &str = "committed";
 const ACTIVE: &str = "active";
 const TMP: &str = "tmp";
 const EMPTY: &str = "empty";
+const UNSYNCED: &str = "unsynced";
+/// How long after its commit [`SnapshotStore::settle`] vouches for a step: the kernel writes
+/// dirty data back after 30 s (`vm.dirty_expire_centisecs`), so by then its `syncfs` has
+/// little left to write.
+const SETTLE_AFTER: Duration = Duration::from_secs(45);
 /// Inside a committed snapshot's directory: its tree, and what it is.
 const FS: &str = "fs";
 const INFO: &str = "info.json";
@@ -118,6 +136,32 @@ struct Info {
     origin: Origin,
     #[serde(default)]
     parents: Vec<String>,
+    /// The boot in which the snapshot was committed with its files not yet synced to disk;
+    /// `None` once they are (see the module's doc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unsynced_boot: Option<String>,
+}
+
+impl Info {
+    /// Committed unsynced in an earlier boot: a crash may have lost some of its writes.
+    fn may_have_lost_writes(&self) -> bool {
+        self.unsynced_boot
+            .as_deref()
+            .is_some_and(|boot| boot_id() != Some(boot))
+    }
+}
+
+/// The kernel's id of this boot; `None` where `/proc` does not tell (then every commit
+/// syncs).
+fn boot_id() -> Option<&'static str> {
+    static BOOT: OnceLock<Option<String>> = OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+    })
+    .as_deref()
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +185,7 @@ impl SnapshotStore {
             .with_path("restricting access to", &root)?;
         // Mount options and mountinfo name it absolutely, so clean-up can recognise it.
         let root = root.canonicalize().with_path("resolving", &root)?;
-        for dir in [COMMITTED, ACTIVE, TMP, EMPTY] {
+        for dir in [COMMITTED, ACTIVE, TMP, EMPTY, UNSYNCED] {
             let path = root.join(dir);
             fs::create_dir_all(&path).with_path("creating", &path)?;
         }
@@ -191,6 +235,7 @@ impl SnapshotStore {
                 diff_id: diff_id.to_string(),
             },
             parents: Vec::new(),
+            unsynced_boot: None,
         };
         let unpacked = unpack_into(tmp.path(), diff_id, encoding, blob)
             .and_then(|()| write_info(tmp.path(), &info));
@@ -198,7 +243,7 @@ impl SnapshotStore {
             let _ = beneath::remove_tree(tmp.path());
             return Err(e);
         }
-        self.publish(&mut tmp, &name)?;
+        self.publish(&mut tmp, &name, true)?;
         self.load(&name, &info.origin)?
             .ok_or(Error::Missing { name })
     }
@@ -214,7 +259,7 @@ impl SnapshotStore {
         let mut chain = Vec::with_capacity(top.parents.len() + 1);
         for name in &top.parents {
             let info = self
-                .read_info(name)?
+                .trusted_info(name)?
                 .ok_or_else(|| Error::Missing { name: name.clone() })?;
             chain.push(self.snapshot(name, info));
         }
@@ -302,6 +347,7 @@ impl SnapshotStore {
         let info = Info {
             origin: Origin::Step { key: key.into() },
             parents,
+            unsynced_boot: boot_id().map(str::to_owned),
         };
         let name = step_name(key);
         let ready = beneath::remove_tree(&dir.path().join(active::WORK))
@@ -312,9 +358,74 @@ impl SnapshotStore {
             let _ = beneath::remove_tree(dir.path());
             return Err(e);
         }
-        self.publish(&mut dir, &name)?;
+        let synced = info.unsynced_boot.is_none();
+        self.publish(&mut dir, &name, synced)?;
+        if !synced {
+            // A to-do list for `settle`: lost, the snapshot is only rebuilt after a reboot.
+            let _ = fs::write(self.root.join(UNSYNCED).join(&name), "");
+        }
         self.load(&name, &info.origin)?
             .ok_or(Error::Missing { name })
+    }
+
+    /// Vouches for the steps committed unsynced at least [`SETTLE_AFTER`] ago, after one
+    /// `syncfs` of the file system: their `info.json` loses its boot, so they outlive a
+    /// reboot. Returns how many. It blocks on the disk: meant for a thread of its own.
+    pub fn settle(&self) -> Result<usize> {
+        let Some(boot) = boot_id() else {
+            return Ok(0);
+        };
+        let unsynced = self.root.join(UNSYNCED);
+        let now = SystemTime::now();
+        let mut due = Vec::new();
+        for entry in fs::read_dir(&unsynced).with_path("reading", &unsynced)? {
+            let entry = entry.with_path("reading", &unsynced)?;
+            let committed = entry.metadata().and_then(|m| m.modified());
+            if committed.is_ok_and(|at| at + SETTLE_AFTER <= now) {
+                due.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        if due.is_empty() {
+            return Ok(0);
+        }
+        rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|fd| rustix::fs::syncfs(fd.as_fd()))
+        .with_path("syncing", &self.root)?;
+        let mut settled = 0;
+        for name in due {
+            // Gone, settled by another build, or from an earlier boot (`load` removes those):
+            // nothing to vouch for.
+            if let Ok(Some(mut info)) = self.read_info(&name)
+                && info.unsynced_boot.as_deref() == Some(boot)
+            {
+                info.unsynced_boot = None;
+                // A new file renamed over the old: readers see one or the other, and a crash
+                // leaves the old mark (the snapshot is rebuilt) or an unreadable file (the same).
+                let dir = self.root.join(COMMITTED).join(&name);
+                let replaced = tempfile::Builder::new()
+                    .prefix(".info-")
+                    .tempfile_in(&dir)
+                    .with_path("creating a file in", &dir)
+                    .and_then(|temp| {
+                        let json = serde_json::to_vec_pretty(&info)
+                            .map_err(|e| Error::Invalid(format!("encoding {name}'s info: {e}")))?;
+                        fs::write(temp.path(), json).with_path("writing", temp.path())?;
+                        temp.persist(dir.join(INFO))
+                            .map_err(|e| e.error)
+                            .with_path("replacing", &dir.join(INFO))
+                    });
+                if replaced.is_err() {
+                    continue;
+                }
+                settled += 1;
+            }
+            let _ = fs::remove_file(unsynced.join(&name));
+        }
+        Ok(settled)
     }
 
     /// Removes a committed snapshot. Fails with [`Error::InUse`] while any build leases it
@@ -348,19 +459,22 @@ impl SnapshotStore {
     }
 
     /// Moves a locked, complete directory into `committed/name`, unless another build got
-    /// there first; then the directory is deleted and theirs is used.
-    fn publish(&self, dir: &mut LockedDir, name: &str) -> Result<()> {
+    /// there first; then the directory is deleted and theirs is used. With `sync`, its files
+    /// are on disk first; without, its `info.json` must name the boot (see the module's doc).
+    fn publish(&self, dir: &mut LockedDir, name: &str, sync: bool) -> Result<()> {
         let dest = self.root.join(COMMITTED).join(name);
         let fs_dir = dir.path().join(FS);
-        // Durable before it is visible: a power loss must not leave a torn snapshot that
-        // later builds would trust.
-        rustix::fs::open(
-            &fs_dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .and_then(|fd| rustix::fs::syncfs(fd.as_fd()))
-        .with_path("syncing", &fs_dir)?;
+        if sync {
+            // Durable before it is visible: a power loss must not leave a torn snapshot
+            // that later builds would trust.
+            rustix::fs::open(
+                &fs_dir,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .and_then(|fd| rustix::fs::syncfs(fd.as_fd()))
+            .with_path("syncing", &fs_dir)?;
+        }
         match rustix::fs::renameat_with(
             rustix::fs::CWD,
             dir.path(),
@@ -403,9 +517,27 @@ impl SnapshotStore {
         }
     }
 
+    /// `name`'s info, or `None` when it is gone or cannot be trusted: committed unsynced in
+    /// an earlier boot, or with an unreadable `info.json` (both what a crash can leave). An
+    /// untrusted snapshot is removed, unless a build holds it.
+    fn trusted_info(&self, name: &str) -> Result<Option<Info>> {
+        match self.read_info(name) {
+            Ok(Some(info)) if !info.may_have_lost_writes() => return Ok(Some(info)),
+            Ok(None) => return Ok(None),
+            Ok(Some(_)) | Err(Error::Invalid(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let dir = self.root.join(COMMITTED).join(name);
+        if let Ok(Some(lock)) = LockedDir::try_lock(&dir, true) {
+            let _ = self.remove_locked(lock);
+        }
+        let _ = fs::remove_file(self.root.join(UNSYNCED).join(name));
+        Ok(None)
+    }
+
     /// The committed snapshot `name`, checked to be what `origin` says.
     fn load(&self, name: &str, origin: &Origin) -> Result<Option<Snapshot>> {
-        let Some(info) = self.read_info(name)? else {
+        let Some(info) = self.trusted_info(name)? else {
             return Ok(None);
         };
         if info.origin != *origin {

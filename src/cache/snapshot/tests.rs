@@ -361,3 +361,124 @@ fn abandoned_directories_go_and_live_ones_stay() {
     fs::write(mounted.target().join("x"), b"").unwrap();
     mounted.unmount().unwrap();
 }
+
+/// Rewrites `name`'s info.json as if it had been committed unsynced in another boot.
+fn mark_from_earlier_boot(store: &SnapshotStore, name: &str) {
+    let path = store.root().join(COMMITTED).join(name).join(INFO);
+    let mut info: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    info["unsynced_boot"] = "00000000-0000-0000-0000-000000000000".into();
+    fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+}
+
+fn unsynced_boot(store: &SnapshotStore, name: &str) -> Option<String> {
+    store.read_info(name).unwrap().unwrap().unsynced_boot
+}
+
+/// Makes `name`'s to-do mark old enough for `settle`.
+fn age_mark(store: &SnapshotStore, name: &str) {
+    let mark = store.root().join(UNSYNCED).join(name);
+    let old = SystemTime::now() - SETTLE_AFTER - Duration::from_secs(1);
+    fs::File::options()
+        .write(true)
+        .open(&mark)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+}
+
+#[test]
+fn a_step_committed_unsynced_is_trusted_in_its_boot_and_dropped_after_a_reboot() {
+    let (_tmp, store) = store();
+    let base = unpack(&store, &TestTar::new().file("base", b"b").finish());
+    // Layers are synced before they are committed: no mark.
+    assert_eq!(unsynced_boot(&store, base.name()), None);
+
+    let below = store.prepare(std::slice::from_ref(&base)).unwrap();
+    // Mounted the way steps run: volatile, so the unmount does not sync.
+    let mounted = below.into_mounted().unwrap();
+    fs::write(mounted.root().join("first"), b"1").unwrap();
+    let below = store.commit(mounted.unmount().unwrap(), "below").unwrap();
+    assert_eq!(unsynced_boot(&store, below.name()).as_deref(), boot_id());
+    assert_eq!(names(&store.root().join(UNSYNCED)), [below.name()]);
+    let chain = store.chain(&below).unwrap();
+    let top = store.prepare(&chain).unwrap();
+    fs::write(top.upper().join("second"), b"2").unwrap();
+    let top = store.commit(top, "top").unwrap();
+    // In this boot both are found, and the chain mounts.
+    assert_eq!(store.step("below").unwrap().as_ref(), Some(&below));
+    let chain = store.chain(&top).unwrap();
+    assert_eq!(chain.len(), 3);
+
+    // After a reboot, `below` may have lost writes: it is not used, and goes. `top` is on
+    // it, so its chain is broken (a miss for the executor) though `top` itself was fine.
+    mark_from_earlier_boot(&store, below.name());
+    assert_eq!(store.step("below").unwrap(), None);
+    assert!(!store.root().join(COMMITTED).join(below.name()).exists());
+    assert!(!store.root().join(UNSYNCED).join(below.name()).exists());
+    assert!(matches!(store.chain(&top), Err(Error::Missing { .. })));
+
+    // An unreadable info.json (what a crash can leave of an unsynced write) is the same.
+    let info = store.root().join(COMMITTED).join(top.name()).join(INFO);
+    fs::write(&info, b"").unwrap();
+    assert_eq!(store.step("top").unwrap(), None);
+    assert!(!store.root().join(COMMITTED).join(top.name()).exists());
+}
+
+#[test]
+fn settle_vouches_for_steps_once_they_are_old_enough_and_they_survive_a_reboot() {
+    let (_tmp, store) = store();
+    let fresh = store.prepare(&[]).unwrap();
+    fs::write(fresh.upper().join("f"), b"f").unwrap();
+    let fresh = store.commit(fresh, "fresh").unwrap();
+    let old = store.prepare(&[]).unwrap();
+    fs::write(old.upper().join("o"), b"o").unwrap();
+    let old = store.commit(old, "old").unwrap();
+    // A mark whose snapshot is gone is only tidied away.
+    fs::write(store.root().join(UNSYNCED).join("step-gone"), b"").unwrap();
+    age_mark(&store, "step-gone");
+
+    // Nothing old enough: no sync, nothing changes.
+    assert_eq!(store.settle().unwrap(), 0);
+    assert_eq!(unsynced_boot(&store, old.name()).as_deref(), boot_id());
+
+    age_mark(&store, old.name());
+    assert_eq!(store.settle().unwrap(), 1);
+    assert_eq!(unsynced_boot(&store, old.name()), None);
+    assert_eq!(unsynced_boot(&store, fresh.name()).as_deref(), boot_id());
+    assert_eq!(names(&store.root().join(UNSYNCED)), [fresh.name()]);
+    // Nothing but the info changed, and no temporary file is left beside it.
+    assert_eq!(
+        names(&store.root().join(COMMITTED).join(old.name())),
+        ["fs", "info.json"]
+    );
+
+    // A reboot: the settled step stays, the fresh one goes.
+    mark_from_earlier_boot(&store, fresh.name());
+    let settled = store.read_info(old.name()).unwrap().unwrap();
+    assert!(!settled.may_have_lost_writes());
+    assert_eq!(store.step("old").unwrap().as_ref(), Some(&old));
+    assert_eq!(store.step("fresh").unwrap(), None);
+}
+
+#[test]
+fn a_step_mount_can_be_mounted_again_after_a_volatile_unmount() {
+    let (_tmp, store) = store();
+    let active = store.prepare(&[]).unwrap();
+    let mounted = active.into_mounted().unwrap();
+    fs::write(mounted.root().join("a"), b"a").unwrap();
+    let active = mounted.unmount().unwrap();
+    let mounted = active.into_mounted().unwrap();
+    assert_eq!(fs::read(mounted.root().join("a")).unwrap(), b"a");
+    fs::write(mounted.root().join("b"), b"b").unwrap();
+    let active = mounted.unmount().unwrap();
+    // Both mounts were volatile (overlayfs marks the work directory so).
+    assert!(
+        active
+            .dir()
+            .join(active::WORK)
+            .join("work/incompat/volatile")
+            .exists()
+    );
+    let step = store.commit(active, "twice").unwrap();
+    assert_eq!(names(step.path()), ["a", "b"]);
+}
