@@ -462,6 +462,9 @@ impl SnapshotStore {
     /// there first; then the directory is deleted and theirs is used. With `sync`, its files
     /// are on disk first; without, its `info.json` must name the boot (see the module's doc).
     fn publish(&self, dir: &mut LockedDir, name: &str, sync: bool) -> Result<()> {
+        // One that cannot be trusted (an earlier boot's, unsynced) goes, so this one can take
+        // its name instead of being dropped for it.
+        self.trusted_info(name)?;
         let dest = self.root.join(COMMITTED).join(name);
         let fs_dir = dir.path().join(FS);
         if sync {

@@ -417,6 +417,22 @@ fn a_step_committed_unsynced_is_trusted_in_its_boot_and_dropped_after_a_reboot()
     assert!(!store.root().join(UNSYNCED).join(below.name()).exists());
     assert!(matches!(store.chain(&top), Err(Error::Missing { .. })));
 
+    // Built again, the step takes the name the untrusted one had.
+    let again = store.prepare(std::slice::from_ref(&base)).unwrap();
+    fs::write(again.upper().join("first"), b"1").unwrap();
+    let again = store.commit(again, "below").unwrap();
+    assert_eq!(store.step("below").unwrap().as_ref(), Some(&again));
+    mark_from_earlier_boot(&store, again.name());
+    let replacement = store.prepare(std::slice::from_ref(&base)).unwrap();
+    fs::write(replacement.upper().join("first"), b"1 again").unwrap();
+    // Committed over an untrusted snapshot still in place (a build held it when another
+    // looked): the untrusted one goes, not the new one.
+    let replacement = store.commit(replacement, "below").unwrap();
+    assert_eq!(
+        fs::read(replacement.path().join("first")).unwrap(),
+        b"1 again"
+    );
+
     // An unreadable info.json (what a crash can leave of an unsynced write) is the same.
     let info = store.root().join(COMMITTED).join(top.name()).join(INFO);
     fs::write(&info, b"").unwrap();
