@@ -271,30 +271,7 @@ fn diff_ids_in_engine(reference: &str) -> Result<Vec<String>, String> {
 /// (only this image: the toolchain is not needed here).
 fn slim() -> Result<&'static Base, String> {
     static SLIM: OnceLock<Result<Base, String>> = OnceLock::new();
-    SLIM.get_or_init(|| {
-        let registry = &env().registry;
-        let script = repo().join("scripts/base-images");
-        let output = Command::new(&script)
-            .args([registry.as_str(), "bookworm-slim"])
-            .env("IMGBUILD", base_common::imgbuild_bin())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "scripts/base-images failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        let reference = format!("{registry}/imgbuild/bookworm-slim:bookworm");
-        let diff_ids = diff_ids_in_engine(&reference)?;
-        Ok(Base {
-            reference,
-            diff_ids,
-        })
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+    registry_base(&SLIM, base_common::slim_base_image)
 }
 
 /// An image the support code pushes to the test registry, as a case's base: made once

@@ -42,6 +42,13 @@ pub fn base_images() -> BaseImages {
     images
 }
 
+/// `base-images/bookworm-slim` alone in the test registry (not the toolchain), as a FROM
+/// line names it.
+pub fn slim_base_image() -> String {
+    recipes_in_registry(&["bookworm-slim"]);
+    format!("{}/imgbuild/bookworm-slim:bookworm", env().registry)
+}
+
 /// `base-images/bookworm-bare` (Debian minbase without OpenSSL: the runtime base of the
 /// toolchain/runtime mismatch fixture) in the test registry, as a FROM line names it.
 pub fn bare_base_image() -> String {
