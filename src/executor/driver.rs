@@ -365,6 +365,7 @@ mod tests {
             restored_mounts: tokio::sync::Mutex::new(Default::default()),
             native: None,
             engine_preload: None,
+            target_fs: Default::default(),
         }
     }
 

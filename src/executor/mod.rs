@@ -36,7 +36,7 @@ mod steps;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -164,6 +164,9 @@ pub(crate) struct Builder {
     native: Option<native_stage::Native>,
     /// The final image's base, loading into the engine while the stages run.
     engine_preload: Option<engine_preload::EnginePreload>,
+    /// The packaged target's base file system, read while the build stages' commands run
+    /// (see [`ImageFs::read_ahead`]); taken by the packaging stage.
+    target_fs: OnceLock<Mutex<Option<image_fs::ReadAhead>>>,
 }
 
 /// A lock that a panic elsewhere cannot make unusable (the data stays consistent: every
@@ -395,6 +398,7 @@ async fn prepare(
         fetcher,
         native,
         engine_preload: None,
+        target_fs: OnceLock::new(),
     };
     builder.prepare().await?;
     Ok(builder)
@@ -916,6 +920,21 @@ impl Builder {
         if let Some(preload) = &self.engine_preload {
             preload.begin();
         }
+        self.target_fs
+            .get_or_init(|| Mutex::new(self.read_target_fs_ahead()));
+    }
+
+    /// Starts reading the file system of the image the target stage is packaged onto: its
+    /// first WORKDIR or COPY needs it (see [`ImageFs::read_ahead`]).
+    fn read_target_fs_ahead(&self) -> Option<image_fs::ReadAhead> {
+        let Base::Image(name) = &self.graph.stages[self.graph.target].base else {
+            return None;
+        };
+        if target_runs(&self.graph) {
+            return None;
+        }
+        let image = self.pulled_image(name).ok()?.image.clone();
+        Some(ImageFs::read_ahead(image, self.request.cache_dir.clone()))
     }
 
     async fn publish(&mut self, image: Arc<dyn Image>) -> anyhow::Result<()> {

@@ -102,8 +102,14 @@ impl StageBackend for Packaging<'_> {
             StageBase::Stage(i) => b.stage_as_image(*i, self.plans).await?,
         };
         let key = base.key.clone();
+        let ahead = b
+            .target_fs
+            .get()
+            .and_then(|reading| super::lock(reading).take())
+            .filter(|reading| reading.reads(base.image.as_ref()));
         let lazy = LazyFs {
             fs: RefCell::new(None),
+            ahead: RefCell::new(ahead),
             base: base.image.clone(),
             cache_dir: b.request.cache_dir.clone(),
         };
@@ -641,6 +647,8 @@ type StageLayers = (Vec<WrittenLayer>, HashSet<(usize, usize)>);
 /// needs it.
 struct LazyFs {
     fs: RefCell<Option<ImageFs>>,
+    /// The base's file system being read ahead (see [`ImageFs::read_ahead`]).
+    ahead: RefCell<Option<super::image_fs::ReadAhead>>,
     base: Arc<dyn Image>,
     cache_dir: std::path::PathBuf,
 }
@@ -650,9 +658,15 @@ impl LazyFs {
         if self.fs.borrow().is_some() {
             return Ok(());
         }
+        let ahead = self.ahead.borrow_mut().take();
         let fs = tokio::task::block_in_place(|| -> anyhow::Result<ImageFs> {
-            let mut fs = ImageFs::of_image_cached(self.base.as_ref(), &self.cache_dir)
-                .context("reading the base image's file system")?;
+            // A read ahead that failed is read again here, to report its error.
+            let read = ahead.and_then(|reading| reading.wait().ok());
+            let mut fs = match read {
+                Some(fs) => fs,
+                None => ImageFs::of_image_cached(self.base.as_ref(), &self.cache_dir)
+                    .context("reading the base image's file system")?,
+            };
             for layer in layers {
                 apply_blob(&mut fs, &layer.path, &layer.descriptor)?;
             }
