@@ -636,6 +636,10 @@ impl Builder {
         // --from=IMAGE` names it so).
         wanted.sort_by_key(|(_, platform, _)| *platform != default);
         let mut platforms: HashMap<String, oci::Platform> = HashMap::new();
+        // (key, name, platform) of each image to pull, and (stage, key, platform) of each
+        // stage based on one.
+        let mut pulls: Vec<(String, String, oci::Platform)> = Vec::new();
+        let mut bases: Vec<(usize, String, oci::Platform)> = Vec::new();
         for (name, platform, stage) in wanted {
             let key = match platforms.get(&name) {
                 Some(earlier) if *earlier != platform => format!("{name} ({platform})"),
@@ -645,13 +649,26 @@ impl Builder {
                 self.graph.stages[i].base = Base::Image(key.clone());
             }
             if !platforms.contains_key(&key) {
-                let pulled = self.pull(&name, &platform).await?;
                 platforms.insert(key.clone(), platform.clone());
-                self.pulled.insert(key.clone(), pulled);
+                pulls.push((key.clone(), name, platform.clone()));
             }
             if let Some(i) = stage {
-                self.warn_platform(i, &key, &platform)?;
+                bases.push((i, key, platform));
             }
+        }
+        // All at once, as BuildKit resolves them: a cold build's first step waits for its
+        // base's layers, not for every other stage's image as well.
+        let pulled = futures_util::future::try_join_all(
+            pulls
+                .iter()
+                .map(|(_, name, platform)| self.pull(name, platform)),
+        )
+        .await?;
+        for ((key, ..), pulled) in pulls.into_iter().zip(pulled) {
+            self.pulled.insert(key, pulled);
+        }
+        for (i, key, platform) in bases {
+            self.warn_platform(i, &key, &platform)?;
         }
         Ok(())
     }
