@@ -390,8 +390,8 @@ fn age_mark(store: &SnapshotStore, name: &str) {
 fn a_step_committed_unsynced_is_trusted_in_its_boot_and_dropped_after_a_reboot() {
     let (_tmp, store) = store();
     let base = unpack(&store, &TestTar::new().file("base", b"b").finish());
-    // Layers are synced before they are committed: no mark.
-    assert_eq!(unsynced_boot(&store, base.name()), None);
+    // An unpacked layer is not synced either: it is marked like a step.
+    assert_eq!(unsynced_boot(&store, base.name()).as_deref(), boot_id());
 
     let below = store.prepare(std::slice::from_ref(&base)).unwrap();
     // Mounted the way steps run: volatile, so the unmount does not sync.
@@ -399,7 +399,10 @@ fn a_step_committed_unsynced_is_trusted_in_its_boot_and_dropped_after_a_reboot()
     fs::write(mounted.root().join("first"), b"1").unwrap();
     let below = store.commit(mounted.unmount().unwrap(), "below").unwrap();
     assert_eq!(unsynced_boot(&store, below.name()).as_deref(), boot_id());
-    assert_eq!(names(&store.root().join(UNSYNCED)), [below.name()]);
+    assert_eq!(
+        names(&store.root().join(UNSYNCED)),
+        [base.name(), below.name()]
+    );
     let chain = store.chain(&below).unwrap();
     let top = store.prepare(&chain).unwrap();
     fs::write(top.upper().join("second"), b"2").unwrap();
@@ -438,6 +441,27 @@ fn a_step_committed_unsynced_is_trusted_in_its_boot_and_dropped_after_a_reboot()
     fs::write(&info, b"").unwrap();
     assert_eq!(store.step("top").unwrap(), None);
     assert!(!store.root().join(COMMITTED).join(top.name()).exists());
+}
+
+#[test]
+fn a_layer_unpacked_in_an_earlier_boot_is_unpacked_again() {
+    let (_tmp, store) = store();
+    let tar = TestTar::new().file("base", b"b").finish();
+    let base = unpack(&store, &tar);
+    let step = store.prepare(std::slice::from_ref(&base)).unwrap();
+    let step = store.commit(step, "on-base").unwrap();
+    assert_eq!(store.layer(&diff_id(&tar)).unwrap().as_ref(), Some(&base));
+
+    mark_from_earlier_boot(&store, base.name());
+    assert_eq!(store.layer(&diff_id(&tar)).unwrap(), None);
+    assert!(!store.root().join(COMMITTED).join(base.name()).exists());
+    // The steps on it lose their chain: the executor runs them again.
+    assert!(matches!(store.chain(&step), Err(Error::Missing { .. })));
+
+    let again = unpack(&store, &tar);
+    assert_eq!(again.name(), base.name());
+    assert_eq!(fs::read(again.path().join("base")).unwrap(), b"b");
+    assert_eq!(unsynced_boot(&store, again.name()).as_deref(), boot_id());
 }
 
 #[test]
