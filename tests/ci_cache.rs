@@ -682,3 +682,79 @@ fn copies_over_identical_files_give_the_same_image_from_the_other_executors_cach
         );
     }
 }
+
+/// The layer digests of `image` (`REGISTRY/REPO:TAG`) in the test registry.
+fn registry_layers(image: &str) -> Vec<String> {
+    let (registry, rest) = image.split_once('/').unwrap();
+    let (repository, tag) = rest.rsplit_once(':').unwrap();
+    let (status, _, body) = http(
+        "GET",
+        &format!("http://{registry}/v2/{repository}/manifests/{tag}"),
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+    );
+    assert_eq!(status, 200, "{image}");
+    let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The native executor pulls a build stage's base without its layers: they are downloaded
+/// when the stage's first step that runs unpacks them (and kept in the blob store), and not
+/// at all on a runner where every step of the stage comes from an imported cache. (With
+/// `--pull`: the test engine may hold the image, which is then taken whole.)
+#[test]
+fn a_build_stages_base_layers_are_downloaded_only_to_be_unpacked() {
+    let slim = base_common::slim_base_image();
+    let layers = registry_layers(&slim);
+    let dockerfile = format!(
+        "FROM {slim} AS build\n\
+         RUN echo {} > /out\n\
+         FROM BUSYBOX\n\
+         COPY --from=build /out /out\n",
+        unique_name("deferred")
+    );
+    let stored = |runner: &Runner, digest: &str| {
+        runner
+            .cache
+            .path()
+            .join("imgbuild/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+            .is_file()
+    };
+
+    let a = Runner::with_dockerfile(&dockerfile, "native");
+    let exported = a.cache.path().join("exported");
+    let on_a = a.build_ok(&[
+        "--pull",
+        "--output",
+        &a.layout("out"),
+        "--cache-to",
+        &format!("type=local,dest={},mode=max", exported.display()),
+    ]);
+    assert!(on_a.contains("downloading and unpacking"), "{on_a}");
+    for digest in &layers {
+        assert!(stored(&a, digest), "{digest} was not kept:\n{on_a}");
+    }
+
+    let b = Runner::with_dockerfile(&dockerfile, "native");
+    let on_b = b.build_ok(&[
+        "--pull",
+        "--output",
+        &b.layout("out"),
+        "--cache-from",
+        &format!("type=local,src={}", exported.display()),
+    ]);
+    assert_eq!(step_results(&on_b, "RUN echo"), ["CACHED"], "{on_b}");
+    assert!(!on_b.contains("unpacking"), "{on_b}");
+    for digest in &layers {
+        assert!(!stored(&b, digest), "{digest} was downloaded:\n{on_b}");
+    }
+    assert_eq!(
+        base_common::summary_digest(&on_b),
+        base_common::summary_digest(&on_a)
+    );
+}

@@ -6,7 +6,7 @@ mod registry_support;
 
 use std::time::{Duration, Instant};
 
-use imgbuild::oci::Platform;
+use imgbuild::oci::{Image, Platform};
 use imgbuild::registry::RegistryOptions;
 use imgbuild::registry::{BlobStore, Error, NoProgress, with_causes};
 use registry_support::image::{TestImage, layer};
@@ -349,4 +349,108 @@ async fn an_unreadable_image_blob_fails_at_once_and_writes_no_tag() {
     assert_eq!(proxy.count("HEAD", "/blobs/sha256:"), 2);
     assert_eq!(proxy.count("POST", "/blobs/uploads/"), 0);
     assert!(registry.tags("team/missing").is_empty());
+}
+
+/// Reads a followed download to its end on a thread of its own (the reader blocks), while
+/// the download runs as a task: what the native executor's unpack does with a base layer.
+async fn follow_download(
+    proxy: &Proxy,
+    image: &TestImage,
+    store: &BlobStore,
+) -> (Result<(), Error>, std::io::Result<Vec<u8>>) {
+    let follow = imgbuild::registry::BlobFollow::new();
+    let mut reader = follow.reader();
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut all).map(|_| all)
+    });
+    let descriptor = image.manifest().layers()[0].clone();
+    let end = follow.ender();
+    let fetched = client(&RegistryOptions::default())
+        .fetch_blob_followed(
+            &reference(&format!("{}/team/app:1", proxy.host())),
+            &descriptor,
+            store,
+            &NoProgress,
+            &follow,
+        )
+        .await;
+    end.finish(fetched.as_ref().map(|_| ()).map_err(|e| with_causes(e)));
+    (fetched, reading.await.unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_deferring_layers_stores_the_config_and_no_layer() {
+    let image = TestImage::oci("deferred", vec![layer("deferred", 64 << 10)]);
+    let (_registry, proxy) = pushed(&image).await;
+    let (_dir, store) = new_store();
+    let pulled = client(&RegistryOptions::default())
+        .pull_deferring_layers(
+            &reference(&format!("{}/team/app:1", proxy.host())),
+            &Platform::default(),
+            &store,
+            &NoProgress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", with_causes(&e)));
+    assert_eq!(pulled.manifest_digest(), &image.digest());
+    assert!(store.contains(image.manifest().config().digest()));
+    let layer = &image.layer_digests()[0];
+    assert!(!store.contains(layer));
+    assert_eq!(proxy.count("GET", layer.digest()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_download_is_read_whole_through_a_reset_and_stored() {
+    let image = TestImage::oci("followed", vec![layer("followed", 600 << 10)]);
+    let (_registry, proxy) = pushed(&image).await;
+    let digest = image.layer_digests()[0].clone();
+    // The reader has read part of the first attempt when the connection drops; the retry
+    // starts over and the reader goes on from where it was.
+    proxy.add_fault(
+        "GET",
+        digest.digest(),
+        Action::CutResponseAfter(300 << 10),
+        1,
+    );
+    let (dir, store) = new_store();
+    let (fetched, read) = follow_download(&proxy, &image, &store).await;
+    fetched.unwrap_or_else(|e| panic!("{}", with_causes(&e)));
+    assert_eq!(
+        read.unwrap_or_else(|e| panic!("{e}")),
+        image.blob(&digest).unwrap_or_default()
+    );
+    assert_eq!(proxy.count("GET", digest.digest()), 2);
+    assert!(store.contains(&digest));
+    assert_eq!(temp_files(dir.path()), 0);
+
+    // Stored already (another build downloaded it): read from the store, not downloaded.
+    let (fetched, read) = follow_download(&proxy, &image, &store).await;
+    fetched.unwrap_or_else(|e| panic!("{}", with_causes(&e)));
+    assert_eq!(
+        read.unwrap_or_else(|e| panic!("{e}")),
+        image.blob(&digest).unwrap_or_default()
+    );
+    assert_eq!(proxy.count("GET", digest.digest()), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_download_of_a_corrupt_blob_fails_its_reader_and_keeps_nothing() {
+    let image = TestImage::oci(
+        "corrupt-followed",
+        vec![layer("corrupt-followed", 64 << 10)],
+    );
+    let (_registry, proxy) = pushed(&image).await;
+    let digest = image.layer_digests()[0].clone();
+    proxy.add_fault("GET", digest.digest(), Action::CorruptResponse, 1);
+    let (dir, store) = new_store();
+    let (fetched, read) = follow_download(&proxy, &image, &store).await;
+    assert!(
+        matches!(fetched, Err(Error::DigestMismatch { .. })),
+        "{fetched:?}"
+    );
+    let err = read.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("does not match its digest"), "{err}");
+    assert!(!store.contains(&digest));
+    assert_eq!(temp_files(dir.path()), 0);
 }

@@ -317,7 +317,7 @@ mod tests {
     fn a_read_ahead_gives_the_images_file_system_and_is_remembered() {
         use crate::oci::{self, Compression, LayerBuilder, LayerOptions, Platform};
         let dir = tempfile::tempdir().unwrap();
-        let store = oci::BlobStore::open(&dir.path().join("blobs")).unwrap();
+        let store = oci::BlobStore::open(dir.path().join("blobs")).unwrap();
         let mut builder = LayerBuilder::new(store, LayerOptions::new(Compression::Gzip, 0));
         let meta = crate::oci::layer::EntryMeta {
             mode: 0o644,

@@ -82,6 +82,9 @@ struct Pulled {
     /// same whether the image came from a registry or from the engine.
     digest: String,
     config: oci::ImageConfig,
+    /// Where its layers are fetched from when the native executor unpacks them, if the
+    /// pull left them (see [`Builder::defers_layers`]).
+    layers_from: Option<Reference>,
 }
 
 impl Pulled {
@@ -91,6 +94,7 @@ impl Pulled {
             digest: image.config_descriptor().digest().to_string(),
             image: Arc::new(image),
             config,
+            layers_from: None,
         })
     }
 }
@@ -658,12 +662,13 @@ impl Builder {
         }
         // All at once, as BuildKit resolves them: a cold build's first step waits for its
         // base's layers, not for every other stage's image as well.
-        let pulled = futures_util::future::try_join_all(
-            pulls
-                .iter()
-                .map(|(_, name, platform)| self.pull(name, platform)),
-        )
-        .await?;
+        let read_whole = self.images_read_whole();
+        let pulled =
+            futures_util::future::try_join_all(pulls.iter().map(|(key, name, platform)| {
+                let defer = self.native.is_some() && !read_whole.contains(key.as_str());
+                self.pull(name, platform, defer)
+            }))
+            .await?;
         for ((key, ..), pulled) in pulls.into_iter().zip(pulled) {
             self.pulled.insert(key, pulled);
         }
@@ -725,7 +730,44 @@ impl Builder {
         }
     }
 
-    async fn pull(&self, name: &str, platform: &oci::Platform) -> anyhow::Result<Pulled> {
+    /// The images whose layer blobs the build may read whole: the base of the target's
+    /// chain of stages (its layers are the image's) and `COPY --from` images. The native
+    /// executor reads the layers of the others only to unpack them, and may leave them to
+    /// be downloaded then ([`Self::defers_layers`]).
+    fn images_read_whole(&self) -> std::collections::HashSet<&str> {
+        let mut names: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut index = self.graph.target;
+        while let Base::Stage(i) = &self.graph.stages[index].base {
+            index = *i;
+        }
+        if let Base::Image(name) = &self.graph.stages[index].base {
+            names.insert(name);
+        }
+        for &i in &self.graph.needed {
+            names.extend(
+                self.graph.stages[i]
+                    .image_sources
+                    .iter()
+                    .map(String::as_str),
+            );
+        }
+        names
+    }
+
+    /// Whether an image pulled with `defer` asked has its layers left to its unpack: from
+    /// a registry (no mirror: a later fetch goes to the registry itself).
+    fn defers_layers(&self, defer: bool, reference: &Reference) -> bool {
+        defer && !self.registry.has_mirror(reference.registry())
+    }
+
+    /// Pulls `name` for `platform`; with `defer`, its layers may be left for the native
+    /// executor to download as it unpacks them (see [`Self::images_read_whole`]).
+    async fn pull(
+        &self,
+        name: &str,
+        platform: &oci::Platform,
+        defer: bool,
+    ) -> anyhow::Result<Pulled> {
         if let Some(layout) = name.strip_prefix(crate::frontend::stages::OCI_LAYOUT_PREFIX) {
             return self.pull_oci_layout(name, layout, platform);
         }
@@ -748,17 +790,28 @@ impl Builder {
             self.reporter.done(id, started.elapsed());
             return Pulled::of(image);
         }
-        let result = self
-            .registry
-            .pull(&reference, platform, &self.registry_blobs, &progress)
-            .await;
+        let deferred = self.defers_layers(defer, &reference);
+        let result = match deferred {
+            true => {
+                self.registry
+                    .pull_deferring_layers(&reference, platform, &self.registry_blobs, &progress)
+                    .await
+            }
+            false => {
+                self.registry
+                    .pull(&reference, platform, &self.registry_blobs, &progress)
+                    .await
+            }
+        };
         match result {
             Ok(image) => {
                 let digest = image.manifest_digest().to_string();
                 self.reporter
                     .log(id, &format!("resolved {reference} to {digest}"));
                 self.reporter.done(id, started.elapsed());
-                Pulled::of(image)
+                let mut pulled = Pulled::of(image)?;
+                pulled.layers_from = deferred.then_some(reference);
+                Ok(pulled)
             }
             Err(e @ registry::Error::NoMatchingPlatform { .. }) => {
                 // The image exists, not for this platform: the request is what is wrong.

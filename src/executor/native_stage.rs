@@ -30,6 +30,7 @@ use crate::engine;
 use crate::plan::dispatch::{CopyFrom, RunStep, StagePlan, Step, StepKind};
 use crate::plan::keys::StepResult;
 use crate::progress::VertexId;
+use crate::registry;
 use crate::runtime::{self, Runtime};
 
 /// What the native executor needs for a build: the snapshot store and the OCI runtime,
@@ -395,29 +396,95 @@ impl Builder {
         id: VertexId,
     ) -> anyhow::Result<Vec<Snapshot>> {
         let native = self.native()?;
-        let image = self.pulled_image(name)?.image.clone();
+        let pulled = self.pulled_image(name)?;
+        let image = pulled.image.clone();
         let diff_ids = image.diff_ids()?;
         let mut chain = Vec::with_capacity(diff_ids.len());
-        for (layer, diff_id) in image.layers().iter().zip(&diff_ids) {
-            if let Some(found) = native.store.layer(diff_id)? {
-                chain.push(found);
+        for diff_id in &diff_ids {
+            chain.push(native.store.layer(diff_id)?);
+        }
+        // Every missing layer at once, each on a thread of its own (a layer is a snapshot
+        // of its own: they do not depend on each other); a layer the pull left is
+        // downloaded now and unpacked as it streams in.
+        let mut unpacks = Vec::new();
+        for (i, (layer, diff_id)) in image.layers().iter().zip(&diff_ids).enumerate() {
+            if chain[i].is_some() {
                 continue;
             }
-            self.reporter
-                .log(id, &format!("unpacking {}", short(diff_id)));
             let encoding = LayerEncoding::from_media_type(layer.media_type().as_ref())
                 .with_context(|| format!("{name}: a layer of media type {}", layer.media_type()))?;
-            let blob = image
-                .open_blob(layer.digest())
-                .with_context(|| format!("opening layer {} of {name}", layer.digest()))?;
+            let blob: Box<dyn std::io::Read + Send> = match &pulled.layers_from {
+                Some(reference) if !self.registry_blobs.contains(layer.digest()) => {
+                    self.reporter
+                        .log(id, &format!("downloading and unpacking {}", short(diff_id)));
+                    Box::new(self.download_followed(reference, layer))
+                }
+                _ => {
+                    self.reporter
+                        .log(id, &format!("unpacking {}", short(diff_id)));
+                    image
+                        .open_blob(layer.digest())
+                        .with_context(|| format!("opening layer {} of {name}", layer.digest()))?
+                }
+            };
             let blob = std::io::BufReader::with_capacity(1 << 20, blob);
-            let store = native.store.clone();
-            chain.push(tokio::task::block_in_place(|| {
-                store.unpack_layer(diff_id, encoding, blob)
-            })?);
+            unpacks.push((i, diff_id, encoding, blob));
         }
+        let store = &native.store;
+        let unpacked = tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let threads: Vec<_> = unpacks
+                    .into_iter()
+                    .map(|(i, diff_id, encoding, blob)| {
+                        (
+                            i,
+                            scope.spawn(move || store.unpack_layer(diff_id, encoding, blob)),
+                        )
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|(i, thread)| match thread.join() {
+                        Ok(result) => result.map(|snapshot| (i, snapshot)).map_err(Into::into),
+                        Err(_) => Err(anyhow::anyhow!("unpacking a layer of {name} panicked")),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+        })?;
+        for (i, snapshot) in unpacked {
+            chain[i] = Some(snapshot);
+        }
+        let chain: Vec<Snapshot> = chain.into_iter().flatten().collect();
         native.hold(&chain)?;
         Ok(chain)
+    }
+
+    /// Starts downloading `layer` of `reference` into the blob store, returning a reader
+    /// that follows the download (see [`registry::BlobFollow`]): its end is the verified
+    /// blob's, and a failed download is its error.
+    fn download_followed(
+        &self,
+        reference: &registry::Reference,
+        layer: &oci_spec::image::Descriptor,
+    ) -> registry::FollowingReader {
+        let follow = registry::BlobFollow::new();
+        let reader = follow.reader();
+        let end = follow.ender();
+        let (client, store) = (self.registry.clone(), self.registry_blobs.clone());
+        let (reference, layer) = (reference.clone(), layer.clone());
+        tokio::spawn(async move {
+            let fetched = client
+                .fetch_blob_followed(&reference, &layer, &store, &registry::NoProgress, &follow)
+                .await;
+            end.finish(fetched.map_err(|e| {
+                format!(
+                    "downloading layer {} of {reference}: {}",
+                    layer.digest(),
+                    registry::with_causes(&e)
+                )
+            }));
+        });
+        reader
     }
 
     /// The layer of a build-stage step the native executor ran or found, for an export: the

@@ -49,6 +49,11 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// The inner writer, still being written through.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
     /// The inner writer, the digest and the number of bytes written.
     pub fn finish(self) -> (W, Digest, u64) {
         (self.inner, digest_of(self.hasher), self.written)

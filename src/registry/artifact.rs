@@ -8,6 +8,7 @@ use oci_spec::image::{Descriptor, Digest};
 use super::blob_store::BlobStore;
 use super::client::Client;
 use super::error::{Error, Result};
+use super::follow::BlobFollow;
 use super::manifest::Kind;
 use super::progress::Progress;
 use super::pull::{fetch_blob, fetch_manifest};
@@ -65,6 +66,27 @@ impl Client {
             .await?;
         let scopes = vec![format!("repository:{}:pull", reference.repository())];
         let session = self.session(endpoint, reference.repository(), scopes, progress);
-        Ok(fetch_blob(&session, descriptor, store).await?.is_some())
+        Ok(fetch_blob(&session, descriptor, store, None)
+            .await?
+            .is_some())
+    }
+
+    /// [`Self::fetch_blob`], readable while it downloads: `follow` is told of each write
+    /// and of the end (see [`BlobFollow`]).
+    pub async fn fetch_blob_followed(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        store: &BlobStore,
+        progress: &dyn Progress,
+        follow: &BlobFollow,
+    ) -> Result<()> {
+        let endpoint = self
+            .registry_endpoint(reference.registry(), progress)
+            .await?;
+        let scopes = vec![format!("repository:{}:pull", reference.repository())];
+        let session = self.session(endpoint, reference.repository(), scopes, progress);
+        fetch_blob(&session, descriptor, store, Some(follow)).await?;
+        Ok(())
     }
 }

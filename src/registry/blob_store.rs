@@ -191,6 +191,12 @@ impl BlobWriter {
         self.written
     }
 
+    /// A handle on the temporary file, for a reader that follows the writes
+    /// ([`super::follow::BlobFollow`]).
+    pub fn follow_handle(&self) -> io::Result<File> {
+        self.out.get_ref().as_file().try_clone()
+    }
+
     /// Checks size and digest, then moves the blob into place. On a mismatch the
     /// temporary file is removed and nothing is kept.
     pub fn commit(self) -> Result<()> {

@@ -119,6 +119,11 @@ impl Client {
 
     /// Where a pull from `registry` goes, in order: its mirror, then the registry itself.
     /// Endpoints are only contacted when their turn comes.
+    /// Whether pulls from `registry` try a mirror first.
+    pub fn has_mirror(&self, registry: &str) -> bool {
+        self.options.mirrors.contains_key(registry)
+    }
+
     pub(crate) fn pull_targets(&self, registry: &str) -> Vec<PullTarget> {
         let mut targets = Vec::new();
         if let Some(mirror) = self.options.mirrors.get(registry) {

@@ -13,7 +13,8 @@
 //! * `transport`: TLS roots, timeouts, retries with backoff, safe request descriptions.
 //! * `client`: endpoints (HTTPS, HTTP fallback for insecure hosts, mirrors), Basic and
 //!   Bearer authentication, sessions.
-//! * `pull`, `push`: the two operations; [`blob_store`]: the verified local store.
+//! * `pull`, `push`: the two operations; [`blob_store`]: the verified local store;
+//!   `follow`: reading a blob while it downloads.
 //! * [`progress`]: the trait the library reports through; it never prints.
 
 mod artifact;
@@ -22,6 +23,7 @@ pub mod challenge;
 mod client;
 pub mod credentials;
 mod error;
+mod follow;
 pub mod manifest;
 pub mod progress;
 mod pull;
@@ -34,6 +36,7 @@ pub use blob_store::{BlobSource, BlobStore};
 pub use client::{Client, RegistryOptions};
 pub use credentials::{Auth, Credentials, Secret};
 pub use error::{Error, Result, with_causes};
+pub use follow::{BlobFollow, FollowEnd, FollowingReader};
 pub use progress::{BlobOutcome, NoProgress, Progress};
 pub use pull::{PullStats, PulledImage};
 pub use push::PushReport;

@@ -16,6 +16,7 @@ use super::client::{
     Client, DOCKER_CONTENT_DIGEST, Endpoint, Retry, Session, blocking, header_text,
 };
 use super::error::{Error, Result};
+use super::follow::BlobFollow;
 use super::manifest::{self, Kind};
 use super::progress::{BlobOutcome, Progress};
 use super::reference::Reference;
@@ -140,6 +141,25 @@ struct Expect<'a> {
     within: std::time::Duration,
 }
 
+/// What a pull fetches, and of which image.
+#[derive(Clone, Copy)]
+struct Fetch<'a> {
+    expect: Option<Expect<'a>>,
+    /// The layers too, not only the manifest and config.
+    layers: bool,
+}
+
+impl Fetch<'_> {
+    const WHOLE: Fetch<'static> = Fetch {
+        expect: None,
+        layers: true,
+    };
+    const WITHOUT_LAYERS: Fetch<'static> = Fetch {
+        expect: None,
+        layers: false,
+    };
+}
+
 /// `step`, given up after `expect.within` when there is an expectation.
 async fn within<T>(
     expect: Option<Expect<'_>>,
@@ -168,7 +188,24 @@ impl Client {
         store: &BlobStore,
         progress: &dyn Progress,
     ) -> Result<PulledImage> {
-        self.pull_expecting(reference, platform, store, progress, None)
+        let fetch = Fetch::WHOLE;
+        self.pull_expecting(reference, platform, store, progress, fetch)
+            .await
+    }
+
+    /// [`pull`](Self::pull) of the manifest and config only: the layers are left to be
+    /// fetched when something needs them ([`Self::fetch_blob`], from the registry itself:
+    /// not for a registry with a mirror, see [`Self::has_mirror`]). The image's
+    /// `open_blob` fails for a layer not fetched yet.
+    pub async fn pull_deferring_layers(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        store: &BlobStore,
+        progress: &dyn Progress,
+    ) -> Result<PulledImage> {
+        let fetch = Fetch::WITHOUT_LAYERS;
+        self.pull_expecting(reference, platform, store, progress, fetch)
             .await
     }
 
@@ -186,8 +223,17 @@ impl Client {
         within: std::time::Duration,
     ) -> Result<PulledImage> {
         let expect = Expect { config, within };
-        self.pull_expecting(reference, platform, store, progress, Some(expect))
-            .await
+        self.pull_expecting(
+            reference,
+            platform,
+            store,
+            progress,
+            Fetch {
+                expect: Some(expect),
+                layers: true,
+            },
+        )
+        .await
     }
 
     async fn pull_expecting(
@@ -196,14 +242,14 @@ impl Client {
         platform: &Platform,
         store: &BlobStore,
         progress: &dyn Progress,
-        expect: Option<Expect<'_>>,
+        fetch: Fetch<'_>,
     ) -> Result<PulledImage> {
         let mut failures = Vec::new();
         for target in self.pull_targets(reference.registry()) {
-            let endpoint = within(expect, self.pull_endpoint(&target, progress)).await;
+            let endpoint = within(fetch.expect, self.pull_endpoint(&target, progress)).await;
             let attempt = match endpoint {
                 Ok(endpoint) => {
-                    self.pull_from(endpoint, reference, platform, store, progress, expect)
+                    self.pull_from(endpoint, reference, platform, store, progress, fetch)
                         .await
                 }
                 Err(e) => Err(e),
@@ -229,12 +275,12 @@ impl Client {
         platform: &Platform,
         store: &BlobStore,
         progress: &dyn Progress,
-        expect: Option<Expect<'_>>,
+        fetch: Fetch<'_>,
     ) -> Result<PulledImage> {
         let scopes = vec![format!("repository:{}:pull", reference.repository())];
         let session = self.session(endpoint, reference.repository(), scopes, progress);
         let (resolved, manifest_digest, raw_manifest, media_type) = within(
-            expect,
+            fetch.expect,
             self.resolve_platform_manifest(&session, reference, platform, store),
         )
         .await?;
@@ -242,7 +288,7 @@ impl Client {
             reference: reference.to_string(),
             message,
         })?;
-        if let Some(expect) = expect
+        if let Some(expect) = fetch.expect
             && manifest.config().digest() != expect.config
         {
             return Err(Error::Manifest {
@@ -260,6 +306,7 @@ impl Client {
             store,
             (resolved, manifest_digest, raw_manifest, media_type),
             manifest,
+            fetch.layers,
         )
         .await
     }
@@ -305,7 +352,8 @@ impl Client {
         Ok((resolved, manifest_digest, raw_manifest, media_type))
     }
 
-    /// Fetches the config and layers of a resolved manifest, concurrently and verified.
+    /// Fetches the config and (with `layers`) the layers of a resolved manifest,
+    /// concurrently and verified.
     async fn fetch_image_blobs(
         &self,
         session: &Session<'_>,
@@ -313,9 +361,14 @@ impl Client {
         store: &BlobStore,
         (resolved, manifest_digest, raw_manifest, media_type): (Digest, Digest, Vec<u8>, String),
         manifest: ImageManifest,
+        layers: bool,
     ) -> Result<PulledImage> {
         let mut blobs: Vec<&Descriptor> = vec![manifest.config()];
-        for layer in manifest.layers() {
+        let layers = match layers {
+            true => manifest.layers().as_slice(),
+            false => &[],
+        };
+        for layer in layers {
             if !blobs.iter().any(|b| b.digest() == layer.digest()) {
                 blobs.push(layer);
             }
@@ -324,7 +377,7 @@ impl Client {
         // whole pull future not `Send`.
         let fetches: Vec<_> = blobs
             .iter()
-            .map(|descriptor| fetch_blob(session, descriptor, store))
+            .map(|descriptor| fetch_blob(session, descriptor, store, None))
             .collect();
         let results: Vec<Result<Option<u64>>> = stream::iter(fetches)
             .buffer_unordered(self.config.max_concurrent_downloads.max(1))
@@ -504,12 +557,22 @@ pub(super) async fn fetch_blob(
     session: &Session<'_>,
     descriptor: &Descriptor,
     store: &BlobStore,
+    follow: Option<&BlobFollow>,
 ) -> Result<Option<u64>> {
     let digest = descriptor.digest();
     let size = descriptor.size();
     let progress = session.progress;
     progress.on_blob_start(digest, size);
     if store.contains(digest) {
+        if let Some(follow) = follow {
+            // Stored meanwhile (by another build): followed from the store.
+            let stored = store.open_blob(digest).map_err(|source| Error::StoreIo {
+                path: store.path(digest).unwrap_or_default(),
+                source,
+            })?;
+            follow.attempt(stored);
+            follow.advance(size);
+        }
         progress.on_blob_done(digest, &BlobOutcome::Cached);
         return Ok(None);
     }
@@ -518,13 +581,20 @@ pub(super) async fn fetch_blob(
         .client
         .transport
         .retry
-        .run(&what, progress, || download(session, descriptor, store))
+        .run(&what, progress, || {
+            download(session, descriptor, store, follow)
+        })
         .await?;
     progress.on_blob_done(digest, &BlobOutcome::Downloaded);
     Ok(Some(size))
 }
 
-async fn download(session: &Session<'_>, descriptor: &Descriptor, store: &BlobStore) -> Result<()> {
+async fn download(
+    session: &Session<'_>,
+    descriptor: &Descriptor,
+    store: &BlobStore,
+    follow: Option<&BlobFollow>,
+) -> Result<()> {
     let digest = descriptor.digest();
     let url = session.url(&format!("blobs/{digest}"))?;
     let request = describe(&Method::GET, &url);
@@ -534,6 +604,13 @@ async fn download(session: &Session<'_>, descriptor: &Descriptor, store: &BlobSt
     }
     let what = format!("blob {digest} from {}", session.endpoint.host);
     let mut writer = store.writer(digest, Some(descriptor.size()), &what)?;
+    if let Some(follow) = follow {
+        let handle = writer.follow_handle().map_err(|source| Error::StoreIo {
+            path: store.path(digest).unwrap_or_default(),
+            source,
+        })?;
+        follow.attempt(handle);
+    }
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| Error::Transport {
@@ -542,6 +619,9 @@ async fn download(session: &Session<'_>, descriptor: &Descriptor, store: &BlobSt
             source: e.without_url(),
         })?;
         blocking(|| writer.write(&chunk))?;
+        if let Some(follow) = follow {
+            follow.advance(writer.written());
+        }
         session
             .progress
             .on_blob_progress(digest, chunk.len() as u64);
