@@ -14,6 +14,8 @@
 //! tmp/<random>/                             a layer being unpacked, a snapshot being removed
 //! empty/                                    the lower directory of a snapshot on nothing
 //! unsynced/<name>                           a step committed before its files were on disk
+//! sizes/<name>                               the bytes a committed snapshot takes, measured
+//!                                           once (see `prune`)
 //! ```
 //!
 //! Nothing is visible half-written: a layer is unpacked into `tmp/`, checked against its
@@ -83,6 +85,7 @@ const ACTIVE: &str = "active";
 const TMP: &str = "tmp";
 const EMPTY: &str = "empty";
 const UNSYNCED: &str = "unsynced";
+const SIZES: &str = "sizes";
 /// How long after its commit [`SnapshotStore::settle`] vouches for a snapshot: the kernel writes
 /// dirty data back after 30 s (`vm.dirty_expire_centisecs`), so by then its `syncfs` has
 /// little left to write.
@@ -186,7 +189,7 @@ impl SnapshotStore {
             .with_path("restricting access to", &root)?;
         // Mount options and mountinfo name it absolutely, so clean-up can recognise it.
         let root = root.canonicalize().with_path("resolving", &root)?;
-        for dir in [COMMITTED, ACTIVE, TMP, EMPTY, UNSYNCED] {
+        for dir in [COMMITTED, ACTIVE, TMP, EMPTY, UNSYNCED, SIZES] {
             let path = root.join(dir);
             fs::create_dir_all(&path).with_path("creating", &path)?;
         }
@@ -461,6 +464,10 @@ impl SnapshotStore {
             .keep();
         fs::rename(&dir, &grave).with_path("removing snapshot", &dir)?;
         lock.moved_to(grave.clone());
+        if let Some(name) = dir.file_name() {
+            // A record left behind is dropped by the next prune.
+            let _ = fs::remove_file(self.root.join(SIZES).join(name));
+        }
         beneath::remove_tree(&grave).with_path("deleting", &grave)
     }
 

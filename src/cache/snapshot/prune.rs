@@ -1,17 +1,21 @@
 //! Collection by size budget: the least recently used committed snapshots go first, each
 //! with the steps built on it (useless without it), and nothing a build has leased.
 //! "Used" is the mtime of a snapshot's directory, moved by every lookup and every
-//! `prepare` on top of it.
+//! `prepare` on top of it. A snapshot's size is measured once and recorded in `sizes/`:
+//! a committed snapshot never changes, and walking every tree at the end of each build
+//! took 0.15 s after a one-file change to the Elixir showcase (the toolchain alone is
+//! 20,000 files), longer than a `COPY` step.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
 use super::error::{IoContext, Result};
 use super::lock::LockedDir;
-use super::{COMMITTED, FS, SnapshotStore};
+use super::{COMMITTED, FS, SIZES, SnapshotStore};
 
 /// What [`SnapshotStore::prune`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -39,7 +43,7 @@ impl SnapshotStore {
     /// or has a step on it in use, stays (even over budget).
     pub fn prune(&self, budget: u64) -> Result<Pruned> {
         let committed = self.root.join(COMMITTED);
-        let mut candidates = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
         for entry in fs::read_dir(&committed).with_path("reading", &committed)? {
             let entry = entry.with_path("reading", &committed)?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -53,11 +57,12 @@ impl SnapshotStore {
                 .unwrap_or_default();
             candidates.push(Candidate {
                 used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                size: disk_usage(&entry.path().join(FS)),
+                size: self.size_of(&name, &entry.path().join(FS)),
                 name,
                 parents,
             });
         }
+        self.drop_sizes_except(&candidates);
         candidates.sort_by(|a, b| a.used.cmp(&b.used).then(a.name.cmp(&b.name)));
         let sizes: BTreeMap<&str, u64> = candidates
             .iter()
@@ -119,6 +124,43 @@ impl SnapshotStore {
             gone.extend(group);
         }
         Ok(pruned)
+    }
+}
+
+impl SnapshotStore {
+    /// The bytes committed snapshot `name` (tree `fs_dir`) takes: as recorded, else
+    /// measured and recorded.
+    fn size_of(&self, name: &str, fs_dir: &Path) -> u64 {
+        let record = self.root.join(SIZES).join(name);
+        if let Some(size) = fs::read_to_string(&record)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            return size;
+        }
+        let size = disk_usage(fs_dir);
+        // Best effort, written whole or not at all: an unrecorded size is measured again.
+        let sizes = self.root.join(SIZES);
+        if let Ok(mut temp) = tempfile::NamedTempFile::new_in(&sizes)
+            && temp.write_all(size.to_string().as_bytes()).is_ok()
+        {
+            let _ = temp.persist(&record);
+        }
+        size
+    }
+
+    /// Drops the recorded sizes of snapshots that are gone (removed by a build killed
+    /// before it could drop the record).
+    fn drop_sizes_except(&self, committed: &[Candidate]) {
+        let Ok(records) = fs::read_dir(self.root.join(SIZES)) else {
+            return;
+        };
+        for record in records.flatten() {
+            let name = record.file_name();
+            if !committed.iter().any(|c| *c.name == *name) {
+                let _ = fs::remove_file(record.path());
+            }
+        }
     }
 }
 
@@ -218,5 +260,32 @@ mod tests {
         let pruned = store.prune(0).unwrap();
         assert_eq!(pruned.removed, [middle.name()]);
         assert_eq!(pruned.kept, 0);
+    }
+
+    #[test]
+    fn a_snapshots_size_is_measured_once_and_its_record_goes_with_it() {
+        require_root();
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(tmp.path()).unwrap();
+        let only = step(&store, &[], "only", 100);
+        let pruned = store.prune(u64::MAX).unwrap();
+        assert!(pruned.kept >= 100 << 10, "{pruned:?}");
+        let record = store.root().join(SIZES).join(only.name());
+        assert_eq!(
+            fs::read_to_string(&record).unwrap(),
+            pruned.kept.to_string()
+        );
+
+        // From now on the record counts: the tree is not walked again.
+        fs::write(&record, "123456789").unwrap();
+        assert_eq!(store.prune(u64::MAX).unwrap().kept, 123_456_789);
+
+        // The record of a snapshot that is gone goes, and a removed snapshot's with it.
+        let stale = store.root().join(SIZES).join("step-gone");
+        fs::write(&stale, "1").unwrap();
+        let pruned = store.prune(0).unwrap();
+        assert_eq!(pruned.removed, [only.name()]);
+        assert_eq!(pruned.freed, 123_456_789);
+        assert!(!record.exists() && !stale.exists());
     }
 }
