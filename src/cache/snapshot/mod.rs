@@ -414,19 +414,10 @@ impl SnapshotStore {
                 info.unsynced_boot = None;
                 // A new file renamed over the old: readers see one or the other, and a crash
                 // leaves the old mark (the snapshot is rebuilt) or an unreadable file (the same).
-                let dir = self.root.join(COMMITTED).join(&name);
-                let replaced = tempfile::Builder::new()
-                    .prefix(".info-")
-                    .tempfile_in(&dir)
-                    .with_path("creating a file in", &dir)
-                    .and_then(|temp| {
-                        let json = serde_json::to_vec_pretty(&info)
-                            .map_err(|e| Error::Invalid(format!("encoding {name}'s info: {e}")))?;
-                        fs::write(temp.path(), json).with_path("writing", temp.path())?;
-                        temp.persist(dir.join(INFO))
-                            .map_err(|e| e.error)
-                            .with_path("replacing", &dir.join(INFO))
-                    });
+                let path = self.root.join(COMMITTED).join(&name).join(INFO);
+                let replaced = serde_json::to_vec_pretty(&info)
+                    .map_err(|e| Error::Invalid(format!("encoding {name}'s info: {e}")))
+                    .and_then(|json| replace_file(&path, &json));
                 if replaced.is_err() {
                     continue;
                 }
@@ -609,6 +600,21 @@ pub fn extract_into_root(root: &Path, tar: impl Read, what: &str, same_kind: boo
     .with_path("opening", root)?;
     let applied = apply::apply(fd.as_fd(), tar, what, apply::Target::Root { same_kind })?;
     Ok(applied.entries)
+}
+
+/// Writes `bytes` to `path` through a new file in the same directory renamed over it:
+/// readers see the old file or the new one, never part of one.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".new-")
+        .tempfile_in(dir)
+        .with_path("creating a file in", dir)?;
+    fs::write(temp.path(), bytes).with_path("writing", temp.path())?;
+    temp.persist(path)
+        .map_err(|e| e.error)
+        .with_path("replacing", path)?;
+    Ok(())
 }
 
 fn write_info(dir: &Path, info: &Info) -> Result<()> {

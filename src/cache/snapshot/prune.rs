@@ -8,14 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
 use super::error::{IoContext, Result};
 use super::lock::LockedDir;
-use super::{COMMITTED, FS, SIZES, SnapshotStore};
+use super::{COMMITTED, FS, SIZES, SnapshotStore, replace_file};
 
 /// What [`SnapshotStore::prune`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,7 +42,7 @@ impl SnapshotStore {
     /// or has a step on it in use, stays (even over budget).
     pub fn prune(&self, budget: u64) -> Result<Pruned> {
         let committed = self.root.join(COMMITTED);
-        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut candidates = Vec::new();
         for entry in fs::read_dir(&committed).with_path("reading", &committed)? {
             let entry = entry.with_path("reading", &committed)?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -125,9 +124,7 @@ impl SnapshotStore {
         }
         Ok(pruned)
     }
-}
 
-impl SnapshotStore {
     /// The bytes committed snapshot `name` (tree `fs_dir`) takes: as recorded, else
     /// measured and recorded.
     fn size_of(&self, name: &str, fs_dir: &Path) -> u64 {
@@ -139,13 +136,8 @@ impl SnapshotStore {
             return size;
         }
         let size = disk_usage(fs_dir);
-        // Best effort, written whole or not at all: an unrecorded size is measured again.
-        let sizes = self.root.join(SIZES);
-        if let Ok(mut temp) = tempfile::NamedTempFile::new_in(&sizes)
-            && temp.write_all(size.to_string().as_bytes()).is_ok()
-        {
-            let _ = temp.persist(&record);
-        }
+        // Best effort: an unrecorded size is measured again.
+        let _ = replace_file(&record, size.to_string().as_bytes());
         size
     }
 
