@@ -273,6 +273,88 @@ fn build_run_rebuild_and_explain_misses() {
     support::docker_ok(["rmi", tag.as_str()]);
 }
 
+/// An image that only goes to the engine gets plain tar layers: the engine stores layers
+/// unpacked, and its image id comes from the uncompressed digests, so it is the id the
+/// same build written as an OCI layout (gzip layers) has. Builds with other outputs still
+/// find every step in the cache: a recorded layer is compressed again as they write
+/// layers, which gives the blob a run of the step would.
+#[test]
+fn an_image_only_for_the_engine_has_plain_layers_and_the_same_id() {
+    let dockerfile = TWO_STAGES.replace("COPY --from=build /deps-stamp ./\n", "");
+    let project = Project::new(
+        &dockerfile,
+        &[("deps.lock", "dep 1\n"), ("lib/a.txt", "source a\n")],
+    );
+    let tag = support::unique_name("plain-layers");
+    let to_engine = project.build_ok(&["-t", &tag]);
+    assert_eq!(run_image(&tag, &[]), "dep 1\nsource a\n");
+    let engine_id = support::docker_ok(["image", "inspect", "--format", "{{.Id}}", &tag]);
+    assert_eq!(support::summary_image_id(&to_engine), engine_id.trim());
+
+    let json = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    };
+    // The layers of the image in an OCI layout, by media type.
+    let layer_types = |layout: &Path| -> (String, Vec<String>) {
+        let blob = |digest: &serde_json::Value| {
+            let digest = digest.as_str().unwrap().trim_start_matches("sha256:");
+            layout.join("blobs/sha256").join(digest)
+        };
+        let index = json(&layout.join("index.json"));
+        let manifest = json(&blob(&index["manifests"][0]["digest"]));
+        let types = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap().to_owned())
+            .collect();
+        (
+            manifest["config"]["digest"].as_str().unwrap().to_owned(),
+            types,
+        )
+    };
+
+    let gzip = project.cache.path().join("gzip");
+    let to_gzip = project.build_ok(&["--output", &format!("type=oci,dest={}", gzip.display())]);
+    assert!(to_gzip.contains("7 of 7 steps cached, 0 run"), "{to_gzip}");
+    assert_ne!(
+        support::summary_digest(&to_engine),
+        support::summary_digest(&to_gzip)
+    );
+    let (config, types) = layer_types(&gzip);
+    assert_eq!(config, engine_id.trim());
+    assert!(types.iter().all(|m| m.ends_with("gzip")), "{types:?}");
+
+    // The manifest the engine's image had: the base's layers as they are, imgbuild's own
+    // (WORKDIR /app and the COPY --from) as plain tars.
+    let plain = project.cache.path().join("plain");
+    let to_plain = project.build_ok(&[
+        "--compression",
+        "uncompressed",
+        "--output",
+        &format!("type=oci,dest={}", plain.display()),
+    ]);
+    assert!(
+        to_plain.contains("7 of 7 steps cached, 0 run"),
+        "{to_plain}"
+    );
+    assert_eq!(
+        support::summary_digest(&to_engine),
+        support::summary_digest(&to_plain)
+    );
+    let (config, types) = layer_types(&plain);
+    assert_eq!(config, engine_id.trim());
+    let (base, own) = types.split_at(types.len() - 2);
+    assert!(
+        base.iter().all(|m| m.ends_with("gzip"))
+            && own
+                .iter()
+                .all(|m| m == "application/vnd.oci.image.layer.v1.tar"),
+        "{types:?}"
+    );
+    support::docker_ok(["rmi", tag.as_str()]);
+}
+
 #[test]
 fn fresh_clones_with_other_mtimes_give_the_same_digest() {
     let a = two_stages();

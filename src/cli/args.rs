@@ -143,9 +143,10 @@ pub struct PublishArgs {
     #[arg(long)]
     pub load: bool,
 
-    /// Layer compression for layers imgbuild writes.
-    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
-    pub compression: Compression,
+    /// Layer compression for layers imgbuild writes [default: uncompressed when the image
+    /// only goes to the engine and no --cache-from/--cache-to is given, else gzip].
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
 
     /// Timestamp for every file and the image's `created`, in seconds since the epoch
     /// [default: $SOURCE_DATE_EPOCH, else 0].
@@ -327,6 +328,7 @@ pub struct BuildArgs {
 pub enum Compression {
     Gzip,
     Zstd,
+    Uncompressed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

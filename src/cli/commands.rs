@@ -282,7 +282,7 @@ fn base_build(args: BaseBuildArgs) -> anyhow::Result<()> {
     // epoch, so that the same Debian snapshot gives the same image.
     let explicit_epoch = args.publish.source_date_epoch.is_some()
         || process_env("SOURCE_DATE_EPOCH").is_some_and(|v| !v.is_empty());
-    let mut request = PublishRequest::from_args(args.publish, &process_env)?;
+    let mut request = PublishRequest::from_args(args.publish, false, &process_env)?;
     // The recipe's tag names the image in the engine or files; a push needs an explicit
     // --tag (the recipe's would mean Docker Hub).
     if request.tags.is_empty() && !request.push {

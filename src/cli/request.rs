@@ -306,7 +306,8 @@ impl BuildRequest {
             Some(dir) => dir,
             None => default_cache_dir(env)?,
         };
-        let publish = PublishRequest::from_args(args.publish, env)?;
+        let remote_cache = !args.cache_from.is_empty() || !args.cache_to.is_empty();
+        let publish = PublishRequest::from_args(args.publish, remote_cache, env)?;
         Ok(BuildRequest {
             context: args.context,
             dockerignore: true,
@@ -485,6 +486,11 @@ fn requested_platforms(list: Option<&str>) -> Result<Vec<oci::Platform>, InputEr
     Ok(platforms)
 }
 
+/// Whether `outputs` (with `--push` or not) send the image to the engine and nowhere else.
+fn only_to_engine(outputs: &[Output], push: bool) -> bool {
+    !push && matches!(outputs, [] | [Output::Engine])
+}
+
 /// The multi-platform part of a request for `platforms` (two or more): each platform's
 /// manifest annotations, the index's, and outputs that can hold an index.
 fn multi_platform(
@@ -538,7 +544,13 @@ fn multi_platform(
 }
 
 impl PublishRequest {
-    pub fn from_args(args: PublishArgs, env: Env<'_>) -> Result<PublishRequest, InputError> {
+    /// `remote_cache`: the build imports or exports a cache (`--cache-from`, `--cache-to`),
+    /// whose layers are gzip.
+    pub fn from_args(
+        args: PublishArgs,
+        remote_cache: bool,
+        env: Env<'_>,
+    ) -> Result<PublishRequest, InputError> {
         let mut outputs = Vec::new();
         let mut push = args.push;
         let load = args.load.then_some(OutputSpec::Engine);
@@ -602,6 +614,19 @@ impl PublishRequest {
             Some(multi) => multi.images[0].1.clone(),
             None => manifest_annotations(&args.annotations, &platform, false)?,
         };
+        let compression = match args.compression {
+            Some(args::Compression::Gzip) => oci::Compression::Gzip,
+            Some(args::Compression::Zstd) => oci::Compression::Zstd,
+            Some(args::Compression::Uncompressed) => oci::Compression::Uncompressed,
+            // The engine keeps layers unpacked and never sees a compressed blob's digest
+            // (an image's id comes from the uncompressed ones), so compressing what only
+            // goes there is time for nothing; BuildKit's engine export does not compress
+            // either. A cache's layers are gzip: with one, they would not count as hits.
+            None if only_to_engine(&outputs, push) && !remote_cache => {
+                oci::Compression::Uncompressed
+            }
+            None => oci::Compression::Gzip,
+        };
         Ok(PublishRequest {
             platform_asked: args.registry.platform.is_some(),
             multi_platform,
@@ -609,10 +634,7 @@ impl PublishRequest {
             tags: args.tags,
             outputs,
             push,
-            compression: match args.compression {
-                args::Compression::Gzip => oci::Compression::Gzip,
-                args::Compression::Zstd => oci::Compression::Zstd,
-            },
+            compression,
             source_date_epoch,
             iidfile: args.iidfile,
             metadata_file: args.metadata_file,
@@ -838,6 +860,45 @@ mod tests {
         assert!(r.publish.outputs.is_empty());
         assert!(!r.publish.push);
         assert_eq!(r.executor, ExecutorChoice::Auto);
+    }
+
+    #[test]
+    fn layers_only_the_engine_gets_are_not_compressed_unless_asked() {
+        use oci::Compression::*;
+        let home = [("HOME", "/home/u")];
+        for (args, want) in [
+            (&["ctx"][..], Uncompressed),
+            (&["--load", "ctx"], Uncompressed),
+            (&["-o", "type=engine", "ctx"], Uncompressed),
+            (&["--compression", "gzip", "ctx"], Gzip),
+            (&["--compression", "zstd", "--load", "ctx"], Zstd),
+            (&["--push", "-t", "r.example/a", "ctx"], Gzip),
+            (&["--load", "--push", "-t", "r.example/a", "ctx"], Gzip),
+            (&["-o", "type=engine", "-o", "type=oci,dest=x", "ctx"], Gzip),
+            (&["-o", "type=oci,dest=x", "ctx"], Gzip),
+            (&["-o", "type=cacheonly", "ctx"], Gzip),
+            (
+                &["--cache-from", "type=registry,ref=r.example/c", "ctx"],
+                Gzip,
+            ),
+            (
+                &["--cache-to", "type=registry,ref=r.example/c", "ctx"],
+                Gzip,
+            ),
+            (
+                &[
+                    "-o",
+                    "type=oci,dest=x",
+                    "--compression",
+                    "uncompressed",
+                    "ctx",
+                ],
+                Uncompressed,
+            ),
+        ] {
+            let r = request(args, &home).unwrap();
+            assert_eq!(r.publish.compression, want, "{args:?}");
+        }
     }
 
     #[test]

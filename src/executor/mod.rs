@@ -959,7 +959,13 @@ impl Builder {
     /// Images the engine may hold whose layers an engine load can leave out.
     fn engine_known_images(&self) -> Vec<String> {
         let mut known: Vec<String> = lock(&self.loaded).values().cloned().collect();
-        known.extend(lock(&self.stages).values().map(|s| s.image.clone()));
+        // A stage the native executor built has no engine image (an empty id).
+        known.extend(
+            lock(&self.stages)
+                .values()
+                .filter(|s| !s.image.is_empty())
+                .map(|s| s.image.clone()),
+        );
         // The image the tags name now (the previous build, usually): it shares the base
         // layers the packaging stage never loads, so a rebuild sends only its new layers.
         known.extend(

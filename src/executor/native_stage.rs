@@ -501,10 +501,10 @@ impl Builder {
             if record.adds_layer == Some(false) {
                 return Ok(None);
             }
-            if let Some(layer) = &record.layer
-                && self.cached_layer(record).is_some_and(|l| l.is_some())
+            if record.layer.is_some()
+                && let Ok(Some(layer)) = self.cached_layer(record)
             {
-                return Ok(Some(layer.clone()));
+                return Ok(Some(LayerRecord::from(&layer)));
             }
         }
         let snapshot = store

@@ -235,24 +235,37 @@ impl Builder {
         self.drive(index, plan, backend).await
     }
 
-    /// A cached step's layer, if its blob is still stored: `Some(None)` for a step that
-    /// changed nothing, `None` when the blob is gone.
-    pub(super) fn cached_layer(&self, record: &StepRecord) -> Option<Option<WrittenLayer>> {
+    /// A cached step's layer: `Ok(None)` for a step that changed nothing, `Err` (why) when
+    /// its blob is gone. A layer recorded with another compression than this build's (by a
+    /// build with another output) is compressed again as this build writes layers, and
+    /// recorded so: the same tar, so the blob a run of the step would give, and the image
+    /// does not depend on which build wrote the record.
+    pub(super) fn cached_layer(&self, record: &StepRecord) -> Result<Option<WrittenLayer>, String> {
         let Some(layer) = &record.layer else {
-            return Some(None);
+            return Ok(None);
         };
-        let digest: Digest = layer.digest.parse().ok()?;
-        let diff_id: Digest = layer.diff_id.parse().ok()?;
+        let gone = || "the step's layer is no longer in the blob store".to_owned();
+        let digest: Digest = layer.digest.parse().map_err(|_| gone())?;
+        let diff_id: Digest = layer.diff_id.parse().map_err(|_| gone())?;
         let path = self.oci_blobs.path(&digest);
         if !path.is_file() {
-            return None;
+            return Err(gone());
         }
-        let descriptor = descriptor(
-            MediaType::from(layer.media_type.as_str()),
-            digest,
-            layer.size,
-        )?;
-        Some(Some(WrittenLayer {
+        let media_type = MediaType::from(layer.media_type.as_str());
+        let options = self.layer_options();
+        if media_type != options.compression.layer_media_type() {
+            let written = tokio::task::block_in_place(|| {
+                oci::recompress(&self.oci_blobs, &path, &media_type, &diff_id, &options)
+            })
+            .map_err(|e| format!("the cached layer could not be read ({e})"))?;
+            let mut recompressed = record.clone();
+            recompressed.layer = Some(LayerRecord::from(&written));
+            // Unrecorded, the next such build compresses it again: nothing worse.
+            let _ = self.cache.put(&recompressed);
+            return Ok(Some(written));
+        }
+        let descriptor = descriptor(media_type, digest, layer.size).ok_or_else(gone)?;
+        Ok(Some(WrittenLayer {
             descriptor,
             diff_id,
             uncompressed_size: 0,
@@ -260,11 +273,12 @@ impl Builder {
         }))
     }
 
+    fn layer_options(&self) -> LayerOptions {
+        LayerOptions::new(self.request.publish.compression, self.epoch())
+    }
+
     fn layer_builder(&self) -> LayerBuilder {
-        LayerBuilder::new(
-            self.oci_blobs.clone(),
-            LayerOptions::new(self.request.publish.compression, self.epoch()),
-        )
+        LayerBuilder::new(self.oci_blobs.clone(), self.layer_options())
     }
 
     /// Runs one step of the packaging stage; `None` when the filesystem did not change.

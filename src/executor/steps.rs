@@ -178,8 +178,8 @@ impl Builder {
                 "the cache holds a build stage's image for this step, not its layer".to_owned()
             }
             Lookup::Hit(record) => match self.cached_layer(&record) {
-                Some(cached) => return Ok(cached),
-                None => "the step's layer is no longer in the blob store".to_owned(),
+                Ok(cached) => return Ok(cached),
+                Err(why) => why,
             },
             Lookup::Miss { reason } => reason,
         };
@@ -198,11 +198,11 @@ impl Builder {
             snapshot: None,
         };
         match self.cached_layer(&record) {
-            Some(cached) => {
+            Ok(cached) => {
                 self.remember(identity, &record);
                 Ok(cached)
             }
-            None => Err(reason),
+            Err(_) => Err(reason),
         }
     }
 

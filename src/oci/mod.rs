@@ -42,7 +42,7 @@ pub use error::{Error, Result};
 pub use image::Image;
 pub use index::PlatformIndex;
 pub use json::canonical_json;
-pub use layer::{AddOptions, LayerBuilder, LayerOptions, WrittenLayer};
+pub use layer::{AddOptions, LayerBuilder, LayerOptions, WrittenLayer, recompress};
 pub use layout::{
     LayoutImage, REF_NAME, open_oci_layout, open_oci_layout_tagged, split_layout_tag,
 };
@@ -62,6 +62,9 @@ pub enum Compression {
     #[default]
     Gzip,
     Zstd,
+    /// Plain tar (BuildKit's `compression=uncompressed`): for an image that only goes to
+    /// the engine, which stores layers unpacked and never needs the compressed blob.
+    Uncompressed,
 }
 
 /// An image platform, `os/architecture[/variant]`.

@@ -188,12 +188,22 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// The `digest` line of a build's summary on standard error.
+/// The `digest` line of a build's summary on standard error: the manifest's digest.
 pub fn summary_digest(stderr: &str) -> String {
+    summary_line(stderr, "digest")
+}
+
+/// The `image id` line of a build's summary: the config's digest, which does not depend on
+/// how the layers are compressed (an image only for the engine has plain tar layers).
+pub fn summary_image_id(stderr: &str) -> String {
+    summary_line(stderr, "image id")
+}
+
+fn summary_line(stderr: &str, name: &str) -> String {
     stderr
         .lines()
-        .find_map(|l| l.trim().strip_prefix("digest").map(|d| d.trim().to_owned()))
-        .unwrap_or_else(|| panic!("no digest in:\n{stderr}"))
+        .find_map(|l| l.trim().strip_prefix(name).map(|d| d.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no {name} in:\n{stderr}"))
 }
 
 /// Copies a project tree as a fresh clone would have it: without the `_build` and `deps`

@@ -1,6 +1,7 @@
 //! The single pass from tar bytes to a stored blob: the uncompressed stream is hashed
 //! (diff_id), compressed on every core, and the compressed stream hashed and counted on
-//! its way to the file. Nothing is buffered beyond the compressors' working blocks.
+//! its way to the file. Nothing is buffered beyond the compressors' working blocks. An
+//! uncompressed blob is the tar itself: hashed once, its digest is its diff_id.
 //!
 //! Both encoders give the same bytes whatever the number of threads: gzp cuts the input
 //! into fixed 128 KiB blocks, each deflated with the previous block's last 32 KiB as
@@ -39,6 +40,7 @@ pub(super) struct BlobDigests {
 enum Encoder {
     Gzip(ParGzip),
     Zstd(zstd::stream::write::Encoder<'static, Sink>),
+    Plain(BufWriter<File>),
 }
 
 /// gzp's encoder panics if finishing fails inside its `Drop`; this wrapper finishes it
@@ -61,19 +63,21 @@ pub(super) struct BlobWriter {
 impl BlobWriter {
     /// Compresses into `file` with `threads` compression threads (at least one).
     pub fn new(file: File, compression: Compression, threads: usize) -> io::Result<Self> {
-        let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let file = BufWriter::with_capacity(1 << 20, file);
+        let sink = |file| HashingWriter::new(file);
         let threads = threads.max(1);
         let encoder = match compression {
+            Compression::Uncompressed => Encoder::Plain(file),
             Compression::Gzip => {
                 let par = ParCompressBuilder::<Gzip>::new()
                     .num_threads(threads)
                     .map_err(io::Error::other)?
                     .compression_level(gzp::Compression::new(GZIP_LEVEL))
-                    .from_writer(sink);
+                    .from_writer(sink(file));
                 Encoder::Gzip(ParGzip(Some(par)))
             }
             Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
+                let mut enc = zstd::stream::write::Encoder::new(sink(file), ZSTD_LEVEL)?;
                 enc.multithread(u32::try_from(threads).unwrap_or(1))?;
                 // zstd's default job for level 3 is 8 MiB per worker, plus buffers: tens of
                 // MB. Fixed smaller jobs bound memory; being fixed, they keep the output the
@@ -96,6 +100,15 @@ impl BlobWriter {
                 None => return Err(io::Error::other("gzip encoder already finished")),
             },
             Encoder::Zstd(enc) => enc.finish()?,
+            Encoder::Plain(mut file) => {
+                file.flush()?;
+                return Ok(BlobDigests {
+                    digest: diff_id.clone(),
+                    size: uncompressed_size,
+                    diff_id,
+                    uncompressed_size,
+                });
+            }
         };
         let (mut file, digest, size) = sink.finish();
         file.flush()?;
@@ -125,6 +138,7 @@ impl Write for Encoder {
             Encoder::Gzip(ParGzip(Some(par))) => par.write(buf),
             Encoder::Gzip(ParGzip(None)) => Err(io::Error::other("gzip encoder already finished")),
             Encoder::Zstd(enc) => enc.write(buf),
+            Encoder::Plain(file) => file.write(buf),
         }
     }
 
@@ -184,6 +198,19 @@ mod tests {
             assert_eq!(d1.digest, crate::oci::digest::sha256_digest(&one));
             assert_eq!(d1.diff_id, crate::oci::digest::sha256_digest(&data));
         }
+    }
+
+    #[test]
+    fn an_uncompressed_blob_is_the_tar_and_its_digest_the_diff_id() {
+        let data = sample();
+        let (plain, digests) = compress(&data, Compression::Uncompressed, 2);
+        assert!(plain == data);
+        assert_eq!(digests.digest, digests.diff_id);
+        assert_eq!(digests.diff_id, crate::oci::digest::sha256_digest(&data));
+        assert_eq!(
+            (digests.size, digests.uncompressed_size),
+            (data.len() as u64, data.len() as u64)
+        );
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub struct EntryMeta {
 /// A layer blob written into a [`BlobStore`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenLayer {
-    /// Digest, size and media type of the compressed blob.
+    /// Digest, size and media type of the blob (compressed unless the options said not).
     pub descriptor: Descriptor,
     /// Digest of the uncompressed tar, for the config's `rootfs.diff_ids`.
     pub diff_id: Digest,
@@ -589,19 +589,7 @@ impl LayerBuilder {
             .finish()
             .and_then(BlobWriter::finish)
             .with_path("writing layer blob", temp.path())?;
-        let path = store.commit(temp, &digests.digest)?;
-        let descriptor = DescriptorBuilder::default()
-            .media_type(options.compression.layer_media_type())
-            .digest(digests.digest)
-            .size(digests.size)
-            .build()
-            .map_err(|e| Error::invalid(format!("building a layer descriptor: {e}")))?;
-        Ok(WrittenLayer {
-            descriptor,
-            diff_id: digests.diff_id,
-            uncompressed_size: digests.uncompressed_size,
-            path,
-        })
+        store_blob(&store, temp, digests, options.compression)
     }
 
     fn add_manual(&mut self, path: &str, kind: Kind, meta: EntryMeta) -> Result<()> {
@@ -807,6 +795,62 @@ fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
     path
 }
 
+/// The layer blob at `blob` (of `media_type`) written again with `options`' compression:
+/// the same tar, so the very blob a fresh write of the layer would give. The tar must hash
+/// to `diff_id`.
+pub fn recompress(
+    store: &BlobStore,
+    blob: &Path,
+    media_type: &oci_spec::image::MediaType,
+    diff_id: &Digest,
+    options: &LayerOptions,
+) -> Result<WrittenLayer> {
+    let file = File::open(blob).with_path("opening", blob)?;
+    let mut tar =
+        super::manifest::uncompressed_layer(media_type, file).with_path("reading", blob)?;
+    let temp = store.temp_file()?;
+    let out = temp
+        .as_file()
+        .try_clone()
+        .with_path("opening", temp.path())?;
+    let mut writer = BlobWriter::new(out, options.compression, options.threads)
+        .with_path("starting the compressor for", temp.path())?;
+    io::copy(&mut tar, &mut writer).with_path("recompressing", blob)?;
+    let digests = writer
+        .finish()
+        .with_path("writing layer blob", temp.path())?;
+    if digests.diff_id != *diff_id {
+        return Err(Error::invalid(format!(
+            "{} holds a layer whose content is {}, not {diff_id}",
+            blob.display(),
+            digests.diff_id
+        )));
+    }
+    store_blob(store, temp, digests, options.compression)
+}
+
+/// Moves a finished blob to its digest in `store`.
+fn store_blob(
+    store: &BlobStore,
+    temp: tempfile::NamedTempFile,
+    digests: compress::BlobDigests,
+    compression: Compression,
+) -> Result<WrittenLayer> {
+    let path = store.commit(temp, &digests.digest)?;
+    let descriptor = DescriptorBuilder::default()
+        .media_type(compression.layer_media_type())
+        .digest(digests.digest)
+        .size(digests.size)
+        .build()
+        .map_err(|e| Error::invalid(format!("building a layer descriptor: {e}")))?;
+    Ok(WrittenLayer {
+        descriptor,
+        diff_id: digests.diff_id,
+        uncompressed_size: digests.uncompressed_size,
+        path,
+    })
+}
+
 /// Linux's `major()`/`minor()` of a device number.
 fn split_dev(rdev: u64) -> (u32, u32) {
     let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
@@ -820,7 +864,29 @@ impl Compression {
         match self {
             Compression::Gzip => oci_spec::image::MediaType::ImageLayerGzip,
             Compression::Zstd => oci_spec::image::MediaType::ImageLayerZstd,
+            Compression::Uncompressed => oci_spec::image::MediaType::ImageLayer,
         }
+    }
+
+    /// How a layer of this media type (OCI or Docker) is compressed; `None` if it is not a
+    /// layer type.
+    pub fn of_layer(media_type: &oci_spec::image::MediaType) -> Option<Compression> {
+        use super::manifest::LayerEncoding;
+        Some(match super::manifest::layer_encoding(media_type)? {
+            LayerEncoding::Gzip => Compression::Gzip,
+            LayerEncoding::Zstd => Compression::Zstd,
+            LayerEncoding::Uncompressed => Compression::Uncompressed,
+        })
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Uncompressed => "uncompressed",
+        })
     }
 }
 

@@ -71,6 +71,15 @@ struct Fixture {
     src: PathBuf,
 }
 
+impl Fixture {
+    /// The fixture's tree as a layer compressed with `compression`.
+    fn write(&self, compression: Compression) -> WrittenLayer {
+        let mut b = LayerBuilder::new(self.store.clone(), LayerOptions::new(compression, 0));
+        b.add_dir(&self.src, &AddOptions::default()).unwrap();
+        b.write().unwrap()
+    }
+}
+
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path().join("blobs")).unwrap();
@@ -182,11 +191,7 @@ fn older_mtimes_are_kept_and_overrides_apply() {
 #[test]
 fn the_same_tree_gives_the_same_digests_and_compression_changes_the_media_type() {
     let f = fixture();
-    let write = |compression| {
-        let mut b = LayerBuilder::new(f.store.clone(), LayerOptions::new(compression, 0));
-        b.add_dir(&f.src, &AddOptions::default()).unwrap();
-        b.write().unwrap()
-    };
+    let write = |compression| f.write(compression);
     let (a, b) = (write(Compression::Gzip), write(Compression::Gzip));
     assert_eq!(a, b);
     let z = write(Compression::Zstd);
@@ -202,6 +207,48 @@ fn the_same_tree_gives_the_same_digests_and_compression_changes_the_media_type()
     );
     assert_eq!(fs::metadata(&a.path).unwrap().len(), a.descriptor.size());
     assert_eq!(sha256_of_file(&a.path), *a.descriptor.digest());
+}
+
+/// Compressing a stored layer again gives, from any compression to any other, the blob a
+/// fresh write with that compression gives; a blob that is not the layer it should be is
+/// refused.
+#[test]
+fn a_recompressed_layer_is_the_blob_a_fresh_write_gives() {
+    let f = fixture();
+    let write = |compression| f.write(compression);
+    let all = [
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Uncompressed,
+    ];
+    for from in all {
+        let stored = write(from);
+        for to in all {
+            let again = recompress(
+                &f.store,
+                &stored.path,
+                stored.descriptor.media_type(),
+                &stored.diff_id,
+                &LayerOptions::new(to, 0),
+            )
+            .unwrap();
+            let fresh = write(to);
+            assert_eq!(again.descriptor, fresh.descriptor, "{from} to {to}");
+            assert_eq!(again.diff_id, fresh.diff_id);
+            assert_eq!(sha256_of_file(&again.path), *fresh.descriptor.digest());
+        }
+    }
+    let stored = write(Compression::Gzip);
+    let other = crate::oci::digest::sha256_digest(b"another layer");
+    let err = recompress(
+        &f.store,
+        &stored.path,
+        stored.descriptor.media_type(),
+        &other,
+        &LayerOptions::new(Compression::Uncompressed, 0),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not sha256:"), "{err}");
 }
 
 fn sha256_of_file(path: &Path) -> Digest {
