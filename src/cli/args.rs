@@ -144,7 +144,7 @@ pub struct PublishArgs {
     pub load: bool,
 
     /// Layer compression for layers imgbuild writes [default: uncompressed when the image
-    /// only goes to the engine and no --cache-from/--cache-to is given, else gzip].
+    /// only goes to the engine and no --cache-to is given, else gzip].
     #[arg(long, value_enum)]
     pub compression: Option<Compression>,
 

@@ -306,8 +306,8 @@ impl BuildRequest {
             Some(dir) => dir,
             None => default_cache_dir(env)?,
         };
-        let remote_cache = !args.cache_from.is_empty() || !args.cache_to.is_empty();
-        let publish = PublishRequest::from_args(args.publish, remote_cache, env)?;
+        let exports_cache = !args.cache_to.is_empty();
+        let publish = PublishRequest::from_args(args.publish, exports_cache, env)?;
         Ok(BuildRequest {
             context: args.context,
             dockerignore: true,
@@ -544,11 +544,10 @@ fn multi_platform(
 }
 
 impl PublishRequest {
-    /// `remote_cache`: the build imports or exports a cache (`--cache-from`, `--cache-to`),
-    /// whose layers are gzip.
+    /// `exports_cache`: the build exports a cache (`--cache-to`), whose layers are gzip.
     pub fn from_args(
         args: PublishArgs,
-        remote_cache: bool,
+        exports_cache: bool,
         env: Env<'_>,
     ) -> Result<PublishRequest, InputError> {
         let mut outputs = Vec::new();
@@ -621,8 +620,8 @@ impl PublishRequest {
             // The engine keeps layers unpacked and never sees a compressed blob's digest
             // (an image's id comes from the uncompressed ones), so compressing what only
             // goes there is time for nothing; BuildKit's engine export does not compress
-            // either. A cache's layers are gzip: with one, they would not count as hits.
-            None if only_to_engine(&outputs, push) && !remote_cache => {
+            // either. An exported cache's layers are gzip.
+            None if only_to_engine(&outputs, push) && !exports_cache => {
                 oci::Compression::Uncompressed
             }
             None => oci::Compression::Gzip,
@@ -879,7 +878,7 @@ mod tests {
             (&["-o", "type=cacheonly", "ctx"], Gzip),
             (
                 &["--cache-from", "type=registry,ref=r.example/c", "ctx"],
-                Gzip,
+                Uncompressed,
             ),
             (
                 &["--cache-to", "type=registry,ref=r.example/c", "ctx"],

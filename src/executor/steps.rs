@@ -199,6 +199,11 @@ impl Builder {
         };
         match self.cached_layer(&record) {
             Ok(cached) => {
+                // As it is kept here: compressed as this build writes layers.
+                let record = StepRecord {
+                    layer: cached.as_ref().map(LayerRecord::from),
+                    ..record
+                };
                 self.remember(identity, &record);
                 Ok(cached)
             }
