@@ -5,6 +5,7 @@ use oci_spec::image::{
     Descriptor, DescriptorBuilder, Digest, ImageManifest, ImageManifestBuilder, MediaType,
 };
 
+use super::Compression;
 use super::error::{Error, Result};
 use super::json::canonical_json;
 
@@ -17,17 +18,9 @@ pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar
 pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
-/// How a layer blob is compressed, as its media type says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerEncoding {
-    Uncompressed,
-    Gzip,
-    Zstd,
-}
-
 /// The compression of a layer media type; `None` if it is not a layer type.
-pub fn layer_encoding(media_type: &MediaType) -> Option<LayerEncoding> {
-    use LayerEncoding::*;
+pub fn layer_encoding(media_type: &MediaType) -> Option<Compression> {
+    use Compression::*;
     match media_type {
         MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Uncompressed),
         MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Some(Gzip),
@@ -49,9 +42,9 @@ pub fn uncompressed_layer<'a>(
 ) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
     let blob = std::io::BufReader::with_capacity(1 << 16, blob);
     Ok(match layer_encoding(media_type) {
-        Some(LayerEncoding::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
-        Some(LayerEncoding::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
-        Some(LayerEncoding::Uncompressed) | None => Box::new(blob),
+        Some(Compression::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+        Some(Compression::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
+        Some(Compression::Uncompressed) | None => Box::new(blob),
     })
 }
 

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageIndexBuilder, MediaType};
 use serde_json::json;
 
+use super::Compression;
 use super::blobs::BlobStore;
 use super::digest::VerifyingReader;
 use super::docker_archive::{ArchiveManifestEntry, with_default_tag};
@@ -24,7 +25,7 @@ use super::image::Image;
 use super::index::PlatformIndex;
 use super::json::canonical_json;
 use super::layout::REF_NAME;
-use super::manifest::{LayerEncoding, descriptor, layer_encoding};
+use super::manifest::{descriptor, layer_encoding};
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
@@ -584,8 +585,8 @@ pub fn write_docker_archive(
     // Engine 20.10 decompresses gzip layers on load but not zstd ones: those go in as
     // plain tars.
     let layer_name = |d: &Descriptor, diff_id: &Digest| match layer_encoding(d.media_type()) {
-        Some(LayerEncoding::Gzip) => format!("{}.tar.gz", d.digest().digest()),
-        Some(LayerEncoding::Zstd) => format!("{}.tar", diff_id.digest()),
+        Some(Compression::Gzip) => format!("{}.tar.gz", d.digest().digest()),
+        Some(Compression::Zstd) => format!("{}.tar", diff_id.digest()),
         _ => format!("{}.tar", d.digest().digest()),
     };
     let entry = ArchiveManifestEntry {
@@ -612,7 +613,7 @@ pub fn write_docker_archive(
             continue;
         }
         let name = layer_name(layer, diff_id);
-        if layer_encoding(layer.media_type()) == Some(LayerEncoding::Zstd) {
+        if layer_encoding(layer.media_type()) == Some(Compression::Zstd) {
             let size = zstd_content_size(image, layer)?;
             let mut reader = zstd::Decoder::new(open_verified(image, layer)?)
                 .context(|| format!("decompressing layer {}", layer.digest()))?;

@@ -5,12 +5,11 @@ use std::io::{self, Read};
 
 use oci_spec::image::ImageManifest;
 
+use super::Compression;
 use super::digest::{HashingReader, sha256_digest};
 use super::error::{Error, Result};
 use super::image::Image;
-use super::manifest::{
-    LayerEncoding, is_config_media_type, is_manifest_media_type, layer_encoding,
-};
+use super::manifest::{is_config_media_type, is_manifest_media_type, layer_encoding};
 
 /// Checks the manifest against its media type, the config against its descriptor, every
 /// layer's digest, size and diff_id, and that history and layers agree. Returns every
@@ -162,14 +161,14 @@ pub fn validate_image(image: &dyn Image) -> Result<()> {
 fn read_layer(
     image: &dyn Image,
     digest: &oci_spec::image::Digest,
-    encoding: LayerEncoding,
+    encoding: Compression,
 ) -> io::Result<(oci_spec::image::Digest, u64, oci_spec::image::Digest)> {
     let mut compressed = HashingReader::new(image.open_blob(digest)?);
     let diff_id = {
         let mut decoded: Box<dyn Read + '_> = match encoding {
-            LayerEncoding::Uncompressed => Box::new(&mut compressed),
-            LayerEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
-            LayerEncoding::Zstd => Box::new(zstd::Decoder::new(&mut compressed)?),
+            Compression::Uncompressed => Box::new(&mut compressed),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
+            Compression::Zstd => Box::new(zstd::Decoder::new(&mut compressed)?),
         };
         let mut uncompressed = HashingReader::new(&mut decoded);
         io::copy(&mut uncompressed, &mut io::sink())?;

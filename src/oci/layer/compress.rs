@@ -64,7 +64,6 @@ impl BlobWriter {
     /// Compresses into `file` with `threads` compression threads (at least one).
     pub fn new(file: File, compression: Compression, threads: usize) -> io::Result<Self> {
         let file = BufWriter::with_capacity(1 << 20, file);
-        let sink = |file| HashingWriter::new(file);
         let threads = threads.max(1);
         let encoder = match compression {
             Compression::Uncompressed => Encoder::Plain(file),
@@ -73,11 +72,12 @@ impl BlobWriter {
                     .num_threads(threads)
                     .map_err(io::Error::other)?
                     .compression_level(gzp::Compression::new(GZIP_LEVEL))
-                    .from_writer(sink(file));
+                    .from_writer(HashingWriter::new(file));
                 Encoder::Gzip(ParGzip(Some(par)))
             }
             Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(sink(file), ZSTD_LEVEL)?;
+                let mut enc =
+                    zstd::stream::write::Encoder::new(HashingWriter::new(file), ZSTD_LEVEL)?;
                 enc.multithread(u32::try_from(threads).unwrap_or(1))?;
                 // zstd's default job for level 3 is 8 MiB per worker, plus buffers: tens of
                 // MB. Fixed smaller jobs bound memory; being fixed, they keep the output the

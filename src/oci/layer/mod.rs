@@ -867,27 +867,6 @@ impl Compression {
             Compression::Uncompressed => oci_spec::image::MediaType::ImageLayer,
         }
     }
-
-    /// How a layer of this media type (OCI or Docker) is compressed; `None` if it is not a
-    /// layer type.
-    pub fn of_layer(media_type: &oci_spec::image::MediaType) -> Option<Compression> {
-        use super::manifest::LayerEncoding;
-        Some(match super::manifest::layer_encoding(media_type)? {
-            LayerEncoding::Gzip => Compression::Gzip,
-            LayerEncoding::Zstd => Compression::Zstd,
-            LayerEncoding::Uncompressed => Compression::Uncompressed,
-        })
-    }
-}
-
-impl std::fmt::Display for Compression {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-            Compression::Uncompressed => "uncompressed",
-        })
-    }
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ fn a_recompressed_layer_is_the_blob_a_fresh_write_gives() {
             )
             .unwrap();
             let fresh = write(to);
-            assert_eq!(again.descriptor, fresh.descriptor, "{from} to {to}");
+            assert_eq!(again.descriptor, fresh.descriptor, "{from:?} to {to:?}");
             assert_eq!(again.diff_id, fresh.diff_id);
             assert_eq!(sha256_of_file(&again.path), *fresh.descriptor.digest());
         }
