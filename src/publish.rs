@@ -102,6 +102,27 @@ impl PublishRequest {
     pub fn to_engine(&self) -> bool {
         self.outputs.contains(&Output::Engine) || (self.outputs.is_empty() && !self.push)
     }
+
+    /// Whether the image goes to the engine and nowhere else (see [`only_to_engine`]).
+    pub fn only_to_engine(&self) -> bool {
+        only_to_engine(&self.outputs, self.push)
+    }
+
+    /// The digest that names the built image in the summary, `--metadata-file` and the
+    /// action's outputs: its manifest's, except for an image that only goes to the engine.
+    /// The engine keeps no manifest, so that one is named by its image ID, as BuildKit's
+    /// engine export names it (moby's `mobyexporter` sets `containerimage.digest` to it).
+    pub fn names_image(&self, image: &dyn Image) -> Digest {
+        match self.only_to_engine() {
+            true => image.config_descriptor().digest().clone(),
+            false => image.digest(),
+        }
+    }
+}
+
+/// Whether `outputs` (with `--push` or not) send the image to the engine and nowhere else.
+pub fn only_to_engine(outputs: &[Output], push: bool) -> bool {
+    !push && matches!(outputs, [] | [Output::Engine])
 }
 
 /// What a build publishes: one image, or a multi-platform build's index and its images.
@@ -548,9 +569,20 @@ impl registry::Progress for PushProgress {
 pub struct Recorder {
     pub iidfile: Option<PathBuf>,
     pub metadata_file: Option<PathBuf>,
+    /// The image goes to the engine and nowhere else: it has no manifest to name.
+    pub only_to_engine: bool,
 }
 
 impl Recorder {
+    /// What `request` asks to be recorded.
+    pub fn for_request(request: &PublishRequest) -> Recorder {
+        Recorder {
+            iidfile: request.iidfile.clone(),
+            metadata_file: request.metadata_file.clone(),
+            only_to_engine: request.only_to_engine(),
+        }
+    }
+
     pub fn record(
         &self,
         image: &dyn Image,
@@ -561,7 +593,22 @@ impl Recorder {
         if let Some(path) = &self.iidfile {
             write_atomically(path, config.digest().to_string().as_bytes())?;
         }
-        if let Some(path) = &self.metadata_file {
+        let Some(path) = &self.metadata_file else {
+            return Ok(());
+        };
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "containerimage.config.digest".into(),
+            config.digest().to_string().into(),
+        );
+        if self.only_to_engine {
+            // BuildKit's engine export: the image ID as the digest, and no descriptor, since
+            // the engine keeps no manifest.
+            metadata.insert(
+                "containerimage.digest".into(),
+                config.digest().to_string().into(),
+            );
+        } else {
             let digest = pushed.cloned().unwrap_or_else(|| image.digest());
             // BuildKit annotates the descriptor with the config digest and the config's
             // creation time. (buildx also writes `buildx.build.ref`, the id of a build in a
@@ -571,20 +618,22 @@ impl Recorder {
             if let Some(created) = config_created(image.raw_config()) {
                 annotations.insert("org.opencontainers.image.created".into(), created.into());
             }
-            let metadata = serde_json::json!({
-                "containerimage.config.digest": config.digest().to_string(),
-                "containerimage.digest": digest.to_string(),
-                "containerimage.descriptor": {
+            metadata.insert("containerimage.digest".into(), digest.to_string().into());
+            metadata.insert(
+                "containerimage.descriptor".into(),
+                serde_json::json!({
                     "annotations": annotations,
                     "mediaType": image.manifest_media_type(),
                     "digest": digest.to_string(),
                     "size": image.raw_manifest().len(),
-                },
-                "image.name": tags.join(","),
-            });
-            write_metadata(path, &metadata)?;
+                }),
+            );
         }
-        Ok(())
+        // As BuildKit, only when the image has names.
+        if !tags.is_empty() {
+            metadata.insert("image.name".into(), tags.join(",").into());
+        }
+        write_metadata(path, &metadata.into())
     }
 
     /// As [`Recorder::record`], for a multi-platform index: BuildKit writes the index's
@@ -600,15 +649,17 @@ impl Recorder {
             write_atomically(path, digest.to_string().as_bytes())?;
         }
         if let Some(path) = &self.metadata_file {
-            let metadata = serde_json::json!({
+            let mut metadata = serde_json::json!({
                 "containerimage.digest": digest.to_string(),
                 "containerimage.descriptor": {
                     "mediaType": index.media_type(),
                     "digest": digest.to_string(),
                     "size": index.raw().len(),
                 },
-                "image.name": tags.join(","),
             });
+            if !tags.is_empty() {
+                metadata["image.name"] = tags.join(",").into();
+            }
             write_metadata(path, &metadata)?;
         }
         Ok(())
@@ -656,6 +707,7 @@ mod tests {
         let recorder = Recorder {
             iidfile: None,
             metadata_file: Some(path.clone()),
+            only_to_engine: false,
         };
         recorder
             .record(image.as_ref(), &["a:1".into(), "b:2".into()], None)
@@ -676,5 +728,79 @@ mod tests {
             descriptor["annotations"]["org.opencontainers.image.created"],
             "1970-01-02T00:00:00Z"
         );
+    }
+
+    /// An image that only goes to the engine has no manifest there: it is named by its
+    /// image ID, and no descriptor is written, as BuildKit's engine export does. With no
+    /// tag, there is no `image.name`.
+    #[test]
+    fn metadata_of_an_image_only_for_the_engine_names_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.json");
+        let image = oci::scratch(&oci::Platform::linux_amd64(), 86400).unwrap();
+        let recorder = Recorder {
+            iidfile: Some(dir.path().join("iid")),
+            metadata_file: Some(path.clone()),
+            only_to_engine: true,
+        };
+        recorder.record(image.as_ref(), &[], None).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let id = image.config_descriptor().digest().to_string();
+        assert_ne!(id, image.digest().to_string());
+        assert_eq!(
+            written,
+            serde_json::json!({
+                "containerimage.config.digest": id,
+                "containerimage.digest": id,
+            })
+        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("iid")).unwrap(), id);
+    }
+
+    #[test]
+    fn only_an_image_for_the_engine_alone_is_named_by_its_id() {
+        let image = oci::scratch(&oci::Platform::linux_amd64(), 0).unwrap();
+        let id = image.config_descriptor().digest().clone();
+        let cases = [
+            (vec![], false, true),
+            (vec![Output::Engine], false, true),
+            (vec![], true, false),
+            (vec![Output::Engine], true, false),
+            (
+                vec![Output::Engine, Output::OciDir("out".into())],
+                false,
+                false,
+            ),
+            (vec![Output::OciDir("out".into())], false, false),
+            (vec![Output::CacheOnly], false, false),
+        ];
+        for (outputs, push, by_id) in cases {
+            let request = PublishRequest {
+                tags: Vec::new(),
+                outputs: outputs.clone(),
+                push,
+                compression: oci::Compression::Gzip,
+                source_date_epoch: 0,
+                iidfile: None,
+                metadata_file: None,
+                registry: registry::RegistryOptions::default(),
+                platform: oci::Platform::linux_amd64(),
+                platform_asked: false,
+                progress: crate::progress::Mode::Plain,
+                annotations: Default::default(),
+                multi_platform: None,
+            };
+            let expected = match by_id {
+                true => id.clone(),
+                false => image.digest(),
+            };
+            assert_eq!(
+                request.names_image(image.as_ref()),
+                expected,
+                "{outputs:?} push={push}"
+            );
+            assert_eq!(Recorder::for_request(&request).only_to_engine, by_id);
+        }
     }
 }

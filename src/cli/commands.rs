@@ -343,12 +343,9 @@ fn base_build(args: BaseBuildArgs) -> anyhow::Result<()> {
                 pushed = Some(published.digest);
             }
         }
-        let recorder = crate::publish::Recorder {
-            iidfile: request.iidfile.clone(),
-            metadata_file: request.metadata_file.clone(),
-        };
+        let recorder = crate::publish::Recorder::for_request(&request);
         recorder.record(built.image.as_ref(), &request.tags, pushed.as_ref())?;
-        let digest = built.image.digest();
+        let digest = request.names_image(built.image.as_ref());
         reporter.summary(&format!(
             "{} {digest}: {} compressed, {} uncompressed, built in {:.0?}",
             request.tags.join(", "),

@@ -486,11 +486,6 @@ fn requested_platforms(list: Option<&str>) -> Result<Vec<oci::Platform>, InputEr
     Ok(platforms)
 }
 
-/// Whether `outputs` (with `--push` or not) send the image to the engine and nowhere else.
-fn only_to_engine(outputs: &[Output], push: bool) -> bool {
-    !push && matches!(outputs, [] | [Output::Engine])
-}
-
 /// The multi-platform part of a request for `platforms` (two or more): each platform's
 /// manifest annotations, the index's, and outputs that can hold an index.
 fn multi_platform(
@@ -621,7 +616,7 @@ impl PublishRequest {
             // (an image's id comes from the uncompressed ones), so compressing what only
             // goes there is time for nothing; BuildKit's engine export does not compress
             // either. An exported cache's layers are gzip.
-            None if only_to_engine(&outputs, push) && !exports_cache => {
+            None if crate::publish::only_to_engine(&outputs, push) && !exports_cache => {
                 oci::Compression::Uncompressed
             }
             None => oci::Compression::Gzip,

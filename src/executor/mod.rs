@@ -59,7 +59,8 @@ pub use select::ExecutorUsed;
 /// What a build produced.
 pub struct BuildResult {
     pub image: Arc<dyn Image>,
-    /// The manifest digest (what a registry and the summary show).
+    /// The digest that names the image (see [`crate::publish::PublishRequest::names_image`]):
+    /// the manifest's, or the image ID when the image only goes to the engine.
     pub digest: String,
     /// The config digest (docker's image ID: `-q`, `--iidfile`).
     pub config_digest: String,
@@ -200,7 +201,12 @@ pub async fn build(
     let findings = made.finish().await?;
     let image = made.image;
     Ok(BuildResult {
-        digest: image.digest().to_string(),
+        digest: made
+            .builder
+            .request
+            .publish
+            .names_image(image.as_ref())
+            .to_string(),
         config_digest: image.config_descriptor().digest().to_string(),
         size: image.layers().iter().map(|l| l.size()).sum(),
         layers: image.layers().len(),
@@ -1045,10 +1051,7 @@ impl Builder {
             scratch: self.request.cache_dir.clone(),
         };
         let sinks = publish::sinks_for(&self.request.publish, &deps)?;
-        let recorder = Recorder {
-            iidfile: self.request.publish.iidfile.clone(),
-            metadata_file: self.request.publish.metadata_file.clone(),
-        };
+        let recorder = Recorder::for_request(&self.request.publish);
         publish::publish_all(
             &sinks,
             &publish::Product::Image(image),

@@ -137,10 +137,7 @@ async fn publish_index(
         scratch: request.cache_dir.clone(),
     };
     let sinks = publish::sinks_for(&request.publish, &deps)?;
-    let recorder = Recorder {
-        iidfile: request.publish.iidfile.clone(),
-        metadata_file: request.publish.metadata_file.clone(),
-    };
+    let recorder = Recorder::for_request(&request.publish);
     publish::publish_all(
         &sinks,
         &publish::Product::Index(index),

@@ -199,12 +199,11 @@ impl Builder {
         };
         match self.cached_layer(&record) {
             Ok(cached) => {
-                // As it is kept here: compressed as this build writes layers.
-                let record = StepRecord {
-                    layer: cached.as_ref().map(LayerRecord::from),
-                    ..record
-                };
-                self.remember(identity, &record);
+                // A layer compressed again for this build was kept by `cached_layer`,
+                // record and all; one used as imported is kept here.
+                if cached.as_ref().map(LayerRecord::from) == record.layer {
+                    self.remember(identity, &record);
+                }
                 Ok(cached)
             }
             Err(_) => Err(reason),
