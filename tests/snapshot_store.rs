@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use imgbuild::cache::snapshot::{LayerEncoding, SnapshotStore};
+use imgbuild::cache::snapshot::SnapshotStore;
+use imgbuild::oci::Compression;
 use sha2::{Digest as _, Sha256};
 
 const TEST: &str = "a_killed_build_leaves_nothing_the_next_one_does_not_clean";
@@ -43,7 +44,7 @@ fn open_with_layer(cache: &Path) -> (SnapshotStore, imgbuild::cache::snapshot::S
         .parse()
         .unwrap();
     let layer = store
-        .unpack_layer(&diff_id, LayerEncoding::Uncompressed, &tar[..])
+        .unpack_layer(&diff_id, Compression::Uncompressed, &tar[..])
         .unwrap();
     (store, layer)
 }

@@ -71,6 +71,15 @@ pub struct LayerRecord {
     pub media_type: String,
 }
 
+impl LayerRecord {
+    /// How the blob is compressed, as its media type says; `None` for a type that is not a
+    /// layer's.
+    pub fn compression(&self) -> Option<crate::oci::Compression> {
+        let media_type = oci_spec::image::MediaType::from(self.media_type.as_str());
+        crate::oci::manifest::layer_encoding(&media_type)
+    }
+}
+
 /// What a cached step produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {

@@ -10,7 +10,7 @@ use oci_spec::image::Digest;
 
 use super::Builder;
 use crate::cache::LayerRecord;
-use crate::cache::snapshot::{LayerEncoding, Snapshot};
+use crate::cache::snapshot::Snapshot;
 use crate::progress::VertexId;
 
 /// What a chain is made of: snapshots that exist, or the base image and the cached layers
@@ -94,7 +94,8 @@ impl Builder {
                 (None, Some(layer)) => {
                     let digest: Digest = layer.digest.parse()?;
                     let diff_id: Digest = layer.diff_id.parse()?;
-                    let encoding = LayerEncoding::from_media_type(&layer.media_type)
+                    let encoding = layer
+                        .compression()
                         .with_context(|| format!("a layer of media type {}", layer.media_type))?;
                     let path = self.oci_blobs.path(&digest);
                     let blob = std::fs::File::open(&path)

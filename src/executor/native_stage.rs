@@ -21,9 +21,7 @@ use super::native_chain::{NativeChain, Recipe};
 use super::stage_fs::RootFs;
 use super::{Builder, StageBase, StageOutput};
 use crate::cache::remote::{StepKind as CachedKind, UsedResult};
-use crate::cache::snapshot::{
-    ActiveSnapshot, LayerEncoding, Lease, MountedSnapshot, Snapshot, SnapshotStore,
-};
+use crate::cache::snapshot::{ActiveSnapshot, Lease, MountedSnapshot, Snapshot, SnapshotStore};
 use crate::cache::{KeyInputs, LayerRecord, StepRecord};
 use crate::context::{Selection, SelectionDigest};
 use crate::engine;
@@ -154,7 +152,7 @@ impl NativeStage<'_> {
                 None => return Ok(None),
             },
         };
-        let usable = LayerEncoding::from_media_type(&layer.media_type).is_some()
+        let usable = layer.compression().is_some()
             && layer.diff_id.parse::<Digest>().is_ok()
             && layer
                 .digest
@@ -411,7 +409,7 @@ impl Builder {
             if chain[i].is_some() {
                 continue;
             }
-            let encoding = LayerEncoding::from_media_type(layer.media_type().as_ref())
+            let encoding = crate::oci::manifest::layer_encoding(layer.media_type())
                 .with_context(|| format!("{name}: a layer of media type {}", layer.media_type()))?;
             let blob: Box<dyn std::io::Read + Send> = match &pulled.layers_from {
                 Some(reference) if !self.registry_blobs.contains(layer.digest()) => {

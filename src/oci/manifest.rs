@@ -40,12 +40,26 @@ pub fn uncompressed_layer<'a>(
     media_type: &MediaType,
     blob: impl std::io::Read + 'a,
 ) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
-    let blob = std::io::BufReader::with_capacity(1 << 16, blob);
-    Ok(match layer_encoding(media_type) {
-        Some(Compression::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
-        Some(Compression::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
-        Some(Compression::Uncompressed) | None => Box::new(blob),
-    })
+    layer_encoding(media_type)
+        .unwrap_or(Compression::Uncompressed)
+        .decoder(blob)
+}
+
+impl Compression {
+    /// A reader of the uncompressed tar in a blob compressed this way. Concatenated gzip
+    /// members and zstd frames are read as one stream, so the end of the output is the end
+    /// of the blob.
+    pub fn decoder<'a>(
+        self,
+        blob: impl std::io::Read + 'a,
+    ) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+        let blob = std::io::BufReader::with_capacity(1 << 16, blob);
+        Ok(match self {
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
+            Compression::Uncompressed => Box::new(blob),
+        })
+    }
 }
 
 /// The OCI equivalent of a Docker layer media type (the blob stays the same).
@@ -103,4 +117,67 @@ pub fn build_manifest(
 pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<ImageManifest> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::invalid(format!("{what} is not a valid image manifest: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every layer media type imgbuild reads, OCI and Docker, and types it must not take
+    /// for a layer. Unpacking into snapshots, the image's file system and re-compression
+    /// all decide by this one function.
+    #[test]
+    fn layer_media_types_name_their_compression() {
+        use Compression::*;
+        for (media_type, want) in [
+            ("application/vnd.oci.image.layer.v1.tar", Some(Uncompressed)),
+            ("application/vnd.oci.image.layer.v1.tar+gzip", Some(Gzip)),
+            ("application/vnd.oci.image.layer.v1.tar+zstd", Some(Zstd)),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar",
+                Some(Uncompressed),
+            ),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                Some(Gzip),
+            ),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+                Some(Zstd),
+            ),
+            (DOCKER_LAYER_TAR, Some(Uncompressed)),
+            (DOCKER_LAYER_GZIP, Some(Gzip)),
+            (DOCKER_FOREIGN_LAYER_GZIP, Some(Gzip)),
+            ("application/vnd.oci.image.layer.v1.tar+bzip2", None),
+            ("application/vnd.oci.image.config.v1+json", None),
+            (DOCKER_CONFIG, None),
+            ("application/octet-stream", None),
+        ] {
+            let parsed = MediaType::from(media_type);
+            assert_eq!(layer_encoding(&parsed), want, "{media_type}");
+        }
+    }
+
+    #[test]
+    fn each_compression_decodes_to_the_tar() {
+        use std::io::{Read, Write};
+        let tar = b"not really a tar, but bytes all the same".repeat(100);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(&tar).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let zstd = zstd::encode_all(&tar[..], 3).unwrap();
+        for (compression, blob) in [
+            (Compression::Uncompressed, tar.clone()),
+            (Compression::Gzip, gzip),
+            (Compression::Zstd, zstd),
+        ] {
+            let mut out = Vec::new();
+            compression
+                .decoder(&blob[..])
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert!(out == tar, "{compression:?}");
+        }
+    }
 }

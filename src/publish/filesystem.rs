@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::cache::snapshot::{ImageTree, LayerEncoding, TreeOwners};
-use crate::oci::{Image, Publish, Published};
+use crate::cache::snapshot::{ImageTree, TreeOwners};
+use crate::oci::{self, Image, Publish, Published};
 
 /// `--output type=local,dest=DIR`.
 pub struct LocalDir {
@@ -86,8 +86,8 @@ fn write_tree(image: &dyn Image, dir: &Path) -> anyhow::Result<TreeOwners> {
     );
     let mut tree = ImageTree::new(dir)?;
     for (layer, diff_id) in layers.iter().zip(&diff_ids) {
-        let media_type = layer.media_type().to_string();
-        let encoding = LayerEncoding::from_media_type(&media_type).with_context(|| {
+        let media_type = layer.media_type();
+        let encoding = oci::manifest::layer_encoding(media_type).with_context(|| {
             format!("layer {}: unknown media type {media_type}", layer.digest())
         })?;
         let blob = image

@@ -1,4 +1,4 @@
-//! A layer blob as a stream of tar bytes: decompression by media type, and the SHA-256 of
+//! A layer blob as a stream of tar bytes: decompressed as its [`Compression`] says, and the SHA-256 of
 //! what comes out (the diff ID), computed on a thread of its own while the tar is unpacked.
 
 use std::io::{self, Read};
@@ -7,47 +7,7 @@ use std::sync::mpsc;
 use oci_spec::image::Digest;
 
 use super::error::{Error, Result};
-use crate::oci::HashingReader;
-
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerEncoding {
-    Uncompressed,
-    Gzip,
-    Zstd,
-}
-
-impl LayerEncoding {
-    /// The encoding of an OCI or Docker layer media type (`…tar`, `…tar+gzip`,
-    /// `…tar.gzip`, `…tar+zstd`, their non-distributable variants); `None` for others.
-    pub fn from_media_type(media_type: &str) -> Option<LayerEncoding> {
-        let layer = media_type.starts_with("application/vnd.oci.image.layer.")
-            || media_type.starts_with("application/vnd.docker.image.rootfs.");
-        if !layer {
-            return None;
-        }
-        if media_type.ends_with("tar+gzip") || media_type.ends_with("tar.gzip") {
-            Some(LayerEncoding::Gzip)
-        } else if media_type.ends_with("tar+zstd") {
-            Some(LayerEncoding::Zstd)
-        } else if media_type.ends_with(".tar") {
-            Some(LayerEncoding::Uncompressed)
-        } else {
-            None
-        }
-    }
-
-    /// A reader of the uncompressed tar. Concatenated gzip members and zstd frames are
-    /// read as one stream, so the end of the output is the end of the blob.
-    pub(super) fn decoder<'a>(self, blob: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
-        let blob = io::BufReader::with_capacity(1 << 16, blob);
-        Ok(match self {
-            LayerEncoding::Uncompressed => Box::new(blob),
-            LayerEncoding::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
-            LayerEncoding::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(blob)?),
-        })
-    }
-}
+use crate::oci::{Compression, HashingReader};
 
 /// Unpacks a layer blob: `apply` reads the tar on this thread while a second thread
 /// decompresses and hashes it, and the tar must then have the digest `diff_id`.
@@ -58,7 +18,7 @@ impl LayerEncoding {
 /// side on two cores, about the larger of the two.
 pub(super) fn unpack_blob<T>(
     blob: impl Read + Send,
-    encoding: LayerEncoding,
+    encoding: Compression,
     diff_id: &str,
     apply: impl FnOnce(&mut ReadAhead) -> Result<T>,
 ) -> Result<T> {
@@ -203,32 +163,6 @@ mod tests {
     use sha2::{Digest as _, Sha256};
     use std::io::Write;
 
-    #[test]
-    fn media_types() {
-        use LayerEncoding::*;
-        for (mt, want) in [
-            ("application/vnd.oci.image.layer.v1.tar", Some(Uncompressed)),
-            ("application/vnd.oci.image.layer.v1.tar+gzip", Some(Gzip)),
-            ("application/vnd.oci.image.layer.v1.tar+zstd", Some(Zstd)),
-            (
-                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                Some(Gzip),
-            ),
-            (
-                "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                Some(Gzip),
-            ),
-            (
-                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                Some(Gzip),
-            ),
-            ("application/vnd.oci.image.layer.v1.tar+bzip2", None),
-            ("application/vnd.oci.image.config.v1+json", None),
-        ] {
-            assert_eq!(LayerEncoding::from_media_type(mt), want, "{mt}");
-        }
-    }
-
     fn digest_of(data: &[u8]) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(data)))
     }
@@ -251,9 +185,9 @@ mod tests {
         gzip.extend(gz.finish().unwrap());
         let zstd = zstd::encode_all(&tar[..], 3).unwrap();
         for (encoding, blob) in [
-            (LayerEncoding::Uncompressed, tar.clone()),
-            (LayerEncoding::Gzip, gzip),
-            (LayerEncoding::Zstd, zstd),
+            (Compression::Uncompressed, tar.clone()),
+            (Compression::Gzip, gzip),
+            (Compression::Zstd, zstd),
         ] {
             // Read in odd sizes, so reads straddle the chunks handed over.
             let read = unpack_blob(&blob[..], encoding, &digest_of(&tar), |r| {
@@ -278,22 +212,16 @@ mod tests {
     #[test]
     fn what_the_applier_leaves_unread_still_counts_towards_the_diff_id() {
         let tar = stream(2 * CHUNK);
-        let first = unpack_blob(
-            &tar[..],
-            LayerEncoding::Uncompressed,
-            &digest_of(&tar),
-            |r| {
-                let mut first = vec![0; 1000];
-                r.read_exact(&mut first).unwrap();
-                Ok(first)
-            },
-        )
+        let first = unpack_blob(&tar[..], Compression::Uncompressed, &digest_of(&tar), |r| {
+            let mut first = vec![0; 1000];
+            r.read_exact(&mut first).unwrap();
+            Ok(first)
+        })
         .unwrap();
         assert_eq!(first, tar[..1000]);
 
         let other = digest_of(b"another layer");
-        let err =
-            unpack_blob(&tar[..], LayerEncoding::Uncompressed, &other, |_| Ok(())).unwrap_err();
+        let err = unpack_blob(&tar[..], Compression::Uncompressed, &other, |_| Ok(())).unwrap_err();
         match err {
             Error::DiffIdMismatch { expected, actual } => {
                 assert_eq!(expected, other);
@@ -305,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_blob_is_an_error_for_the_reader() {
-        let err = unpack_blob(&b"not gzip"[..], LayerEncoding::Gzip, "sha256:00", |r| {
+        let err = unpack_blob(&b"not gzip"[..], Compression::Gzip, "sha256:00", |r| {
             let mut out = Vec::new();
             r.read_to_end(&mut out).map_err(|source| Error::Io {
                 context: "applying".into(),
@@ -321,16 +249,11 @@ mod tests {
         // Far more than the chunks that may wait: a decoder that did not stop would block
         // for ever on a full channel, and this test would hang.
         let tar = stream((DEPTH + 4) * CHUNK);
-        let err = unpack_blob(
-            &tar[..],
-            LayerEncoding::Uncompressed,
-            &digest_of(&tar),
-            |r| {
-                let mut first = [0; 10];
-                r.read_exact(&mut first).unwrap();
-                Err::<(), _>(Error::Invalid("refused".into()))
-            },
-        )
+        let err = unpack_blob(&tar[..], Compression::Uncompressed, &digest_of(&tar), |r| {
+            let mut first = [0; 10];
+            r.read_exact(&mut first).unwrap();
+            Err::<(), _>(Error::Invalid("refused".into()))
+        })
         .unwrap_err();
         assert!(
             matches!(err, Error::Invalid(ref m) if m == "refused"),

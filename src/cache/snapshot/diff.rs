@@ -131,7 +131,7 @@ mod tests {
 
     use super::*;
     use crate::cache::snapshot::testutil::{TestTar, diff_id, require_root};
-    use crate::cache::snapshot::{LayerEncoding, Snapshot, SnapshotStore};
+    use crate::cache::snapshot::{Snapshot, SnapshotStore};
     use crate::oci::Compression;
 
     /// A valid VFS_CAP_REVISION_2 `security.capability` (cap_net_raw, effective).
@@ -219,7 +219,7 @@ mod tests {
         let store = SnapshotStore::open(&tmp.path().join("cache")).unwrap();
         let unpack = |tar: &[u8]| {
             store
-                .unpack_layer(&diff_id(tar), LayerEncoding::Uncompressed, tar)
+                .unpack_layer(&diff_id(tar), Compression::Uncompressed, tar)
                 .unwrap()
         };
         let l1 = unpack(
@@ -309,7 +309,7 @@ mod tests {
         // The layer, unpacked on the same base, shows what the committed step shows.
         let blob = fs::File::open(&written.path).unwrap();
         let layer = store
-            .unpack_layer(&written.diff_id, LayerEncoding::Gzip, blob)
+            .unpack_layer(&written.diff_id, Compression::Gzip, blob)
             .unwrap();
         let step = store.commit(active, "the step").unwrap();
         let through_step = view_of(&store, &store.chain(&step).unwrap());

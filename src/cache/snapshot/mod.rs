@@ -53,7 +53,6 @@ mod testutil;
 mod tree;
 
 pub use active::{ActiveSnapshot, Mounted, MountedSnapshot};
-pub use decode::LayerEncoding;
 pub use diff::{add_upper, write_upper_layer, xattr};
 pub use error::{Error, Result};
 pub use prune::Pruned;
@@ -224,7 +223,7 @@ impl SnapshotStore {
     pub fn unpack_layer(
         &self,
         diff_id: &Digest,
-        encoding: LayerEncoding,
+        encoding: crate::oci::Compression,
         blob: impl Read + Send,
     ) -> Result<Snapshot> {
         if let Some(found) = self.layer(diff_id)? {
@@ -319,7 +318,7 @@ impl SnapshotStore {
         key: &str,
         lowers: &[Snapshot],
         diff_id: &Digest,
-        encoding: LayerEncoding,
+        encoding: crate::oci::Compression,
         blob: impl Read + Send,
     ) -> Result<Snapshot> {
         let active = self.prepare(lowers)?;
@@ -564,7 +563,7 @@ impl SnapshotStore {
 fn unpack_into(
     dir: &Path,
     diff_id: &Digest,
-    encoding: LayerEncoding,
+    encoding: crate::oci::Compression,
     blob: impl Read + Send,
 ) -> Result<()> {
     let fs_dir = dir.join(FS);

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::testutil::{TestTar, diff_id, require_root};
 use super::*;
+use crate::oci::Compression;
 
 fn store() -> (tempfile::TempDir, SnapshotStore) {
     require_root();
@@ -23,7 +24,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 fn unpack(store: &SnapshotStore, tar: &[u8]) -> Snapshot {
     store
-        .unpack_layer(&diff_id(tar), LayerEncoding::Uncompressed, tar)
+        .unpack_layer(&diff_id(tar), Compression::Uncompressed, tar)
         .unwrap()
 }
 
@@ -52,7 +53,7 @@ fn a_layer_is_unpacked_once_and_found_again() {
     let id = diff_id(&tar);
     assert_eq!(store.layer(&id).unwrap(), None);
     let layer = store
-        .unpack_layer(&id, LayerEncoding::Gzip, &gzip(&tar)[..])
+        .unpack_layer(&id, Compression::Gzip, &gzip(&tar)[..])
         .unwrap();
     assert_eq!(layer.name(), format!("layer-{}", id.digest()));
     assert_eq!(
@@ -61,7 +62,7 @@ fn a_layer_is_unpacked_once_and_found_again() {
     );
     assert_eq!(store.layer(&id).unwrap().as_ref(), Some(&layer));
     let again = store
-        .unpack_layer(&id, LayerEncoding::Gzip, Untouchable)
+        .unpack_layer(&id, Compression::Gzip, Untouchable)
         .unwrap();
     assert_eq!(again, layer);
     assert!(names(&store.root().join(TMP)).is_empty());
@@ -76,7 +77,7 @@ fn a_layer_that_is_not_its_diff_id_leaves_nothing() {
     let tar = TestTar::new().file("f", b"content").finish();
     let other = diff_id(b"something else");
     let err = store
-        .unpack_layer(&other, LayerEncoding::Uncompressed, &tar[..])
+        .unpack_layer(&other, Compression::Uncompressed, &tar[..])
         .unwrap_err();
     assert!(matches!(err, Error::DiffIdMismatch { .. }), "{err}");
     assert!(
@@ -90,7 +91,7 @@ fn a_layer_that_is_not_its_diff_id_leaves_nothing() {
     // A hostile one neither.
     let tar = TestTar::new().file("../escape", b"").finish();
     let err = store
-        .unpack_layer(&diff_id(&tar), LayerEncoding::Uncompressed, &tar[..])
+        .unpack_layer(&diff_id(&tar), Compression::Uncompressed, &tar[..])
         .unwrap_err();
     assert!(matches!(err, Error::Entry { .. }), "{err}");
     assert!(names(&store.root().join(TMP)).is_empty());
@@ -127,7 +128,7 @@ fn two_builds_unpacking_one_layer_at_once_share_it() {
                 let (id, tar) = (&id, &tar);
                 s.spawn(move || {
                     let store = SnapshotStore::open(&root).unwrap();
-                    store.unpack_layer(id, LayerEncoding::Uncompressed, Slow(tar))
+                    store.unpack_layer(id, Compression::Uncompressed, Slow(tar))
                 })
             })
             .collect();

@@ -11,7 +11,7 @@ use oci_spec::image::Digest;
 use rustix::fs::{Mode, OFlags};
 
 use super::apply::{self, TreeState};
-use super::decode::{self, LayerEncoding};
+use super::decode;
 use super::error::{IoContext, Result};
 
 /// A directory receiving an image's layers.
@@ -53,7 +53,7 @@ impl ImageTree {
     pub fn add_layer(
         &mut self,
         blob: impl Read + Send,
-        encoding: LayerEncoding,
+        encoding: crate::oci::Compression,
         diff_id: &Digest,
     ) -> Result<()> {
         let layer = diff_id.to_string();
@@ -88,8 +88,12 @@ mod tests {
         fs::create_dir(&root).unwrap();
         let mut tree = ImageTree::new(&root).unwrap();
         for layer in layers {
-            tree.add_layer(&layer[..], LayerEncoding::Uncompressed, &diff_id(layer))
-                .unwrap();
+            tree.add_layer(
+                &layer[..],
+                crate::oci::Compression::Uncompressed,
+                &diff_id(layer),
+            )
+            .unwrap();
         }
         (tmp, tree.finish().unwrap())
     }
@@ -182,7 +186,11 @@ mod tests {
         let other = TestTar::new().file("b", b"b").finish();
         let mut tree = ImageTree::new(tmp.path()).unwrap();
         let err = tree
-            .add_layer(&layer[..], LayerEncoding::Uncompressed, &diff_id(&other))
+            .add_layer(
+                &layer[..],
+                crate::oci::Compression::Uncompressed,
+                &diff_id(&other),
+            )
             .err()
             .unwrap();
         assert!(err.to_string().contains("diff"), "{err}");
