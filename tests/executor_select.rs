@@ -1,8 +1,8 @@
 //! Which executor runs a build, end to end: `auto` falls back to the engine with one line
 //! when no OCI runtime is on `PATH` (runc hidden by an empty `PATH`), `native` then refuses
-//! with exit 2, the native executor needs no engine for an OCI output, and `imgbuild
-//! prune` frees the snapshots a native build left, and a step the engine executor ran is
-//! a hit for the native one.
+//! with exit 2, the native executor needs no engine for an OCI output, `imgbuild prune`
+//! frees the snapshots and blobs a native build left (and the build after it gives the
+//! same image), and a step the engine executor ran is a hit for the native one.
 
 mod support;
 
@@ -82,21 +82,24 @@ fn native_without_a_runtime_is_refused_before_anything_runs() {
 }
 
 #[test]
-fn native_needs_no_engine_for_an_oci_output_and_prune_frees_its_snapshots() {
+fn native_needs_no_engine_for_an_oci_output_and_prune_frees_its_snapshots_and_blobs() {
     let context = context();
     let cache = support::tempdir();
     let out = support::tempdir();
     let dest = format!("type=oci,dest={}", out.path().join("oci").display());
-    let output = support::imgbuild()
-        .args(["build", "--progress", "plain", "--executor", "native"])
-        .arg("--cache-dir")
-        .arg(cache.path())
-        .args(["--output", &dest])
-        .arg(context.path())
-        // Nothing answers there: the build must not need it.
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .unwrap();
+    let build_to_oci = || {
+        support::imgbuild()
+            .args(["build", "--progress", "plain", "--executor", "native"])
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(["--output", &dest])
+            .arg(context.path())
+            // Nothing answers there: the build must not need it.
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap()
+    };
+    let output = build_to_oci();
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
     assert!(err.contains("executor native (runc"), "{err}");
@@ -122,6 +125,21 @@ fn native_needs_no_engine_for_an_oci_output_and_prune_frees_its_snapshots() {
     assert!(pruned.status.success(), "{}", stderr(&pruned));
     assert!(printed.contains("Total reclaimed space"), "{printed}");
     assert_eq!(count(), 0, "{printed}");
+    // The blobs go too: the base's and the build's layers.
+    let blobs = cache.path().join("blobs/sha256");
+    assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0, "{printed}");
+    assert!(printed.contains("Blobs: "), "{printed}");
+    assert!(!printed.contains("in 0 blobs"), "{printed}");
+
+    // The step records stay, and their layers are gone: the build runs again (the base
+    // pulled again), and gives the same image.
+    let again = stderr(&build_to_oci());
+    assert_eq!(
+        support::summary_digest(&again),
+        support::summary_digest(&err),
+        "{again}"
+    );
+    assert!(!again.contains(" 0 run"), "{again}");
 }
 
 /// A build stage whose RUN writes the time: run again, it would give another image.

@@ -44,8 +44,9 @@ pub enum Command {
     Base(BaseCommand),
     /// Push an OCI layout or docker archive to a registry.
     Push(PushArgs),
-    /// Remove the native executor's snapshots (unpacked layers, step results) from the
-    /// cache dir, least recently used first; those a running build uses stay.
+    /// Remove the native executor's snapshots (unpacked layers, step results) and the blob
+    /// store's blobs from the cache dir, least recently used first; what a running build
+    /// uses stays.
     Prune(PruneArgs),
 }
 
@@ -107,7 +108,8 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Keep this much, e.g. `10GB` or `1.5GiB` [default: 0, remove every snapshot not in use].
+    /// Keep this much, e.g. `10GB` or `1.5GiB`, snapshots first, then blobs [default: 0,
+    /// remove every snapshot and blob not in use].
     #[arg(long, value_name = "SIZE")]
     pub keep_storage: Option<ByteSize>,
 

@@ -175,7 +175,9 @@ fn build(
 
 /// `imgbuild prune`: removes the snapshot store's least recently used snapshots until the
 /// rest fit in `--keep-storage` (default 0: every snapshot no running build uses), after
-/// the leftovers of killed builds; prints what went, in `docker builder prune`'s words.
+/// the leftovers of killed builds, then the blob store's least recently used blobs until
+/// they fit in what the snapshots left of it (none while a build has the store open);
+/// prints what went, in `docker builder prune`'s words.
 fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let cache_dir = match args.cache_dir {
         Some(dir) => dir,
@@ -190,14 +192,26 @@ fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let pruned = store
         .prune(budget)
         .with_context(|| format!("pruning {}", store.root().display()))?;
+    let blobs = registry::BlobStore::open(&cache_dir)?;
+    let collected = blobs
+        .collect(budget.saturating_sub(pruned.kept))
+        .with_context(|| format!("pruning {}", blobs.blobs().root().display()))?;
     let mut stdout = std::io::stdout().lock();
-    write!(stdout, "{}", prune_report(&pruned, recovered.removed.len()))
-        .context("writing the report")?;
+    write!(
+        stdout,
+        "{}",
+        prune_report(&pruned, collected.as_ref(), recovered.removed.len())
+    )
+    .context("writing the report")?;
     Ok(())
 }
 
-/// What `imgbuild prune` prints.
-fn prune_report(pruned: &crate::cache::snapshot::Pruned, abandoned: usize) -> String {
+/// What `imgbuild prune` prints; `collected` is `None` when a build had the blob store open.
+fn prune_report(
+    pruned: &crate::cache::snapshot::Pruned,
+    collected: Option<&registry::Collected>,
+    abandoned: usize,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     if !pruned.removed.is_empty() {
@@ -223,6 +237,19 @@ fn prune_report(pruned: &crate::cache::snapshot::Pruned, abandoned: usize) -> St
             "{n} snapshot{} in use by a running build kept",
             plural(n)
         );
+    }
+    match collected {
+        Some(blobs) => {
+            let _ = writeln!(
+                out,
+                "Blobs: {} reclaimed in {} blob{}; {} kept",
+                indicatif::HumanBytes(blobs.freed),
+                blobs.removed,
+                plural(blobs.removed),
+                indicatif::HumanBytes(blobs.kept),
+            );
+        }
+        None => out.push_str("Blobs: all kept, a running build has the blob store open\n"),
     }
     if abandoned > 0 {
         let _ = writeln!(
@@ -374,16 +401,23 @@ mod tests {
             kept: 1 << 20,
             in_use: vec!["step-cc".into()],
         };
+        let collected = registry::Collected {
+            removed: 1,
+            freed: 12 << 20,
+            kept: 2 << 30,
+        };
         assert_eq!(
-            prune_report(&pruned, 1),
+            prune_report(&pruned, Some(&collected), 1),
             "Deleted snapshots:\nstep-aa\nlayer-bb\n\n\
              Total reclaimed space: 1.50 GiB in 2 snapshots; 1.00 MiB kept\n\
              1 snapshot in use by a running build kept\n\
+             Blobs: 12.00 MiB reclaimed in 1 blob; 2.00 GiB kept\n\
              1 directory left by killed builds removed\n"
         );
         assert_eq!(
-            prune_report(&Pruned::default(), 0),
-            "Total reclaimed space: 0 B in 0 snapshots; 0 B kept\n"
+            prune_report(&Pruned::default(), None, 0),
+            "Total reclaimed space: 0 B in 0 snapshots; 0 B kept\n\
+             Blobs: all kept, a running build has the blob store open\n"
         );
     }
 }

@@ -76,6 +76,12 @@ pub struct BuildResult {
     pub findings: Vec<crate::check::Finding>,
 }
 
+/// How much disk the blob store may keep after a build that ran a step: the least
+/// recently used blobs beyond it are removed then (`registry::BlobStore::collect`). Base
+/// images' compressed layers, the layers of steps and imported caches live there; 10 GiB
+/// holds a few toolchains and hundreds of builds' layers. `imgbuild prune` frees more.
+pub(crate) const DEFAULT_BLOB_BUDGET: u64 = 10 << 30;
+
 /// A FROM image pulled into the blob store.
 struct Pulled {
     image: Arc<dyn Image>,
@@ -228,11 +234,23 @@ struct MadeImage {
 
 impl MadeImage {
     /// Ends the build once the image is published: the native executor's snapshots are
-    /// released (and pruned past the budget), and the checks' findings are in.
+    /// released (and pruned past the budget), blobs past theirs are collected, and the
+    /// checks' findings are in.
     async fn finish(&mut self) -> anyhow::Result<Vec<crate::check::Finding>> {
         let builder = &self.builder;
         if let Some(native) = &builder.native {
             native.release();
+        }
+        if builder.misses.load(Ordering::Relaxed) > 0 {
+            // As the snapshots, the least recently used first; nothing while another
+            // build has the store open (`None`: the next build that ends alone collects).
+            let collected =
+                tokio::task::block_in_place(|| builder.registry_blobs.collect(DEFAULT_BLOB_BUDGET));
+            if let Err(e) = collected {
+                builder
+                    .reporter
+                    .warning(&format!("could not collect the blob store: {e}"));
+            }
         }
         if builder.native.is_some() && builder.misses.load(Ordering::Relaxed) > 0 {
             // Snapshots beyond the budget go, least recently used first; never one in use.

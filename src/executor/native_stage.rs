@@ -157,7 +157,7 @@ impl NativeStage<'_> {
             && layer
                 .digest
                 .parse::<Digest>()
-                .is_ok_and(|d| self.builder.oci_blobs.path(&d).is_file());
+                .is_ok_and(|d| self.builder.oci_blobs.contains(&d));
         Ok(usable.then_some(Some(layer)))
     }
 

@@ -247,10 +247,10 @@ impl Builder {
         let gone = || "the step's layer is no longer in the blob store".to_owned();
         let digest: Digest = layer.digest.parse().map_err(|_| gone())?;
         let diff_id: Digest = layer.diff_id.parse().map_err(|_| gone())?;
-        let path = self.oci_blobs.path(&digest);
-        if !path.is_file() {
+        if !self.oci_blobs.contains(&digest) {
             return Err(gone());
         }
+        let path = self.oci_blobs.path(&digest);
         let media_type = MediaType::from(layer.media_type.as_str());
         let options = self.layer_options();
         if media_type != options.compression.layer_media_type() {

@@ -41,8 +41,26 @@ impl BlobStore {
             .join(digest.digest())
     }
 
+    /// Whether the blob is here. One that is counts as used now: its mtime moves, so a
+    /// collection by size budget, least recently used first, keeps what builds use
+    /// (`registry::BlobStore::collect`).
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
+        let found = self.path(digest).is_file();
+        if found {
+            self.mark_used(digest);
+        }
+        found
+    }
+
+    /// Moves the blob's mtime to now, which collection reads as its last use.
+    pub fn mark_used(&self, digest: &Digest) {
+        // Only a hint for collection: a store on a read-only mount still serves.
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            self.path(digest),
+            &used_now(),
+            rustix::fs::AtFlags::empty(),
+        );
     }
 
     /// A new temporary file beside the blobs (same file system, so renaming is atomic).
@@ -56,7 +74,7 @@ impl BlobStore {
     /// Moves a completely written temporary file into place as the blob `digest`.
     pub fn commit(&self, temp: NamedTempFile, digest: &Digest) -> Result<PathBuf> {
         let path = self.path(digest);
-        if path.is_file() {
+        if self.contains(digest) {
             // Same digest, same content: keep the blob that is already there.
             return Ok(path);
         }
@@ -121,6 +139,20 @@ impl BlobStore {
             digest.clone(),
             size,
         ))
+    }
+}
+
+/// The modification time set to now, the access time left alone.
+fn used_now() -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
     }
 }
 

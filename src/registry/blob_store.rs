@@ -9,6 +9,9 @@
 //! Beside the blobs, `<cache>/blob-sources/sha256/<hex>.json` records which repositories of
 //! which registries are known to hold each blob, so a push can mount a base layer from the
 //! repository it was pulled from instead of uploading it.
+//!
+//! The store is a cache: [`BlobStore::collect`] removes the least recently used blobs beyond a size
+//! budget, never while another build has the store open.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -19,6 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use crate::oci;
+
+mod collect;
+
+pub use collect::Collected;
 
 /// Where a blob is known to exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,11 +40,13 @@ struct SourcesFile {
     sources: Vec<BlobSource>,
 }
 
-/// A directory of verified blobs and where they came from. Cheap to clone (two paths).
+/// A directory of verified blobs and where they came from. Cheap to clone (two paths and
+/// the shared lock that keeps collection off while it is open: [`BlobStore::collect`]).
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     blobs: oci::BlobStore,
     sources: PathBuf,
+    in_use: std::sync::Arc<collect::InUse>,
 }
 
 impl BlobStore {
@@ -49,7 +58,12 @@ impl BlobStore {
             path: sources.clone(),
             source,
         })?;
-        Ok(BlobStore { blobs, sources })
+        let in_use = std::sync::Arc::new(collect::InUse::take(blobs.root())?);
+        Ok(BlobStore {
+            blobs,
+            sources,
+            in_use,
+        })
     }
 
     /// The blobs themselves, for code that writes layers into the same store.
@@ -64,7 +78,7 @@ impl BlobStore {
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.path(digest).is_ok_and(|p| p.is_file())
+        sha256_hex(digest).is_ok() && self.blobs.contains(digest)
     }
 
     /// Opens a stored blob. Blobs were verified when written and are never modified.
@@ -85,6 +99,7 @@ impl BlobStore {
             Err(source) => return Err(Error::StoreIo { path, source }),
         };
         if digest_of(&bytes).digest() == digest.digest() {
+            self.blobs.mark_used(digest);
             Ok(Some(bytes))
         } else {
             let _ = fs::remove_file(&path);

@@ -32,7 +32,7 @@ pub mod reference;
 mod transport;
 
 pub use artifact::FetchedManifest;
-pub use blob_store::{BlobSource, BlobStore};
+pub use blob_store::{BlobSource, BlobStore, Collected};
 pub use client::{Client, RegistryOptions};
 pub use credentials::{Auth, Credentials, Secret};
 pub use error::{Error, Result, with_causes};
