@@ -113,10 +113,15 @@ impl PublishRequest {
     /// The engine keeps no manifest, so that one is named by its image ID, as BuildKit's
     /// engine export names it (moby's `mobyexporter` sets `containerimage.digest` to it).
     pub fn names_image(&self, image: &dyn Image) -> Digest {
-        match self.only_to_engine() {
-            true => image.config_descriptor().digest().clone(),
-            false => image.digest(),
-        }
+        name_of(image, self.only_to_engine())
+    }
+}
+
+/// See [`PublishRequest::names_image`].
+fn name_of(image: &dyn Image, only_to_engine: bool) -> Digest {
+    match only_to_engine {
+        true => image.config_descriptor().digest().clone(),
+        false => image.digest(),
     }
 }
 
@@ -601,15 +606,12 @@ impl Recorder {
             "containerimage.config.digest".into(),
             config.digest().to_string().into(),
         );
-        if self.only_to_engine {
-            // BuildKit's engine export: the image ID as the digest, and no descriptor, since
-            // the engine keeps no manifest.
-            metadata.insert(
-                "containerimage.digest".into(),
-                config.digest().to_string().into(),
-            );
-        } else {
-            let digest = pushed.cloned().unwrap_or_else(|| image.digest());
+        let digest = pushed
+            .cloned()
+            .unwrap_or_else(|| name_of(image, self.only_to_engine));
+        metadata.insert("containerimage.digest".into(), digest.to_string().into());
+        // BuildKit's engine export writes no descriptor: the engine keeps no manifest.
+        if !self.only_to_engine {
             // BuildKit annotates the descriptor with the config digest and the config's
             // creation time. (buildx also writes `buildx.build.ref`, the id of a build in a
             // buildx builder's history: imgbuild has no builder, so it has no such key.)
@@ -618,7 +620,6 @@ impl Recorder {
             if let Some(created) = config_created(image.raw_config()) {
                 annotations.insert("org.opencontainers.image.created".into(), created.into());
             }
-            metadata.insert("containerimage.digest".into(), digest.to_string().into());
             metadata.insert(
                 "containerimage.descriptor".into(),
                 serde_json::json!({
