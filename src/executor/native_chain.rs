@@ -97,9 +97,12 @@ impl Builder {
                     let encoding = layer
                         .compression()
                         .with_context(|| format!("a layer of media type {}", layer.media_type))?;
-                    let path = self.oci_blobs.path(&digest);
-                    let blob = std::fs::File::open(&path)
-                        .with_context(|| format!("opening cached layer {}", path.display()))?;
+                    let blob = self.oci_blobs.open_file(&digest).with_context(|| {
+                        format!(
+                            "opening cached layer {}",
+                            self.oci_blobs.path(&digest).display()
+                        )
+                    })?;
                     let blob = std::io::BufReader::with_capacity(1 << 20, blob);
                     tokio::task::block_in_place(|| {
                         store.step_from_layer(key, &chain, &diff_id, encoding, blob)

@@ -71,8 +71,11 @@ fn load_record(fetcher: &Fetcher, url: &str) -> Option<(Record, PathBuf)> {
     let text = std::fs::read(record_path(fetcher, url)).ok()?;
     let record: Record = serde_json::from_slice(&text).ok()?;
     let digest: oci_spec::image::Digest = record.digest.parse().ok()?;
-    let path = fetcher.blobs.path(&digest);
-    path.is_file().then_some((record, path))
+    // A lookup that finds the download counts as a use of it, as any blob lookup does.
+    fetcher
+        .blobs
+        .contains(&digest)
+        .then(|| (record, fetcher.blobs.path(&digest)))
 }
 
 fn save_record(fetcher: &Fetcher, url: &str, record: &Record) -> anyhow::Result<()> {

@@ -4,8 +4,9 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use oci_spec::image::{Descriptor, Digest};
 use tempfile::NamedTempFile;
@@ -19,6 +20,16 @@ const BLOB_MODE: u32 = 0o644;
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+}
+
+/// A blob found by [`BlobStore::list`].
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    /// When a lookup last found it (its mtime: see [`BlobStore::contains`]).
+    pub used: SystemTime,
+    /// The bytes it takes on disk.
+    pub allocated: u64,
 }
 
 impl BlobStore {
@@ -61,6 +72,54 @@ impl BlobStore {
             &used_now(),
             rustix::fs::AtFlags::empty(),
         );
+    }
+
+    /// Opens the blob for reading, as a use of it (see [`contains`](Self::contains)).
+    pub fn open_file(&self, digest: &Digest) -> io::Result<File> {
+        let file = File::open(self.path(digest))?;
+        self.mark_used(digest);
+        Ok(file)
+    }
+
+    /// Every blob in the store; temporary files and whatever is not a sha256 blob are left
+    /// out. A blob removed while the store is read is not listed.
+    pub fn list(&self) -> Result<Vec<StoredBlob>> {
+        let dir = self.root.join("sha256");
+        let mut blobs = Vec::new();
+        for entry in fs::read_dir(&dir).with_path("listing the blobs in", &dir)? {
+            let entry = entry.with_path("listing the blobs in", &dir)?;
+            let name = entry.file_name();
+            let Some(digest) = name
+                .to_str()
+                .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            // Not followed: a symlink is nothing a store wrote.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_path("reading", &entry.path()),
+            };
+            if meta.is_file() {
+                blobs.push(StoredBlob {
+                    digest,
+                    used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    allocated: meta.blocks() * 512,
+                });
+            }
+        }
+        Ok(blobs)
+    }
+
+    /// Removes a blob; one already gone is not an error.
+    pub fn remove(&self, digest: &Digest) -> Result<()> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).with_path("removing", &path),
+            _ => Ok(()),
+        }
     }
 
     /// A new temporary file beside the blobs (same file system, so renaming is atomic).
@@ -208,5 +267,36 @@ mod tests {
             .filter(|e| e.file_name() != "sha256")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn the_list_holds_blobs_only_and_opening_one_marks_it_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let kept = store.put_bytes(b"kept").unwrap();
+        let gone = store.put_bytes(b"gone").unwrap();
+        let _temp = store.temp_file().unwrap();
+        fs::write(dir.path().join("sha256/not-a-digest"), b"x").unwrap();
+        fs::create_dir(dir.path().join("sha256").join("a".repeat(64))).unwrap();
+        let long_ago = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for digest in [&kept, &gone] {
+            File::options()
+                .write(true)
+                .open(store.path(digest))
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+
+        store.open_file(&kept).unwrap();
+        store.remove(&gone).unwrap();
+        store.remove(&gone).unwrap();
+
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].digest, kept);
+        assert!(listed[0].used > SystemTime::now() - std::time::Duration::from_secs(60));
+        assert!(listed[0].allocated > 0);
+        assert!(store.open_file(&gone).is_err());
     }
 }

@@ -34,7 +34,7 @@ mod validate;
 
 pub use annotated::annotate;
 pub use assembled::{AssembledImage, ImageParts, append_layers, scratch};
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, StoredBlob};
 pub use config::{Healthcheck, ImageConfig, rfc3339};
 pub use digest::{HashingReader, HashingWriter, VerifyingReader, sha256_digest};
 pub use docker_archive::{DockerArchiveImage, open_docker_archive, with_default_tag};

@@ -81,12 +81,12 @@ impl BlobStore {
         sha256_hex(digest).is_ok() && self.blobs.contains(digest)
     }
 
-    /// Opens a stored blob. Blobs were verified when written and are never modified.
+    /// Opens a stored blob, as a use of it. Blobs were verified when written and are never
+    /// modified.
     pub fn open_blob(&self, digest: &Digest) -> io::Result<File> {
-        let path = self
-            .path(digest)
+        sha256_hex(digest)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        File::open(path)
+        self.blobs.open_file(digest)
     }
 
     /// Reads a small blob (manifest, config) and checks its digest again; a blob that no

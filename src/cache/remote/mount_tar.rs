@@ -80,14 +80,16 @@ impl RemoteCache {
     ) -> anyhow::Result<()> {
         self.fetch(&mount.layer.digest, client, store).await?;
         let digest: Digest = mount.layer.digest.parse()?;
-        let blob = store.blobs().path(&digest);
+        let blob = store
+            .open_blob(&digest)
+            .with_context(|| format!("opening the cache mount's blob {digest}"))?;
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let parent = dir.parent().context("a cache mount has no parent")?;
             let staging = tempfile::Builder::new()
                 .prefix(".restore-")
                 .tempdir_in(parent)?;
-            restore_mount(std::fs::File::open(&blob)?, staging.path())?;
+            restore_mount(blob, staging.path())?;
             for entry in std::fs::read_dir(staging.path())? {
                 let entry = entry?;
                 std::fs::rename(entry.path(), dir.join(entry.file_name()))?;

@@ -1,7 +1,7 @@
 //! Collection of the blob store by size budget: the least recently used blobs go first
-//! until the rest fit. "Used" is a blob's mtime, which every lookup that finds it moves
-//! ([`oci::BlobStore::contains`]), so the base layers every build reads stay and the
-//! layers of steps long replaced go.
+//! until the rest fit. "Used" is a blob's mtime, which every lookup that finds it and
+//! every read of it move ([`oci::BlobStore::contains`], [`oci::BlobStore::open_file`]),
+//! so the base layers every build reads stay and the layers of steps long replaced go.
 //!
 //! Nothing goes while another build may read it. Every open store holds a shared `flock`
 //! on `blobs/in-use.lock` ([`InUse`]); collection converts its own to an exclusive one
@@ -15,10 +15,7 @@
 //! image's blob is downloaded again.
 
 use std::fs::{self, File};
-use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
@@ -67,12 +64,6 @@ pub struct Collected {
     pub kept: u64,
 }
 
-struct Candidate {
-    hex: String,
-    used: SystemTime,
-    size: u64,
-}
-
 impl BlobStore {
     /// Removes the least recently used blobs until the rest take at most `budget` bytes.
     /// `None` when another process has the store open: nothing is removed then.
@@ -94,52 +85,26 @@ impl BlobStore {
     }
 
     fn remove_beyond(&self, budget: u64) -> Result<Collected> {
-        let dir = self.blobs.root().join("sha256");
-        let store_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| Error::StoreIo { path, source }
-        };
-        let mut candidates = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(store_err(&dir))? {
-            let entry = entry.map_err(store_err(&dir))?;
-            let hex = entry.file_name().to_string_lossy().into_owned();
-            let is_blob = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-            // Not followed: a symlink is nothing imgbuild wrote.
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                // Removed by hand meanwhile: nothing to count.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(store_err(&entry.path())(e)),
-            };
-            if !is_blob || !meta.is_file() {
-                continue;
-            }
-            candidates.push(Candidate {
-                hex,
-                used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                size: meta.blocks() * 512,
-            });
-        }
-        candidates.sort_by(|a, b| a.used.cmp(&b.used).then(a.hex.cmp(&b.hex)));
+        let mut blobs = self.blobs.list().map_err(super::from_oci)?;
+        blobs.sort_by(|a, b| {
+            a.used
+                .cmp(&b.used)
+                .then_with(|| a.digest.digest().cmp(b.digest.digest()))
+        });
         let mut collected = Collected {
-            kept: candidates.iter().map(|c| c.size).sum(),
+            kept: blobs.iter().map(|b| b.allocated).sum(),
             ..Collected::default()
         };
-        for candidate in &candidates {
+        for blob in &blobs {
             if collected.kept <= budget {
                 break;
             }
-            let path = dir.join(&candidate.hex);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(store_err(&path)(e)),
-            }
+            self.blobs.remove(&blob.digest).map_err(super::from_oci)?;
             // Where the blob came from is no use without it.
-            let _ = fs::remove_file(self.sources.join(format!("{}.json", candidate.hex)));
+            let _ = fs::remove_file(self.sources.join(format!("{}.json", blob.digest.digest())));
             collected.removed += 1;
-            collected.freed += candidate.size;
-            collected.kept -= candidate.size;
+            collected.freed += blob.allocated;
+            collected.kept -= blob.allocated;
         }
         Ok(collected)
     }
@@ -147,7 +112,8 @@ impl BlobStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
 
