@@ -221,13 +221,28 @@ fn relative(path: &str) -> &str {
 /// says otherwise, as in docker build. The destination directory itself is written only
 /// when it does not exist yet (`dest_exists`), so an existing one keeps its owner and
 /// mode — unless `--chmod` asks for a mode.
+/// Where a directory of the image really is, its symlinks followed within the root
+/// (`/var/run` is `/run` on Debian); `None` keeps the path as it is.
+pub type RealDir<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// For a tar that is extracted by something that follows the image's symlinks itself (a
+/// build stage's container or snapshot): names stay as written.
+pub fn names_as_written(_: &str) -> Option<String> {
+    None
+}
+
+/// Writes what `selection` copies into `out`. The entries of an archive it extracts (ADD)
+/// go where the image's symlinks lead (`real_dir`), as BuildKit's unpacking follows them;
+/// other entries keep their names, and a directory of theirs that is a symlink in the
+/// image is refused later, as BuildKit's copy refuses it.
 pub fn write_selection<W: Write>(
     out: &mut TarOut<W>,
     selection: &Selection,
     dest_exists: &dyn Fn(&str) -> bool,
+    real_dir: RealDir<'_>,
 ) -> anyhow::Result<()> {
     for entry in &selection.entries {
-        write_entry(out, entry, dest_exists)
+        write_entry(out, entry, dest_exists, real_dir)
             .with_context(|| format!("adding {}", entry.source.display()))?;
     }
     Ok(())
@@ -237,6 +252,7 @@ fn write_entry<W: Write>(
     out: &mut TarOut<W>,
     entry: &Entry,
     dest_exists: &dyn Fn(&str) -> bool,
+    real_dir: RealDir<'_>,
 ) -> anyhow::Result<()> {
     let root = match entry.owner {
         Some((uid, gid)) => Ownership { uid, gid },
@@ -259,7 +275,7 @@ fn write_entry<W: Write>(
         EntryKind::Hardlink { target } => out.hardlink(&entry.target, target, entry.mode, root)?,
         EntryKind::Archive => {
             let reader = crate::context::open_archive(&entry.source)?;
-            extract_archive_into(out, reader, &entry.target)?;
+            extract_archive_into(out, reader, &entry.target, real_dir)?;
         }
     }
     Ok(())
@@ -267,13 +283,26 @@ fn write_entry<W: Write>(
 
 /// Copies the entries of an archive (ADD) under `dest`, keeping their owners and modes
 /// (unless overridden) and refusing names that would leave `dest`. Names and hard-link
-/// targets are relative to `dest` (a leading `/` too, as docker build reads them); device
-/// nodes and FIFOs are left out.
+/// targets are relative to `dest` (a leading `/` too, as docker build reads them), and
+/// land where the image's symlinks above them lead (`real_dir`); device nodes and FIFOs
+/// are left out.
 fn extract_archive_into<W: Write>(
     out: &mut TarOut<W>,
     reader: impl Read,
     dest: &str,
+    real_dir: RealDir<'_>,
 ) -> anyhow::Result<()> {
+    // Only the parent is followed: an entry replaces a symlink at its own name, as an
+    // unpacking does (BuildKit's testDockerfileAddArchiveThroughAbsoluteSymlink).
+    let in_image = |path: String| match path.rsplit_once('/') {
+        Some((parent, name)) if !name.is_empty() => {
+            match real_dir(if parent.is_empty() { "/" } else { parent }) {
+                Some(real) => join(&real, name),
+                None => path,
+            }
+        }
+        _ => path,
+    };
     let mut archive = tar::Archive::new(reader);
     let mut symlinks = SymlinksMade::default();
     for entry in archive.entries()? {
@@ -287,9 +316,9 @@ fn extract_archive_into<W: Write>(
             .into());
         };
         symlinks.check(&rel, entry.header().entry_type())?;
-        let target = join(dest, &rel);
+        let target = in_image(join(dest, &rel));
         let link_target = |link: &str| match safe_relative(link) {
-            Some(rel) if !rel.is_empty() => Ok(join(dest, &rel)),
+            Some(rel) if !rel.is_empty() => Ok(in_image(join(dest, &rel))),
             _ => Err(InputError::new(format!(
                 "the archive has a hard link `{name}` to `{link}`, outside `{dest}`"
             ))
@@ -654,10 +683,54 @@ mod tests {
     }
 
     fn add_archive(entries: &[(&str, tar::EntryType, &str)]) -> anyhow::Result<Vec<u8>> {
+        add_archive_onto(entries, &names_as_written)
+    }
+
+    fn add_archive_onto(
+        entries: &[(&str, tar::EntryType, &str)],
+        real_dir: RealDir<'_>,
+    ) -> anyhow::Result<Vec<u8>> {
         let input = archive(entries);
         let mut out = TarOut::new(Vec::new(), Overrides::default());
-        extract_archive_into(&mut out, &input[..], "/dst")?;
+        extract_archive_into(&mut out, &input[..], "/dst", real_dir)?;
         Ok(out.finish()?)
+    }
+
+    #[test]
+    fn add_archive_entries_land_where_the_images_links_above_them_lead() {
+        use tar::EntryType::*;
+        // The image has `/dst/var/run -> /run`, as Debian has `/var/run`.
+        let real_dir = |dir: &str| {
+            dir.strip_prefix("/dst/var/run")
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .map(|rest| format!("/run{rest}"))
+        };
+        let got = names(
+            &add_archive_onto(
+                &[
+                    ("var/run/act/", Directory, ""),
+                    ("var/run/act/HEAD", Regular, "ref"),
+                    ("opt/head-link", Link, "var/run/act/HEAD"),
+                    ("var/run", Directory, ""),
+                ],
+                &real_dir,
+            )
+            .unwrap(),
+        );
+        let links: Vec<(&str, &str)> = got
+            .iter()
+            .map(|(name, _, _, link)| (name.as_str(), link.as_str()))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("run/act", ""),
+                ("run/act/HEAD", ""),
+                ("dst/opt/head-link", "run/act/HEAD"),
+                // An entry at the link's own name replaces it, as an unpacking does.
+                ("dst/var/run", ""),
+            ]
+        );
     }
 
     #[test]

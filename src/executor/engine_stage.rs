@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use super::archive::{
-    CopyDest, CopyFromPlan, Overrides, TarOut, copies_anything, write_copy_from,
+    CopyDest, CopyFromPlan, Overrides, TarOut, copies_anything, names_as_written, write_copy_from,
     write_inline_files, write_selection,
 };
 use super::image_fs::{self, Node};
@@ -729,7 +729,7 @@ impl Builder {
                 }
                 if let Some(selection) = selection {
                     tokio::task::block_in_place(|| {
-                        write_selection(&mut out, &selection, &|_| dest_exists)
+                        write_selection(&mut out, &selection, &|_| dest_exists, &names_as_written)
                     })?;
                 }
             }

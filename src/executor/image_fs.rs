@@ -260,6 +260,16 @@ impl ImageFs {
             .is_ok_and(|r| r.node == Some(Node::Dir))
     }
 
+    /// Where directory `path` really is, its symlinks followed within the root (missing
+    /// directories below it included); `None` when something else than a directory is
+    /// there, or the path cannot be resolved.
+    pub fn real_dir(&self, path: &str) -> Option<String> {
+        self.resolve(path, true)
+            .ok()
+            .filter(|r| matches!(r.node, None | Some(Node::Dir)))
+            .map(|r| r.path)
+    }
+
     /// `/etc/passwd` or `/etc/group` as text, if the image has them.
     pub fn text_file(&self, path: &str) -> Option<String> {
         self.files

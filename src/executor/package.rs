@@ -330,7 +330,12 @@ impl Builder {
                         }
                         if let Some(selected) = selected {
                             tokio::task::block_in_place(|| {
-                                write_selection(&mut tar, selected, &|p| fs.is_dir_followed(p))
+                                write_selection(
+                                    &mut tar,
+                                    selected,
+                                    &|p| fs.is_dir_followed(p),
+                                    &|p| fs.real_dir(p),
+                                )
                             })?;
                         }
                     }

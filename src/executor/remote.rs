@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use super::Builder;
-use super::archive::{TarOut, write_selection};
+use super::archive::{TarOut, names_as_written, write_selection};
 use crate::context::{Context, EntryKind};
 use crate::fetch::{RemoteSource, Resolved};
 use crate::plan::dispatch::{CopyStep, StagePlan, StepKind};
@@ -105,7 +105,7 @@ impl Builder {
                     // clamp it to the source date epoch.
                     let mtime = file.last_modified.unwrap_or(0).max(0) as u64;
                     let before = out.set_mtime(mtime);
-                    let written = write_selection(out, &selection, dest_is_dir);
+                    let written = write_selection(out, &selection, dest_is_dir, &names_as_written);
                     out.set_mtime(before);
                     written?;
                 }
@@ -115,7 +115,7 @@ impl Builder {
                     options.is_add = false;
                     let selection =
                         context.select(&[".".to_owned()], &copy.dest, &options, dest_is_dir)?;
-                    write_selection(out, &selection, dest_is_dir)?;
+                    write_selection(out, &selection, dest_is_dir, &names_as_written)?;
                 }
             }
         }
