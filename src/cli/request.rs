@@ -308,6 +308,7 @@ impl BuildRequest {
         };
         let exports_cache = !args.cache_to.is_empty();
         let publish = PublishRequest::from_args(args.publish, exports_cache, env)?;
+        let proxy_env = engine::proxy_env(&build_args);
         Ok(BuildRequest {
             context: args.context,
             dockerignore: true,
@@ -369,6 +370,7 @@ impl BuildRequest {
                     }
                     ulimits
                 },
+                proxy_env,
             },
             publish,
         })

@@ -740,6 +740,7 @@ mod tests {
                 soft: 1024,
                 hard: 2048,
             }],
+            ..Default::default()
         };
         let host = spec.create_body().host_config.unwrap();
         assert_eq!(host.extra_hosts, Some(vec!["db:10.0.0.2".to_owned()]));

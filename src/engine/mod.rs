@@ -48,7 +48,9 @@ pub(crate) use error::RunFailedMessage;
 pub use image::{ImageConfig, ImageInfo};
 pub(crate) use output::LineSplitter;
 pub use output::{OutputLine, OutputStream, TAIL_LINES};
-pub use run_options::{DEFAULT_SHM_SIZE, ExtraHost, RunOptions, ULIMIT_NAMES, Ulimit};
+pub use run_options::{
+    DEFAULT_SHM_SIZE, ExtraHost, RunOptions, ULIMIT_NAMES, Ulimit, proxy_env, with_vars,
+};
 
 use cleanup::LiveContainers;
 

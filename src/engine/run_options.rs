@@ -1,6 +1,8 @@
 //! What every RUN of a build gets from the command line beyond its own instruction:
-//! `--add-host`, `--shm-size` and `--ulimit`, as docker build takes them. Both executors
-//! apply them, and they are part of each RUN's cache key, as BuildKit's exec op holds them.
+//! `--add-host`, `--shm-size` and `--ulimit`, as docker build takes them, and the proxy
+//! build args. Both executors apply them. The first three are part of each RUN's cache
+//! key, as BuildKit's exec op holds them; the proxies are not, as BuildKit leaves its
+//! exec op's `ProxyEnv` out of the key (a build behind another proxy is the same build).
 
 use std::net::IpAddr;
 
@@ -34,6 +36,54 @@ pub struct RunOptions {
     pub shm_size: Option<u64>,
     /// `--ulimit`s; a resource without one keeps what the executor's process has.
     pub ulimits: Vec<Ulimit>,
+    /// The proxy build args as every RUN's environment gets them (see [`proxy_env`]).
+    pub proxy_env: Vec<String>,
+}
+
+/// The proxies BuildKit takes from build args, whichever the case of their names.
+const PROXY_ARGS: [&str; 5] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+/// What every RUN's environment gets from the proxy build args (`--build-arg
+/// http_proxy=…`), declared by an ARG or not, as BuildKit gives them: each proxy under
+/// both its upper- and lower-case name, when not empty. Of two args of one proxy
+/// (`HTTP_PROXY` and `http_proxy`), the one later in byte order wins, as BuildKit reads
+/// them sorted. They never reach the image's config.
+pub fn proxy_env(build_args: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut env = Vec::new();
+    for proxy in PROXY_ARGS {
+        // A BTreeMap iterates in byte order: the last match is BuildKit's.
+        let value = build_args
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(proxy))
+            .map(|(_, value)| value)
+            .next_back();
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            env.push(format!("{proxy}={value}"));
+            env.push(format!("{}={value}", proxy.to_ascii_lowercase()));
+        }
+    }
+    env
+}
+
+/// `env` with `vars` set: each replaces a variable of its name, or is added at the end.
+pub fn with_vars(mut env: Vec<String>, vars: &[String]) -> Vec<String> {
+    for var in vars {
+        let name = var.split_once('=').map_or(var.as_str(), |(n, _)| n);
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == name)
+        {
+            Some(existing) => existing.clone_from(var),
+            None => env.push(var.clone()),
+        }
+    }
+    env
 }
 
 /// `--add-host NAME:IP`.
@@ -127,6 +177,7 @@ mod tests {
                 soft: 1024,
                 hard: 2048,
             }],
+            proxy_env: vec!["HTTP_PROXY=http://proxy:3128".into()],
         };
         assert_eq!(
             options.key_entries(),
@@ -139,5 +190,44 @@ mod tests {
         assert_eq!(options.hosts_lines(), "10.0.0.2\tdb\n");
         assert_eq!(options.ulimits[0].rlimit_type(), "RLIMIT_NOFILE");
         assert_eq!(Ulimit::rlimit_value(-1), u64::MAX);
+    }
+
+    #[test]
+    fn proxy_args_reach_every_run_in_both_cases_and_never_the_key() {
+        let args: std::collections::BTreeMap<String, String> = [
+            ("http_proxy", "hp"),
+            ("HTTPS_PROXY", "upper"),
+            ("https_proxy", "lower"),
+            ("NO_PROXY", "np"),
+            ("ftp_proxy", ""),
+            ("FOO", "bar"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            proxy_env(&args),
+            [
+                "HTTP_PROXY=hp",
+                "http_proxy=hp",
+                // Both given: the lower-case one sorts last, and wins, as in BuildKit.
+                "HTTPS_PROXY=lower",
+                "https_proxy=lower",
+                "NO_PROXY=np",
+                "no_proxy=np",
+            ]
+        );
+        let options = RunOptions {
+            proxy_env: proxy_env(&args),
+            ..RunOptions::default()
+        };
+        assert!(options.key_entries().is_empty());
+        assert_eq!(
+            with_vars(
+                vec!["PATH=/bin".into(), "HTTP_PROXY=from-env".into()],
+                &options.proxy_env[..2]
+            ),
+            ["PATH=/bin", "HTTP_PROXY=hp", "http_proxy=hp"]
+        );
     }
 }

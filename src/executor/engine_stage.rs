@@ -663,6 +663,8 @@ impl Builder {
                 env.push(var);
             }
         }
+        // Appended last, as BuildKit's exec op appends its ProxyEnv: it wins over an ENV.
+        let env = engine::with_vars(env, &self.request.run_options.proxy_env);
         let spec = RunSpec {
             image: image.to_owned(),
             argv,

@@ -367,6 +367,7 @@ mod tests {
         extra_hosts: Vec::new(),
         shm_size: None,
         ulimits: Vec::new(),
+        proxy_env: Vec::new(),
     };
     use crate::frontend::{instructions, parse_dockerfile, stages};
     use crate::oci::Platform;
