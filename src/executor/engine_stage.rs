@@ -26,7 +26,7 @@ use crate::context::{Glob, Selection, SelectionDigest, has_wildcards};
 use crate::engine::{self, Mount, RunSpec};
 use crate::error::InputError;
 use crate::oci;
-use crate::oci::layer::{Ownership, resolve_chown, resolve_user};
+use crate::oci::layer::{Ownership, resolve_user};
 use crate::plan::dispatch::{CopyFrom, CopyStep, RunStep, StagePlan, Step, StepKind};
 use crate::plan::keys::StepResult;
 use crate::progress::VertexId;
@@ -690,7 +690,7 @@ impl Builder {
         let owner = match &copy.chown {
             Some(spec) => {
                 let (passwd, group) = stage_fs::read_accounts(fs).await;
-                Some(resolve_chown(spec, passwd.as_deref(), group.as_deref())?)
+                Some(resolve_user(spec, passwd.as_deref(), group.as_deref()))
             }
             None => None,
         };

@@ -24,7 +24,7 @@ use crate::cache::remote::{StepKind as CachedKind, UsedResult};
 use crate::cache::{KeyInputs, LayerRecord, StepRecord};
 use crate::context::{Selection, SelectionDigest};
 use crate::error::InputError;
-use crate::oci::layer::{EntryMeta, Ownership, resolve_chown, resolve_user};
+use crate::oci::layer::{EntryMeta, Ownership, resolve_user};
 use crate::oci::{self, AddOptions, Image, LayerBuilder, LayerOptions, WrittenLayer};
 use crate::plan::dispatch::{CopyFrom, StagePlan, Step, StepKind};
 use crate::plan::keys::StepResult;
@@ -310,7 +310,7 @@ impl Builder {
                 self.write_tar_layer(tar, fs).map(Some)
             }
             StepKind::Copy(copy) => {
-                let owner = self.owner(fs, copy.chown.as_deref())?;
+                let owner = self.owner(fs, copy.chown.as_deref());
                 let chmod = crate::plan::keys::select_options(copy)?.chmod;
                 let mut tar = self.temp_tar(Overrides {
                     owner,
@@ -360,15 +360,11 @@ impl Builder {
     }
 
     /// `--chown` (or WORKDIR's user) resolved against the image's own accounts.
-    fn owner(&self, fs: &ImageFs, spec: Option<&str>) -> anyhow::Result<Option<Ownership>> {
-        let Some(spec) = spec else { return Ok(None) };
+    fn owner(&self, fs: &ImageFs, spec: Option<&str>) -> Option<Ownership> {
+        let spec = spec?;
         let passwd = fs.text_file("/etc/passwd");
         let group = fs.text_file("/etc/group");
-        Ok(Some(resolve_chown(
-            spec,
-            passwd.as_deref(),
-            group.as_deref(),
-        )?))
+        Some(resolve_user(spec, passwd.as_deref(), group.as_deref()))
     }
 
     fn temp_tar(&self, overrides: Overrides) -> anyhow::Result<TarOut<BufWriter<std::fs::File>>> {

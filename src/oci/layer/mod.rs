@@ -23,7 +23,7 @@ mod entries;
 mod ownership;
 mod tar_writer;
 
-pub use ownership::{Ownership, parse_chmod, resolve_chown, resolve_user};
+pub use ownership::{Ownership, parse_chmod, resolve_user};
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};

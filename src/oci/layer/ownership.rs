@@ -14,34 +14,15 @@ impl Ownership {
     pub const ROOT: Ownership = Ownership { uid: 0, gid: 0 };
 }
 
-/// Resolves a `--chown` value (`user`, `user:group`, `uid`, `uid:gid`, names or numbers)
-/// against the contents of the image's `/etc/passwd` and `/etc/group` (`None` when the
-/// image has no such file).
+/// Resolves a `--chown` value, or the `USER` a `WORKDIR` creates its directories for
+/// (`user`, `user:group`, `uid`, `uid:gid`, names or numbers), against the contents of the
+/// image's `/etc/passwd` and `/etc/group` (`None` when the image has no such file), as
+/// BuildKit's `readUser` does.
 ///
-/// As in BuildKit, a user given without a group also gives the group: a named user's
-/// primary group (the gid field of its `/etc/passwd` line), a numeric uid the same number.
-/// A name the image does not know is id 0 and an unknown group leaves the primary group,
-/// as BuildKit's `readUser` has it; only a value that names no user at all is an error.
-pub fn resolve_chown(
-    spec: &str,
-    passwd: Option<&str>,
-    group: Option<&str>,
-) -> Result<Ownership, InputError> {
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    if user.is_empty() || grp.is_some_and(str::is_empty) {
-        return Err(InputError::new(format!(
-            "`--chown={spec}` is not an owner: expected user, user:group, uid or uid:gid"
-        )));
-    }
-    Ok(resolve_user(spec, passwd, group))
-}
-
-/// The owner of what a `WORKDIR` creates: the stage's `USER` (`user[:group]`) looked up as
-/// BuildKit looks it up, where a name the image does not know (or an image without the
-/// file) counts as id 0 instead of failing the build.
+/// A user given without a group also gives the group: a named user's primary group (the
+/// gid field of its `/etc/passwd` line), a numeric uid the same number. A name the image
+/// does not know (the empty one of `:group` too) is id 0, and a group it does not know
+/// (or an empty one) leaves the user's primary group: nothing fails the build.
 pub fn resolve_user(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Ownership {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -98,13 +79,13 @@ mod tests {
 
     #[test]
     fn names_resolve_against_the_image_files() {
-        let o = resolve_chown("app:staff", Some(PASSWD), Some(GROUP)).unwrap();
+        let o = resolve_user("app:staff", Some(PASSWD), Some(GROUP));
         assert_eq!(o, Ownership { uid: 1000, gid: 50 });
     }
 
     #[test]
     fn a_named_user_alone_gives_its_primary_group_like_buildkit() {
-        let o = resolve_chown("app", Some(PASSWD), Some(GROUP)).unwrap();
+        let o = resolve_user("app", Some(PASSWD), Some(GROUP));
         assert_eq!(
             o,
             Ownership {
@@ -113,11 +94,11 @@ mod tests {
             }
         );
         // A numeric uid alone is also the gid.
-        let o = resolve_chown("42", None, None).unwrap();
+        let o = resolve_user("42", None, None);
         assert_eq!(o, Ownership { uid: 42, gid: 42 });
         // Debian's `_apt` (42, primary group nogroup).
         let debian = "_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n";
-        let o = resolve_chown("_apt", Some(debian), None).unwrap();
+        let o = resolve_user("_apt", Some(debian), None);
         assert_eq!(
             o,
             Ownership {
@@ -154,15 +135,15 @@ mod tests {
 
     #[test]
     fn numbers_need_no_files() {
-        let o = resolve_chown("7:8", None, None).unwrap();
+        let o = resolve_user("7:8", None, None);
         assert_eq!(o, Ownership { uid: 7, gid: 8 });
     }
 
     #[test]
     fn unknown_names_are_root_as_in_buildkit() {
         // BuildKit's readUser: a name the image does not know is id 0, a group it does not
-        // know leaves the user's primary group; only a malformed value is an error.
-        let owner = |spec, passwd, group| resolve_chown(spec, passwd, group).unwrap();
+        // know leaves the user's primary group.
+        let owner = resolve_user;
         assert_eq!(owner("nobody2", Some(PASSWD), Some(GROUP)), Ownership::ROOT);
         let app = owner("app", Some(PASSWD), Some(GROUP));
         assert_eq!(owner("app:wheel", Some(PASSWD), Some(GROUP)), app);
@@ -171,8 +152,14 @@ mod tests {
             owner("77:wheel", None, None),
             Ownership { uid: 77, gid: 77 }
         );
-        assert!(resolve_chown(":1", None, None).is_err());
-        assert!(resolve_chown("1:", None, None).is_err());
+        // An empty name is one the image does not know (BuildKit's `--chown=:group`).
+        assert_eq!(owner(":1", None, None), Ownership { uid: 0, gid: 1 });
+        assert_eq!(
+            owner(":staff", Some(PASSWD), Some(GROUP)),
+            Ownership { uid: 0, gid: 50 }
+        );
+        assert_eq!(owner("1:", None, None), Ownership { uid: 1, gid: 1 });
+        assert_eq!(owner(":", None, None), Ownership::ROOT);
     }
 
     #[test]
