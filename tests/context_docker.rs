@@ -156,6 +156,8 @@ fn selection_tree(selection: &Selection) -> Tree {
                         hash(&std::fs::read(&e.source).unwrap())
                     )
                 }
+                // Copied as an empty file, as BuildKit does.
+                EntryKind::Socket => format!("file {:o} {}", e.mode, hash(b"")),
                 EntryKind::Symlink { target } => format!("symlink {:o} -> {target}", e.mode),
                 EntryKind::Hardlink { target } => format!("hardlink -> {target}"),
                 EntryKind::Archive => "archive".to_owned(),

@@ -123,6 +123,7 @@ pub fn summary(selection: &Selection) -> Vec<String> {
             let kind = match &e.kind {
                 EntryKind::Dir => "dir".to_owned(),
                 EntryKind::File { .. } => "file".to_owned(),
+                EntryKind::Socket => "socket".to_owned(),
                 EntryKind::Symlink { target } => format!("symlink -> {target}"),
                 EntryKind::Hardlink { target } => format!("hardlink -> {target}"),
                 EntryKind::Archive => "archive".to_owned(),

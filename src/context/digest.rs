@@ -39,6 +39,7 @@ pub(super) fn digest(root: &Path, selection: &Selection) -> Result<SelectionDige
         field(&mut hasher, entry.target.as_bytes());
         let (tag, payload): (&[u8], &[u8]) = match (&entry.kind, content) {
             (EntryKind::Dir, _) => (b"dir", b""),
+            (EntryKind::Socket, _) => (b"socket", b""),
             (EntryKind::File { .. }, Some(hash)) => (b"file", hash),
             (EntryKind::Archive, Some(hash)) => (b"archive", hash),
             (EntryKind::Symlink { target }, _) => (b"symlink", target.as_bytes()),

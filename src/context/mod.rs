@@ -131,6 +131,9 @@ pub enum EntryKind {
         /// Whether the host file has an execute bit (before `--chmod`).
         executable: bool,
     },
+    /// A unix socket, written as an empty regular file of its mode, as BuildKit's context
+    /// transfer turns it (testCopySocket); never opened.
+    Socket,
     /// Written as a symlink with this target; never followed or read.
     Symlink {
         target: String,
@@ -146,14 +149,14 @@ pub enum EntryKind {
 
 /// A file left out of a selection because it cannot be copied into an image.
 ///
-/// BuildKit drops sockets from the context it transfers and fails on FIFOs; imgbuild
-/// leaves out sockets, FIFOs and device nodes alike, since reading a FIFO blocks and a
-/// device node in a build context is almost always an accident.
+/// BuildKit fails on FIFOs; imgbuild leaves out FIFOs and device nodes alike, since
+/// reading a FIFO blocks and a device node in a build context is almost always an
+/// accident. (Sockets are copied as empty files: [`EntryKind::Socket`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     /// Relative to the context root.
     pub path: String,
-    /// `socket`, `FIFO`, `character device` or `block device`.
+    /// `FIFO`, `character device` or `block device`.
     pub kind: &'static str,
 }
 

@@ -224,28 +224,32 @@ impl<'a> Selector<'a> {
             };
             return self.walk(&walk);
         }
-        if file_type.is_file() {
-            if self.opts.is_add && archive::is_tar_archive(&source)? {
-                self.candidates.push(Candidate {
-                    entry: Entry {
-                        source,
-                        target: dest.to_owned(),
-                        kind: EntryKind::Archive,
-                        mode: self.dir_mode(),
-                        implicit: false,
-                        owner: None,
-                    },
-                    link: None,
-                });
-                return Ok(());
-            }
+        if file_type.is_file() && self.opts.is_add && archive::is_tar_archive(&source)? {
+            self.candidates.push(Candidate {
+                entry: Entry {
+                    source,
+                    target: dest.to_owned(),
+                    kind: EntryKind::Archive,
+                    mode: self.dir_mode(),
+                    implicit: false,
+                    owner: None,
+                },
+                link: None,
+            });
+            return Ok(());
+        }
+        if file_type.is_file() || file_type.is_socket() {
             let target = if into_dir {
                 self.push_dest_dir(dest);
                 join(dest, name)
             } else {
                 dest.to_owned()
             };
-            let candidate = self.file_candidate(source, target, &resolved.meta);
+            let candidate = if file_type.is_socket() {
+                self.socket_candidate(source, target, &resolved.meta)
+            } else {
+                self.file_candidate(source, target, &resolved.meta)
+            };
             self.candidates.push(candidate);
             return Ok(());
         }
@@ -612,6 +616,8 @@ impl<'a> Selector<'a> {
             let file_type = meta.file_type();
             let candidate = if file_type.is_file() {
                 self.file_candidate(source, target, &meta)
+            } else if file_type.is_socket() {
+                self.socket_candidate(source, target, &meta)
             } else if file_type.is_symlink() {
                 let link = std::fs::read_link(&source)
                     .with_context(|| format!("reading the symlink `{}`", source.display()))?;
@@ -680,11 +686,17 @@ impl<'a> Selector<'a> {
         }
     }
 
+    /// A socket becomes an empty file with the mode a file of its bits would get.
+    fn socket_candidate(&self, source: PathBuf, target: String, meta: &Metadata) -> Candidate {
+        let mut candidate = self.file_candidate(source, target, meta);
+        candidate.entry.kind = EntryKind::Socket;
+        candidate.link = None;
+        candidate
+    }
+
     fn skip(&mut self, rel: &str, meta: &Metadata) {
         let file_type = meta.file_type();
-        let kind = if file_type.is_socket() {
-            "socket"
-        } else if file_type.is_fifo() {
+        let kind = if file_type.is_fifo() {
             "FIFO"
         } else if file_type.is_char_device() {
             "character device"

@@ -271,6 +271,7 @@ fn write_entry<W: Write>(
             let data = file.take(*size).chain(io::repeat(0).take(*size));
             out.file(&entry.target, entry.mode, root, *size, data.take(*size))?;
         }
+        EntryKind::Socket => out.file(&entry.target, entry.mode, root, 0, io::empty())?,
         EntryKind::Symlink { target } => out.symlink(&entry.target, target, root)?,
         EntryKind::Hardlink { target } => out.hardlink(&entry.target, target, entry.mode, root)?,
         EntryKind::Archive => {
