@@ -749,6 +749,28 @@ fn a_final_stage_built_on_a_build_stage() {
     support::docker_ok(["rmi", tag.as_str()]);
 }
 
+/// An ONBUILD of a base stage that copies from another stage: that stage is built first,
+/// as current BuildKit builds it (testOnBuildInheritedStageWithFrom; v0.8 here cannot).
+#[test]
+fn an_onbuild_trigger_of_a_base_stage_copies_from_its_own_stage() {
+    let project = Project::new(
+        "FROM BUSYBOX AS src\nRUN mkdir -p /in && echo -n 12 > /in/file\n\
+         FROM BUSYBOX AS base\nONBUILD COPY --from=src /in/file /out/foo\n\
+         FROM base AS mid\nRUN cp /out/foo /out/bar\n\
+         FROM BUSYBOX\nCOPY --from=mid /out/bar /\nCMD [\"cat\", \"/bar\"]\n",
+        &[],
+    );
+    let mut digests = Vec::new();
+    for executor in ["native", "engine"] {
+        let tag = support::unique_name(&format!("onbuild-from-{executor}"));
+        let out = project.build_ok(&["--executor", executor, "-t", &tag]);
+        assert_eq!(run_image(&tag, &[]), "12", "{executor}: {out}");
+        digests.push(support::summary_digest(&out));
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
+    assert_eq!(digests[0], digests[1], "both executors give one image");
+}
+
 #[test]
 fn independent_stages_run_at_the_same_time() {
     let project = Project::new(

@@ -424,6 +424,32 @@ pub fn parse_command(file: &str, node: &Node) -> Result<Command, Error> {
     })
 }
 
+/// An ONBUILD trigger (from a base image's config, or an ONBUILD of the base stage), parsed
+/// as the instruction it runs in the stage built on it, located at `at` (its FROM).
+pub fn parse_trigger(file: &str, trigger: &str, at: Location) -> Result<Command, Error> {
+    let located = |message: String| Error::new(file, message).at(at.line, Some(at.column));
+    let ast = super::parser::parse(trigger.as_bytes()).map_err(|e| {
+        located(format!(
+            "ONBUILD trigger `{trigger}` of the base image: {}",
+            e.message
+        ))
+    })?;
+    let [node] = ast.nodes.as_slice() else {
+        return Err(located(format!(
+            "ONBUILD trigger `{trigger}` of the base image is not one instruction"
+        )));
+    };
+    if matches!(node.keyword.as_str(), "from" | "onbuild" | "maintainer") {
+        return Err(located(format!(
+            "ONBUILD trigger `{trigger}`: {} is not allowed as a trigger",
+            node.keyword.to_uppercase()
+        )));
+    }
+    let mut command = parse_command(file, node)?;
+    command.location = at;
+    Ok(command)
+}
+
 fn parse_instruction(file: &str, node: &Node) -> Result<Instruction, Error> {
     let keyword = node.keyword.to_uppercase();
     let args = texts(file, node, &node.args)?;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::Error;
 use super::instructions::{
-    Command, Dockerfile, Instruction, Location, MountKind, Stage, edit_distance,
+    Command, Dockerfile, Instruction, Location, MountKind, Stage, edit_distance, parse_trigger,
 };
 use super::shell::Lexer;
 use crate::oci::Platform;
@@ -416,11 +416,19 @@ fn resolve_stage(
         }
     };
     let mut stage_deps = BTreeSet::new();
+    // The ONBUILD triggers of a base stage run first in this one, and may copy from stages
+    // or images of their own (BuildKit's testOnBuildInheritedStageWithFrom).
+    let mut triggers = Vec::new();
     if let Base::Stage(i) = base {
         stage_deps.insert(i);
+        for command in &stages[i].commands {
+            if let Instruction::Onbuild(trigger) = &command.instruction {
+                triggers.push(parse_trigger(file, trigger, at)?);
+            }
+        }
     }
     let mut image_sources = Vec::new();
-    for command in &stage.commands {
+    for command in triggers.iter().chain(&stage.commands) {
         for from in sources_of(command) {
             match resolve_source(stages, named_contexts, from)
                 .map_err(|e| located(file, command.location, e))?
@@ -676,6 +684,18 @@ mod tests {
         );
         assert_eq!(g.stages[1].stage_deps, BTreeSet::from([0]));
         assert_eq!(g.stages[1].image_sources, ["nginx:1.25"]);
+    }
+
+    #[test]
+    fn a_base_stages_onbuild_sources_are_needed_by_the_stage_built_on_it() {
+        let g = graph(
+            "FROM a AS src\nFROM b AS base\nONBUILD COPY --from=src /x /x\nONBUILD COPY --from=img:1 /y /y\nFROM base\n",
+        );
+        // The ONBUILD runs in the last stage, not in `base`.
+        assert_eq!(g.stages[1].stage_deps, BTreeSet::new());
+        assert_eq!(g.stages[2].stage_deps, BTreeSet::from([0, 1]));
+        assert_eq!(g.stages[2].image_sources, ["img:1"]);
+        assert_eq!(g.needed, [0, 1, 2]);
     }
 
     #[test]

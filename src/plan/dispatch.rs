@@ -278,7 +278,8 @@ pub fn dispatch_stage(
     let stage_def = graph.stage(stage);
     // ONBUILD triggers of the base run first, located at the FROM line.
     for trigger in triggers {
-        let command = parse_trigger(file, &trigger, stage_def.location)?;
+        let command =
+            crate::frontend::instructions::parse_trigger(file, &trigger, stage_def.location)?;
         d.dispatch(&command)?;
     }
     for command in &stage_def.commands {
@@ -293,31 +294,6 @@ pub fn dispatch_stage(
         args: d.args,
         secret_names: d.secret_names,
     })
-}
-
-/// An ONBUILD trigger from a base image's config, parsed as an instruction.
-fn parse_trigger(file: &str, trigger: &str, at: Location) -> Result<Command, Error> {
-    let located = |message: String| Error::new(file, message).at(at.line, Some(at.column));
-    let ast = crate::frontend::parser::parse(trigger.as_bytes()).map_err(|e| {
-        located(format!(
-            "ONBUILD trigger `{trigger}` of the base image: {}",
-            e.message
-        ))
-    })?;
-    let [node] = ast.nodes.as_slice() else {
-        return Err(located(format!(
-            "ONBUILD trigger `{trigger}` of the base image is not one instruction"
-        )));
-    };
-    if matches!(node.keyword.as_str(), "from" | "onbuild" | "maintainer") {
-        return Err(located(format!(
-            "ONBUILD trigger `{trigger}`: {} is not allowed as a trigger",
-            node.keyword.to_uppercase()
-        )));
-    }
-    let mut command = crate::frontend::instructions::parse_command(file, node)?;
-    command.location = at;
-    Ok(command)
 }
 
 impl Dispatcher<'_> {
