@@ -458,7 +458,8 @@ fn resolve_stage(
 }
 
 /// The `--from` values of a command: COPY's flag and RUN's mounts.
-fn sources_of(command: &Command) -> Vec<&str> {
+/// The `--from` values of a command: a COPY's, and its RUN's bind and cache mounts'.
+pub fn sources_of(command: &Command) -> Vec<&str> {
     match &command.instruction {
         Instruction::Copy(copy) => copy.from.as_deref().into_iter().collect(),
         Instruction::Run(run) => run

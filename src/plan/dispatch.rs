@@ -280,6 +280,7 @@ pub fn dispatch_stage(
     for trigger in triggers {
         let command =
             crate::frontend::instructions::parse_trigger(file, &trigger, stage_def.location)?;
+        d.check_trigger_sources(&trigger, &command)?;
         d.dispatch(&command)?;
     }
     for command in &stage_def.commands {
@@ -297,6 +298,35 @@ pub fn dispatch_stage(
 }
 
 impl Dispatcher<'_> {
+    /// A trigger of a base image may only copy from what the build pulls or builds anyway:
+    /// the stages and images are chosen before any image's config is read. (A base stage's
+    /// triggers are known then, and their sources are part of the plan.)
+    fn check_trigger_sources(&self, trigger: &str, command: &Command) -> Result<(), Error> {
+        let resolved = &self.graph.stages[self.stage];
+        for from in crate::frontend::stages::sources_of(command) {
+            let known = match self.graph.resolve_from(from) {
+                Source::Stage(i) => resolved.stage_deps.contains(&i),
+                Source::Image(image) => resolved.image_sources.contains(&image),
+                Source::Local(_) => true,
+            };
+            if !known {
+                return Err(self
+                    .error(
+                        command.location,
+                        format!(
+                            "the ONBUILD trigger `{trigger}` of the base image uses `{from}`, \
+                             which this stage does not name: imgbuild picks the stages and \
+                             images a build needs before it reads the base image's triggers"
+                        ),
+                    )
+                    .with_hint(format!(
+                        "name `{from}` in this stage too (a `COPY --from={from}` of a path it has)"
+                    )));
+            }
+        }
+        Ok(())
+    }
+
     fn error(&self, at: Location, message: impl Into<String>) -> Error {
         Error::new(self.file, message).at(at.line, Some(at.column))
     }
@@ -1252,6 +1282,29 @@ mod dispatch_tests {
         assert_eq!(run(&p.steps[0]).argv[2], "echo triggered");
         assert_eq!(run(&p.steps[1]).argv[2], "echo mine");
         assert_eq!(p.config.on_build, ["RUN later"]);
+    }
+
+    #[test]
+    fn a_base_images_trigger_may_only_use_what_the_stage_names() {
+        let base = ImageConfig {
+            on_build: vec!["COPY --from=src /in /out".into()],
+            ..Default::default()
+        };
+        let text = "FROM a AS src\nFROM b\n";
+        let error = plan_with(text, &[], 1, &base).unwrap_err().to_string();
+        assert!(
+            error.contains("Dockerfile:2:1: the ONBUILD trigger `COPY --from=src /in /out` of the base image uses `src`, which this stage does not name"),
+            "{error}"
+        );
+        let from_image = ImageConfig {
+            on_build: vec!["COPY --from=tools:1 /t /t".into()],
+            ..Default::default()
+        };
+        assert!(plan_with(text, &[], 1, &from_image).is_err());
+        // Named by the stage as well: built, so the trigger may use it.
+        let named = "FROM a AS src\nFROM b\nCOPY --from=src /in /also\n";
+        let p = plan_with(named, &[], 1, &base).unwrap();
+        assert_eq!(p.steps.len(), 2);
     }
 
     #[test]
