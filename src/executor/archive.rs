@@ -697,6 +697,14 @@ mod tests {
         Ok(out.finish()?)
     }
 
+    /// `(name, link target)` of each entry that [`names`] lists.
+    fn name_and_link(entries: &[(String, u64, u32, String)]) -> Vec<(&str, &str)> {
+        entries
+            .iter()
+            .map(|(name, _, _, link)| (name.as_str(), link.as_str()))
+            .collect()
+    }
+
     #[test]
     fn add_archive_entries_land_where_the_images_links_above_them_lead() {
         use tar::EntryType::*;
@@ -718,10 +726,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let links: Vec<(&str, &str)> = got
-            .iter()
-            .map(|(name, _, _, link)| (name.as_str(), link.as_str()))
-            .collect();
+        let links = name_and_link(&got);
         assert_eq!(
             links,
             [
@@ -746,10 +751,7 @@ mod tests {
             ])
             .unwrap(),
         );
-        let links: Vec<(&str, &str)> = got
-            .iter()
-            .map(|(name, _, _, link)| (name.as_str(), link.as_str()))
-            .collect();
+        let links = name_and_link(&got);
         assert_eq!(
             links,
             [
