@@ -260,7 +260,9 @@ fn write_entry<W: Write>(
     };
     match &entry.kind {
         EntryKind::Dir => {
-            if entry.implicit && out.overrides.chmod.is_none() && dest_exists(&entry.target) {
+            // An existing destination keeps its owner and mode, `--chmod` or not: fsutil's
+            // copy overwrites the metadata of directories below it only.
+            if entry.implicit && dest_exists(&entry.target) {
                 return Ok(());
             }
             out.dir(&entry.target, entry.mode, root)?;
@@ -448,11 +450,8 @@ pub fn write_copy_from<W: Write>(
         if plan.is_engine_placeholder(&source, entry.header()) {
             continue;
         }
-        if rest.is_empty()
-            && plan.dest_exists
-            && plan.source_is_dir
-            && out.overrides.chmod.is_none()
-        {
+        // An existing destination keeps its owner and mode (see `write_entry`).
+        if rest.is_empty() && plan.dest_exists && plan.source_is_dir {
             continue;
         }
         symlinks.check(&rel, entry.header().entry_type())?;
