@@ -888,31 +888,43 @@ async fn expand_wildcard(
     source.archive(&resolved.path, &mut spool).await?;
     spool.seek(SeekFrom::Start(0))?;
     let names = tokio::task::block_in_place(|| archive_names(spool))?;
-    let mut matches: Vec<String> = names
-        .iter()
-        .filter_map(|name| {
-            // The archive names the directory itself first: `base/…`.
-            let (_, rest) = name.split_once('/')?;
-            let parts: Vec<&str> = rest.split('/').collect();
-            (parts.len() == globs.len() && parts.iter().zip(&globs).all(|(p, g)| g.matches(p)))
-                .then(|| crate::context::clean_dest(&format!("{base}/{rest}")))
-        })
-        .collect();
+    let mut matches = Vec::new();
+    for (name, utf8) in &names {
+        // The archive names the directory itself first: `base/…`.
+        let Some((_, rest)) = name.split_once('/') else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.len() != globs.len() || !parts.iter().zip(&globs).all(|(p, g)| g.matches(p)) {
+            continue;
+        }
+        let path = crate::context::clean_dest(&format!("{base}/{rest}"));
+        if !utf8 {
+            // Paths are strings here: such a name could not be found again to be copied.
+            return Err(InputError::new(format!(
+                "COPY --from {src}: `{path}` in the source has a name that is not UTF-8, \
+                 which imgbuild cannot copy by a wildcard"
+            ))
+            .with_hint("copy the directory that holds it instead, or rename it in the stage")
+            .into());
+        }
+        matches.push(path);
+    }
     matches.sort();
     matches.dedup();
     Ok(matches)
 }
 
-/// The clean names of a tar's entries.
-fn archive_names(file: std::fs::File) -> anyhow::Result<Vec<String>> {
+/// The clean names of a tar's entries, each with whether it is UTF-8 (else shown lossily).
+fn archive_names(file: std::fs::File) -> anyhow::Result<Vec<(String, bool)>> {
     let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
     let mut names = Vec::new();
     for entry in archive.entries()? {
         let entry = entry?;
-        if let Some(name) =
-            super::archive::safe_relative(&String::from_utf8_lossy(&entry.path_bytes()))
-        {
-            names.push(name);
+        let bytes = entry.path_bytes();
+        let utf8 = std::str::from_utf8(&bytes).is_ok();
+        if let Some(name) = super::archive::safe_relative(&String::from_utf8_lossy(&bytes)) {
+            names.push((name, utf8));
         }
     }
     Ok(names)

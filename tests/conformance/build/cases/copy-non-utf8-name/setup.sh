@@ -1,0 +1,1 @@
+touch "$(printf 'latin1-\351')"
