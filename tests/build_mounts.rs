@@ -232,6 +232,11 @@ fn refusals_come_before_the_first_step_runs() {
             "source=not-here: not found in the build context",
             ".dockerignore",
         ),
+        (
+            "RUN --mount=type=bind,source=.env,target=/m true",
+            "source=.env: excluded by .dockerignore",
+            "stop excluding it",
+        ),
     ];
     for (run, message, hint) in refused {
         let context = support::tempdir();
@@ -243,6 +248,8 @@ fn refusals_come_before_the_first_step_runs() {
                  FROM BUSYBOX\nCOPY --from=first /first /first\n{run}\n"
             ),
         );
+        std::fs::write(context.path().join(".env"), "SECRET=1\n").unwrap();
+        std::fs::write(context.path().join(".dockerignore"), ".env\n").unwrap();
         let out = imgbuild(
             context.path(),
             cache.path(),

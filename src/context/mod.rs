@@ -274,6 +274,16 @@ impl Context {
     }
 
     /// The canonical context directory.
+    /// Whether a `.dockerignore` leaves anything out of this context.
+    pub fn filters(&self) -> bool {
+        !self.ignore.is_empty()
+    }
+
+    /// Whether `.dockerignore` leaves out `rel_path` (relative to the root, clean).
+    pub fn excludes(&self, rel_path: &str) -> bool {
+        self.ignore.is_excluded(rel_path)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -613,7 +613,7 @@ impl Builder {
             &run.mounts,
             &MountContext {
                 cache_dir: &self.request.cache_dir,
-                context_root: self.context.root(),
+                context: &self.context,
                 secrets: &self.request.secrets,
                 ssh: &self.request.ssh,
                 sources,

@@ -99,7 +99,8 @@ pub struct PreparedMounts {
 /// Inputs the mounts need from the build.
 pub struct MountContext<'a> {
     pub cache_dir: &'a Path,
-    pub context_root: &'a Path,
+    /// The build context, whose `.dockerignore` a bind mount of it honours.
+    pub context: &'a crate::context::Context,
     pub secrets: &'a std::collections::BTreeMap<String, SecretSource>,
     /// `--ssh`: agent sockets by id.
     pub ssh: &'a std::collections::BTreeMap<String, PathBuf>,
@@ -437,9 +438,16 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
             MountKind::Bind => {
                 require_local("type=bind", cx)?;
                 let written = mount.source.as_deref().unwrap_or(".");
-                let mut source = context_path(cx.context_root, written).map_err(|e| {
+                let mut source = context_path(cx.context.root(), written).map_err(|e| {
                     InputError::new(format!("RUN --mount=type=bind,source={written}: {e}"))
                 })?;
+                if cx.context.filters() {
+                    // BuildKit sends one context, `.dockerignore` applied, to COPY and to
+                    // bind mounts alike: what it leaves out (`.env`, `.git`) a RUN never sees.
+                    let (view, path) = filtered_view(cx.context, written, &source, cx.cache_dir)?;
+                    source = path;
+                    out.guards._dirs.push(view);
+                }
                 if !mount.readonly {
                     // What a `rw` bind mount writes is thrown away, as in BuildKit: the RUN
                     // gets a copy, never the user's checkout.
@@ -679,6 +687,71 @@ fn read_secret(
     })
 }
 
+/// The part `written` of the build context (`host`, resolved) as `.dockerignore` leaves
+/// it, in a new directory under `cache_dir`: files hard-linked where the file system
+/// allows (else copied), directories and links made anew, so nothing is read or copied
+/// but names. Returns the directory (removed when dropped) and the path to mount.
+fn filtered_view(
+    context: &crate::context::Context,
+    written: &str,
+    host: &Path,
+    cache_dir: &Path,
+) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    use crate::context::{EntryKind, SelectOptions};
+    let view = tempfile::Builder::new()
+        .prefix("run-mount-")
+        .tempdir_in(cache_dir)
+        .context("creating a directory for a RUN --mount of the build context")?;
+    let root = view.path().join("context");
+    let selection = context
+        .select(
+            &[written.to_owned()],
+            "/m/",
+            &SelectOptions::default(),
+            &|_| true,
+        )
+        .map_err(|e| InputError::new(format!("RUN --mount=type=bind,source={written}: {e}")))?;
+    let at = |target: &str| {
+        let rel = target.strip_prefix("/m").unwrap_or(target);
+        root.join(rel.trim_start_matches('/'))
+    };
+    fs::create_dir_all(&root).context("creating a view of the build context")?;
+    for entry in &selection.entries {
+        let path = at(&entry.target);
+        let made = match &entry.kind {
+            EntryKind::Dir => fs::create_dir_all(&path).and_then(|()| {
+                fs::set_permissions(&path, fs::metadata(&entry.source)?.permissions())
+            }),
+            EntryKind::File { .. } => fs::hard_link(&entry.source, &path)
+                .or_else(|_| fs::copy(&entry.source, &path).map(|_| ())),
+            EntryKind::Symlink { target } => std::os::unix::fs::symlink(target, &path),
+            EntryKind::Hardlink { target } => fs::hard_link(at(target), &path),
+            EntryKind::Socket => fs::File::create(&path).map(|_| ()),
+            // Never selected without ADD.
+            EntryKind::Archive => Ok(()),
+        };
+        made.with_context(|| format!("making {} in a view of the build context", path.display()))?;
+    }
+    let path = if host.is_dir() {
+        root
+    } else {
+        // Named as written, as the selection names it (a link is followed, not renamed).
+        let name = Path::new(written.trim_end_matches('/'))
+            .file_name()
+            .unwrap_or_default();
+        let path = root.join(name);
+        if !path.exists() {
+            return Err(InputError::new(format!(
+                "RUN --mount=type=bind,source={written}: excluded by .dockerignore"
+            ))
+            .with_hint("mount a path the build context keeps, or stop excluding it")
+            .into());
+        }
+        path
+    };
+    Ok((view, path))
+}
+
 /// A path of the build context for a bind mount; never outside the context. The error
 /// says what is wrong with the path.
 pub(super) fn context_path(root: &Path, source: &str) -> Result<PathBuf, String> {
@@ -728,5 +801,69 @@ fn parse_id(value: Option<&str>) -> anyhow::Result<Option<u32>> {
         Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
             InputError::new(format!("RUN --mount uid/gid `{v}`: expected a number")).into()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bind_mount_of_the_context_shows_what_dockerignore_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(ctx.join("src/more")).unwrap();
+        for (path, text) in [
+            ("src/main.rs", "main"),
+            ("src/more/mod.rs", "mod"),
+            ("src/main.rs.orig", "conflict"),
+            (".env", "SECRET=1"),
+            ("Cargo.toml", "[package]"),
+            (".dockerignore", ".env\nsrc/**/*.orig\n"),
+        ] {
+            fs::write(ctx.join(path), text).unwrap();
+        }
+        let cache = dir.path().join("cache");
+        fs::create_dir(&cache).unwrap();
+        let context = crate::context::Context::open(&ctx).unwrap();
+        assert!(context.filters());
+
+        let view = |written: &str| {
+            let host = context_path(context.root(), written).unwrap();
+            filtered_view(&context, written, &host, &cache)
+        };
+        let (_kept, src) = view("src").unwrap();
+        let mut names: Vec<String> = walk(&src);
+        names.sort();
+        assert_eq!(names, ["main.rs", "more", "more/mod.rs"]);
+        assert_eq!(fs::read_to_string(src.join("main.rs")).unwrap(), "main");
+
+        let (_kept, whole) = view(".").unwrap();
+        assert!(!whole.join(".env").exists());
+        assert!(whole.join("Cargo.toml").is_file());
+        let (_kept, file) = view("Cargo.toml").unwrap();
+        assert_eq!(fs::read_to_string(file).unwrap(), "[package]");
+        let error = view(".env").unwrap_err().to_string();
+        assert!(error.contains("excluded by .dockerignore"), "{error}");
+    }
+
+    fn walk(root: &Path) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                names.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+                if path.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        names
     }
 }

@@ -150,6 +150,15 @@ impl Builder {
                             "bind mounts without from= show the build context; check the path and .dockerignore",
                         );
                     }
+                    let rel = source.trim_start_matches("./").trim_matches('/');
+                    if !matches!(rel, "" | ".") && self.context.excludes(rel) {
+                        return refuse(
+                            format!(
+                                "RUN --mount=type=bind,source={source}: excluded by .dockerignore"
+                            ),
+                            "a bind mount shows the build context as .dockerignore leaves it, as COPY sees it; mount a path it keeps, or stop excluding it",
+                        );
+                    }
                 }
                 continue;
             };
