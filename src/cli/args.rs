@@ -229,8 +229,8 @@ pub struct BuildArgs {
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_args: Vec<String>,
 
-    /// Add a label to the image: KEY=VALUE; repeatable.
-    #[arg(long = "label", value_name = "KEY=VALUE")]
+    /// Add a label to the image: KEY=VALUE (KEY alone: an empty value); repeatable.
+    #[arg(long = "label", value_name = "KEY[=VALUE]")]
     pub labels: Vec<KeyValue>,
 
     /// Network for RUN steps.

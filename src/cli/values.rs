@@ -541,7 +541,8 @@ impl FromStr for CacheToSpec {
     }
 }
 
-/// `KEY=VALUE` with a non-empty key (`--label`).
+/// `KEY=VALUE` with a non-empty key (`--label`); a bare `KEY` has the empty value, as the
+/// docker CLI sends `--label KEY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
     pub key: String,
@@ -552,13 +553,14 @@ impl FromStr for KeyValue {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once('=') {
-            Some((key, value)) if !key.is_empty() => Ok(KeyValue {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            }),
-            _ => Err("expected KEY=VALUE".into()),
+        let (key, value) = s.split_once('=').unwrap_or((s, ""));
+        if key.is_empty() {
+            return Err("expected KEY=VALUE or KEY".into());
         }
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })
     }
 }
 
@@ -798,6 +800,8 @@ mod tests {
         let kv: KeyValue = "a=b=c".parse().unwrap();
         assert_eq!((kv.key.as_str(), kv.value.as_str()), ("a", "b=c"));
         assert!("=x".parse::<KeyValue>().is_err());
-        assert!("x".parse::<KeyValue>().is_err());
+        assert!("".parse::<KeyValue>().is_err());
+        let bare: KeyValue = "x".parse().unwrap();
+        assert_eq!((bare.key.as_str(), bare.value.as_str()), ("x", ""));
     }
 }
