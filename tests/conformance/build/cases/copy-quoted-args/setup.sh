@@ -1,0 +1,1 @@
+printf 'literal dollar name\n' > '$SRC'

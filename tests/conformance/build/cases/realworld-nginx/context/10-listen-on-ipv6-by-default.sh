@@ -1,0 +1,3 @@
+#!/bin/sh
+# 10-listen-on-ipv6-by-default
+exit 0

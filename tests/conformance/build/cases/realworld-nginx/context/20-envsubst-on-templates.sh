@@ -1,0 +1,3 @@
+#!/bin/sh
+# 20-envsubst-on-templates
+exit 0

@@ -1,0 +1,3 @@
+#!/bin/sh
+# 30-tune-worker-processes
+exit 0

@@ -1,0 +1,1 @@
+chmod 0755 docker-entrypoint.sh docker-ensure-initdb.sh

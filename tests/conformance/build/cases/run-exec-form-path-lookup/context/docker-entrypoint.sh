@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "entrypoint $0 $*" > /entrypoint-ran

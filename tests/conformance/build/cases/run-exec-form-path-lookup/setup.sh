@@ -1,0 +1,1 @@
+chmod 0755 docker-entrypoint.sh tools/write-marker tools/env
