@@ -273,7 +273,6 @@ impl Context {
         self
     }
 
-    /// The canonical context directory.
     /// Whether a `.dockerignore` leaves anything out of this context.
     pub fn filters(&self) -> bool {
         !self.ignore.is_empty()
@@ -284,6 +283,7 @@ impl Context {
         self.ignore.is_excluded(rel_path)
     }
 
+    /// The canonical context directory.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -48,9 +48,7 @@ pub(crate) use error::RunFailedMessage;
 pub use image::{ImageConfig, ImageInfo};
 pub(crate) use output::LineSplitter;
 pub use output::{OutputLine, OutputStream, TAIL_LINES};
-pub use run_options::{
-    DEFAULT_SHM_SIZE, ExtraHost, RunOptions, ULIMIT_NAMES, Ulimit, proxy_env, with_vars,
-};
+pub use run_options::{DEFAULT_SHM_SIZE, ExtraHost, RunOptions, ULIMIT_NAMES, Ulimit, proxy_env};
 
 use cleanup::LiveContainers;
 

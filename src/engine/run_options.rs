@@ -71,21 +71,6 @@ pub fn proxy_env(build_args: &std::collections::BTreeMap<String, String>) -> Vec
     env
 }
 
-/// `env` with `vars` set: each replaces a variable of its name, or is added at the end.
-pub fn with_vars(mut env: Vec<String>, vars: &[String]) -> Vec<String> {
-    for var in vars {
-        let name = var.split_once('=').map_or(var.as_str(), |(n, _)| n);
-        match env
-            .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == name)
-        {
-            Some(existing) => existing.clone_from(var),
-            None => env.push(var.clone()),
-        }
-    }
-    env
-}
-
 /// `--add-host NAME:IP`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraHost {
@@ -222,12 +207,5 @@ mod tests {
             ..RunOptions::default()
         };
         assert!(options.key_entries().is_empty());
-        assert_eq!(
-            with_vars(
-                vec!["PATH=/bin".into(), "HTTP_PROXY=from-env".into()],
-                &options.proxy_env[..2]
-            ),
-            ["PATH=/bin", "HTTP_PROXY=hp", "http_proxy=hp"]
-        );
     }
 }

@@ -663,8 +663,10 @@ impl Builder {
                 env.push(var);
             }
         }
-        // Appended last, as BuildKit's exec op appends its ProxyEnv: it wins over an ENV.
-        let env = engine::with_vars(env, &self.request.run_options.proxy_env);
+        // Set last, as BuildKit's exec op appends its ProxyEnv: it wins over an ENV.
+        for var in &self.request.run_options.proxy_env {
+            oci::set_env_entry(&mut env, var.clone());
+        }
         let spec = RunSpec {
             image: image.to_owned(),
             argv,

@@ -223,14 +223,7 @@ impl ImageConfig {
     /// Sets one variable as `ENV` does: replaces it in place or appends it.
     pub fn set_env_var(&mut self, key: &str, value: &str) {
         let mut env = self.env();
-        let line = format!("{key}={value}");
-        match env
-            .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-        {
-            Some(existing) => *existing = line,
-            None => env.push(line),
-        }
+        set_env_entry(&mut env, format!("{key}={value}"));
         self.set_env(env);
     }
 
@@ -374,9 +367,34 @@ impl ImageConfig {
     }
 }
 
+/// Sets `entry` (`KEY=VALUE`) in an environment list as `ENV` (BuildKit's `addEnv`) does:
+/// it replaces the variable of its name in place, or is appended.
+pub fn set_env_entry(env: &mut Vec<String>, entry: String) {
+    fn name(e: &str) -> &str {
+        e.split_once('=').map_or(e, |(k, _)| k)
+    }
+    match env.iter().position(|e| name(e) == name(&entry)) {
+        Some(at) => env[at] = entry,
+        None => env.push(entry),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_env_entry_replaces_its_variable_in_place_or_is_appended() {
+        let mut env = vec!["PATH=/bin".to_owned(), "HTTP_PROXY=from-env".to_owned()];
+        for var in ["HTTP_PROXY=hp", "http_proxy=hp"] {
+            set_env_entry(&mut env, var.to_owned());
+        }
+        assert_eq!(env, ["PATH=/bin", "HTTP_PROXY=hp", "http_proxy=hp"]);
+        set_env_entry(&mut env, "BARE".to_owned());
+        set_env_entry(&mut env, "BARE=set".to_owned());
+        assert_eq!(env.last().map(String::as_str), Some("BARE=set"));
+        assert_eq!(env.len(), 4);
+    }
 
     const DOCKER_CONFIG: &str = r#"{"architecture":"amd64","config":{"Env":["PATH=/usr/bin","A=1"],"Cmd":["bash"],"Healthcheck":{"Test":["CMD","true"],"Interval":30000000000},"OnBuild":["RUN x"],"ArgsEscaped":true,"Image":"sha256:abc"},"container_config":{"Hostname":"x"},"created":"2024-01-01T00:00:00Z","docker_version":"20.10.0","history":[{"created":"2024-01-01T00:00:00Z","created_by":"/bin/sh -c #(nop) ADD file:x in / "}],"os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"]}}"#;
 

@@ -35,7 +35,7 @@ mod validate;
 pub use annotated::annotate;
 pub use assembled::{AssembledImage, ImageParts, append_layers, scratch};
 pub use blobs::{BlobStore, StoredBlob};
-pub use config::{Healthcheck, ImageConfig, rfc3339};
+pub use config::{Healthcheck, ImageConfig, rfc3339, set_env_entry};
 pub use digest::{HashingReader, HashingWriter, VerifyingReader, sha256_digest};
 pub use docker_archive::{DockerArchiveImage, open_docker_archive, with_default_tag};
 pub use error::{Error, Result};

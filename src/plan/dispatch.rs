@@ -50,15 +50,7 @@ impl ImageConfig {
 
     /// Sets or replaces `key`, keeping its position when it exists (as BuildKit's addEnv).
     pub fn set_env(&mut self, key: &str, value: &str) {
-        let entry = format!("{key}={value}");
-        match self
-            .env
-            .iter_mut()
-            .find(|kv| kv.split('=').next() == Some(key))
-        {
-            Some(existing) => *existing = entry,
-            None => self.env.push(entry),
-        }
+        crate::oci::set_env_entry(&mut self.env, format!("{key}={value}"));
     }
 }
 
