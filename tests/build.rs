@@ -771,6 +771,60 @@ fn an_onbuild_trigger_of_a_base_stage_copies_from_its_own_stage() {
     assert_eq!(digests[0], digests[1], "both executors give one image");
 }
 
+/// A base image's ONBUILD triggers may use a stage or an image nothing else in the build
+/// names: current BuildKit builds and pulls those too (testOnBuildNewDeps, which this
+/// follows). BuildKit v0.8 here does not: it dispatches only the stages reachable before
+/// the triggers are read, and copies from the bare base of such a stage.
+#[test]
+fn a_base_images_onbuild_triggers_bring_in_stages_and_images_nothing_else_names() {
+    let push = |dockerfile: &str, name: &str| {
+        let reference = format!(
+            "{}/{}:latest",
+            support::env().registry,
+            support::unique_name(name)
+        );
+        Project::new(dockerfile, &[]).build_ok(&["--push", "-t", &reference]);
+        reference
+    };
+    // A trigger copying from an image, and one whose RUN mounts a stage of the child.
+    let copies = push(
+        "FROM BUSYBOX\nONBUILD COPY --from=BUSYBOX /bin/busybox /out/busybox-copy\n",
+        "onbuild-image",
+    );
+    let mounts = push(
+        "FROM BUSYBOX\nONBUILD RUN --mount=type=bind,target=/in,from=inputstage \
+         mkdir -p /out && cat /in/foo > /out/bar && wc -c < /in/out/busybox-copy > /out/bar2\n",
+        "onbuild-mount",
+    );
+    let project = Project::new(
+        &format!(
+            "FROM {copies} AS inputstage\nRUN echo -n foo > /foo\n\
+             FROM BUSYBOX AS unused\nRUN false\n\
+             FROM {mounts} AS base\nRUN echo -n bar3 > /out/bar3\n\
+             FROM BUSYBOX\nCOPY --from=base /out /out\nCMD [\"cat\", \"/out/bar\", \"/out/bar3\"]\n"
+        ),
+        &[],
+    );
+    let size = run_image(
+        &support::busybox_in_registry(),
+        &["sh", "-c", "wc -c < /bin/busybox"],
+    );
+    let mut digests = Vec::new();
+    for executor in ["native", "engine"] {
+        let tag = support::unique_name(&format!("onbuild-deps-{executor}"));
+        let out = project.build_ok(&["--executor", executor, "-t", &tag]);
+        assert_eq!(run_image(&tag, &[]), "foobar3", "{executor}: {out}");
+        assert_eq!(
+            run_image(&tag, &["cat", "/out/bar2"]),
+            size,
+            "{executor}: the trigger's COPY --from an image ran in inputstage"
+        );
+        digests.push(support::summary_digest(&out));
+        support::docker_ok(["rmi", tag.as_str()]);
+    }
+    assert_eq!(digests[0], digests[1], "both executors give one image");
+}
+
 #[test]
 fn independent_stages_run_at_the_same_time() {
     let project = Project::new(

@@ -314,11 +314,6 @@ async fn prepare(
         &request.publish.platform,
         &request.build_contexts,
     )?;
-    for arg in &graph.unused_build_args {
-        reporter.warning(&format!(
-            "build-arg `{arg}` was not consumed by any ARG of the stages built"
-        ));
-    }
     for name in &request.no_cache_filter {
         if !graph
             .dockerfile
@@ -520,7 +515,32 @@ impl Builder {
     /// Pulls the FROM images and dispatches every stage: everything imgbuild refuses is
     /// refused now, before any step runs.
     async fn prepare(&mut self) -> anyhow::Result<()> {
-        self.pull_images().await?;
+        // A base image's ONBUILD triggers may name stages and images nothing else does:
+        // those are pulled and built too, until the triggers add nothing.
+        let mut pulled_for = BTreeSet::new();
+        loop {
+            let new: BTreeSet<usize> = self
+                .graph
+                .needed
+                .iter()
+                .copied()
+                .filter(|i| !pulled_for.contains(i))
+                .collect();
+            self.pull_images(&new).await?;
+            pulled_for.extend(new);
+            if !self.take_base_image_triggers()? {
+                break;
+            }
+        }
+        if self.engine.is_none() {
+            self.engine =
+                connect_engine_if_needed(&self.request, &self.graph, self.native.is_some()).await?;
+        }
+        for arg in &self.graph.unused_build_args {
+            self.reporter.warning(&format!(
+                "build-arg `{arg}` was not consumed by any ARG of the stages built"
+            ));
+        }
         self.dispatch_all()?;
         self.preflight()
     }
@@ -647,12 +667,15 @@ impl Builder {
     /// build's too (`FROM --platform=$BUILDPLATFORM golang` and `FROM golang` in one
     /// build for arm64), that stage's base is renamed `NAME (PLATFORM)`, the name its
     /// pull is kept and shown under.
-    async fn pull_images(&mut self) -> anyhow::Result<()> {
+    ///
+    /// `new`: the stages whose FROM images were not pulled yet (every needed stage, but
+    /// for those a base image's ONBUILD triggers add).
+    async fn pull_images(&mut self, new: &BTreeSet<usize>) -> anyhow::Result<()> {
         let default = self.request.publish.platform.clone();
         let mut wanted: Vec<(String, oci::Platform, Option<usize>)> = Vec::new();
         for &i in &self.graph.needed {
             let stage = &self.graph.stages[i];
-            if let Base::Image(name) = &stage.base {
+            if let (Base::Image(name), true) = (&stage.base, new.contains(&i)) {
                 let platform = stage.platform.clone().unwrap_or_else(|| default.clone());
                 wanted.push((name.clone(), platform, Some(i)));
             }
@@ -678,7 +701,9 @@ impl Builder {
             }
             if !platforms.contains_key(&key) {
                 platforms.insert(key.clone(), platform.clone());
-                pulls.push((key.clone(), name, platform.clone()));
+                if !self.pulled.contains_key(&key) {
+                    pulls.push((key.clone(), name, platform.clone()));
+                }
             }
             if let Some(i) = stage {
                 bases.push((i, key, platform));
@@ -700,6 +725,22 @@ impl Builder {
             self.warn_platform(i, &key, &platform)?;
         }
         Ok(())
+    }
+
+    /// Takes in the ONBUILD triggers of the needed stages' base images; returns whether
+    /// they made the build need more.
+    fn take_base_image_triggers(&mut self) -> anyhow::Result<bool> {
+        let mut more = false;
+        for i in self.graph.needed.clone() {
+            let Base::Image(name) = &self.graph.stages[i].base else {
+                continue;
+            };
+            let triggers = self.pulled_image(name)?.config.on_build();
+            if !triggers.is_empty() {
+                more |= self.graph.add_base_image_triggers(i, &triggers)?;
+            }
+        }
+        Ok(more)
     }
 
     /// BuildKit's `InvalidBaseImagePlatform` warning: the FROM image is for another platform

@@ -55,7 +55,8 @@ pub struct BuildGraph {
     pub stages: Vec<ResolvedStage>,
     /// The stage being built (`--target`, else the last).
     pub target: usize,
-    /// The stages the target needs, in dependency order (every stage after what it needs).
+    /// The stages the target needs, in file order: every stage after its base and, but for
+    /// what a base image's ONBUILD trigger names, after every stage it copies from.
     pub needed: Vec<usize>,
     /// `--build-arg`s no ARG of a needed stage declares (docker build warns about these).
     pub unused_build_args: Vec<String>,
@@ -242,13 +243,11 @@ pub fn resolve_with_contexts(
     if let Some(name) = &dockerfile.stages[target_index].name {
         global_args.insert("TARGETSTAGE".into(), name.clone());
     }
-    let mut declared: BTreeSet<String> = BTreeSet::new();
     for command in &dockerfile.meta_args {
         let Instruction::Arg(decls) = &command.instruction else {
             continue;
         };
         for decl in decls {
-            declared.insert(decl.key.clone());
             let value = match (build_args.get(&decl.key), &decl.default) {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(default)) => {
@@ -280,18 +279,7 @@ pub fn resolve_with_contexts(
     check_order_and_cycles(&file, stages, &resolved)?;
 
     let needed = needed_stages(&resolved, target_index);
-    for &i in &needed {
-        for command in &stages[i].commands {
-            if let Instruction::Arg(decls) = &command.instruction {
-                declared.extend(decls.iter().map(|d| d.key.clone()));
-            }
-        }
-    }
-    let unused_build_args = build_args
-        .keys()
-        .filter(|k| !declared.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+    let unused_build_args = unused_build_args(&dockerfile, &needed, build_args);
 
     Ok(BuildGraph {
         global_args,
@@ -303,6 +291,84 @@ pub fn resolve_with_contexts(
         dockerfile,
         named_contexts: named_contexts.clone(),
     })
+}
+
+/// The `--build-arg`s no ARG declares, before the first FROM or in a needed stage.
+fn unused_build_args(
+    dockerfile: &Dockerfile,
+    needed: &[usize],
+    build_args: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let commands = needed
+        .iter()
+        .flat_map(|&i| &dockerfile.stages[i].commands)
+        .chain(&dockerfile.meta_args);
+    let mut declared: BTreeSet<&str> = BTreeSet::new();
+    for command in commands {
+        if let Instruction::Arg(decls) = &command.instruction {
+            declared.extend(decls.iter().map(|d| d.key.as_str()));
+        }
+    }
+    build_args
+        .keys()
+        .filter(|k| !declared.contains(k.as_str()) && !PREDEFINED_ARGS.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+impl BuildGraph {
+    /// Takes in the ONBUILD triggers of stage `index`'s base image, known once the image is
+    /// pulled: the stages and images they copy or mount from become the stage's, and the
+    /// stages they need are built too. Current BuildKit does so (`resolveStages` loops
+    /// until triggers add nothing; its testOnBuildNewDeps); v0.8 dispatched only the
+    /// stages reachable before and copied from the bare base of such a stage. Returns
+    /// whether the build now needs a stage or image it did not.
+    pub fn add_base_image_triggers(
+        &mut self,
+        index: usize,
+        triggers: &[String],
+    ) -> Result<bool, Error> {
+        let file = &self.dockerfile.file;
+        let stages = &self.dockerfile.stages;
+        let at = stages[index].location;
+        let mut stage_deps = self.stages[index].stage_deps.clone();
+        let mut image_sources = self.stages[index].image_sources.clone();
+        for trigger in triggers {
+            let command = parse_trigger(file, trigger, at)?;
+            add_sources(
+                file,
+                stages,
+                &self.named_contexts,
+                &command,
+                &mut stage_deps,
+                &mut image_sources,
+            )?;
+        }
+        if let Some(&dep) = stage_deps
+            .iter()
+            .find(|&&dep| dep == index || reaches(&self.stages, dep, index))
+        {
+            return Err(located(
+                file,
+                at,
+                format!(
+                    "circular dependency between stages: an ONBUILD trigger of the base image \
+                     of `{}` uses `{}`, which needs `{}`",
+                    stages[index].display_name(),
+                    stages[dep].display_name(),
+                    stages[index].display_name()
+                ),
+            ));
+        }
+        let resolved = &mut self.stages[index];
+        let changed = stage_deps != resolved.stage_deps || image_sources != resolved.image_sources;
+        resolved.stage_deps = stage_deps;
+        resolved.image_sources = image_sources;
+        self.needed = needed_stages(&self.stages, self.target);
+        self.unused_build_args =
+            unused_build_args(&self.dockerfile, &self.needed, &self.build_args);
+        Ok(changed)
+    }
 }
 
 fn located(file: &str, at: Location, message: impl Into<String>) -> Error {
@@ -429,24 +495,14 @@ fn resolve_stage(
     }
     let mut image_sources = Vec::new();
     for command in triggers.iter().chain(&stage.commands) {
-        for from in sources_of(command) {
-            match resolve_source(stages, named_contexts, from)
-                .map_err(|e| located(file, command.location, e))?
-            {
-                Source::Stage(i) => {
-                    stage_deps.insert(i);
-                }
-                Source::Local(_) => {}
-                Source::Image(image) => {
-                    check_not_a_typo(file, command, &image, stages)?;
-                    check_reference(&image)
-                        .map_err(|e| located(file, command.location, format!("--from={e}")))?;
-                    if !image_sources.contains(&image) {
-                        image_sources.push(image);
-                    }
-                }
-            }
-        }
+        add_sources(
+            file,
+            stages,
+            named_contexts,
+            command,
+            &mut stage_deps,
+            &mut image_sources,
+        )?;
     }
     Ok(ResolvedStage {
         index: stage.index,
@@ -455,6 +511,37 @@ fn resolve_stage(
         stage_deps,
         image_sources,
     })
+}
+
+/// Adds the stages and images `command`'s `--from`s name to `stage_deps` and
+/// `image_sources`.
+fn add_sources(
+    file: &str,
+    stages: &[Stage],
+    named_contexts: &BTreeMap<String, NamedContext>,
+    command: &Command,
+    stage_deps: &mut BTreeSet<usize>,
+    image_sources: &mut Vec<String>,
+) -> Result<(), Error> {
+    for from in sources_of(command) {
+        match resolve_source(stages, named_contexts, from)
+            .map_err(|e| located(file, command.location, e))?
+        {
+            Source::Stage(i) => {
+                stage_deps.insert(i);
+            }
+            Source::Local(_) => {}
+            Source::Image(image) => {
+                check_not_a_typo(file, command, &image, stages)?;
+                check_reference(&image)
+                    .map_err(|e| located(file, command.location, format!("--from={e}")))?;
+                if !image_sources.contains(&image) {
+                    image_sources.push(image);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `--from` values of a command: COPY's flag and RUN's mounts.
@@ -697,6 +784,49 @@ mod tests {
         assert_eq!(g.stages[2].stage_deps, BTreeSet::from([0, 1]));
         assert_eq!(g.stages[2].image_sources, ["img:1"]);
         assert_eq!(g.needed, [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_base_images_triggers_bring_in_the_stages_and_images_they_use() {
+        let text = "FROM a AS input\nARG USED\nFROM b AS unused\nFROM c AS other\nFROM onbuild:1\n";
+        let mut g = graph_with(text, &[("USED", "1")], None).unwrap();
+        assert_eq!(g.needed, [3]);
+        assert_eq!(g.unused_build_args, ["USED"]);
+        let triggers = [
+            "RUN --mount=type=bind,from=input,target=/in cat /in/x".to_owned(),
+            "COPY --from=tools:2 /t /t".to_owned(),
+        ];
+        assert!(g.add_base_image_triggers(3, &triggers).unwrap());
+        assert_eq!(g.stages[3].stage_deps, BTreeSet::from([0]));
+        assert_eq!(g.stages[3].image_sources, ["tools:2"]);
+        assert_eq!(g.needed, [0, 3]);
+        assert_eq!(g.unused_build_args, Vec::<String>::new());
+        // The same triggers again add nothing: the executor's loop ends.
+        assert!(!g.add_base_image_triggers(3, &triggers).unwrap());
+    }
+
+    #[test]
+    fn a_base_images_trigger_that_closes_a_cycle_is_refused() {
+        // `b` copies from `a`; a trigger of `a`'s base image copying from `b` is a cycle.
+        let mut g = graph("FROM onbuild:1 AS a\nFROM x AS b\nCOPY --from=a /x /x\n");
+        let error = g
+            .add_base_image_triggers(0, &["COPY --from=b /y /y".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("Dockerfile:1:1: circular dependency between stages: an ONBUILD trigger of the base image of `a` uses `b`, which needs `a`"),
+            "{error}"
+        );
+        let error = g
+            .add_base_image_triggers(0, &["COPY --from=a /y /y".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("circular dependency"), "{error}");
+        let error = g
+            .add_base_image_triggers(0, &["FROM x".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not allowed as a trigger"), "{error}");
     }
 
     #[test]

@@ -290,9 +290,9 @@ pub fn dispatch_stage(
 }
 
 impl Dispatcher<'_> {
-    /// A trigger of a base image may only copy from what the build pulls or builds anyway:
-    /// the stages and images are chosen before any image's config is read. (A base stage's
-    /// triggers are known then, and their sources are part of the plan.)
+    /// What a base image's trigger copies or mounts from must be in the build graph
+    /// ([`BuildGraph::add_base_image_triggers`], called once the image is pulled), or the
+    /// step would find its source unbuilt.
     fn check_trigger_sources(&self, trigger: &str, command: &Command) -> Result<(), Error> {
         let resolved = &self.graph.stages[self.stage];
         for from in crate::frontend::stages::sources_of(command) {
@@ -302,18 +302,14 @@ impl Dispatcher<'_> {
                 Source::Local(_) => true,
             };
             if !known {
-                return Err(self
-                    .error(
-                        command.location,
-                        format!(
-                            "the ONBUILD trigger `{trigger}` of the base image uses `{from}`, \
-                             which this stage does not name: imgbuild picks the stages and \
-                             images a build needs before it reads the base image's triggers"
-                        ),
-                    )
-                    .with_hint(format!(
-                        "name `{from}` in this stage too (a `COPY --from={from}` of a path it has)"
-                    )));
+                return Err(self.error(
+                    command.location,
+                    format!(
+                        "the ONBUILD trigger `{trigger}` of the base image uses `{from}`, which \
+                         the build graph did not take in (an imgbuild bug: the triggers of a \
+                         base image are read when it is pulled)"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -1040,7 +1036,9 @@ mod dispatch_tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let graph = stages::resolve(dockerfile, &args, None, &Platform::linux_amd64())?;
+        let mut graph = stages::resolve(dockerfile, &args, None, &Platform::linux_amd64())?;
+        // As the executor does once the base image is pulled.
+        graph.add_base_image_triggers(stage, &base.on_build)?;
         dispatch_stage(&graph, stage, base, &[])
     }
 
@@ -1277,26 +1275,28 @@ mod dispatch_tests {
     }
 
     #[test]
-    fn a_base_images_trigger_may_only_use_what_the_stage_names() {
+    fn a_base_images_trigger_copies_from_a_stage_the_graph_took_in() {
         let base = ImageConfig {
             on_build: vec!["COPY --from=src /in /out".into()],
             ..Default::default()
         };
         let text = "FROM a AS src\nFROM b\n";
-        let error = plan_with(text, &[], 1, &base).unwrap_err().to_string();
-        assert!(
-            error.contains("Dockerfile:2:1: the ONBUILD trigger `COPY --from=src /in /out` of the base image uses `src`, which this stage does not name"),
-            "{error}"
-        );
-        let from_image = ImageConfig {
-            on_build: vec!["COPY --from=tools:1 /t /t".into()],
-            ..Default::default()
-        };
-        assert!(plan_with(text, &[], 1, &from_image).is_err());
-        // Named by the stage as well: built, so the trigger may use it.
-        let named = "FROM a AS src\nFROM b\nCOPY --from=src /in /also\n";
-        let p = plan_with(named, &[], 1, &base).unwrap();
-        assert_eq!(p.steps.len(), 2);
+        let p = plan_with(text, &[], 1, &base).unwrap();
+        assert_eq!(copy(&p.steps[0]).from, CopyFrom::Stage(0));
+        // Dispatched without the graph knowing the trigger: refused before any step.
+        let ast = parse_dockerfile("Dockerfile", text.as_bytes()).unwrap();
+        let dockerfile = instructions::from_ast("Dockerfile", &ast).unwrap();
+        let graph = stages::resolve(
+            dockerfile,
+            &Default::default(),
+            None,
+            &Platform::linux_amd64(),
+        )
+        .unwrap();
+        let error = dispatch_stage(&graph, 1, &base, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the build graph did not take in"), "{error}");
     }
 
     #[test]
