@@ -91,6 +91,9 @@ pub struct Selection {
     /// Sockets, FIFOs and devices found in what was copied: left out, to be reported as
     /// warnings.
     pub skipped: Vec<Skipped>,
+    /// Whether `.dockerignore` left out something below a copied directory: when not, the
+    /// directory as it is on disk is what was selected (a bind mount may use it).
+    pub ignored: bool,
 }
 
 /// One path the step writes into the image.

@@ -45,6 +45,8 @@ pub(super) struct Selector<'a> {
     /// Entries in the order the copies happen; sorted and deduplicated at the end.
     candidates: Vec<Candidate>,
     skipped: Vec<Skipped>,
+    /// Whether `.dockerignore` hid something a walk came to (see [`Selection::ignored`]).
+    ignored: bool,
     /// Counts top-level matches: hard links are kept only within one (as in fsutil, whose
     /// copier is per source).
     source_index: usize,
@@ -127,6 +129,7 @@ impl<'a> Selector<'a> {
             exclude,
             candidates: Vec::new(),
             skipped: Vec::new(),
+            ignored: false,
             source_index: 0,
         })
     }
@@ -564,7 +567,9 @@ impl<'a> Selector<'a> {
             let meta = lstat(&source)?;
             let excluded_here = self.exclude.as_ref();
             if meta.is_dir() {
-                let skip = self.ctx.ignore.can_skip_dir(&ctx_rel)
+                let by_dockerignore = self.ctx.ignore.can_skip_dir(&ctx_rel);
+                self.ignored |= by_dockerignore;
+                let skip = by_dockerignore
                     || excluded_here.is_some_and(|e| e.can_skip_dir(&src_rel))
                     || walk.include.is_some_and(|i| {
                         !i.matcher.is_excluded(&src_rel) && !i.may_match_below(&src_rel)
@@ -572,7 +577,9 @@ impl<'a> Selector<'a> {
                 if skip {
                     continue;
                 }
-                let hidden = self.ctx.ignore.is_excluded(&ctx_rel)
+                let by_dockerignore = self.ctx.ignore.is_excluded(&ctx_rel);
+                self.ignored |= by_dockerignore;
+                let hidden = by_dockerignore
                     || excluded_here.is_some_and(|e| e.is_excluded(&src_rel))
                     || walk
                         .include
@@ -605,7 +612,9 @@ impl<'a> Selector<'a> {
                 });
                 continue;
             }
-            let hidden = self.ctx.ignore.is_excluded(&ctx_rel)
+            let by_dockerignore = self.ctx.ignore.is_excluded(&ctx_rel);
+            self.ignored |= by_dockerignore;
+            let hidden = by_dockerignore
                 || excluded_here.is_some_and(|e| e.is_excluded(&src_rel))
                 || walk
                     .include
@@ -777,6 +786,7 @@ impl<'a> Selector<'a> {
         Ok(Selection {
             entries,
             skipped: self.skipped,
+            ignored: self.ignored,
         })
     }
 

@@ -444,9 +444,12 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                 if cx.context.filters() {
                     // BuildKit sends one context, `.dockerignore` applied, to COPY and to
                     // bind mounts alike: what it leaves out (`.env`, `.git`) a RUN never sees.
-                    let (view, path) = filtered_view(cx.context, written, &source, cx.cache_dir)?;
-                    source = path;
-                    out.guards._dirs.push(view);
+                    if let Some((view, path)) =
+                        filtered_view(cx.context, written, &source, cx.cache_dir)?
+                    {
+                        source = path;
+                        out.guards._dirs.push(view);
+                    }
                 }
                 if !mount.readonly {
                     // What a `rw` bind mount writes is thrown away, as in BuildKit: the RUN
@@ -690,19 +693,16 @@ fn read_secret(
 /// The part `written` of the build context (`host`, resolved) as `.dockerignore` leaves
 /// it, in a new directory under `cache_dir`: files hard-linked where the file system
 /// allows (else copied), directories and links made anew, so nothing is read or copied
-/// but names. Returns the directory (removed when dropped) and the path to mount.
+/// but names. Returns the directory (removed when dropped) and the path to mount, or
+/// `None` when `.dockerignore` leaves out nothing below the directory `host`, which is
+/// then mounted as it is.
 fn filtered_view(
     context: &crate::context::Context,
     written: &str,
     host: &Path,
     cache_dir: &Path,
-) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+) -> anyhow::Result<Option<(tempfile::TempDir, PathBuf)>> {
     use crate::context::{EntryKind, SelectOptions};
-    let view = tempfile::Builder::new()
-        .prefix("run-mount-")
-        .tempdir_in(cache_dir)
-        .context("creating a directory for a RUN --mount of the build context")?;
-    let root = view.path().join("context");
     let selection = context
         .select(
             &[written.to_owned()],
@@ -711,6 +711,14 @@ fn filtered_view(
             &|_| true,
         )
         .map_err(|e| InputError::new(format!("RUN --mount=type=bind,source={written}: {e}")))?;
+    if host.is_dir() && !selection.ignored {
+        return Ok(None);
+    }
+    let view = tempfile::Builder::new()
+        .prefix("run-mount-")
+        .tempdir_in(cache_dir)
+        .context("creating a directory for a RUN --mount of the build context")?;
+    let root = view.path().join("context");
     let at = |target: &str| {
         let rel = target.strip_prefix("/m").unwrap_or(target);
         root.join(rel.trim_start_matches('/'))
@@ -749,7 +757,7 @@ fn filtered_view(
         }
         path
     };
-    Ok((view, path))
+    Ok(Some((view, path)))
 }
 
 /// A path of the build context for a bind mount; never outside the context. The error
@@ -831,6 +839,7 @@ mod tests {
         let view = |written: &str| {
             let host = context_path(context.root(), written).unwrap();
             filtered_view(&context, written, &host, &cache)
+                .map(|made| made.expect("a view, not the directory itself"))
         };
         let (_kept, src) = view("src").unwrap();
         let mut names: Vec<String> = walk(&src);
@@ -845,6 +854,16 @@ mod tests {
         assert_eq!(fs::read_to_string(file).unwrap(), "[package]");
         let error = view(".env").unwrap_err().to_string();
         assert!(error.contains("excluded by .dockerignore"), "{error}");
+        // Nothing below `src/more` is left out: it is mounted as it is, with no view.
+        let more = context_path(context.root(), "src/more").unwrap();
+        let views = || fs::read_dir(&cache).unwrap().count();
+        let before = views();
+        assert!(
+            filtered_view(&context, "src/more", &more, &cache)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(views(), before, "no view is made");
     }
 
     fn walk(root: &Path) -> Vec<String> {
