@@ -1,0 +1,1 @@
+printf pw > pw.txt
