@@ -240,9 +240,16 @@ pub fn resolve_with_contexts(
     let target_index = find_target(&dockerfile, target)?;
 
     let mut global_args = platform_args(platform);
-    if let Some(name) = &dockerfile.stages[target_index].name {
-        global_args.insert("TARGETSTAGE".into(), name.clone());
-    }
+    // Current BuildKit's `defaultArgs`: `--target` as given (stage names are matched in
+    // any case), else the last stage's name, else `default`. (v0.8 had no TARGETSTAGE.)
+    let target_stage = match target {
+        Some(given) => given.to_owned(),
+        None => dockerfile.stages[target_index]
+            .name
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+    };
+    global_args.insert("TARGETSTAGE".into(), target_stage);
     for command in &dockerfile.meta_args {
         let Instruction::Arg(decls) = &command.instruction else {
             continue;
@@ -744,6 +751,17 @@ mod tests {
             g.global_args.get("TARGETARCH").map(String::as_str),
             Some("amd64")
         );
+    }
+
+    #[test]
+    fn targetstage_is_the_target_as_given_or_the_last_stages_name_or_default() {
+        let text = "FROM a AS Foo\nFROM b AS last\n";
+        let stage = |text: &str, target: Option<&str>| {
+            graph_with(text, &[], target).unwrap().global_args["TARGETSTAGE"].clone()
+        };
+        assert_eq!(stage(text, Some("FOO")), "FOO");
+        assert_eq!(stage(text, None), "last");
+        assert_eq!(stage("FROM a\n", None), "default");
     }
 
     #[test]
