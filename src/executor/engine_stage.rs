@@ -499,7 +499,19 @@ impl Builder {
                         reporter.log(id, line.text)
                     })
                     .await?;
-                if !mount_points.is_empty() {
+                let mut made: Vec<String> = mount_points.iter().map(|&p| p.to_owned()).collect();
+                // runc makes the working directory as written (`/a/b/../c`), and so leaves
+                // `/a/b`; the engine cleans it first, so those are made here.
+                for prefix in crate::plan::dispatch::unclean_cwd_prefixes(&run.workdir) {
+                    let fs = ContainerFs {
+                        engine: &engine,
+                        container: &container,
+                    };
+                    if let Ok(Ok(resolved)) = stage_fs::resolve(&fs, &prefix).await {
+                        made.extend(resolved.workdir_creates(&prefix).unwrap_or_default());
+                    }
+                }
+                if !made.is_empty() {
                     let mut out = TarOut::new(
                         Vec::new(),
                         Overrides {
@@ -508,7 +520,7 @@ impl Builder {
                             mtime: self.epoch().max(0) as u64,
                         },
                     );
-                    for dir in mount_points {
+                    for dir in &made {
                         out.dir(dir, 0o755, Ownership::ROOT)?;
                     }
                     if let Err(e) = engine.upload(&container, "/", out.finish()?).await {

@@ -425,7 +425,8 @@ impl Dispatcher<'_> {
                     self.error(at, format!("WORKDIR {path}: not a usable directory"))
                 })?;
                 self.config.working_dir = dir.clone();
-                if dir == "/" {
+                let made = clean_path(&dir);
+                if made == "/" {
                     self.record(format!("WORKDIR {dir}"), true);
                 } else {
                     let user = self.config.user.clone();
@@ -433,7 +434,7 @@ impl Dispatcher<'_> {
                         command,
                         format!("WORKDIR {dir}"),
                         format!("WORKDIR {dir}"),
-                        StepKind::Mkdir { path: dir, user },
+                        StepKind::Mkdir { path: made, user },
                     );
                 }
             }
@@ -869,13 +870,37 @@ fn join_path(base: &str, rel: &str) -> String {
     clean_path(&format!("{base}/{rel}"))
 }
 
-/// WORKDIR: relative paths are relative to the current one.
+/// The directories an OCI runtime's `MkdirAll` of the working directory `cwd` makes that
+/// its clean path does not name: each lexical prefix a `..` steps out of (`/a/b` of
+/// `/a/b/../c`), which must exist for the kernel to resolve the path. runc, under
+/// BuildKit, leaves them in the image.
+pub fn unclean_cwd_prefixes(cwd: &str) -> Vec<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut prefixes = Vec::new();
+    for part in cwd.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if !parts.is_empty() {
+                    prefixes.push(format!("/{}", parts.join("/")));
+                }
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
+    prefixes
+}
+
+/// WORKDIR: relative paths are joined to the current one and cleaned; an absolute path
+/// is kept as written (`/app/`, `/a/../b`), as BuildKit keeps it in the config and as the
+/// RUN's working directory (`NormalizeWorkdir`). The directory made is the clean path.
 fn normalize_workdir(current: &str, requested: &str) -> Option<String> {
     if requested.is_empty() {
         return None;
     }
     Some(if requested.starts_with('/') {
-        clean_path(requested)
+        requested.to_owned()
     } else {
         join_path(current, requested)
     })
@@ -959,7 +984,18 @@ mod tests {
             Some("/app/sub")
         );
         assert_eq!(normalize_workdir("", "rel").as_deref(), Some("/rel"));
-        assert_eq!(normalize_workdir("/app", "/x/../y").as_deref(), Some("/y"));
+        assert_eq!(
+            normalize_workdir("/app", "/x/../y/").as_deref(),
+            Some("/x/../y/")
+        );
+        assert_eq!(normalize_workdir("/x/../y/", "z").as_deref(), Some("/y/z"));
+        assert_eq!(unclean_cwd_prefixes("/a/b/../c/./d/"), ["/a/b"]);
+        assert_eq!(
+            unclean_cwd_prefixes("/a/b/../../c/x/.."),
+            ["/a/b", "/a", "/c/x"]
+        );
+        assert_eq!(unclean_cwd_prefixes("/../a"), Vec::<String>::new());
+        assert_eq!(unclean_cwd_prefixes("/app/"), Vec::<String>::new());
     }
 
     #[test]
