@@ -55,8 +55,7 @@ pub struct BuildGraph {
     pub stages: Vec<ResolvedStage>,
     /// The stage being built (`--target`, else the last).
     pub target: usize,
-    /// The stages the target needs, in file order: every stage after its base and, but for
-    /// what a base image's ONBUILD trigger names, after every stage it copies from.
+    /// The stages the target needs, in dependency order (every stage after what it needs).
     pub needed: Vec<usize>,
     /// `--build-arg`s no ARG of a needed stage declares (docker build warns about these).
     pub unused_build_args: Vec<String>,
@@ -351,21 +350,22 @@ impl BuildGraph {
                 &mut image_sources,
             )?;
         }
-        if let Some(&dep) = stage_deps
-            .iter()
-            .find(|&&dep| dep == index || reaches(&self.stages, dep, index))
-        {
-            return Err(located(
-                file,
-                at,
+        // As in BuildKit, a stage copies only from stages dispatched before it: with every
+        // dependency earlier in the file, no cycle can form.
+        if let Some(&dep) = stage_deps.iter().find(|&&dep| dep >= index) {
+            let (here, there) = (stages[index].display_name(), stages[dep].display_name());
+            let message = if dep == index {
                 format!(
                     "circular dependency between stages: an ONBUILD trigger of the base image \
-                     of `{}` uses `{}`, which needs `{}`",
-                    stages[index].display_name(),
-                    stages[dep].display_name(),
-                    stages[index].display_name()
-                ),
-            ));
+                     of `{here}` uses `{here}` itself"
+                )
+            } else {
+                format!(
+                    "an ONBUILD trigger of the base image of `{here}` copies from stage \
+                     `{there}`, which is defined after it; define `{there}` first"
+                )
+            };
+            return Err(located(file, at, message));
         }
         let resolved = &mut self.stages[index];
         let changed = stage_deps != resolved.stage_deps || image_sources != resolved.image_sources;
@@ -824,15 +824,15 @@ mod tests {
     }
 
     #[test]
-    fn a_base_images_trigger_that_closes_a_cycle_is_refused() {
-        // `b` copies from `a`; a trigger of `a`'s base image copying from `b` is a cycle.
+    fn a_base_images_trigger_may_only_use_earlier_stages() {
+        // As BuildKit's "needs to be defined before current stage" (testOutOfOrderStage).
         let mut g = graph("FROM onbuild:1 AS a\nFROM x AS b\nCOPY --from=a /x /x\n");
         let error = g
             .add_base_image_triggers(0, &["COPY --from=b /y /y".to_owned()])
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("Dockerfile:1:1: circular dependency between stages: an ONBUILD trigger of the base image of `a` uses `b`, which needs `a`"),
+            error.contains("Dockerfile:1:1: an ONBUILD trigger of the base image of `a` copies from stage `b`, which is defined after it"),
             "{error}"
         );
         let error = g
