@@ -825,6 +825,82 @@ fn a_base_images_onbuild_triggers_bring_in_stages_and_images_nothing_else_names(
     assert_eq!(digests[0], digests[1], "both executors give one image");
 }
 
+/// A symbolic `--chmod` changes each copied entry's own mode, as current BuildKit applies
+/// it (Dockerfile 1.14: fsutil's copy with `ModeStr`; fsutil's TestCopyModeTextFormat).
+/// BuildKit v0.8 here ignores a non-octal `--chmod`, so the modes are asserted, and the
+/// conformance case `copy-chmod-symbolic` checks everything else against it.
+#[test]
+fn a_symbolic_chmod_changes_each_copied_entrys_mode() {
+    let dockerfile = "FROM BUSYBOX AS build\n\
+         RUN mkdir -p /m/tree/sub && cd /m/tree && echo a > plain && chmod 0644 plain \
+         && echo b > tool && chmod 0755 tool && chmod 0750 sub && echo c > sub/f && chmod 0640 sub/f\n\
+         FROM BUSYBOX\n\
+         COPY --chmod=+x notes.txt /bin-x/\n\
+         COPY --chmod=go-w,u+x app/ /app/\n\
+         COPY --chmod=a=rX --from=build /m/tree /tree/\n\
+         COPY --chmod=u=rwX,go=rX --from=build /m/tree /tree2\n\
+         COPY --chmod=g+s,o-rwx --from=build /m/tree/tool /deep/new/dirs/tool\n";
+    let paths = [
+        "/bin-x",
+        "/bin-x/notes.txt",
+        "/app",
+        "/app/sub",
+        "/app/sub/inner.txt",
+        "/tree",
+        "/tree/plain",
+        "/tree/tool",
+        "/tree/sub",
+        "/tree/sub/f",
+        "/tree2",
+        "/tree2/plain",
+        "/tree2/tool",
+        "/tree2/sub",
+        "/tree2/sub/f",
+        "/deep/new",
+        "/deep/new/dirs/tool",
+    ];
+    let expected = [
+        "755 /bin-x",
+        "755 /bin-x/notes.txt",
+        "755 /app",
+        "755 /app/sub",
+        "744 /app/sub/inner.txt",
+        "755 /tree",
+        "444 /tree/plain",
+        "555 /tree/tool",
+        "555 /tree/sub",
+        "444 /tree/sub/f",
+        "755 /tree2",
+        "644 /tree2/plain",
+        "755 /tree2/tool",
+        "755 /tree2/sub",
+        "644 /tree2/sub/f",
+        "755 /deep/new",
+        "2750 /deep/new/dirs/tool",
+    ];
+    let mut stat = vec!["stat", "-c", "%a %n"];
+    stat.extend(paths);
+    for executor in ["native", "engine"] {
+        // As written (the packaging stage writes the layers) and with a RUN after (the
+        // executor copies).
+        for run in ["", "RUN true\n"] {
+            let variant = Project::new(
+                &format!("{dockerfile}{run}"),
+                &[("notes.txt", "notes\n"), ("app/sub/inner.txt", "inner\n")],
+            );
+            let tag = support::unique_name(&format!("chmod-symbolic-{executor}"));
+            let out = variant.build_ok(&["--executor", executor, "-t", &tag]);
+            let modes = run_image(&tag, &stat);
+            assert_eq!(
+                modes.lines().collect::<Vec<_>>(),
+                expected,
+                "{executor}, {run:?}: {out}"
+            );
+            support::docker_ok(["rmi", tag.as_str()]);
+        }
+    }
+}
+
 #[test]
 fn independent_stages_run_at_the_same_time() {
     let project = Project::new(

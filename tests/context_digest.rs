@@ -185,7 +185,7 @@ fn every_property_of_the_image_changes_the_digest() {
     assert_ne!(digest_of(&base, &["."], "/srv/").digest, before.digest);
     let ctx = base.context();
     let chmod = SelectOptions {
-        chmod: Some(0o700),
+        chmod: Some(imgbuild::oci::layer::Chmod::Octal(0o700)),
         ..SelectOptions::default()
     };
     let selection = select_with(&ctx, &["."], "/app/", &chmod).unwrap();

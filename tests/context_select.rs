@@ -425,7 +425,7 @@ fn modes_are_normalised_and_chmod_overrides_files_and_directories() {
         ]
     );
     let chmod = SelectOptions {
-        chmod: Some(0o640),
+        chmod: Some(imgbuild::oci::layer::Chmod::Octal(0o640)),
         ..SelectOptions::default()
     };
     assert_eq!(

@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command;
 
-use imgbuild::oci::layer::Ownership;
+use imgbuild::oci::layer::{Chmod, Ownership};
 use imgbuild::oci::{AddOptions, BlobStore, Compression, LayerBuilder, LayerOptions, WrittenLayer};
 
 const EPOCH: i64 = 1_700_000_000;
@@ -171,7 +171,7 @@ fn a_tar_stream_from_gnu_tar_gives_the_same_layer_as_the_tree() {
     let opts = AddOptions {
         dest: "/srv".into(),
         chown: Some(Ownership::ROOT),
-        chmod: Some(0o755),
+        chmod: Some(Chmod::Octal(0o755)),
         ..Default::default()
     };
     let from_tree = write_layer(&store, &src, &opts);

@@ -473,7 +473,7 @@ pub fn layer_from_tar(data: &[u8]) {
             uid: 1000,
             gid: 1000,
         }),
-        chmod: (flags & 0x08 != 0).then_some(0o640),
+        chmod: (flags & 0x08 != 0).then_some(imgbuild::oci::layer::Chmod::Octal(0o640)),
         exact_modes: false,
         numeric_owners: flags & 0x10 != 0,
     };

@@ -73,9 +73,10 @@ pub struct SelectOptions {
     /// `COPY --parents`: keep each source's path (below an optional `/./` pivot) under the
     /// destination.
     pub parents: bool,
-    /// `--chmod`, already parsed: the mode of every file and directory the step writes,
-    /// symlinks excepted.
-    pub chmod: Option<u32>,
+    /// `--chmod`, already parsed. An octal mode is every selected file's and directory's
+    /// (symlinks excepted); a symbolic one changes each entry's mode as it is written
+    /// (`executor::archive`), so entries keep their own here.
+    pub chmod: Option<crate::oci::layer::Chmod>,
     /// `ADD` of local files (without `--unpack=false`): a source that is a tar archive,
     /// plain or compressed with gzip, bzip2, xz or zstd, becomes an [`EntryKind::Archive`]
     /// to extract at the destination.

@@ -655,7 +655,14 @@ impl<'a> Selector<'a> {
     // ----- entries -------------------------------------------------------------------
 
     fn dir_mode(&self) -> u32 {
-        self.opts.chmod.unwrap_or(0o755)
+        self.octal_chmod().unwrap_or(0o755)
+    }
+
+    fn octal_chmod(&self) -> Option<u32> {
+        match self.opts.chmod {
+            Some(crate::oci::layer::Chmod::Octal(mode)) => Some(mode),
+            _ => None,
+        }
     }
 
     /// The destination directory the copy creates (never the image root).
@@ -687,7 +694,7 @@ impl<'a> Selector<'a> {
                     size: meta.len(),
                     executable,
                 },
-                mode: self.opts.chmod.unwrap_or(normal),
+                mode: self.octal_chmod().unwrap_or(normal),
                 implicit: false,
                 owner: None,
             },

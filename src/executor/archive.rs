@@ -16,14 +16,14 @@ use anyhow::{Context as _, bail};
 use super::image_fs::{Node, Resolved};
 use crate::context::{Entry, EntryKind, Selection};
 use crate::error::InputError;
-use crate::oci::layer::Ownership;
+use crate::oci::layer::{Chmod, Ownership};
 use crate::plan::dispatch::CopyStep;
 
 /// Owners and modes a COPY sets (`--chown`, `--chmod`); `None` keeps the source's.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub owner: Option<Ownership>,
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
     /// mtime written into every entry.
     pub mtime: u64,
 }
@@ -76,7 +76,7 @@ impl CopyDest {
     /// real path.
     pub fn start<W: Write>(&self, out: &mut TarOut<W>) -> io::Result<()> {
         for dir in &self.creates {
-            out.dir(dir, 0o755, Ownership::ROOT)?;
+            out.created_dir(dir, Ownership::ROOT)?;
         }
         if self.written != self.real {
             out.redirect = Some((self.written.clone(), self.real.clone()));
@@ -121,14 +121,10 @@ impl<W: Write> TarOut<W> {
         relative(path).to_owned()
     }
 
+    /// A header with `mode` as it is (`--chmod` already applied, or not to be).
     fn header(&self, kind: tar::EntryType, mode: u32, owner: Ownership, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
-        let mode = match (self.overrides.chmod, kind) {
-            (_, tar::EntryType::Symlink) => 0o777,
-            (Some(m), _) => m,
-            (None, _) => mode,
-        };
         h.set_mode(mode & 0o7777);
         let owner = self.overrides.owner.unwrap_or(owner);
         h.set_uid(owner.uid);
@@ -138,7 +134,34 @@ impl<W: Write> TarOut<W> {
         h
     }
 
+    /// `mode` as `--chmod` changes it.
+    fn changed(&self, mode: u32, is_dir: bool) -> u32 {
+        match &self.overrides.chmod {
+            Some(chmod) => chmod.apply(mode, is_dir),
+            None => mode,
+        }
+    }
+
+    /// A directory copied with mode `mode`.
     pub fn dir(&mut self, path: &str, mode: u32, owner: Ownership) -> io::Result<()> {
+        let mut h = self.header(
+            tar::EntryType::Directory,
+            self.changed(mode, true),
+            owner,
+            0,
+        );
+        self.builder
+            .append_data(&mut h, self.name(path), io::empty())
+    }
+
+    /// A directory the step creates on its way (a destination's missing parents, WORKDIR):
+    /// 0755, or an octal `--chmod`'s mode, as fsutil's `MkdirAll` makes it.
+    pub fn created_dir(&mut self, path: &str, owner: Ownership) -> io::Result<()> {
+        let mode = self
+            .overrides
+            .chmod
+            .as_ref()
+            .map_or(0o755, Chmod::created_dir_mode);
         let mut h = self.header(tar::EntryType::Directory, mode, owner, 0);
         self.builder
             .append_data(&mut h, self.name(path), io::empty())
@@ -152,7 +175,12 @@ impl<W: Write> TarOut<W> {
         size: u64,
         data: impl Read,
     ) -> io::Result<()> {
-        let mut h = self.header(tar::EntryType::Regular, mode, owner, size);
+        let mut h = self.header(
+            tar::EntryType::Regular,
+            self.changed(mode, false),
+            owner,
+            size,
+        );
         self.builder.append_data(&mut h, self.name(path), data)
     }
 
@@ -170,7 +198,7 @@ impl<W: Write> TarOut<W> {
         mode: u32,
         owner: Ownership,
     ) -> io::Result<()> {
-        let mut h = self.header(tar::EntryType::Link, mode, owner, 0);
+        let mut h = self.header(tar::EntryType::Link, self.changed(mode, false), owner, 0);
         let target = self.name(target);
         self.builder.append_link(&mut h, self.name(path), target)
     }
@@ -265,7 +293,11 @@ fn write_entry<W: Write>(
             if entry.implicit && dest_exists(&entry.target) {
                 return Ok(());
             }
-            out.dir(&entry.target, entry.mode, root)?;
+            if entry.implicit {
+                out.created_dir(&entry.target, root)?;
+            } else {
+                out.dir(&entry.target, entry.mode, root)?;
+            }
         }
         EntryKind::File { size, .. } => {
             let file = crate::context::open_no_follow(&entry.source)?;
@@ -463,7 +495,7 @@ pub fn write_copy_from<W: Write>(
         if rest.is_empty() && plan.source_is_dir {
             // The destination directory is created, not copied: 0755 and root (or
             // --chown, --chmod), as BuildKit's MkdirAll makes it.
-            out.dir(&target, 0o755, Ownership::ROOT)?;
+            out.created_dir(&target, Ownership::ROOT)?;
             continue;
         }
         // Hard-link targets are archive names too: renamed like the entries.

@@ -521,7 +521,7 @@ impl Builder {
                         },
                     );
                     for dir in &made {
-                        out.dir(dir, 0o755, Ownership::ROOT)?;
+                        out.created_dir(dir, Ownership::ROOT)?;
                     }
                     if let Err(e) = engine.upload(&container, "/", out.finish()?).await {
                         let _ = engine.remove(container).await;
@@ -601,7 +601,7 @@ impl Builder {
             },
         );
         for dir in &creates {
-            out.dir(dir, 0o755, owner)?;
+            out.created_dir(dir, owner)?;
         }
         fs.extract(out.finish()?, engine::Replace::SameKind).await?;
         Ok(true)

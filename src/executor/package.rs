@@ -305,7 +305,7 @@ impl Builder {
                 })?;
                 // BuildKit's `mkdir -p`: every directory it creates belongs to the USER.
                 for dir in &creates {
-                    tar.dir(dir, 0o755, owner)?;
+                    tar.created_dir(dir, owner)?;
                 }
                 self.write_tar_layer(tar, fs).map(Some)
             }

@@ -94,7 +94,8 @@ impl Builder {
                         &options,
                         dest_is_dir,
                     )?;
-                    if options.chmod.is_none() {
+                    // An octal --chmod gave the mode; a symbolic one changes 0600.
+                    if !matches!(options.chmod, Some(crate::oci::layer::Chmod::Octal(_))) {
                         for entry in &mut selection.entries {
                             if matches!(entry.kind, EntryKind::File { .. }) {
                                 entry.mode = DOWNLOAD_MODE;

@@ -760,12 +760,13 @@ impl Dispatcher<'_> {
             .transpose()?
             .filter(|c| !c.is_empty());
         if let Some(mode) = &chmod
-            && u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o7777)
+            && let Err(e) = crate::oci::layer::Chmod::parse(mode)
         {
-            return Err(self.error(
-                at,
-                format!("{keyword} --chmod={mode}: expected an octal mode such as 0755"),
-            ));
+            let error = self.error(at, format!("{keyword}: {e}"));
+            return Err(match e.hint() {
+                Some(hint) => error.with_hint(hint.to_owned()),
+                None => error,
+            });
         }
         let mut created_by = String::from(keyword);
         if let Some(f) = &copy.from {
@@ -1348,7 +1349,10 @@ mod dispatch_tests {
                 .starts_with("Dockerfile:2:1: ADD https://example.com/x: `sha256:abc`")
         );
         assert!(err("FROM a\nADD --checksum=sha256:abc x /x\n").contains("requires HTTP(S)"));
-        assert!(err("FROM a\nCOPY --chmod=999 a /a\n").contains("octal mode"));
+        assert!(err("FROM a\nCOPY --chmod=999 a /a\n").contains("an octal mode is at most 7777"));
+        assert!(
+            err("FROM a\nCOPY --chmod=u+z a /a\n").contains("`--chmod=u+z` is not a file mode")
+        );
         assert!(err("FROM a\nEXPOSE http\n").starts_with("Dockerfile:2:1: EXPOSE http"));
         assert!(err("FROM a\nSTOPSIGNAL SIGFOO\n").contains("not a signal"));
         assert!(err("FROM a\nENV X=${Y:?required}\n").contains("required"));

@@ -85,7 +85,7 @@ pub fn run_network(run: &RunStep, build: Network) -> Network {
 /// The options a COPY's sources are selected with.
 pub fn select_options(copy: &CopyStep) -> anyhow::Result<SelectOptions> {
     let chmod = match &copy.chmod {
-        Some(m) => Some(crate::oci::layer::parse_chmod(m)?),
+        Some(m) => Some(crate::oci::layer::Chmod::parse(m)?),
         None => None,
     };
     Ok(SelectOptions {

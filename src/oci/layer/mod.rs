@@ -18,12 +18,14 @@
 //! Content of tar streams is spooled to a temporary file beside the blobs while entries are
 //! collected, because a stream arrives in its own order and the layer is written sorted.
 
+mod chmod;
 mod compress;
 mod entries;
 mod ownership;
 mod tar_writer;
 
-pub use ownership::{Ownership, parse_chmod, resolve_user};
+pub use chmod::Chmod;
+pub use ownership::{Ownership, resolve_user};
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
@@ -74,8 +76,8 @@ pub struct AddOptions {
     pub dest: String,
     /// `--chown`: replaces the source's owners.
     pub chown: Option<Ownership>,
-    /// `--chmod`: replaces the permission bits of files and directories.
-    pub chmod: Option<u32>,
+    /// `--chmod`: changes the permission bits of files and directories.
+    pub chmod: Option<Chmod>,
     /// Directory trees only: keep permission bits exactly as on disk instead of normalising
     /// them (for trees whose modes are meaningful, such as a debootstrap root filesystem).
     pub exact_modes: bool,
@@ -348,8 +350,8 @@ impl LayerBuilder {
                 meta.gname.clear();
             }
             let entry_type = header.entry_type();
-            if let Some(mode) = options.chmod.filter(|_| !entry_type.is_symlink()) {
-                meta.mode = mode;
+            if let Some(chmod) = options.chmod.as_ref().filter(|_| !entry_type.is_symlink()) {
+                meta.mode = chmod.apply(meta.mode, entry_type.is_dir());
             }
             let mut xattrs = Vec::new();
             if let Some(pax) = item.pax_extensions().map_err(stream_err)? {
@@ -699,12 +701,17 @@ impl LayerBuilder {
         };
         let mode = if matches!(kind, Kind::Symlink(_)) {
             0o777
-        } else if let Some(mode) = options.chmod {
-            mode
-        } else if options.exact_modes {
-            meta.mode() & 0o7777
         } else {
-            normalized_mode(meta.mode(), matches!(kind, Kind::Dir))
+            let is_dir = matches!(kind, Kind::Dir);
+            let mode = if options.exact_modes {
+                meta.mode() & 0o7777
+            } else {
+                normalized_mode(meta.mode(), is_dir)
+            };
+            options
+                .chmod
+                .as_ref()
+                .map_or(mode, |chmod| chmod.apply(mode, is_dir))
         };
         let owner = options.chown.unwrap_or(Ownership {
             uid: u64::from(meta.uid()),

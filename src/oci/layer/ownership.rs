@@ -1,8 +1,6 @@
 //! `COPY --chown` and `--chmod`: resolving `user:group` against the image's own
 //! `/etc/passwd` and `/etc/group` (never the host's), and parsing octal modes.
 
-use crate::error::InputError;
-
 /// Numeric owner written into layer entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ownership {
@@ -51,22 +49,6 @@ fn lookup(name: &str, file: Option<&str>) -> Option<(u64, u64)> {
     let first = id(2)?;
     // Only a passwd line's primary group is used; a group line has members there.
     Some((first, id(3).unwrap_or(first)))
-}
-
-/// Parses a `--chmod` value: an octal mode of at most four digits (e.g. `755`, `0644`,
-/// `4755`).
-pub fn parse_chmod(spec: &str) -> Result<u32, InputError> {
-    let valid =
-        !spec.is_empty() && spec.len() <= 4 && spec.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    let mode = if valid {
-        u32::from_str_radix(spec, 8).ok()
-    } else {
-        None
-    };
-    mode.ok_or_else(|| {
-        InputError::new(format!("`--chmod={spec}` is not an octal file mode"))
-            .with_hint("write the mode in octal, e.g. --chmod=755 or --chmod=0644")
-    })
 }
 
 #[cfg(test)]
@@ -160,15 +142,5 @@ mod tests {
         );
         assert_eq!(owner("1:", None, None), Ownership { uid: 1, gid: 1 });
         assert_eq!(owner(":", None, None), Ownership::ROOT);
-    }
-
-    #[test]
-    fn chmod_accepts_octal_only() {
-        assert_eq!(parse_chmod("755").unwrap(), 0o755);
-        assert!(parse_chmod("04755").is_err());
-        assert_eq!(parse_chmod("4755").unwrap(), 0o4755);
-        for bad in ["", "8", "u+x", "77777", "-1"] {
-            assert!(parse_chmod(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -173,7 +173,7 @@ fn older_mtimes_are_kept_and_overrides_apply() {
     let mut b = LayerBuilder::new(f.store.clone(), options(1_000));
     let opts = AddOptions {
         chown: Some(Ownership { uid: 1000, gid: 50 }),
-        chmod: Some(0o600),
+        chmod: Some(super::Chmod::Octal(0o600)),
         ..Default::default()
     };
     b.add_dir(&f.src, &opts).unwrap();
