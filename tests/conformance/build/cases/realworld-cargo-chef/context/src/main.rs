@@ -1,0 +1,3 @@
+fn main() {
+    println!("{} listening on 0.0.0.0:8000", core::greeting());
+}

@@ -1,0 +1,3 @@
+// Bootstrap the application.
+import './bootstrap';
+console.log('app');
