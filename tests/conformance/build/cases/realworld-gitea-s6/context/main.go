@@ -1,0 +1,5 @@
+package main
+
+import "code.gitea.io/gitea/cmd"
+
+func main() { cmd.Main() }
