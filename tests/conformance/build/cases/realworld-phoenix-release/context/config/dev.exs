@@ -1,0 +1,3 @@
+import Config
+
+config :hello, HelloWeb.Endpoint, debug_errors: true

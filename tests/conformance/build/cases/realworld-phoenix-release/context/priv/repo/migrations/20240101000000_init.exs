@@ -1,0 +1,1 @@
+defmodule Hello.Repo.Migrations.Init do end

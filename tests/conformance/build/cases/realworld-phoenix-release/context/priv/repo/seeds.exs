@@ -1,0 +1,1 @@
+# Script for populating the database.

@@ -1,0 +1,1 @@
+import Fastify from "fastify"; Fastify().get("/", async () => "app2").listen({ port: 8001 });
