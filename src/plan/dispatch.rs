@@ -1061,19 +1061,24 @@ mod dispatch_tests {
     use crate::frontend::{instructions, parse_dockerfile, stages};
     use crate::oci::Platform;
 
-    fn plan_with(
-        text: &str,
-        args: &[(&str, &str)],
-        stage: usize,
-        base: &ImageConfig,
-    ) -> Result<StagePlan, Error> {
+    /// The build graph of `text` with `args`.
+    fn graph_of(text: &str, args: &[(&str, &str)]) -> Result<BuildGraph, Error> {
         let ast = parse_dockerfile("Dockerfile", text.as_bytes())?;
         let dockerfile = instructions::from_ast("Dockerfile", &ast)?;
         let args = args
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut graph = stages::resolve(dockerfile, &args, None, &Platform::linux_amd64())?;
+        stages::resolve(dockerfile, &args, None, &Platform::linux_amd64())
+    }
+
+    fn plan_with(
+        text: &str,
+        args: &[(&str, &str)],
+        stage: usize,
+        base: &ImageConfig,
+    ) -> Result<StagePlan, Error> {
+        let mut graph = graph_of(text, args)?;
         // As the executor does once the base image is pulled.
         graph.add_base_image_triggers(stage, &base.on_build)?;
         dispatch_stage(&graph, stage, base, &[])
@@ -1179,15 +1184,7 @@ mod dispatch_tests {
             base.args,
             [("X".into(), "1".into()), ("Y".into(), "2".into())]
         );
-        let ast = parse_dockerfile("Dockerfile", text.as_bytes()).unwrap();
-        let dockerfile = instructions::from_ast("Dockerfile", &ast).unwrap();
-        let graph = stages::resolve(
-            dockerfile,
-            &Default::default(),
-            None,
-            &Platform::linux_amd64(),
-        )
-        .unwrap();
+        let graph = graph_of(text, &[]).unwrap();
         let child = dispatch_stage(&graph, 1, &base.config, &base.args).unwrap();
         let r = run(&child.steps[0]);
         assert!(r.env.contains(&"X=1".to_string()), "{:?}", r.env);
@@ -1321,15 +1318,7 @@ mod dispatch_tests {
         let p = plan_with(text, &[], 1, &base).unwrap();
         assert_eq!(copy(&p.steps[0]).from, CopyFrom::Stage(0));
         // Dispatched without the graph knowing the trigger: refused before any step.
-        let ast = parse_dockerfile("Dockerfile", text.as_bytes()).unwrap();
-        let dockerfile = instructions::from_ast("Dockerfile", &ast).unwrap();
-        let graph = stages::resolve(
-            dockerfile,
-            &Default::default(),
-            None,
-            &Platform::linux_amd64(),
-        )
-        .unwrap();
+        let graph = graph_of(text, &[]).unwrap();
         let error = dispatch_stage(&graph, 1, &base, &[])
             .unwrap_err()
             .to_string();
