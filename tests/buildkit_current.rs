@@ -907,3 +907,44 @@ COPY --from=base /tmpfssize /
         assert!(line.contains("size=131072k"), "{line}");
     }
 }
+
+/// testCacheMountSourceEscape: a cache mount's `source=` that resolves through a symlink
+/// the cache holds (made by an earlier RUN) to outside the cache (`/etc`) fails the
+/// build; it must never bind the host's `/etc` into the RUN.
+#[test]
+fn a_cache_mount_source_cannot_leave_the_cache() {
+    let id = support::unique_name("sourceescape");
+    let project = Project::new(&format!(
+        "FROM BUSYBOX AS init\n\
+         RUN --mount=type=cache,id={id},target=/cache mkdir -p /cache/sel && echo benign > /cache/sel/benign.txt\n\
+         FROM init AS link\n\
+         RUN --mount=type=cache,id={id},target=/cache rm -rf /cache/sel && ln -s /etc /cache/sel\n\
+         FROM link AS victim\n\
+         RUN --mount=type=cache,id={id},source=sel,target=/victim cat /victim/hostname > /hostname\n\
+         FROM scratch\n\
+         COPY --from=victim /hostname /hostname\n"
+    ));
+    for stderr in project.build_fails(&["--no-cache"]) {
+        assert!(
+            stderr.contains("RUN --mount=type=cache,source=sel: refused"),
+            "{stderr}"
+        );
+    }
+}
+
+/// A cache mount's `source=` names a directory of the cache, made when missing, and kept
+/// for the next RUN with the same id (testMountRWCache's cache, narrowed by `source=`).
+#[test]
+fn a_cache_mount_source_is_a_directory_of_the_cache() {
+    let id = support::unique_name("cachesource");
+    let project = Project::new(&format!(
+        "FROM BUSYBOX AS build\n\
+         RUN --mount=type=cache,id={id},source=a/b,target=/c echo kept > /c/file\n\
+         RUN --mount=type=cache,id={id},target=/whole mkdir /out && cat /whole/a/b/file > /out/seen\n\
+         FROM scratch\n\
+         COPY --from=build /out/seen /seen\n"
+    ));
+    for out in project.build_local(&["--no-cache"]) {
+        assert_eq!(read(&out, "seen"), "kept\n");
+    }
+}

@@ -364,9 +364,34 @@ pub fn prepare(mounts: &[Mount], cx: &MountContext<'_>) -> anyhow::Result<Prepar
                 let source = match mount.source.as_deref().map(|s| s.trim_matches('/')) {
                     Some(sub) if !sub.is_empty() && mount.from.is_some() => dir,
                     Some(sub) if !sub.is_empty() => {
-                        let sub = dir.join(context_relative(sub)?);
-                        fs::create_dir_all(&sub)?;
-                        sub
+                        // What earlier RUNs left in the cache decides this path: it is
+                        // opened without following a symlink, and the directory opened is
+                        // the one mounted, so a link there never binds the host's files
+                        // (BuildKit's testCacheMountSourceEscape). (A RUN of another stage
+                        // swapping a directory for a link between this and the mount could
+                        // still race it; the native executor's runc will not mount a
+                        // descriptor's path.)
+                        let rel = context_relative(sub)?;
+                        let refused = |why: String| {
+                            anyhow::anyhow!("RUN --mount=type=cache,source={sub}: refused, {why}")
+                        };
+                        let opened = crate::cache::snapshot::open_dir_below(
+                            &dir,
+                            &rel.to_string_lossy(),
+                            true,
+                        )
+                        .map_err(refused)?;
+                        let path = fs::read_link(format!(
+                            "/proc/self/fd/{}",
+                            std::os::fd::AsRawFd::as_raw_fd(&opened)
+                        ))?;
+                        if !path.starts_with(fs::canonicalize(&dir)?) {
+                            return Err(refused(format!(
+                                "{} is outside the cache",
+                                path.display()
+                            )));
+                        }
+                        path
                     }
                     _ => dir,
                 };

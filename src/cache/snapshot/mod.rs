@@ -53,6 +53,25 @@ mod testutil;
 mod tree;
 
 pub use active::{ActiveSnapshot, Mounted, MountedSnapshot};
+
+/// Opens (with `create`, making what is missing) the directory `rel` below `root` without
+/// following any symlink on the way, for a path a build step's files decide (a cache
+/// mount's `source=`): what a RUN left there can never lead outside `root`.
+pub fn open_dir_below(
+    root: &Path,
+    rel: &str,
+    create: bool,
+) -> std::result::Result<std::os::fd::OwnedFd, String> {
+    let root = rustix::fs::open(
+        root,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| format!("opening {}: {e}", root.display()))?;
+    let parts = beneath::components(rel.as_bytes()).map_err(|bad| bad.message().to_owned())?;
+    beneath::open_dir(std::os::fd::AsFd::as_fd(&root), &parts, create)
+        .map_err(|e| e.describe(&parts))
+}
 pub use diff::{add_upper, write_upper_layer, xattr};
 pub use error::{Error, Result};
 pub use prune::Pruned;
