@@ -730,8 +730,8 @@ fn copy_and_add_exclude_patterns() {
 }
 
 /// testAddChecksum: `ADD --checksum` of a URL with its digest passes; a digest that does not match, an algorithm other than sha256/sha384/sha512 (md5,
-/// unknown), a digest without its algorithm, and a checksum on a context file all fail.
-/// (Its DigestFromEnv case, `--checksum=${DIGEST}`, is in notes/current-divergences.)
+/// unknown), a digest without its algorithm, and a checksum on a context file all fail; a
+/// checksum and URL from ENV variables are expanded (DigestFromEnv).
 #[test]
 fn add_checksum_forms() {
     let served = support::tempdir();
@@ -746,6 +746,10 @@ fn add_checksum_forms() {
         "FROM scratch\nADD --checksum={sum} {url} /tmp/foo\n"
     ));
     assert_files(&valid.build_local(&[]), &[("tmp/foo", "content1")]);
+    let from_env = Project::new(&format!(
+        "FROM scratch\nENV DIGEST={sum}\nENV LINK={url}\nADD --checksum=${{DIGEST}} ${{LINK}} /tmp/foo\n"
+    ));
+    assert_files(&from_env.build_local(&[]), &[("tmp/foo", "content1")]);
 
     let encoded = sum.trim_start_matches("sha256:");
     for checksum in [
@@ -888,23 +892,29 @@ fn run_network_modes() {
     global.build_local(&["--allow", "network.host", "--network", "host"]);
 }
 
-/// testMountTmpfsSize: a tmpfs mount with `size=128m` is mounted with `size=131072k`. Only
-/// the `size=` option is kept in the image (BuildKit keeps the whole `mount` line): the
-/// engine executor's tmpfs also has `nodev` (notes/current-divergences), which would make
-/// the two images differ for a reason this test is not about.
+/// testMountTmpfsSize: a tmpfs mount with `size=128m` is mounted with `size=131072k`. The
+/// mount's whole option list is kept in the image, so both executors must agree on it:
+/// BuildKit's tmpfs is `nosuid` and `size=` alone (`solver/llbsolver/mounts/mount.go`), not
+/// Docker's `nodev,noexec`.
 #[test]
 fn tmpfs_mount_size() {
     let project = Project::new(
         "
 FROM BUSYBOX AS base
-RUN --mount=type=tmpfs,target=/dev/shm,size=128m mount | grep /dev/shm | grep -o 'size=[0-9]*k' > /tmpfssize
+RUN --mount=type=tmpfs,target=/dev/shm,size=128m mount | grep ' /dev/shm ' | sed 's/.*(//; s/)//' > /tmpfssize
 FROM scratch
 COPY --from=base /tmpfssize /
 ",
     );
     for dir in project.build_local(&[]) {
-        let line = read(&dir, "tmpfssize");
-        assert!(line.contains("size=131072k"), "{line}");
+        let options = read(&dir, "tmpfssize");
+        let options: Vec<&str> = options.trim().split(',').collect();
+        assert!(options.contains(&"size=131072k"), "{options:?}");
+        assert!(options.contains(&"nosuid"), "{options:?}");
+        assert!(
+            !options.contains(&"nodev") && !options.contains(&"noexec"),
+            "{options:?}"
+        );
     }
 }
 
@@ -946,5 +956,27 @@ fn a_cache_mount_source_is_a_directory_of_the_cache() {
     ));
     for out in project.build_local(&["--no-cache"]) {
         assert_eq!(read(&out, "seen"), "kept\n");
+    }
+}
+
+/// `COPY --from=STAGE` with `--parents` or `--exclude` is refused before any step, with a
+/// hint: imgbuild applies them to copies from the build context only (current BuildKit's
+/// testCopyRelativeParents and testExcludedFilesOnCopy apply them to stages too; until
+/// imgbuild does, ignoring the flag would copy what `--exclude` names).
+#[test]
+fn copy_from_a_stage_with_parents_or_exclude_is_refused_before_any_step() {
+    for flag in ["--parents", "--exclude=*.png"] {
+        let project = Project::new(&format!(
+            "FROM BUSYBOX AS base\nRUN mkdir -p /test/a && touch /test/a/x.png\n\
+             FROM BUSYBOX\nCOPY --from=base {flag} /test/a /out/\n"
+        ));
+        let name = flag.split('=').next().unwrap();
+        for stderr in project.build_fails(&[]) {
+            assert!(
+                stderr.contains(&format!("COPY --from with {name}: imgbuild applies"))
+                    && !stderr.contains("RUN mkdir"),
+                "{stderr}"
+            );
+        }
     }
 }

@@ -203,7 +203,8 @@ impl Mount {
     }
 
     /// The options of a tmpfs mount for `HostConfig.Tmpfs`: only that form takes `exec`
-    /// (the Mounts API's tmpfs options have no flags before API 1.46).
+    /// (the Mounts API's tmpfs options have no flags before API 1.46). `exec` and `dev`
+    /// undo Docker's `noexec,nodev` defaults: BuildKit's tmpfs is `nosuid` alone.
     fn tmpfs_options(&self) -> Option<String> {
         let Mount::Tmpfs {
             size, read_only, ..
@@ -211,7 +212,7 @@ impl Mount {
         else {
             return None;
         };
-        let mut options = vec!["exec".to_owned()];
+        let mut options = vec!["exec".to_owned(), "dev".to_owned()];
         if let Some(size) = size {
             options.push(format!("size={size}"));
         }
@@ -775,7 +776,7 @@ mod tests {
         let tmpfs = host.tmpfs.unwrap_or_default();
         assert_eq!(
             tmpfs.get("/t").map(String::as_str),
-            Some("exec,size=1048576")
+            Some("exec,dev,size=1048576")
         );
         assert_eq!(host.mounts.map(|m| m.len()), Some(1));
     }

@@ -674,6 +674,34 @@ impl Dispatcher<'_> {
             None => CopyFrom::Context,
             Some(f) => CopyFrom::named(self.graph, f),
         };
+        if !matches!(from, CopyFrom::Context | CopyFrom::Local(_))
+            && (copy.parents || !copy.exclude.is_empty())
+        {
+            // Refused rather than ignored: an `--exclude` left out would copy what it names.
+            let flag = if copy.parents {
+                "--parents"
+            } else {
+                "--exclude"
+            };
+            return Err(self
+                .error(
+                    at,
+                    format!(
+                        "{keyword} --from with {flag}: imgbuild applies {flag} to copies from the \
+                         build context only, not yet from a stage or image"
+                    ),
+                )
+                .with_hint(format!(
+                    "copy the paths {flag} selects one by one, or select them in the stage \
+                     copied from"
+                )));
+        }
+        // `--checksum=${DIGEST}` takes the build's variables, as BuildKit expands it.
+        let checksum = copy
+            .checksum
+            .as_deref()
+            .map(|c| self.expand(at, c))
+            .transpose()?;
         let mut sources = Vec::with_capacity(copy.sources.len());
         let mut remote = Vec::new();
         let mut shown_sources = Vec::with_capacity(copy.sources.len());
@@ -695,11 +723,7 @@ impl Dispatcher<'_> {
                 sources.push(src);
                 continue;
             }
-            match crate::fetch::RemoteSource::parse(
-                &src,
-                copy.keep_git_dir,
-                copy.checksum.as_deref(),
-            ) {
+            match crate::fetch::RemoteSource::parse(&src, copy.keep_git_dir, checksum.as_deref()) {
                 Ok(Some(r)) => {
                     shown_sources.push(r.display());
                     remote.push(r);
@@ -715,7 +739,7 @@ impl Dispatcher<'_> {
                 }
             }
         }
-        if copy.checksum.is_some() {
+        if checksum.is_some() {
             if sources.len() + remote.len() != 1 {
                 return Err(self.error(at, "checksum can't be specified for multiple sources"));
             }
@@ -802,7 +826,7 @@ impl Dispatcher<'_> {
             exclude: copy.exclude.clone(),
             is_add: copy.is_add,
             unpack: copy.unpack,
-            checksum: copy.checksum.clone(),
+            checksum,
         };
         self.push_step(command, display, created_by, StepKind::Copy(step));
         Ok(())
