@@ -980,3 +980,30 @@ fn copy_from_a_stage_with_parents_or_exclude_is_refused_before_any_step() {
         }
     }
 }
+
+/// testOnBuildHeredoc: an `ONBUILD RUN <<EOF` of a pushed base image runs, heredoc and all,
+/// in the build of an image FROM it (the trigger keeps its heredoc in the config).
+#[test]
+fn an_onbuild_run_heredoc_runs_in_the_child_build() {
+    let base =
+        Project::new("\nFROM BUSYBOX\nONBUILD RUN <<EOF\necho \"hello world\" >> /dest\nEOF\n");
+    let target = format!(
+        "{}/{}:base",
+        support::env().registry,
+        support::unique_name("testonbuildheredoc")
+    );
+    let out = base.build_context(
+        "native",
+        &["--push", "-t", &target],
+        base.path().to_str().unwrap(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child = Project::new(&format!(
+        "\nFROM {target} AS base\nFROM scratch\nCOPY --from=base /dest /dest\n"
+    ));
+    assert_files(&child.build_local(&[]), &[("dest", "hello world\n")]);
+}

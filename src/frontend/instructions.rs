@@ -715,7 +715,13 @@ fn parse_instruction(file: &str, node: &Node) -> Result<Instruction, Error> {
             parse_instruction(file, next)?;
             let original = text(file, node, &node.original)?;
             let mut trigger = strip_keyword(original.trim_start(), "onbuild").to_owned();
-            for doc in &next.heredocs {
+            // The parser keeps an `ONBUILD RUN <<EOF` line's heredocs on the ONBUILD node,
+            // as BuildKit's does; `parseOnBuild` appends them to the trigger.
+            let heredocs = match node.heredocs.is_empty() {
+                true => &next.heredocs,
+                false => &node.heredocs,
+            };
+            for doc in heredocs {
                 trigger.push('\n');
                 trigger.push_str(&text(file, node, &doc.content)?);
                 trigger.push_str(&doc.name);
@@ -1459,6 +1465,24 @@ mod typed_tests {
         assert_eq!(
             d.stages[0].commands[0].instruction,
             Instruction::Onbuild("COPY . /src".into())
+        );
+        // With its heredoc (BuildKit's testOnBuildHeredoc), which the trigger parses again.
+        let d = parse("FROM a\nONBUILD RUN <<EOF\necho \"hello world\" >> /dest\nEOF\n").unwrap();
+        let trigger = "RUN <<EOF\necho \"hello world\" >> /dest\nEOF";
+        assert_eq!(
+            d.stages[0].commands[0].instruction,
+            Instruction::Onbuild(trigger.into())
+        );
+        let at = d.stages[0].commands[0].location;
+        let Instruction::Run(run) = parse_trigger("Dockerfile", trigger, at)
+            .unwrap()
+            .instruction
+        else {
+            panic!("a RUN")
+        };
+        assert_eq!(
+            run.command.heredocs[0].data,
+            "echo \"hello world\" >> /dest\n"
         );
     }
 
