@@ -166,10 +166,19 @@ impl Keys<'_> {
                 inputs.instruction = step.display.clone();
                 let other = &mut inputs.other;
                 other.insert("dest".into(), copy.dest.clone());
+                // A git source's checksum only checks the commit it resolved to, which the
+                // key has already: adding one keeps the step cached, as in BuildKit
+                // (testAddGitChecksumCache). A download's is part of what it asks for.
+                let git_only = !copy.remote.is_empty()
+                    && copy
+                        .remote
+                        .iter()
+                        .all(|r| matches!(r, RemoteSource::Git(_)));
+                let checksum = copy.checksum.as_ref().filter(|_| !git_only);
                 for (name, value) in [
-                    ("chown", &copy.chown),
-                    ("chmod", &copy.chmod),
-                    ("checksum", &copy.checksum),
+                    ("chown", copy.chown.as_ref()),
+                    ("chmod", copy.chmod.as_ref()),
+                    ("checksum", checksum),
                 ] {
                     if let Some(v) = value {
                         other.insert(name.into(), v.clone());
@@ -388,7 +397,7 @@ mod tests {
         }
 
         fn remote_key(&self, source: &RemoteSource) -> anyhow::Result<String> {
-            anyhow::bail!("{} was not resolved", source.display())
+            Ok(format!("resolved {}", source.display()))
         }
     }
 
@@ -436,6 +445,49 @@ mod tests {
                 parent.clone()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_git_sources_checksum_is_not_part_of_its_key_and_a_downloads_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let reporter = Warnings::default();
+        let sources = Built {
+            stage_key: String::new(),
+        };
+        let key = |dockerfile: &str| {
+            let graph = graph(dockerfile);
+            let plan = plan(&graph, 0);
+            let context = Context::open(dir.path()).unwrap();
+            let keys = Keys {
+                graph: &graph,
+                context: &context,
+                local_contexts: &NO_LOCAL_CONTEXTS,
+                network: Network::Default,
+                run_options: &NO_RUN_OPTIONS,
+                context_size_warning: None,
+                sources: &sources,
+                reporter: &reporter,
+            };
+            stage_keys(&keys, &plan, StepResult::Layer)
+        };
+        let commit = "a".repeat(40);
+        let git = "ADD --keep-git-dir https://example.com/r.git#v1 /repo\n";
+        assert_eq!(
+            key(&format!("FROM scratch\n{git}")),
+            key(&format!(
+                "FROM scratch\n{}",
+                git.replace("ADD ", &format!("ADD --checksum={commit} "))
+            ))
+        );
+        let sum = format!("sha256:{}", "b".repeat(64));
+        let http = "ADD https://example.com/f /f\n";
+        assert_ne!(
+            key(&format!("FROM scratch\n{http}")),
+            key(&format!(
+                "FROM scratch\n{}",
+                http.replace("ADD ", &format!("ADD --checksum={sum} "))
+            ))
+        );
     }
 
     const DEPS_THEN_SOURCE: &str =
