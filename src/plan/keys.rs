@@ -434,6 +434,26 @@ mod tests {
         }
     }
 
+    /// The key maker of a build of `graph` in `context` with the default network and run
+    /// options.
+    fn keys_with<'a>(
+        graph: &'a BuildGraph,
+        context: &'a Context,
+        sources: &'a dyn Sources,
+        reporter: &'a dyn Reporter,
+    ) -> Keys<'a> {
+        Keys {
+            graph,
+            context,
+            local_contexts: &NO_LOCAL_CONTEXTS,
+            network: Network::Default,
+            run_options: &NO_RUN_OPTIONS,
+            context_size_warning: None,
+            sources,
+            reporter,
+        }
+    }
+
     /// Each step's key of `stage`, chained from `root`.
     fn stage_keys(keys: &Keys<'_>, plan: &StagePlan, result: StepResult) -> Vec<String> {
         let mut parent = "root".to_owned();
@@ -458,16 +478,7 @@ mod tests {
             let graph = graph(dockerfile);
             let plan = plan(&graph, 0);
             let context = Context::open(dir.path()).unwrap();
-            let keys = Keys {
-                graph: &graph,
-                context: &context,
-                local_contexts: &NO_LOCAL_CONTEXTS,
-                network: Network::Default,
-                run_options: &NO_RUN_OPTIONS,
-                context_size_warning: None,
-                sources: &sources,
-                reporter: &reporter,
-            };
+            let keys = keys_with(&graph, &context, &sources, &reporter);
             stage_keys(&keys, &plan, StepResult::Layer)
         };
         let commit = "a".repeat(40);
@@ -505,16 +516,7 @@ mod tests {
         };
         let keys_now = || {
             let context = Context::open(dir.path()).unwrap();
-            let keys = Keys {
-                graph: &graph,
-                context: &context,
-                local_contexts: &NO_LOCAL_CONTEXTS,
-                network: Network::Default,
-                run_options: &NO_RUN_OPTIONS,
-                context_size_warning: None,
-                sources: &sources,
-                reporter: &reporter,
-            };
+            let keys = keys_with(&graph, &context, &sources, &reporter);
             stage_keys(&keys, &plan, StepResult::Layer)
         };
         let before = keys_now();
@@ -604,16 +606,7 @@ mod tests {
             let sources = Built {
                 stage_key: stage_key.to_owned(),
             };
-            let keys = Keys {
-                graph: &graph,
-                context: &context,
-                local_contexts: &NO_LOCAL_CONTEXTS,
-                network: Network::Default,
-                run_options: &NO_RUN_OPTIONS,
-                context_size_warning: None,
-                sources: &sources,
-                reporter: &reporter,
-            };
+            let keys = keys_with(&graph, &context, &sources, &reporter);
             let prepared = keys
                 .prepare(&plan.steps[0], StepResult::Layer, "root", &|_| false)
                 .unwrap();
@@ -634,16 +627,7 @@ mod tests {
         let sources = Built {
             stage_key: String::new(),
         };
-        let keys = Keys {
-            graph: &graph,
-            context: &context,
-            local_contexts: &NO_LOCAL_CONTEXTS,
-            network: Network::Default,
-            run_options: &NO_RUN_OPTIONS,
-            context_size_warning: None,
-            sources: &sources,
-            reporter: &reporter,
-        };
+        let keys = keys_with(&graph, &context, &sources, &reporter);
         let Err(err) = keys.prepare(&plan.steps[0], StepResult::Layer, "root", &|_| false) else {
             panic!("a missing file was keyed");
         };
