@@ -421,8 +421,20 @@ pub struct CopyFromPlan {
     pub dest_exists: bool,
     /// SRC's absolute path in the source.
     pub source: String,
-    /// Mount points the source image lacks, which its container's archive shows.
-    pub absent: Vec<String>,
+    /// What the source image lacks that its container's archive shows.
+    pub absent: Absent,
+}
+
+/// What a source image lacks that an engine container of it shows, from Docker's init
+/// layer: left out of a copy, as BuildKit copies only what the image has.
+#[derive(Debug, Clone, Default)]
+pub struct Absent {
+    /// Mount points (`/dev`, `/proc`, `/sys`): everything below them is the engine's.
+    pub mount_points: Vec<&'static str>,
+    /// The image may lack `/etc`, which the engine makes for `/etc/hosts` and the like.
+    /// The directory is copied only once something the image has is copied below it: an
+    /// image's own empty `/etc` cannot be told apart from the engine's, and is left out.
+    pub etc: bool,
 }
 
 impl CopyFromPlan {
@@ -434,7 +446,10 @@ impl CopyFromPlan {
     /// engine's and so is not copied either.
     fn is_engine_placeholder(&self, path: &str, header: &tar::Header) -> bool {
         let under = |top: &str| path == top || path.starts_with(&format!("{top}/"));
-        if self.absent.iter().any(|p| under(p)) || under("/dev/pts") || under("/dev/shm") {
+        if self.absent.mount_points.iter().any(|p| under(p))
+            || under("/dev/pts")
+            || under("/dev/shm")
+        {
             return true;
         }
         let kind = header.entry_type();
@@ -463,6 +478,8 @@ pub fn write_copy_from<W: Write>(
 ) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(reader);
     let mut symlinks = SymlinksMade::default();
+    // `/etc` held back while it may be the engine's alone (see `Absent::etc`).
+    let mut held_etc: Option<(String, u32, Ownership)> = None;
     for entry in archive.entries()? {
         let entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -481,6 +498,28 @@ pub fn write_copy_from<W: Write>(
         };
         if plan.is_engine_placeholder(&source, entry.header()) {
             continue;
+        }
+        if plan.absent.etc
+            && source == "/etc"
+            && !rest.is_empty()
+            && entry.header().entry_type().is_dir()
+        {
+            let header = entry.header();
+            let owner = Ownership {
+                uid: header.uid().unwrap_or(0),
+                gid: header.gid().unwrap_or(0),
+            };
+            held_etc = Some((
+                join(&plan.dest, &rest),
+                header.mode().unwrap_or(0o755),
+                owner,
+            ));
+            continue;
+        }
+        if source.starts_with("/etc/")
+            && let Some((target, mode, owner)) = held_etc.take()
+        {
+            out.dir(&target, mode, owner)?;
         }
         // An existing destination keeps its owner and mode (see `write_entry`).
         if rest.is_empty() && plan.dest_exists && plan.source_is_dir {
@@ -657,7 +696,7 @@ mod tests {
             dest: "/app".into(),
             dest_exists: true,
             source: "/src".into(),
-            absent: Vec::new(),
+            absent: Absent::default(),
         };
         write_copy_from(&mut out, &input[..], &plan).unwrap();
         let got = names(&out.finish().unwrap());
@@ -684,7 +723,7 @@ mod tests {
             dest: "/usr/bin/tool".into(),
             dest_exists: false,
             source: "/src".into(),
-            absent: Vec::new(),
+            absent: Absent::default(),
         };
         write_copy_from(&mut out, &input[..], &plan).unwrap();
         assert_eq!(names(&out.finish().unwrap())[0].0, "usr/bin/tool");
@@ -707,11 +746,53 @@ mod tests {
             dest: "/x".into(),
             dest_exists: false,
             source: "/src".into(),
-            absent: Vec::new(),
+            absent: Absent::default(),
         };
         assert!(write_copy_from(&mut out, &raw[..], &plan).is_err());
         assert_eq!(safe_relative("a/../../b"), None);
         assert_eq!(safe_relative("/abs/./x/").as_deref(), Some("abs/x"));
+    }
+
+    /// A scratch stage's container shows the engine's `/etc` (for its placeholders): it is
+    /// copied only when the stage itself has something below it.
+    #[test]
+    fn copy_from_leaves_out_the_engines_etc() {
+        use tar::EntryType::*;
+        let copied = |entries: &[(&str, tar::EntryType, &str)], etc: bool| {
+            let mut out = TarOut::new(Vec::new(), Overrides::default());
+            let plan = CopyFromPlan {
+                top: ".".into(),
+                source_is_dir: true,
+                dest: "/b".into(),
+                dest_exists: false,
+                source: "/".into(),
+                absent: Absent {
+                    mount_points: vec!["/dev", "/proc", "/sys"],
+                    etc,
+                },
+            };
+            write_copy_from(&mut out, &archive(entries)[..], &plan).unwrap();
+            names(&out.finish().unwrap())
+                .into_iter()
+                .map(|(name, ..)| name)
+                .collect::<Vec<_>>()
+        };
+        let engines = [
+            ("./", Directory, ""),
+            ("./etc/", Directory, ""),
+            ("./etc/mtab", Symlink, "/proc/mounts"),
+            ("./f", Regular, "f"),
+            ("./proc/", Directory, ""),
+        ];
+        assert_eq!(copied(&engines, true), ["b", "b/f"]);
+        // An image that has `/etc` keeps it, even empty.
+        assert_eq!(copied(&engines, false), ["b", "b/etc", "b/f"]);
+        let with_passwd = [
+            ("./", Directory, ""),
+            ("./etc/", Directory, ""),
+            ("./etc/passwd", Regular, "root"),
+        ];
+        assert_eq!(copied(&with_passwd, true), ["b", "b/etc", "b/etc/passwd"]);
     }
 
     fn add_archive(entries: &[(&str, tar::EntryType, &str)]) -> anyhow::Result<Vec<u8>> {

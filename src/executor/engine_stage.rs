@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use super::archive::{
-    CopyDest, CopyFromPlan, Overrides, TarOut, copies_anything, names_as_written, write_copy_from,
-    write_inline_files, write_selection,
+    Absent, CopyDest, CopyFromPlan, Overrides, TarOut, copies_anything, names_as_written,
+    write_copy_from, write_inline_files, write_selection,
 };
 use super::image_fs::{self, Node};
 use super::mounts::{self, MountContext, MountGuards, MountSources};
@@ -440,27 +440,56 @@ impl Builder {
     }
 
     fn mount_points_missing_in_image(&self, name: &str) -> anyhow::Result<Vec<&'static str>> {
+        let mut missing = Vec::new();
+        for point in MOUNT_POINTS {
+            if self.image_lacks(name, point)? {
+                missing.push(point);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Whether the pulled image `name` has nothing at `path`.
+    fn image_lacks(&self, name: &str, path: &str) -> anyhow::Result<bool> {
         let pulled = self.pulled_image(name)?;
         let fs = tokio::task::block_in_place(|| {
             image_fs::ImageFs::of_image_cached(pulled.image.as_ref(), &self.request.cache_dir)
         })
         .with_context(|| format!("reading the file system of {name}"))?;
-        Ok(MOUNT_POINTS
-            .iter()
-            .copied()
-            .filter(|p| fs.node(p).is_none())
-            .collect())
+        Ok(fs.node(path).is_none())
     }
 
-    /// The mount points a `COPY --from` source lacks: a container of it shows the engine's.
-    pub(super) fn mount_points_missing_in(
-        &self,
-        from: &CopyFrom,
-    ) -> anyhow::Result<Vec<&'static str>> {
-        match from {
-            CopyFrom::Stage(i) => self.missing_mount_points(*i, self.plan(*i)?.steps.len()),
-            CopyFrom::Image(name) => self.mount_points_missing_in_image(name),
-            CopyFrom::Context | CopyFrom::Local(_) => Ok(Vec::new()),
+    /// What a `COPY --from` source lacks that a container of it shows (the engine's mount
+    /// points and `/etc`).
+    pub(super) fn absent_in(&self, from: &CopyFrom) -> anyhow::Result<Absent> {
+        let mount_points = match from {
+            CopyFrom::Stage(i) => self.missing_mount_points(*i, self.plan(*i)?.steps.len())?,
+            CopyFrom::Image(name) => self.mount_points_missing_in_image(name)?,
+            CopyFrom::Context | CopyFrom::Local(_) => Vec::new(),
+        };
+        Ok(Absent {
+            mount_points,
+            etc: self.may_lack_etc(from)?,
+        })
+    }
+
+    /// Whether `from` may lack `/etc`: its chain of stages starts from scratch or from an
+    /// image without one. Its steps may have made one, which `Absent::etc` tells by what
+    /// is copied below it.
+    fn may_lack_etc(&self, from: &CopyFrom) -> anyhow::Result<bool> {
+        let mut index = match from {
+            CopyFrom::Stage(i) => *i,
+            CopyFrom::Image(name) => return self.image_lacks(name, "/etc"),
+            CopyFrom::Context | CopyFrom::Local(_) => return Ok(false),
+        };
+        loop {
+            match &self.graph.stages[index].base {
+                crate::frontend::stages::Base::Scratch => return Ok(true),
+                crate::frontend::stages::Base::Image(name) => {
+                    return self.image_lacks(name, "/etc");
+                }
+                crate::frontend::stages::Base::Stage(i) => index = *i,
+            }
         }
     }
 
@@ -783,14 +812,15 @@ impl Builder {
         let temp_dir = self.oci_blobs.root();
         if let Some(view) = self.native_view(from).await? {
             let fs = RootFs::new(view.root());
-            let copied = copy_from_sources(&fs, &[], copy, dest, temp_dir, out).await;
+            let copied =
+                copy_from_sources(&fs, &Absent::default(), copy, dest, temp_dir, out).await;
             // A view is only read: what it wrote (nothing) is dropped with it.
             view.unmount()?;
             return copied;
         }
         let image = self.copy_source_image(from).await?;
         let engine = self.engine()?.clone();
-        let absent = self.mount_points_missing_in(from)?;
+        let absent = self.absent_in(from)?;
         let container = engine.create(&RunSpec::new(&image, ["true"])).await?;
         let fs = ContainerFs {
             engine: &engine,
@@ -813,18 +843,17 @@ struct CopyFromTarget<'a> {
     dest_exists: bool,
     many: bool,
     temp_dir: &'a std::path::Path,
-    absent: &'a [&'static str],
+    absent: &'a Absent,
 }
 
 /// Adds the `sources` of a stage's or image's file system `source` to `out`, as
 /// `COPY --from=… sources… dest` places them: wildcards expanded in the source, as
-/// BuildKit expands them (one that matches nothing copies nothing). `absent`: the mount
-/// points an engine container shows that the image lacks (Docker's init layer), left
-/// out. Returns whether anything matched; nothing is written, not even the destination's
+/// BuildKit expands them (one that matches nothing copies nothing). `absent`: what an
+/// engine container shows that the image lacks (Docker's init layer), left out. Returns whether anything matched; nothing is written, not even the destination's
 /// parents, when nothing did.
 async fn copy_from_sources<W: std::io::Write>(
     source: &impl StageFs,
-    absent: &[&'static str],
+    absent: &Absent,
     copy: &CopyStep,
     dest: &CopyDest,
     temp_dir: &std::path::Path,
@@ -993,7 +1022,7 @@ async fn copy_from_source<W: std::io::Write>(
         dest: target,
         dest_exists: source_is_dir && dest_exists,
         source: path.clone(),
-        absent: absent.iter().map(|p| p.to_string()).collect(),
+        absent: absent.clone(),
     };
     // The archive goes through a temporary file, not memory: it may be gigabytes.
     let mut spool =
