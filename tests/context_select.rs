@@ -597,6 +597,12 @@ fn exclude_flag_applies_relative_to_each_source() {
         targets(&select_with(&ctx, &["hom*"], "/mydir/", &opts(&["*.txt", "*.md"])).unwrap()),
         ["/mydir", "/mydir/homepage.rs"]
     );
+    // A directory the wildcard matches is copied, its contents filtered, even when the
+    // patterns name it too (testExcludedFilesOnCopy: `--exclude=* dir* /6` gives `/6`).
+    assert_eq!(
+        targets(&select_with(&ctx, &["doc*"], "/d", &opts(&["*"])).unwrap()),
+        ["/d"]
+    );
     let error = select_with(&ctx, &["docs"], "/d/", &opts(&["[bad"])).unwrap_err();
     assert!(is_input_error(&error));
     assert!(

@@ -187,20 +187,24 @@ impl<'a> Selector<'a> {
             Err(e) => return Err(self.resolve_error(src, e)),
         };
         let matches = self.expand(&base_resolved, &globs)?;
-        let matches: Vec<(Resolved, String)> = matches
-            .into_iter()
-            .filter(|(_, relative)| {
-                !self
-                    .exclude
-                    .as_ref()
-                    .is_some_and(|exclude| exclude.is_excluded(relative))
-            })
-            .collect();
         for (matched, relative) in matches {
             let written = join(&base.join("/"), &relative);
             let resolved = self
                 .follow(matched, &written)
                 .map_err(|e| self.resolve_error(src, e))?;
+            // A directory the wildcard matches is copied, its contents filtered: BuildKit
+            // applies `--exclude` below each match (testExcludedFilesOnCopy: `--exclude=*
+            // dir* /6` leaves an empty `/6`). A file it matches is left out, as BuildKit's
+            // documentation has it (`COPY --exclude=*.txt hom* /mydir/`); BuildKit itself
+            // copies it, moby/buildkit#5489.
+            let excluded = || {
+                self.exclude
+                    .as_ref()
+                    .is_some_and(|exclude| exclude.is_excluded(&relative))
+            };
+            if !resolved.meta.is_dir() && excluded() {
+                continue;
+            }
             let name = relative.rsplit('/').next().unwrap_or(&relative).to_owned();
             self.add_match(&resolved, &name, dest_clean, into_dir)?;
         }
