@@ -953,25 +953,197 @@ fn a_cache_mount_source_is_a_directory_of_the_cache() {
     }
 }
 
-/// `COPY --from=STAGE` with `--parents` or `--exclude` is refused before any step, with a
-/// hint: imgbuild applies them to copies from the build context only (current BuildKit's
-/// testCopyRelativeParents and testExcludedFilesOnCopy apply them to stages too; until
-/// imgbuild does, ignoring the flag would copy what `--exclude` names).
+/// testCopyRelativeParents: `COPY --from=STAGE --parents` with a `/./` pivot (what follows
+/// the first one is kept), a trailing `/.`, a relative source, two pivots, wildcards before
+/// and after a pivot, `**`, and two sources. The RUN checks of each target are BuildKit's,
+/// on busybox instead of alpine; one build of a last stage copying from every target runs
+/// them all, on each executor, with one digest.
 #[test]
-fn copy_from_a_stage_with_parents_or_exclude_is_refused_before_any_step() {
-    for flag in ["--parents", "--exclude=*.png"] {
-        let project = Project::new(&format!(
-            "FROM BUSYBOX AS base\nRUN mkdir -p /test/a && touch /test/a/x.png\n\
-             FROM BUSYBOX\nCOPY --from=base {flag} /test/a /out/\n"
-        ));
-        let name = flag.split('=').next().unwrap();
-        for stderr in project.build_fails(&[]) {
-            assert!(
-                stderr.contains(&format!("COPY --from with {name}: imgbuild applies"))
-                    && !stderr.contains("RUN mkdir"),
-                "{stderr}"
-            );
-        }
+fn copy_parents_from_a_stage_with_pivots_and_wildcards() {
+    let project = Project::new(
+        r#"
+FROM BUSYBOX AS base
+WORKDIR /test
+RUN <<eot
+	set -ex
+	mkdir -p a/b/c/d/e
+	mkdir -p a/b2/c/d/e
+	mkdir -p a/b/c2/d/e
+	mkdir -p a/b/c2/d/e2
+	touch a/b/c/d/foo
+	touch a/b/c/d/e/bay
+	touch a/b2/c/d/e/bar
+	touch a/b/c2/d/e/baz
+	touch a/b/c2/d/e2/baz
+eot
+
+FROM BUSYBOX AS middle
+COPY --from=base --parents /test/a/b/./c/d /out/
+RUN <<eot
+	set -ex
+	[ -d /out/c/d/e ]
+	[ -f /out/c/d/foo ]
+	[ ! -d /out/a ]
+	[ ! -d /out/e ]
+eot
+
+FROM BUSYBOX AS end
+COPY --from=base --parents /test/a/b/c/d/. /out/
+RUN <<eot
+	set -ex
+	[ -d /out/test/a/b/c/d/e ]
+	[ -f /out/test/a/b/c/d/foo ]
+eot
+
+FROM BUSYBOX AS start
+COPY --from=base --parents ./test/a/b/c/d /out/
+RUN <<eot
+	set -ex
+	[ -d /out/test/a/b/c/d/e ]
+	[ -f /out/test/a/b/c/d/foo ]
+eot
+
+FROM BUSYBOX AS double
+COPY --from=base --parents /test/a/./b/./c /out/
+RUN <<eot
+	set -ex
+	[ -d /out/b/c/d/e ]
+	[ -f /out/b/c/d/foo ]
+eot
+
+FROM BUSYBOX AS wildcard
+COPY --from=base --parents /test/a/./*/c /out/
+RUN <<eot
+	set -ex
+	[ -d /out/b/c/d/e ]
+	[ -f /out/b2/c/d/e/bar ]
+eot
+
+FROM BUSYBOX AS doublewildcard
+COPY --from=base --parents /test/a/b*/./c/**/e /out/
+RUN <<eot
+	set -ex
+	[ -d /out/c/d/e ]
+	[ -f /out/c/d/e/bay ] # via b
+	[ -f /out/c/d/e/bar ] # via b2
+eot
+
+FROM BUSYBOX AS doubleinputs
+COPY --from=base --parents /test/a/b/c*/./d/**/baz /test/a/b*/./c/**/bar /out/
+RUN <<eot
+	set -ex
+	[ -f /out/d/e/baz ]
+	[ ! -f /out/d/e/bay ]
+	[ -f /out/d/e2/baz ]
+	[ -f /out/c/d/e/bar ] # via b2
+eot
+
+FROM scratch
+COPY --from=middle /out /middle
+COPY --from=end /out /end
+COPY --from=start /out /start
+COPY --from=double /out /double
+COPY --from=wildcard /out /wildcard
+COPY --from=doublewildcard /out /doublewildcard
+COPY --from=doubleinputs /out /doubleinputs
+"#,
+    );
+    for out in project.build_local(&[]) {
+        // What the RUN checks cannot see: the directories between keep the stage's.
+        assert!(out.join("middle/c/d/e").is_dir());
+        assert!(!out.join("doubleinputs/d/e/bay").exists());
+    }
+}
+
+/// testCopyParentsMissingDirectory: `--parents` from a stage copies the whole path (or what
+/// follows a pivot); a wildcard matching nothing copies nothing, before or after a pivot,
+/// and the build goes on; a missing file fails, naming it (`"/test/nonexistent-file": not
+/// found`), before the stage's RUN.
+#[test]
+fn copy_parents_of_missing_paths() {
+    let base = r#"
+FROM BUSYBOX AS base
+WORKDIR /test
+RUN <<eot
+	set -ex
+	mkdir -p a/b/c/d/e
+	touch a/b/c/d/foo
+	touch a/b/c/d/e/bay
+eot
+"#;
+    let project = Project::new(&format!(
+        r#"{base}
+FROM BUSYBOX AS normal
+COPY --from=base --parents /test/a/b/c/d /out/
+RUN <<eot
+	set -ex
+	[ -d /out/test/a/b/c/d/e ]
+	[ -f /out/test/a/b/c/d/e/bay ]
+	[ ! -d /out/e ]
+	[ ! -d /out/a ]
+eot
+
+FROM BUSYBOX AS withpivot
+COPY --from=base --parents /test/a/b/./c/d /out/
+RUN <<eot
+	set -ex
+	[ -d /out/c/d/e ]
+	[ -f /out/c/d/foo ]
+	[ ! -d /out/a ]
+	[ ! -d /out/e ]
+eot
+
+FROM BUSYBOX AS wildcard-nonexistent
+COPY --from=base --parents /test/a/b2*/c /out/
+RUN <<eot
+	set -ex
+	[ -d /out ]
+	[ ! -d /out/a ]
+eot
+
+FROM BUSYBOX AS wildcard-afterpivot
+COPY --from=base --parents /test/a/b/./c2* /out/
+RUN <<eot
+	set -ex
+	[ -d /out ]
+	[ ! -d /out/a ]
+	[ ! -d /out/c* ]
+eot
+
+FROM scratch
+COPY --from=normal /out /normal
+COPY --from=withpivot /out /withpivot
+COPY --from=wildcard-nonexistent /out /wildcard-nonexistent
+COPY --from=wildcard-afterpivot /out /wildcard-afterpivot
+"#
+    ));
+    project.build_local(&[]);
+    let missing = Project::new(&format!(
+        "{base}\nFROM BUSYBOX\nCOPY --from=base --parents /test/nonexistent-file /out/\n\
+         RUN echo never\n"
+    ));
+    for stderr in missing.build_fails(&[]) {
+        assert!(
+            stderr.contains("/test/nonexistent-file") && stderr.contains("not found"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("never"), "{stderr}");
+    }
+}
+
+/// testExcludedFilesOnCopy's second half: the same `--exclude` patterns applied to
+/// `COPY --from=base`, where `base` holds the test's tree (BuildKit's test puts it there
+/// with an ADD of a git repository; here with a COPY of the context).
+#[test]
+fn copy_exclude_from_a_stage() {
+    let dockerfile = format!(
+        "FROM scratch AS base\nCOPY . /\n{}",
+        excluded_files_dockerfile("--from=base ", "COPY")
+    );
+    let project = Project::with_dockerfile_outside(&dockerfile);
+    excluded_files_tree(&project);
+    for output in project.build_local(&[]) {
+        assert_excluded_files(&output);
     }
 }
 

@@ -27,6 +27,8 @@
 mod archive;
 pub use archive::{is_tar_archive, open_archive, open_no_follow};
 mod digest;
+mod filter;
+pub use filter::{Include, PathFilter};
 pub mod git;
 mod glob;
 pub use glob::{Glob, has_wildcards};

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use super::filter::{Include, PathFilter};
 use super::glob::{Glob, has_wildcards};
 use super::path::{clean_dest, clean_source, compare, join};
 use super::{
@@ -86,13 +87,6 @@ struct Walk<'w> {
     /// `--parents`: only paths (relative to `root_rel`) this pattern matches, and the
     /// directories leading to them.
     include: Option<&'w Include>,
-}
-
-/// A `--parents` pattern: matched with `.dockerignore` rules, plus its components to prune
-/// directories that cannot lead to a match.
-struct Include {
-    matcher: DockerIgnore,
-    components: Vec<Option<Glob>>,
 }
 
 /// A directory on the walk's stack.
@@ -320,27 +314,12 @@ impl<'a> Selector<'a> {
                 self.check_visible(src, &resolved)?;
             }
         }
-        let components = pattern_components
-            .iter()
-            .map(|c| if c == "**" { Ok(None) } else { Glob::new(c).map(Some) })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| {
-                self.ctx.context_error(
-                    format!("{} --parents {src}: invalid wildcard: {reason}", self.keyword),
-                    "wildcards follow Go's filepath.Match: * ? [a-z] [^a-z], ** for any directories",
-                )
-            })?;
-        let matcher =
-            DockerIgnore::parse(pattern_text.as_bytes()).map_err(|e| {
-                self.ctx.context_error(
-                format!("{} --parents {src}: {}", self.keyword, e.in_file(src).message),
+        let include = Include::new(&pattern_components).map_err(|reason| {
+            self.ctx.context_error(
+                format!("{} --parents {src}: {reason}", self.keyword),
                 "wildcards follow Go's filepath.Match: * ? [a-z] [^a-z], ** for any directories",
             )
-            })?;
-        let include = Include {
-            matcher,
-            components,
-        };
+        })?;
         self.source_index += 1;
         self.push_dest_dir(dest);
         let walk = Walk {
@@ -569,25 +548,19 @@ impl<'a> Selector<'a> {
             let target = join(&frame.target, &name);
             let source = self.ctx.root.join(&ctx_rel);
             let meta = lstat(&source)?;
-            let excluded_here = self.exclude.as_ref();
+            let filter = PathFilter {
+                exclude: self.exclude.as_ref(),
+                include: walk.include,
+            };
             if meta.is_dir() {
                 let by_dockerignore = self.ctx.ignore.can_skip_dir(&ctx_rel);
                 self.ignored |= by_dockerignore;
-                let skip = by_dockerignore
-                    || excluded_here.is_some_and(|e| e.can_skip_dir(&src_rel))
-                    || walk.include.is_some_and(|i| {
-                        !i.matcher.is_excluded(&src_rel) && !i.may_match_below(&src_rel)
-                    });
-                if skip {
+                if by_dockerignore || filter.skips_dir(&src_rel) {
                     continue;
                 }
                 let by_dockerignore = self.ctx.ignore.is_excluded(&ctx_rel);
                 self.ignored |= by_dockerignore;
-                let hidden = by_dockerignore
-                    || excluded_here.is_some_and(|e| e.is_excluded(&src_rel))
-                    || walk
-                        .include
-                        .is_some_and(|i| !i.matcher.is_excluded(&src_rel));
+                let hidden = by_dockerignore || filter.hides(&src_rel);
                 let entry = Candidate {
                     entry: Entry {
                         source,
@@ -618,11 +591,7 @@ impl<'a> Selector<'a> {
             }
             let by_dockerignore = self.ctx.ignore.is_excluded(&ctx_rel);
             self.ignored |= by_dockerignore;
-            let hidden = by_dockerignore
-                || excluded_here.is_some_and(|e| e.is_excluded(&src_rel))
-                || walk
-                    .include
-                    .is_some_and(|i| !i.matcher.is_excluded(&src_rel));
+            let hidden = by_dockerignore || filter.hides(&src_rel);
             if hidden {
                 continue;
             }
@@ -882,22 +851,6 @@ impl<'a> Selector<'a> {
             ResolveError::NotUtf8(rel) => not_utf8(&rel),
             ResolveError::Io(e) => e,
         }
-    }
-}
-
-impl Include {
-    /// Whether a path below the directory `rel` (not itself matched) could match.
-    fn may_match_below(&self, rel: &str) -> bool {
-        let mut pattern = self.components.iter();
-        for name in rel.split('/') {
-            match pattern.next() {
-                None => return false,
-                Some(None) => return true,
-                Some(Some(glob)) if glob.matches(name) => {}
-                Some(Some(_)) => return false,
-            }
-        }
-        pattern.next().is_some()
     }
 }
 

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use anyhow::{Context as _, bail};
 
 use super::image_fs::{Node, Resolved};
-use crate::context::{Entry, EntryKind, Selection};
+use crate::context::{Entry, EntryKind, PathFilter, Selection};
 use crate::error::InputError;
 use crate::oci::layer::{Chmod, Ownership};
 use crate::plan::dispatch::CopyStep;
@@ -437,6 +437,24 @@ pub struct Absent {
     pub etc: bool,
 }
 
+/// The files Docker's init layer makes in `/etc`: `hosts`, `hostname`, `resolv.conf` (empty
+/// placeholders the engine mounts over) and `mtab` (a link to `/proc/mounts`).
+const ENGINE_ETC_FILES: [&str; 4] = ["hosts", "hostname", "resolv.conf", "mtab"];
+
+impl Absent {
+    /// Whether what a wildcard matched at `path` (absolute) is the engine's alone: a mount
+    /// point the image lacks or what is below one, or an `/etc` the image may lack that
+    /// holds nothing but the engine's files (`etc_names`: the names directly below it).
+    pub fn is_engines<'n>(&self, path: &str, mut etc_names: impl Iterator<Item = &'n str>) -> bool {
+        let under =
+            |top: &str| path == top || path.strip_prefix(top).is_some_and(|r| r.starts_with('/'));
+        self.mount_points.iter().any(|p| under(p))
+            || (self.etc
+                && path == "/etc"
+                && etc_names.all(|name| ENGINE_ETC_FILES.contains(&name)))
+    }
+}
+
 impl CopyFromPlan {
     /// Whether the archive entry for source path `path` is the engine's, not the image's:
     /// Docker's init layer, which every container shows (mount points the image lacks,
@@ -475,11 +493,17 @@ pub fn write_copy_from<W: Write>(
     out: &mut TarOut<W>,
     reader: impl Read,
     plan: &CopyFromPlan,
+    filter: PathFilter<'_>,
 ) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(reader);
     let mut symlinks = SymlinksMade::default();
-    // `/etc` held back while it may be the engine's alone (see `Absent::etc`).
-    let mut held_etc: Option<(String, u32, Ownership)> = None;
+    // Directories left out so far (`PathFilter::hides`, the engine's `/etc`), written once
+    // something below them is: parents first, as the archive lists them.
+    let mut held: Vec<HeldDir> = Vec::new();
+    // Directories nothing below which is copied (`PathFilter::skips_dir`), and the files
+    // the filter left out, at which no hard link may point.
+    let mut pruned: Vec<String> = Vec::new();
+    let mut hidden: HashSet<String> = HashSet::new();
     for entry in archive.entries()? {
         let entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -499,27 +523,38 @@ pub fn write_copy_from<W: Write>(
         if plan.is_engine_placeholder(&source, entry.header()) {
             continue;
         }
-        if plan.absent.etc
-            && source == "/etc"
-            && !rest.is_empty()
-            && entry.header().entry_type().is_dir()
-        {
+        // The source itself is never filtered, as fsutil filters only what is below it.
+        if !rest.is_empty() {
+            if pruned.iter().any(|dir| is_below(&rest, dir)) {
+                continue;
+            }
             let header = entry.header();
-            let owner = Ownership {
-                uid: header.uid().unwrap_or(0),
-                gid: header.gid().unwrap_or(0),
-            };
-            held_etc = Some((
-                join(&plan.dest, &rest),
-                header.mode().unwrap_or(0o755),
-                owner,
-            ));
-            continue;
-        }
-        if source.starts_with("/etc/")
-            && let Some((target, mode, owner)) = held_etc.take()
-        {
-            out.dir(&target, mode, owner)?;
+            let is_dir = header.entry_type().is_dir();
+            if is_dir && filter.skips_dir(&rest) {
+                pruned.push(rest);
+                continue;
+            }
+            held.retain(|dir| is_below(&rest, &dir.rest));
+            let engines_etc = plan.absent.etc && source == "/etc";
+            if filter.hides(&rest) || engines_etc {
+                if is_dir {
+                    held.push(HeldDir {
+                        target: join(&plan.dest, &rest),
+                        mode: header.mode().unwrap_or(0o755),
+                        owner: Ownership {
+                            uid: header.uid().unwrap_or(0),
+                            gid: header.gid().unwrap_or(0),
+                        },
+                        rest,
+                    });
+                } else {
+                    hidden.insert(rest);
+                }
+                continue;
+            }
+            for dir in held.drain(..) {
+                out.dir(&dir.target, dir.mode, dir.owner)?;
+            }
         }
         // An existing destination keeps its owner and mode (see `write_entry`).
         if rest.is_empty() && plan.dest_exists && plan.source_is_dir {
@@ -543,6 +578,12 @@ pub fn write_copy_from<W: Write>(
             .and_then(|rel| strip_top(rel, &plan.top))
         {
             Some(rest) if rest.is_empty() => Ok(plan.dest.clone()),
+            Some(rest) if hidden.contains(&rest) => Err(InputError::new(format!(
+                "hard link `{target}` points at `{link}`, which --exclude or --parents \
+                 leaves out"
+            ))
+            .with_hint("copy both names of the file, or neither")
+            .into()),
             Some(rest) => Ok(join(&plan.dest, &rest)),
             None => Err(anyhow::anyhow!(
                 "hard link `{target}` points at `{link}`, outside what is copied"
@@ -551,6 +592,20 @@ pub fn write_copy_from<W: Write>(
         copy_entry(out, entry, &target, &link_target)?;
     }
     Ok(())
+}
+
+/// A directory a copy left out until something below it is copied.
+struct HeldDir {
+    /// Its path below the copied source.
+    rest: String,
+    target: String,
+    mode: u32,
+    owner: Ownership,
+}
+
+/// Whether `path` is below the directory `dir` (both relative).
+fn is_below(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
 /// `top` or `top/rest` → `rest` (`""` for the top itself).
@@ -698,7 +753,7 @@ mod tests {
             source: "/src".into(),
             absent: Absent::default(),
         };
-        write_copy_from(&mut out, &input[..], &plan).unwrap();
+        write_copy_from(&mut out, &input[..], &plan, PathFilter::default()).unwrap();
         let got = names(&out.finish().unwrap());
         assert_eq!(
             got,
@@ -725,7 +780,7 @@ mod tests {
             source: "/src".into(),
             absent: Absent::default(),
         };
-        write_copy_from(&mut out, &input[..], &plan).unwrap();
+        write_copy_from(&mut out, &input[..], &plan, PathFilter::default()).unwrap();
         assert_eq!(names(&out.finish().unwrap())[0].0, "usr/bin/tool");
 
         // The tar crate refuses to write `..` names, so build the hostile header by hand.
@@ -748,7 +803,7 @@ mod tests {
             source: "/src".into(),
             absent: Absent::default(),
         };
-        assert!(write_copy_from(&mut out, &raw[..], &plan).is_err());
+        assert!(write_copy_from(&mut out, &raw[..], &plan, PathFilter::default()).is_err());
         assert_eq!(safe_relative("a/../../b"), None);
         assert_eq!(safe_relative("/abs/./x/").as_deref(), Some("abs/x"));
     }
@@ -771,7 +826,13 @@ mod tests {
                     etc,
                 },
             };
-            write_copy_from(&mut out, &archive(entries)[..], &plan).unwrap();
+            write_copy_from(
+                &mut out,
+                &archive(entries)[..],
+                &plan,
+                PathFilter::default(),
+            )
+            .unwrap();
             names(&out.finish().unwrap())
                 .into_iter()
                 .map(|(name, ..)| name)
@@ -793,6 +854,59 @@ mod tests {
             ("./etc/passwd", Regular, "root"),
         ];
         assert_eq!(copied(&with_passwd, true), ["b", "b/etc", "b/etc/passwd"]);
+    }
+
+    /// `--exclude` below a copied directory: what it names is left out, a directory it
+    /// names comes only before something re-included below it, and a hard link to a file
+    /// left out is refused rather than written dangling.
+    #[test]
+    fn copy_from_applies_the_filter_below_the_source() {
+        use tar::EntryType::*;
+        let copied = |entries: &[(&str, tar::EntryType, &str)], patterns: &[u8]| {
+            let exclude = crate::frontend::dockerignore::DockerIgnore::parse(patterns).unwrap();
+            let filter = PathFilter {
+                exclude: Some(&exclude),
+                include: None,
+            };
+            let mut out = TarOut::new(Vec::new(), Overrides::default());
+            let plan = CopyFromPlan {
+                top: "src".into(),
+                source_is_dir: true,
+                dest: "/d".into(),
+                dest_exists: false,
+                source: "/src".into(),
+                absent: Absent::default(),
+            };
+            write_copy_from(&mut out, &archive(entries)[..], &plan, filter)?;
+            let names = names(&out.finish()?);
+            anyhow::Ok(names.into_iter().map(|(n, ..)| n).collect::<Vec<_>>())
+        };
+        let tree = [
+            ("src/", Directory, ""),
+            ("src/a/", Directory, ""),
+            ("src/a/b/", Directory, ""),
+            ("src/a/b/drop", Regular, "x"),
+            ("src/a/b/keep", Regular, "k"),
+            ("src/a/c/", Directory, ""),
+            ("src/a/c/d", Regular, "d"),
+            ("src/e", Regular, "e"),
+        ];
+        assert_eq!(
+            copied(&tree, b"a\n!a/b/keep\n").unwrap(),
+            ["d", "d/a", "d/a/b", "d/a/b/keep", "d/e"]
+        );
+        assert_eq!(copied(&tree, b"a\n").unwrap(), ["d", "d/e"]);
+        assert_eq!(
+            copied(&tree, b"**/drop\n").unwrap(),
+            ["d", "d/a", "d/a/b", "d/a/b/keep", "d/a/c", "d/a/c/d", "d/e"]
+        );
+        let mut linked = tree.to_vec();
+        linked.push(("src/l", Link, "src/a/b/drop"));
+        let error = copied(&linked, b"**/drop\n").unwrap_err().to_string();
+        assert!(
+            error.contains("which --exclude or --parents leaves out"),
+            "{error}"
+        );
     }
 
     fn add_archive(entries: &[(&str, tar::EntryType, &str)]) -> anyhow::Result<Vec<u8>> {

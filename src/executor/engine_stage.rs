@@ -3,16 +3,16 @@
 //! uploaded into a container, each WORKDIR as a directory, and the container committed
 //! after every step. Containers are always removed.
 
-use std::io::{Seek, SeekFrom};
 use std::time::Instant;
 
 use anyhow::Context as _;
 
 use super::archive::{
-    Absent, CopyDest, CopyFromPlan, Overrides, TarOut, copies_anything, names_as_written,
-    write_copy_from, write_inline_files, write_selection,
+    Absent, CopyDest, Overrides, TarOut, copies_anything, names_as_written, write_inline_files,
+    write_selection,
 };
-use super::image_fs::{self, Node};
+use super::copy_from::copy_from_sources;
+use super::image_fs;
 use super::mounts::{self, MountContext, MountGuards, MountSources};
 use super::stage_fs::{self, ContainerFs, RootFs, StageFs};
 
@@ -22,7 +22,7 @@ use super::steps::{EngineHit, Lookup};
 use super::{Builder, StageBase, StageOutput, config, lock};
 use crate::cache::remote::{StepKind as CachedKind, UsedResult};
 use crate::cache::{KeyInputs, StepRecord};
-use crate::context::{Glob, Selection, SelectionDigest, has_wildcards};
+use crate::context::{Selection, SelectionDigest};
 use crate::engine::{self, Mount, RunSpec};
 use crate::error::InputError;
 use crate::oci;
@@ -834,204 +834,6 @@ impl Builder {
 
 /// What runc makes in a root file system that lacks them, and a RUN's layer keeps.
 const MOUNT_POINTS: [&str; 3] = ["/dev", "/proc", "/sys"];
-
-/// Where a `COPY --from` source goes: `dest` as the COPY names it, whether it is an existing
-/// directory, whether the COPY has several sources, and where the source's archive is
-/// kept while it is rewritten.
-struct CopyFromTarget<'a> {
-    dest: &'a str,
-    dest_exists: bool,
-    many: bool,
-    temp_dir: &'a std::path::Path,
-    absent: &'a Absent,
-}
-
-/// Adds the `sources` of a stage's or image's file system `source` to `out`, as
-/// `COPY --from=… sources… dest` places them: wildcards expanded in the source, as
-/// BuildKit expands them (one that matches nothing copies nothing). `absent`: what an
-/// engine container shows that the image lacks (Docker's init layer), left out. Returns whether anything matched; nothing is written, not even the destination's
-/// parents, when nothing did.
-async fn copy_from_sources<W: std::io::Write>(
-    source: &impl StageFs,
-    absent: &Absent,
-    copy: &CopyStep,
-    dest: &CopyDest,
-    temp_dir: &std::path::Path,
-    out: &mut TarOut<W>,
-) -> anyhow::Result<bool> {
-    let mut sources = Vec::new();
-    for src in &copy.sources {
-        let absolute = crate::context::clean_dest(&format!("/{src}"));
-        if absolute.split('/').any(has_wildcards) {
-            sources.extend(expand_wildcard(source, src, &absolute, temp_dir).await?);
-        } else {
-            sources.push(absolute);
-        }
-    }
-    if sources.is_empty() {
-        return Ok(false);
-    }
-    let into_dir = copy.dest.ends_with('/') || dest.is_dir;
-    if sources.len() > 1 && !into_dir {
-        return Err(InputError::new(format!(
-            "COPY --from: {} paths match `{}`, so the destination must be a directory ending in `/`",
-            sources.len(),
-            copy.sources.join(" ")
-        ))
-        .with_hint(format!("write `{}/`", copy.dest.trim_end_matches('/')))
-        .into());
-    }
-    dest.start(out)?;
-    let target = CopyFromTarget {
-        dest: &copy.dest,
-        dest_exists: dest.is_dir,
-        many: sources.len() > 1,
-        temp_dir,
-        absent,
-    };
-    for src in &sources {
-        copy_from_source(source, src, &target, out).await?;
-    }
-    Ok(true)
-}
-
-/// The paths of `source` that the wildcard source `src` (cleaned: `absolute`) matches,
-/// sorted: BuildKit's `resolveWildcards`, each component after the first wildcard matched
-/// with Go's `filepath.Match` against the names below the directory before it.
-async fn expand_wildcard(
-    source: &impl StageFs,
-    src: &str,
-    absolute: &str,
-    temp_dir: &std::path::Path,
-) -> anyhow::Result<Vec<String>> {
-    let components: Vec<&str> = absolute.split('/').filter(|c| !c.is_empty()).collect();
-    let first = components
-        .iter()
-        .position(|c| has_wildcards(c))
-        .unwrap_or(components.len());
-    let (base, pattern) = components.split_at(first);
-    let globs = pattern
-        .iter()
-        .map(|c| Glob::new(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| {
-            InputError::new(format!("COPY --from {src}: invalid wildcard: {reason}"))
-                .with_hint("wildcards follow Go's filepath.Match: * ? [a-z] [^a-z], and \\ escapes")
-        })?;
-    let base = format!("/{}", base.join("/"));
-    let resolved = stage_fs::resolve(source, &base)
-        .await?
-        .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
-    if resolved.node != Some(Node::Dir) {
-        // BuildKit walks the directory before the wildcard: nothing there, no match.
-        return Ok(Vec::new());
-    }
-    let mut spool = tempfile::tempfile_in(temp_dir)
-        .context("creating a temporary file for a COPY --from listing")?;
-    source.archive(&resolved.path, &mut spool).await?;
-    spool.seek(SeekFrom::Start(0))?;
-    let names = tokio::task::block_in_place(|| archive_names(spool))?;
-    let mut matches = Vec::new();
-    for (name, utf8) in &names {
-        // The archive names the directory itself first: `base/…`.
-        let Some((_, rest)) = name.split_once('/') else {
-            continue;
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        if parts.len() != globs.len() || !parts.iter().zip(&globs).all(|(p, g)| g.matches(p)) {
-            continue;
-        }
-        let path = crate::context::clean_dest(&format!("{base}/{rest}"));
-        if !utf8 {
-            // Paths are strings here: such a name could not be found again to be copied.
-            return Err(InputError::new(format!(
-                "COPY --from {src}: `{path}` in the source has a name that is not UTF-8, \
-                 which imgbuild cannot copy by a wildcard"
-            ))
-            .with_hint("copy the directory that holds it instead, or rename it in the stage")
-            .into());
-        }
-        matches.push(path);
-    }
-    matches.sort();
-    matches.dedup();
-    Ok(matches)
-}
-
-/// The clean names of a tar's entries, each with whether it is UTF-8 (else shown lossily).
-fn archive_names(file: std::fs::File) -> anyhow::Result<Vec<(String, bool)>> {
-    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
-    let mut names = Vec::new();
-    for entry in archive.entries()? {
-        let entry = entry?;
-        let bytes = entry.path_bytes();
-        let utf8 = std::str::from_utf8(&bytes).is_ok();
-        if let Some(name) = super::archive::safe_relative(&String::from_utf8_lossy(&bytes)) {
-            names.push((name, utf8));
-        }
-    }
-    Ok(names)
-}
-
-/// Adds `src` (absolute, clean) of `source` to `out`, renamed as `COPY src dest` places
-/// it.
-async fn copy_from_source<W: std::io::Write>(
-    source: &impl StageFs,
-    src: &str,
-    target: &CopyFromTarget<'_>,
-    out: &mut TarOut<W>,
-) -> anyhow::Result<()> {
-    let CopyFromTarget {
-        dest,
-        dest_exists,
-        many,
-        temp_dir,
-        absent,
-    } = *target;
-    // The source's symlinks are followed, the last one too, as BuildKit follows them.
-    let resolved = stage_fs::resolve(source, src)
-        .await?
-        .map_err(|e| InputError::new(format!("COPY --from {src}: {e}")))?;
-    let Some(node) = resolved.node else {
-        return Err(
-            InputError::new(format!("COPY --from: `{src}` not found in the source"))
-                .with_hint("check the path in the stage or image copied from")
-                .into(),
-        );
-    };
-    let path = resolved.path;
-    // The root's archive names its entries after `.`.
-    let top = match path.rsplit('/').next().unwrap_or_default() {
-        "" => ".".to_owned(),
-        name => name.to_owned(),
-    };
-    let source_is_dir = node == Node::Dir;
-    let dest_clean = crate::context::clean_dest(dest);
-    let target = if source_is_dir {
-        dest_clean
-    } else if dest.ends_with('/') || dest_exists || many {
-        // Named as the source is named, not as the link it may be points.
-        let name = src.rsplit('/').next().unwrap_or_default();
-        format!("{}/{}", dest_clean.trim_end_matches('/'), name)
-    } else {
-        dest_clean
-    };
-    let plan = CopyFromPlan {
-        top,
-        source_is_dir,
-        dest: target,
-        dest_exists: source_is_dir && dest_exists,
-        source: path.clone(),
-        absent: absent.clone(),
-    };
-    // The archive goes through a temporary file, not memory: it may be gigabytes.
-    let mut spool =
-        tempfile::tempfile_in(temp_dir).context("creating a temporary file for a COPY --from")?;
-    source.archive(&path, &mut spool).await?;
-    spool.seek(SeekFrom::Start(0))?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, spool);
-    tokio::task::block_in_place(|| write_copy_from(out, reader, &plan))
-}
 
 /// `wanted`, and every variable of `others` it does not name as a bare `KEY`: Docker adds an
 /// image's variables that a container does not name to the container's environment (and a

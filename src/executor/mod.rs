@@ -15,6 +15,7 @@
 mod archive;
 mod checks;
 mod config;
+mod copy_from;
 mod driver;
 mod engine_images;
 mod engine_preload;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::frontend::Error;
+use crate::frontend::dockerignore::DockerIgnore;
 use crate::frontend::instructions::{
     ArgDecl, Command, CommandLine, Copy, Healthcheck, InlineFile, Instruction, Location, Mount,
     MountKind,
@@ -674,27 +675,16 @@ impl Dispatcher<'_> {
             None => CopyFrom::Context,
             Some(f) => CopyFrom::named(self.graph, f),
         };
-        if !matches!(from, CopyFrom::Context | CopyFrom::Local(_))
-            && (copy.parents || !copy.exclude.is_empty())
-        {
-            // Refused rather than ignored: an `--exclude` left out would copy what it names.
-            let flag = if copy.parents {
-                "--parents"
-            } else {
-                "--exclude"
-            };
+        // Checked here, so that a bad pattern stops the build before its first step.
+        if let Err(e) = DockerIgnore::parse(copy.exclude.join("\n").as_bytes()) {
             return Err(self
                 .error(
                     at,
-                    format!(
-                        "{keyword} --from with {flag}: imgbuild applies {flag} to copies from the \
-                         build context only, not yet from a stage or image"
-                    ),
+                    format!("{keyword} --exclude: {}", e.in_file("--exclude").message),
                 )
-                .with_hint(format!(
-                    "copy the paths {flag} selects one by one, or select them in the stage \
-                     copied from"
-                )));
+                .with_hint(
+                    "--exclude patterns use .dockerignore syntax: * ? [a-z] ** and ! to re-include",
+                ));
         }
         // `--checksum=${DIGEST}` takes the build's variables, as BuildKit expands it.
         let checksum = copy
@@ -793,6 +783,10 @@ impl Dispatcher<'_> {
             });
         }
         let mut created_by = String::from(keyword);
+        // Current BuildKit's history names `--parents` first (v0.8 cannot parse it).
+        if copy.parents {
+            created_by.push_str(" --parents");
+        }
         if let Some(f) = &copy.from {
             created_by.push_str(&format!(" --from={f}"));
         }
@@ -811,7 +805,18 @@ impl Dispatcher<'_> {
         }
         created_by.push(' ');
         created_by.push_str(&dest_raw);
-        let display = created_by.clone();
+        // The progress line shows the patterns too, as BuildKit shows the instruction.
+        let display = match copy.exclude.is_empty() {
+            true => created_by.clone(),
+            false => {
+                let excludes: String = copy
+                    .exclude
+                    .iter()
+                    .map(|p| format!(" --exclude={p}"))
+                    .collect();
+                created_by.replacen(keyword, &format!("{keyword}{excludes}"), 1)
+            }
+        };
         created_by.push_str(" # buildkit");
         let step = CopyStep {
             from,
@@ -1366,6 +1371,10 @@ mod dispatch_tests {
         assert!(
             err("FROM a\nCOPY --chmod=u+z a /a\n").contains("`--chmod=u+z` is not a file mode")
         );
+        assert!(
+            err("FROM a\nCOPY --from=s --exclude=[x a /a\n")
+                .starts_with("Dockerfile:2:1: COPY --exclude: invalid pattern `[x`")
+        );
         assert!(err("FROM a\nEXPOSE http\n").starts_with("Dockerfile:2:1: EXPOSE http"));
         assert!(err("FROM a\nSTOPSIGNAL SIGFOO\n").contains("not a signal"));
         assert!(err("FROM a\nENV X=${Y:?required}\n").contains("required"));
@@ -1388,6 +1397,17 @@ mod dispatch_tests {
         assert!(g.sources.is_empty());
         assert!(
             matches!(&g.remote[0], crate::fetch::RemoteSource::Git(s) if s.keep_git_dir && s.subdir == "sub")
+        );
+        // `--parents` is in the history, as current BuildKit writes it; `--exclude` only
+        // in the progress line.
+        let p = plan("FROM a\nCOPY --parents --exclude=*.md --chmod=644 a/./b /d/\n");
+        assert_eq!(
+            p.history[0].created_by,
+            "COPY --parents --chmod=644 a/./b /d/ # buildkit"
+        );
+        assert_eq!(
+            p.steps[0].display,
+            "COPY --exclude=*.md --parents --chmod=644 a/./b /d/"
         );
     }
 
