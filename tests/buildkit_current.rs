@@ -126,6 +126,35 @@ impl Project {
         outputs
     }
 
+    /// Builds on both executors with `--output type=local` without comparing digests: for
+    /// images that are not reproducible in BuildKit either (a kept `.git` holds an index with
+    /// the checkout's stat times).
+    fn build_local_unchecked(&self, args: &[&str]) -> Vec<PathBuf> {
+        let context = self.path().to_str().unwrap().to_owned();
+        EXECUTORS
+            .iter()
+            .map(|executor| self.build_local_on(executor, args, &context))
+            .collect()
+    }
+
+    /// One build on `executor` with `--output type=local`, which must succeed; the output.
+    fn build_local_on(&self, executor: &str, args: &[&str], context: &str) -> PathBuf {
+        let n = self.builds.get();
+        self.builds.set(n + 1);
+        let dest = self.work.path().join(format!("out-{n}-{executor}"));
+        let output = format!("type=local,dest={}", dest.display());
+        let mut all = vec!["--output", output.as_str()];
+        all.extend_from_slice(args);
+        let out = self.build_context(executor, &all, context);
+        assert!(
+            out.status.success(),
+            "{executor}: imgbuild failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dest
+    }
+
     /// Builds on both executors, which must fail; their standard errors.
     fn build_fails(&self, args: &[&str]) -> Vec<String> {
         let context = self.path().to_str().unwrap().to_owned();
@@ -1172,4 +1201,124 @@ fn an_onbuild_run_heredoc_runs_in_the_child_build() {
         "\nFROM {target} AS base\nFROM scratch\nCOPY --from=base /dest /dest\n"
     ));
     assert_files(&child.build_local(&[]), &[("dest", "hello world\n")]);
+}
+
+/// Runs each command with `sh -c` in `dir`, as BuildKit's tests' `runShell` does, with no
+/// global or system git configuration.
+fn run_shell(dir: &Path, commands: &[&str]) {
+    for command in commands {
+        let out = Command::new("sh")
+            .args(["-c", command])
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {out:?}");
+    }
+}
+
+/// `git rev-parse REV` in `dir`.
+fn git_rev_parse(dir: &Path, rev: &str) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", rev])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `git status -s` (submodules included) of an exported checkout: empty when it is clean.
+fn git_status(dir: &Path) -> String {
+    let out = Command::new("git")
+        .args(["-c", "safe.directory=*", "status", "-s"])
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {out:?}", dir.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A repository in `dir` with commits tagged v0.0.1, v0.0.2, v0.0.3, each writing `foo of
+/// TAG` to `foo`, ready to serve over dumb HTTP (testAddGit's); `format` is git's object
+/// format.
+fn tagged_repo(dir: &Path, format: &str) {
+    let mut commands = vec![
+        format!("git init --object-format={format}"),
+        "git config --local user.email test".to_owned(),
+        "git config --local user.name test".to_owned(),
+    ];
+    for tag in ["v0.0.1", "v0.0.2", "v0.0.3"] {
+        commands.push(format!("echo foo of {tag} >foo"));
+        commands.push("git add foo".to_owned());
+        commands.push(format!("git commit -m {tag}"));
+        commands.push(format!("git tag {tag}"));
+    }
+    commands.push("git update-server-info".to_owned());
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    run_shell(dir, &commands);
+}
+
+/// testAddGitSHA1 and testAddGitSHA256 (testAddGit), for a repository in each object format:
+/// ADD by tag; with `--keep-git-dir --chown --checksum=COMMIT` through ARGs (the files owned
+/// by 4242:8484 and the checkout clean: BuildKit's `git status -s` in the image, here on the
+/// exported tree); `--checksum` without `--keep-git-dir` leaves no `.git`; a ref given by
+/// its full commit; a checksum of another commit fails with `expected checksum to match`.
+/// BuildKit's four successful Dockerfiles are one here (one build per executor), and its
+/// checksum that is not hex (`foobar`, a parse error before anything is fetched) is left to
+/// the unit tests.
+#[test]
+fn add_git_with_checksum_keep_git_dir_and_chown() {
+    for format in ["sha1", "sha256"] {
+        let repo = support::tempdir();
+        tagged_repo(repo.path(), format);
+        let v2 = git_rev_parse(repo.path(), "v0.0.2");
+        let v3 = git_rev_parse(repo.path(), "v0.0.3");
+        assert_eq!(v3.len(), if format == "sha1" { 40 } else { 64 });
+        let server = static_http::StaticServer::start(repo.path());
+        let url = server.url();
+
+        let project = Project::new(&format!(
+            r#"
+FROM BUSYBOX
+
+# Basic case
+ADD {url}/.git#v0.0.1 /x
+RUN cd /x && \
+  [ "$(cat foo)" = "foo of v0.0.1" ]
+
+# Complicated case
+ARG REPO="{url}/.git"
+ARG TAG="v0.0.2"
+ADD --keep-git-dir=true --chown=4242:8484 --checksum={v2} ${{REPO}}#${{TAG}} /buildkit-chowned
+USER 4242
+RUN cd /buildkit-chowned && \
+  [ "$(cat foo)" = "foo of v0.0.2" ] && \
+  [ "$(stat -c %u foo)" = "4242" ] && \
+  [ "$(stat -c %g foo)" = "8484" ]
+USER root
+
+ADD --checksum={v3} ${{REPO}}#v0.0.3 /nogitdir
+ADD --keep-git-dir --checksum={v2} ${{REPO}}#${{TAG}} /gitdir
+ARG COMMIT="{v3}"
+ADD --keep-git-dir=true --checksum={v3} ${{REPO}}#${{COMMIT}} /commitdir
+RUN [ "$(cat /nogitdir/foo)" = "foo of v0.0.3" ] && [ ! -d /nogitdir/.git ] && \
+  [ "$(cat /gitdir/foo)" = "foo of v0.0.2" ] && [ -d /gitdir/.git ] && \
+  [ "$(cat /commitdir/foo)" = "foo of v0.0.3" ] && [ -d /commitdir/.git ]
+"#
+        ));
+        for dir in project.build_local_unchecked(&[]) {
+            assert_eq!(git_status(&dir.join("buildkit-chowned")), "", "{format}");
+        }
+
+        let mismatch = Project::new(&format!(
+            "\n\tFROM BUSYBOX\n\tARG REPO=\"{url}/.git\"\n\tARG TAG=\"v0.0.3\"\n\tADD --checksum={v2} ${{REPO}}#${{TAG}} /faildir\n\t"
+        ));
+        for stderr in mismatch.build_fails(&[]) {
+            assert!(stderr.contains("expected checksum to match"), "{stderr}");
+        }
+    }
 }

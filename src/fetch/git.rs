@@ -354,66 +354,11 @@ pub(super) fn checkout(
     let remote = source.remote.as_str();
     let shown = redact_url(remote);
     let git_root = fetcher.root.join("git");
-    std::fs::create_dir_all(&git_root)
-        .with_context(|| format!("creating {}", git_root.display()))?;
-    let bare = git_root.join(format!(
-        "{}.git",
-        hex::encode(Sha256::digest(redact_url(remote).as_bytes()))
-    ));
+    // Held to the end: the checkouts below use the bare repositories' index too.
+    let _guard = BARE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let bare = fetch_commit(fetcher, remote, commit, full_ref)?;
     let bare_str = bare.to_string_lossy().into_owned();
     let keep = format!("refs/imgbuild/{commit}");
-    // Held to the end: the checkout below uses the bare repository's index too.
-    let _guard = BARE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    {
-        if !bare.join("HEAD").is_file() {
-            git(&["init", "-q", "--bare", &bare_str], None, remote)?;
-        }
-        let has_commit = git(
-            &["cat-file", "-e", &format!("{commit}^{{commit}}")],
-            Some(&bare),
-            remote,
-        )
-        .is_ok();
-        if !has_commit {
-            let want = full_ref.unwrap_or(commit);
-            let refspec = format!("+{want}:{keep}");
-            let shallow = git(
-                &[
-                    "fetch",
-                    "-q",
-                    "--depth=1",
-                    "--no-tags",
-                    "--",
-                    remote,
-                    &refspec,
-                ],
-                Some(&bare),
-                remote,
-            );
-            if let Err(e) = shallow {
-                // Servers of the "dumb" HTTP protocol (static files) cannot serve shallow
-                // fetches: fetch the whole history instead.
-                if !e.to_string().contains("dumb http") {
-                    return Err(e.context(format!("failed to fetch remote {shown}")));
-                }
-                git(
-                    &["fetch", "-q", "--no-tags", "--", remote, &refspec],
-                    Some(&bare),
-                    remote,
-                )
-                .with_context(|| format!("failed to fetch remote {shown}"))?;
-            }
-            git(
-                &["cat-file", "-e", &format!("{commit}^{{commit}}")],
-                Some(&bare),
-                remote,
-            )
-            .with_context(|| {
-                format!("{shown}: the ref moved while building, commit {commit} is no longer there")
-            })?;
-        }
-        git(&["update-ref", &keep, commit], Some(&bare), remote)?;
-    }
     let dir = tempfile::Builder::new()
         .prefix(".tmp-checkout-")
         .tempdir_in(&git_root)
@@ -425,7 +370,11 @@ pub(super) fn checkout(
     if source.keep_git_dir {
         // A repository of its own with only this commit, HEAD detached at it, its origin
         // the remote (credentials removed), as BuildKit leaves it.
-        git(&["init", "-q", &tree_str], None, remote)?;
+        git(
+            &["init", "-q", object_format_flag(commit), &tree_str],
+            None,
+            remote,
+        )?;
         git(
             &["remote", "add", "origin", &format!("file://{bare_str}")],
             Some(&tree),
@@ -465,25 +414,7 @@ pub(super) fn checkout(
             )?;
         }
     } else {
-        git(
-            &[
-                &format!("--git-dir={bare_str}"),
-                &format!("--work-tree={tree_str}"),
-                "-c",
-                "core.bare=false",
-                "checkout",
-                "-q",
-                "--no-overlay",
-                commit,
-                "--",
-                ".",
-            ],
-            Some(&tree),
-            remote,
-        )
-        .with_context(failed)?;
-        // The index git wrote into the bare repository is of no use to anyone.
-        let _ = std::fs::remove_file(bare.join("index"));
+        checkout_tree(&bare, commit, &tree, remote).with_context(failed)?;
     }
     if source.submodules && tree.join(".gitmodules").is_file() {
         bail!(
@@ -493,6 +424,120 @@ pub(super) fn checkout(
     }
     let root = subdir_root(&tree, &source.subdir)?;
     Ok(Checkout { _dir: dir, root })
+}
+
+/// `--object-format=` of the repository `commit` is from, known by its hash's length as
+/// BuildKit knows it: git cannot fetch SHA-256 objects into a SHA-1 repository.
+fn object_format_flag(commit: &str) -> &'static str {
+    if commit.len() == 64 {
+        "--object-format=sha256"
+    } else {
+        "--object-format=sha1"
+    }
+}
+
+/// The bare repository in the cache dir that keeps `remote`'s objects (one per remote, its
+/// name the hash of the URL without credentials), after fetching `commit` into it unless it
+/// has it; `refs/imgbuild/COMMIT` keeps the commit there. Call with [`BARE_LOCK`] held.
+fn fetch_commit(
+    fetcher: &Fetcher,
+    remote: &str,
+    commit: &str,
+    full_ref: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let shown = redact_url(remote);
+    let git_root = fetcher.root.join("git");
+    std::fs::create_dir_all(&git_root)
+        .with_context(|| format!("creating {}", git_root.display()))?;
+    let bare = git_root.join(format!(
+        "{}.git",
+        hex::encode(Sha256::digest(shown.as_bytes()))
+    ));
+    let bare_str = bare.to_string_lossy().into_owned();
+    let keep = format!("refs/imgbuild/{commit}");
+    let format = object_format_flag(commit);
+    if bare.join("HEAD").is_file() {
+        // A repository made for the other object format (by an imgbuild that did not know
+        // SHA-256, or a remote that changed format) cannot take these objects: start again.
+        let has = git(&["rev-parse", "--show-object-format"], Some(&bare), remote)
+            .map(|f| format!("--object-format={}", f.trim()));
+        if has.is_ok_and(|has| has != format) {
+            std::fs::remove_dir_all(&bare)
+                .with_context(|| format!("removing {}", bare.display()))?;
+        }
+    }
+    if !bare.join("HEAD").is_file() {
+        git(&["init", "-q", "--bare", format, &bare_str], None, remote)?;
+    }
+    let has_commit = git(
+        &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+        Some(&bare),
+        remote,
+    )
+    .is_ok();
+    if !has_commit {
+        let want = full_ref.unwrap_or(commit);
+        let refspec = format!("+{want}:{keep}");
+        let shallow = git(
+            &[
+                "fetch",
+                "-q",
+                "--depth=1",
+                "--no-tags",
+                "--",
+                remote,
+                &refspec,
+            ],
+            Some(&bare),
+            remote,
+        );
+        if let Err(e) = shallow {
+            // Servers of the "dumb" HTTP protocol (static files) cannot serve shallow
+            // fetches: fetch the whole history instead.
+            if !e.to_string().contains("dumb http") {
+                return Err(e.context(format!("failed to fetch remote {shown}")));
+            }
+            git(
+                &["fetch", "-q", "--no-tags", "--", remote, &refspec],
+                Some(&bare),
+                remote,
+            )
+            .with_context(|| format!("failed to fetch remote {shown}"))?;
+        }
+        git(
+            &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+            Some(&bare),
+            remote,
+        )
+        .with_context(|| {
+            format!("{shown}: the ref moved while building, commit {commit} is no longer there")
+        })?;
+    }
+    git(&["update-ref", &keep, commit], Some(&bare), remote)?;
+    Ok(bare)
+}
+
+/// Writes the tree of `commit` (in the bare repository `bare`) into the directory `work`.
+fn checkout_tree(bare: &Path, commit: &str, work: &Path, remote: &str) -> anyhow::Result<()> {
+    git(
+        &[
+            &format!("--git-dir={}", bare.display()),
+            &format!("--work-tree={}", work.display()),
+            "-c",
+            "core.bare=false",
+            "checkout",
+            "-q",
+            "--no-overlay",
+            commit,
+            "--",
+            ".",
+        ],
+        Some(work),
+        remote,
+    )?;
+    // The index git wrote into the bare repository is of no use to anyone.
+    let _ = std::fs::remove_file(bare.join("index"));
+    Ok(())
 }
 
 /// `tree/subdir`, refusing a subdir that is missing or passes through anything but
@@ -508,4 +553,61 @@ fn subdir_root(tree: &Path, subdir: &str) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SHA-256 repository is fetched into a repository of its format, also where an
+    /// earlier imgbuild left a SHA-1 one for the same remote (its fetch then failed with
+    /// `bad revision`).
+    #[test]
+    fn a_sha256_remote_gets_a_sha256_cache_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = dir.path().join("remote");
+        let remote = remote.to_str().unwrap();
+        let run = |args: &[&str]| git(args, Some(dir.path()), remote).unwrap();
+        run(&["init", "-q", "--object-format=sha256", remote]);
+        std::fs::write(dir.path().join("remote/foo"), "foo\n").unwrap();
+        run(&["-C", remote, "add", "foo"]);
+        run(&[
+            "-C",
+            remote,
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t",
+            "commit",
+            "-q",
+            "-m",
+            "one",
+        ]);
+        let commit = run(&["-C", remote, "rev-parse", "HEAD"]).trim().to_owned();
+        assert_eq!(commit.len(), 64);
+        let blobs = crate::oci::BlobStore::open(dir.path().join("blobs")).unwrap();
+        let fetcher = Fetcher::new(&dir.path().join("cache"), blobs).unwrap();
+        let stale = fetcher.root.join("git").join(format!(
+            "{}.git",
+            hex::encode(Sha256::digest(remote.as_bytes()))
+        ));
+        run(&["init", "-q", "--bare", stale.to_str().unwrap()]);
+        let bare = fetch_commit(&fetcher, remote, &commit, None).unwrap();
+        assert_eq!(bare, stale);
+        let format = git(&["rev-parse", "--show-object-format"], Some(&bare), remote).unwrap();
+        assert_eq!(format.trim(), "sha256");
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        checkout_tree(&bare, &commit, &work, remote).unwrap();
+        assert_eq!(std::fs::read_to_string(work.join("foo")).unwrap(), "foo\n");
+    }
+
+    #[test]
+    fn the_object_format_is_known_by_the_hash_length() {
+        assert_eq!(
+            object_format_flag(&"a".repeat(64)),
+            "--object-format=sha256"
+        );
+        assert_eq!(object_format_flag(&"a".repeat(40)), "--object-format=sha1");
+    }
 }
