@@ -1,6 +1,7 @@
 //! `ADD git…`: BuildKit's git source with the `git` command line. A ref is resolved with
 //! `git ls-remote` (the key); the commit is fetched into a bare repository kept in the
-//! cache dir per remote, and checked out into a temporary directory when the step runs.
+//! cache dir per remote, and checked out into a temporary directory when the step runs,
+//! with its submodules (each fetched the same way).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -416,11 +417,10 @@ pub(super) fn checkout(
     } else {
         checkout_tree(&bare, commit, &tree, remote).with_context(failed)?;
     }
-    if source.submodules && tree.join(".gitmodules").is_file() {
-        bail!(
-            "{shown} has submodules, which imgbuild does not check out yet; add \
-             `?submodules=false` to the URL to copy the tree without them"
-        );
+    if source.submodules {
+        let kept = source.keep_git_dir.then_some(".git");
+        update_submodules(fetcher, remote, &bare, commit, &tree, "", kept, 0)
+            .with_context(|| format!("failed to update submodules for {shown}"))?;
     }
     let root = subdir_root(&tree, &source.subdir)?;
     Ok(Checkout { _dir: dir, root })
@@ -540,6 +540,291 @@ fn checkout_tree(bare: &Path, commit: &str, work: &Path, remote: &str) -> anyhow
     Ok(())
 }
 
+/// How deep submodules may nest: a repository that is its own submodule would never end.
+const MAX_SUBMODULE_DEPTH: usize = 16;
+
+/// Checks out the submodules of `commit` (whose objects are in `bare`, fetched from
+/// `remote`) into `tree/work`, where its tree is, and theirs in turn: what BuildKit's
+/// `git submodule update --init --recursive` does. Each submodule is fetched like any git
+/// source, into its own bare repository in the cache dir, so credentials stay on command
+/// lines and out of files. `kept` is the `.git` directory (relative to `tree`) of the
+/// repository at `work` when `.git` is kept: each submodule then gets a repository of its
+/// own in its `modules/NAME`, as `git submodule update` leaves it. The step's key needs
+/// nothing more than the superproject's commit: each submodule's commit is in its tree.
+#[allow(clippy::too_many_arguments)]
+fn update_submodules(
+    fetcher: &Fetcher,
+    remote: &str,
+    bare: &Path,
+    commit: &str,
+    tree: &Path,
+    work: &str,
+    kept: Option<&str>,
+    depth: usize,
+) -> anyhow::Result<()> {
+    for sub in submodules(bare, commit, remote)? {
+        if depth >= MAX_SUBMODULE_DEPTH {
+            bail!(
+                "submodule {:?} is nested more than {MAX_SUBMODULE_DEPTH} deep",
+                sub.path
+            );
+        }
+        let url = submodule_url(remote, &sub.url)
+            .map_err(|e| anyhow::anyhow!("submodule {:?}: {e}", sub.path,))?;
+        let shown = redact_url(&url);
+        let sub_work = join_rel(work, &sub.path);
+        // A gitlink is checked out as an empty directory; anything else (a symlink a
+        // hostile tree put there) is refused.
+        let dir = subdir_root(tree, &sub_work)?;
+        let sub_bare = fetch_commit(fetcher, &url, &sub.commit, None)
+            .with_context(|| format!("submodule {:?}", sub.path))?;
+        let sub_kept = match kept {
+            None => {
+                checkout_tree(&sub_bare, &sub.commit, &dir, &url).with_context(|| {
+                    format!("failed to checkout submodule {:?} from {shown}", sub.path)
+                })?;
+                None
+            }
+            Some(parent) => {
+                let git_dir = join_rel(parent, &format!("modules/{}", sub.name));
+                checkout_kept(&sub_bare, &sub, &url, tree, &sub_work, &git_dir)?;
+                // What `git submodule init` writes in the superproject's config.
+                let parent_dir = format!("--git-dir={}", tree.join(parent).display());
+                let key = format!("submodule.{}", sub.name);
+                for (name, value) in [("url", shown.as_str()), ("active", "true")] {
+                    git(
+                        &[&parent_dir, "config", &format!("{key}.{name}"), value],
+                        Some(tree),
+                        remote,
+                    )?;
+                }
+                Some(git_dir)
+            }
+        };
+        update_submodules(
+            fetcher,
+            &url,
+            &sub_bare,
+            &sub.commit,
+            tree,
+            &sub_work,
+            sub_kept.as_deref(),
+            depth + 1,
+        )?;
+    }
+    Ok(())
+}
+
+/// A submodule of `--keep-git-dir`'s checkout: its repository in `tree/git_dir`, its files
+/// in `tree/work` (with the `.git` file pointing to it), HEAD detached at its commit, origin
+/// its URL without credentials.
+fn checkout_kept(
+    sub_bare: &Path,
+    sub: &Submodule,
+    url: &str,
+    tree: &Path,
+    work: &str,
+    git_dir: &str,
+) -> anyhow::Result<()> {
+    let shown = redact_url(url);
+    let dir = tree.join(git_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir_str = dir.to_string_lossy().into_owned();
+    let work_dir = tree.join(work);
+    let work_str = work_dir.to_string_lossy().into_owned();
+    // Relative links both ways, as git writes them, so the copy works where it lands.
+    std::fs::write(
+        work_dir.join(".git"),
+        format!("gitdir: {}{git_dir}\n", up(work)),
+    )?;
+    let with = |args: &[&str]| -> anyhow::Result<String> {
+        let mut all = vec!["--git-dir", &dir_str, "--work-tree", &work_str];
+        all.extend_from_slice(args);
+        git(&all, Some(&work_dir), url)
+    };
+    with(&["init", "-q", object_format_flag(&sub.commit)])?;
+    with(&["config", "core.bare", "false"])?;
+    with(&["config", "core.worktree", &format!("{}{work}", up(git_dir))])?;
+    with(&[
+        "remote",
+        "add",
+        "origin",
+        &format!("file://{}", sub_bare.display()),
+    ])?;
+    let failed = || format!("failed to checkout submodule {:?} from {shown}", sub.path);
+    with(&[
+        "fetch",
+        "-q",
+        "--depth=1",
+        "origin",
+        &format!("refs/imgbuild/{}", sub.commit),
+    ])
+    .with_context(failed)?;
+    with(&["checkout", "-q", "--detach", "FETCH_HEAD"]).with_context(failed)?;
+    with(&["remote", "set-url", "origin", &shown])?;
+    with(&["reflog", "expire", "--all", "--expire=now"])?;
+    let _ = std::fs::remove_file(dir.join("FETCH_HEAD"));
+    Ok(())
+}
+
+/// `a/b` from `a` and `b` (`b` alone when `a` is empty).
+fn join_rel(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_owned()
+    } else {
+        format!("{a}/{b}")
+    }
+}
+
+/// `../` once per component of the relative path `rel`: from it back to where it starts.
+fn up(rel: &str) -> String {
+    "../".repeat(rel.split('/').filter(|c| !c.is_empty()).count())
+}
+
+/// A gitlink of a commit's tree with what `.gitmodules` says of it.
+struct Submodule {
+    name: String,
+    path: String,
+    commit: String,
+    url: String,
+}
+
+/// The gitlinks of `commit`'s tree, each with its name and URL from the commit's
+/// `.gitmodules`.
+fn submodules(bare: &Path, commit: &str, remote: &str) -> anyhow::Result<Vec<Submodule>> {
+    let listing = git(
+        &["ls-tree", "-r", "-z", "--full-tree", commit],
+        Some(bare),
+        remote,
+    )?;
+    let links: Vec<(String, String)> = listing
+        .split('\0')
+        .filter_map(|entry| {
+            let (meta, path) = entry.split_once('\t')?;
+            let mut fields = meta.split(' ');
+            let (mode, _, sha) = (fields.next()?, fields.next()?, fields.next()?);
+            (mode == "160000").then(|| (path.to_owned(), sha.to_owned()))
+        })
+        .collect();
+    if links.is_empty() {
+        return Ok(Vec::new());
+    }
+    let config = git(
+        &[
+            "config",
+            "-z",
+            "--blob",
+            &format!("{commit}:.gitmodules"),
+            "--list",
+        ],
+        Some(bare),
+        remote,
+    )
+    .context("reading .gitmodules")?;
+    // `submodule.NAME.path` and `submodule.NAME.url`; NAME may hold dots.
+    let mut by_name: std::collections::BTreeMap<&str, (Option<&str>, Option<&str>)> =
+        Default::default();
+    for entry in config.split('\0') {
+        let Some((key, value)) = entry.split_once('\n') else {
+            continue;
+        };
+        let Some(rest) = key.strip_prefix("submodule.") else {
+            continue;
+        };
+        let Some((name, var)) = rest.rsplit_once('.') else {
+            continue;
+        };
+        let slot = by_name.entry(name).or_default();
+        match var {
+            "path" => slot.0 = Some(value),
+            "url" => slot.1 = Some(value),
+            _ => {}
+        }
+    }
+    links
+        .into_iter()
+        .map(|(path, commit)| {
+            let found = by_name
+                .iter()
+                .find(|(_, (p, _))| p.map(|p| p.trim_end_matches('/')) == Some(path.as_str()));
+            let Some((name, (_, Some(url)))) = found else {
+                bail!("no URL found for submodule path {path:?} in .gitmodules");
+            };
+            // git refuses such names too: the name is a path under `.git/modules`.
+            if name.is_empty()
+                || name.starts_with('/')
+                || name.split(['/', '\\']).any(|c| c == "..")
+            {
+                bail!("submodule {path:?} has an invalid name {name:?} in .gitmodules");
+            }
+            Ok(Submodule {
+                name: (*name).to_owned(),
+                path,
+                commit,
+                url: (*url).to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A submodule's URL from `.gitmodules`, one relative to its superproject (`../lib.git`)
+/// resolved against the superproject's `remote` as git resolves it. Only network URLs
+/// (http, https, git, ssh, `user@host:path`) are taken: git's own `submodule update`
+/// refuses local ones (`protocol.file.allow=user`), which would copy the build machine's
+/// repositories into the image.
+fn submodule_url(remote: &str, url: &str) -> Result<String, String> {
+    let resolved = if url.starts_with("./") || url.starts_with("../") {
+        let mut base = remote.trim_end_matches('/').to_owned();
+        // The part of `remote` that `../` may not remove: `scheme://host`, or `host:` of
+        // the scp-like syntax.
+        let floor = match base.find("://") {
+            Some(i) => base[i + 3..].find('/').map_or(base.len(), |j| i + 3 + j),
+            None => base.find(':').map_or(0, |i| i + 1),
+        };
+        let mut rest = url;
+        loop {
+            if let Some(r) = rest.strip_prefix("./") {
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("../") {
+                rest = r;
+                let cut = base[floor..].rfind('/').map_or(floor, |i| floor + i);
+                if cut == floor && base.len() == floor {
+                    return Err(format!(
+                        "relative URL {url:?} leads above the root of {}",
+                        redact_url(remote)
+                    ));
+                }
+                base.truncate(cut);
+            } else {
+                break;
+            }
+        }
+        let sep = if base.len() == floor && !base.contains("://") {
+            ""
+        } else {
+            "/"
+        };
+        format!("{base}{sep}{rest}")
+    } else {
+        url.to_owned()
+    };
+    let network = match scheme(&resolved) {
+        Some(s) => matches!(
+            s.to_ascii_lowercase().as_str(),
+            "http" | "https" | "git" | "ssh"
+        ),
+        None => is_scp_style(&resolved),
+    };
+    if !network || resolved.starts_with('-') {
+        return Err(format!(
+            "URL {:?} is not a network URL (http, https, git, ssh): git refuses local \
+             submodules too",
+            redact_url(&resolved)
+        ));
+    }
+    Ok(resolved)
+}
+
 /// `tree/subdir`, refusing a subdir that is missing or passes through anything but
 /// directories (a symlink could lead out of the checkout).
 fn subdir_root(tree: &Path, subdir: &str) -> anyhow::Result<PathBuf> {
@@ -558,6 +843,47 @@ fn subdir_root(tree: &Path, subdir: &str) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn submodule_urls_resolve_against_the_remote_and_must_be_network_urls() {
+        let url = |remote: &str, url: &str| submodule_url(remote, url);
+        assert_eq!(
+            url("https://u:t@host/org/app.git", "../lib.git").unwrap(),
+            "https://u:t@host/org/lib.git"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:8080/.git", "../sub/.git").unwrap(),
+            "http://127.0.0.1:8080/sub/.git"
+        );
+        assert_eq!(
+            url("https://host/a/b/app.git/", "./../../c/./lib").unwrap(),
+            "https://host/a/c/./lib"
+        );
+        assert_eq!(
+            url("git@github.com:org/app.git", "../lib.git").unwrap(),
+            "git@github.com:org/lib.git"
+        );
+        assert_eq!(
+            url("git@github.com:app.git", "../lib.git").unwrap(),
+            "git@github.com:lib.git"
+        );
+        assert_eq!(
+            url("https://host/app.git", "ssh://git@other/lib.git").unwrap(),
+            "ssh://git@other/lib.git"
+        );
+        // Not above the host, and never the build machine's own repositories; the
+        // credentials stay out of the message.
+        let above = url("https://u:t@host/app.git", "../../lib.git").unwrap_err();
+        assert!(
+            above.contains("above the root") && !above.contains("u:t"),
+            "{above}"
+        );
+        for local in ["/srv/git/lib.git", "file:///srv/lib.git", "ext::sh -c id"] {
+            let e = url("https://host/app.git", local).unwrap_err();
+            assert!(e.contains("not a network URL"), "{local}: {e}");
+        }
+        assert!(url("/home/me/app", "../lib").is_err());
+    }
 
     /// A SHA-256 repository is fetched into a repository of its format, also where an
     /// earlier imgbuild left a SHA-1 one for the same remote (its fetch then failed with
@@ -600,6 +926,14 @@ mod tests {
         std::fs::create_dir(&work).unwrap();
         checkout_tree(&bare, &commit, &work, remote).unwrap();
         assert_eq!(std::fs::read_to_string(work.join("foo")).unwrap(), "foo\n");
+    }
+
+    #[test]
+    fn relative_paths_for_kept_submodules() {
+        assert_eq!(join_rel("", "sub"), "sub");
+        assert_eq!(join_rel("a/b", "c"), "a/b/c");
+        assert_eq!(up("a/b"), "../../");
+        assert_eq!(up(".git/modules/lib"), "../../../");
     }
 
     #[test]

@@ -250,10 +250,16 @@ impl RemoteSource {
 impl std::fmt::Debug for RemoteSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the credentials, even in a panic message or a `{:?}` cache input.
+        // What a git source checks out besides the commit is part of the step's key:
+        // `.git`, and the submodules unless `?submodules=false` (BuildKit's key has both).
         let kind = match self {
             RemoteSource::Http(_) => "Http",
-            RemoteSource::Git(g) if g.keep_git_dir => "GitKeepDir",
-            RemoteSource::Git(_) => "Git",
+            RemoteSource::Git(g) => match (g.keep_git_dir, g.submodules) {
+                (true, true) => "GitKeepDir",
+                (false, true) => "Git",
+                (true, false) => "GitKeepDirNoSubmodules",
+                (false, false) => "GitNoSubmodules",
+            },
         };
         write!(f, "{kind}({})", self.display())
     }
@@ -488,6 +494,14 @@ mod tests {
             parse("https://h/r.git.tar"),
             Some(RemoteSource::Http(_))
         ));
+        // `?submodules=false` checks out another tree: the step's key input differs.
+        let with = parse("https://h/r.git#v1").unwrap();
+        let without = parse("https://h/r.git?submodules=false#v1").unwrap();
+        assert_eq!(format!("{with:?}"), "Git(https://h/r.git#v1)");
+        assert_eq!(
+            format!("{without:?}"),
+            "GitNoSubmodules(https://h/r.git#v1)"
+        );
         for bad in ["https://h/r.git?nope=1", "https://h/r.git?tag=a&branch=b"] {
             assert!(RemoteSource::parse(bad, false, None).is_err(), "{bad}");
         }
