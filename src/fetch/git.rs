@@ -721,9 +721,14 @@ fn submodules(bare: &Path, commit: &str, remote: &str) -> anyhow::Result<Vec<Sub
         remote,
     )
     .context("reading .gitmodules")?;
-    // `submodule.NAME.path` and `submodule.NAME.url`; NAME may hold dots.
-    let mut by_name: std::collections::BTreeMap<&str, (Option<&str>, Option<&str>)> =
-        Default::default();
+    // `submodule.NAME.VAR`; NAME may hold dots.
+    #[derive(Default)]
+    struct Entry<'a> {
+        path: Option<&'a str>,
+        url: Option<&'a str>,
+        update: Option<&'a str>,
+    }
+    let mut by_name: std::collections::BTreeMap<&str, Entry> = Default::default();
     for entry in config.split('\0') {
         let Some((key, value)) = entry.split_once('\n') else {
             continue;
@@ -736,35 +741,44 @@ fn submodules(bare: &Path, commit: &str, remote: &str) -> anyhow::Result<Vec<Sub
         };
         let slot = by_name.entry(name).or_default();
         match var {
-            "path" => slot.0 = Some(value),
-            "url" => slot.1 = Some(value),
+            "path" => slot.path = Some(value),
+            "url" => slot.url = Some(value),
+            "update" => slot.update = Some(value),
             _ => {}
         }
     }
-    links
-        .into_iter()
-        .map(|(path, commit)| {
-            let found = by_name
-                .iter()
-                .find(|(_, (p, _))| p.map(|p| p.trim_end_matches('/')) == Some(path.as_str()));
-            let Some((name, (_, Some(url)))) = found else {
-                bail!("no URL found for submodule path {path:?} in .gitmodules");
-            };
-            // git refuses such names too: the name is a path under `.git/modules`.
-            if name.is_empty()
-                || name.starts_with('/')
-                || name.split(['/', '\\']).any(|c| c == "..")
-            {
-                bail!("submodule {path:?} has an invalid name {name:?} in .gitmodules");
-            }
-            Ok(Submodule {
-                name: (*name).to_owned(),
-                path,
-                commit,
-                url: (*url).to_owned(),
-            })
-        })
-        .collect()
+    let mut found = Vec::new();
+    for (path, commit) in links {
+        let entry = by_name
+            .iter()
+            .find(|(_, e)| e.path.map(|p| p.trim_end_matches('/')) == Some(path.as_str()));
+        let Some((
+            name,
+            Entry {
+                url: Some(url),
+                update,
+                ..
+            },
+        )) = entry
+        else {
+            bail!("no URL found for submodule path {path:?} in .gitmodules");
+        };
+        if *update == Some("none") {
+            // `git submodule update` leaves these out (their directory empty).
+            continue;
+        }
+        // git refuses such names too: the name is a path under `.git/modules`.
+        if name.is_empty() || name.starts_with('/') || name.split(['/', '\\']).any(|c| c == "..") {
+            bail!("submodule {path:?} has an invalid name {name:?} in .gitmodules");
+        }
+        found.push(Submodule {
+            name: (*name).to_owned(),
+            path,
+            commit,
+            url: (*url).to_owned(),
+        });
+    }
+    Ok(found)
 }
 
 /// A submodule's URL from `.gitmodules`, one relative to its superproject (`../lib.git`)
