@@ -825,6 +825,46 @@ fn a_base_images_onbuild_triggers_bring_in_stages_and_images_nothing_else_names(
     assert_eq!(digests[0], digests[1], "both executors give one image");
 }
 
+/// A stage that a base image's trigger brings in takes its FROM image for its own
+/// `--platform`, even when the build pulled that name for another platform before it read
+/// the triggers for a stage's FROM (the pull of each round is keyed on the platforms of the
+/// rounds before).
+#[test]
+fn a_trigger_brings_in_a_stage_of_another_platform_than_an_image_pulled_before() {
+    let multi = support::busybox_multi_in_registry();
+    let base = format!(
+        "{}/{}:latest",
+        support::env().registry,
+        support::unique_name("onbuild-platform")
+    );
+    Project::new(
+        "FROM BUSYBOX\nONBUILD COPY --from=armstage /bin/busybox /arm-busybox\n",
+        &[],
+    )
+    .build_ok(&["--push", "-t", &base]);
+    let project = Project::new(
+        &format!(
+            "FROM --platform=linux/arm64 {multi} AS armstage\n\
+             FROM {multi} AS amdstage\n\
+             FROM {base}\n\
+             COPY --from=amdstage /bin/busybox /amd-busybox\n"
+        ),
+        &[],
+    );
+    // An ELF header's e_machine: x86-64 and AArch64.
+    let machine = |path: &Path| {
+        let bytes = fs::read(path).unwrap();
+        u16::from_le_bytes([bytes[18], bytes[19]])
+    };
+    for executor in ["native", "engine"] {
+        let dest = project.path().join(format!("out-{executor}"));
+        let output = format!("type=local,dest={}", dest.display());
+        project.build_ok(&["--executor", executor, "--output", &output]);
+        assert_eq!(machine(&dest.join("amd-busybox")), 0x3e, "{executor}");
+        assert_eq!(machine(&dest.join("arm-busybox")), 0xb7, "{executor}");
+    }
+}
+
 /// A symbolic `--chmod` changes each copied entry's own mode, as current BuildKit applies
 /// it (Dockerfile 1.14: fsutil's copy with `ModeStr`; fsutil's TestCopyModeTextFormat).
 /// BuildKit v0.8 here ignores a non-octal `--chmod`, so the modes are asserted, and the

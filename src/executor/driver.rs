@@ -355,6 +355,7 @@ mod tests {
             engine: None,
             image_engine: None,
             pulled: HashMap::new(),
+            pulled_platforms: HashMap::new(),
             stages: Mutex::new(HashMap::new()),
             plans: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),

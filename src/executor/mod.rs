@@ -157,6 +157,9 @@ pub(crate) struct Builder {
     /// The engine whose images FROM and `COPY --from` may name (none with `--pull`).
     image_engine: Option<Engine>,
     pulled: HashMap<String, Pulled>,
+    /// The platform each key of `pulled` was pulled for: a later round of pulls (stages a
+    /// base image's trigger brought in) names another platform's image apart.
+    pulled_platforms: HashMap<String, oci::Platform>,
     /// Finished build stages; stages run concurrently, hence the locks.
     stages: Mutex<HashMap<usize, StageOutput>>,
     plans: Mutex<HashMap<usize, StagePlan>>,
@@ -411,6 +414,7 @@ async fn prepare(
         engine,
         image_engine,
         pulled: HashMap::new(),
+        pulled_platforms: HashMap::new(),
         stages: Mutex::new(HashMap::new()),
         plans: Mutex::new(HashMap::new()),
         loaded: Mutex::new(HashMap::new()),
@@ -687,21 +691,20 @@ impl Builder {
         // The build's platform first, so the plain name is that platform's image (`COPY
         // --from=IMAGE` names it so).
         wanted.sort_by_key(|(_, platform, _)| *platform != default);
-        let mut platforms: HashMap<String, oci::Platform> = HashMap::new();
         // (key, name, platform) of each image to pull, and (stage, key, platform) of each
         // stage based on one.
         let mut pulls: Vec<(String, String, oci::Platform)> = Vec::new();
         let mut bases: Vec<(usize, String, oci::Platform)> = Vec::new();
         for (name, platform, stage) in wanted {
-            let key = match platforms.get(&name) {
+            let key = match self.pulled_platforms.get(&name) {
                 Some(earlier) if *earlier != platform => format!("{name} ({platform})"),
                 _ => name.clone(),
             };
             if let (Some(i), true) = (stage, key != name) {
                 self.graph.stages[i].base = Base::Image(key.clone());
             }
-            if !platforms.contains_key(&key) {
-                platforms.insert(key.clone(), platform.clone());
+            if !self.pulled_platforms.contains_key(&key) {
+                self.pulled_platforms.insert(key.clone(), platform.clone());
                 if !self.pulled.contains_key(&key) {
                     pulls.push((key.clone(), name, platform.clone()));
                 }
