@@ -227,9 +227,11 @@ fn copy_never_reads_outside_the_context() {
         .symlink("conf/rel", "../../outside/secret");
     let packaging = |copy: &str| format!("FROM BUSYBOX\n{copy}\n");
     for (dockerfile, needle) in [
+        // `..` stops at the context's root (as BuildKit cleans it): the context has no
+        // `outside/secret`, the file next to it is never read.
         (
             packaging("COPY ../outside/secret /x"),
-            "the path leaves the build context",
+            "no such file in the build context",
         ),
         (
             packaging(&format!("COPY {} /x", secret.display())),
@@ -435,22 +437,32 @@ fn hostile_add_archives_never_write_outside_their_destination() {
     for (name, archive) in &archives {
         project.write(name, &raw_tar(archive));
     }
+    let dst = |path: &str, kind: char, data: &str| (path.to_owned(), kind, data.to_owned());
+    // A name climbing out stays at the destination's root, as BuildKit's unpacking,
+    // chrooted there, keeps it (conformance case addtar-entry-escape).
     for dockerfile in both_ways("dotdot.tar") {
-        project.build_fails(
-            &dockerfile,
-            2,
-            &format!("`{dotdot}` that would be written outside `/dst`"),
+        project.build_ok(&dockerfile);
+        assert_eq!(
+            dst_entries(&project),
+            [
+                dst("dst/", '5', ""),
+                dst("dst/ok", '0', "ok"),
+                dst("dst/tmp/", '5', ""),
+                dst(&format!("dst/tmp/{tag}-dotdot"), '0', "escaped"),
+            ],
+            "{dockerfile}"
         );
     }
     for dockerfile in both_ways("through.tar") {
         project.build_fails(&dockerfile, 2, "writes `link/");
     }
-    for dockerfile in both_ways("hardlink-up.tar") {
-        project.build_fails(&dockerfile, 2, "to `../../../etc/passwd`, outside `/dst`");
-    }
-    // A hard link to a file the archive does not hold: the packaging stage cannot write
-    // it, the engine finds no /dst/etc/passwd in the container. Both fail.
-    for dockerfile in both_ways("hardlink.tar") {
+    // A hard link to a file the archive does not hold (`/dst/etc/passwd`, however its
+    // target climbs): the packaging stage cannot write it, the engine finds no
+    // /dst/etc/passwd in the container. Both fail.
+    for dockerfile in both_ways("hardlink.tar")
+        .into_iter()
+        .chain(both_ways("hardlink-up.tar"))
+    {
         let out = project.build(&dockerfile);
         assert_eq!(
             out.status.code(),
@@ -459,7 +471,6 @@ fn hostile_add_archives_never_write_outside_their_destination() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let dst = |path: &str, kind: char, data: &str| (path.to_owned(), kind, data.to_owned());
     for dockerfile in both_ways("abs.tar") {
         project.build_ok(&dockerfile);
         assert_eq!(

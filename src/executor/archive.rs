@@ -343,19 +343,17 @@ fn extract_archive_into<W: Write>(
     for entry in archive.entries()? {
         let entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(rel) = safe_relative(&name) else {
-            return Err(InputError::new(format!(
-                "the archive has an entry `{name}` that would be written outside `{dest}`"
-            ))
-            .with_hint(ARCHIVE_HINT)
-            .into());
-        };
+        let rel = clean_relative(&name);
+        if rel.is_empty() {
+            // The destination itself, which the unpacking does not replace.
+            continue;
+        }
         symlinks.check(&rel, entry.header().entry_type())?;
         let target = in_image(join(dest, &rel));
-        let link_target = |link: &str| match safe_relative(link) {
-            Some(rel) if !rel.is_empty() => Ok(in_image(join(dest, &rel))),
+        let link_target = |link: &str| match clean_relative(link) {
+            rel if !rel.is_empty() => Ok(in_image(join(dest, &rel))),
             _ => Err(InputError::new(format!(
-                "the archive has a hard link `{name}` to `{link}`, outside `{dest}`"
+                "the archive has a hard link `{name}` to `{link}`, the destination `{dest}` itself"
             ))
             .with_hint(ARCHIVE_HINT)
             .into()),
@@ -507,9 +505,8 @@ pub fn write_copy_from<W: Write>(
     for entry in archive.entries()? {
         let entry = entry?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(rel) = safe_relative(&name) else {
-            bail!("the stage's archive has an entry `{name}` outside what was asked for");
-        };
+        // The engine's or our own archive of one path: every name is below its top.
+        let rel = clean_relative(&name);
         let Some(rest) = strip_top(&rel, &plan.top) else {
             bail!(
                 "the stage's archive has an entry `{name}` outside `{}`",
@@ -573,10 +570,7 @@ pub fn write_copy_from<W: Write>(
             continue;
         }
         // Hard-link targets are archive names too: renamed like the entries.
-        let link_target = |link: &str| match safe_relative(link)
-            .as_deref()
-            .and_then(|rel| strip_top(rel, &plan.top))
-        {
+        let link_target = |link: &str| match strip_top(&clean_relative(link), &plan.top) {
             Some(rest) if rest.is_empty() => Ok(plan.dest.clone()),
             Some(rest) if hidden.contains(&rest) => Err(InputError::new(format!(
                 "hard link `{target}` points at `{link}`, which --exclude or --parents \
@@ -660,17 +654,21 @@ fn copy_entry<W: Write, R: Read>(
     Ok(())
 }
 
-/// A tar entry name made relative and clean; `None` if it leaves its root.
-pub fn safe_relative(name: &str) -> Option<String> {
+/// A tar entry name made relative and clean, as if it were unpacked in a root of its own:
+/// a `..` at that root stays there, as BuildKit's unpacking, chrooted into the
+/// destination, keeps it (`../../up.txt` is `up.txt`, `a/b/../g` is `a/g`).
+pub fn clean_relative(name: &str) -> String {
     let mut parts = Vec::new();
     for part in name.split('/') {
         match part {
             "" | "." => {}
-            ".." => return None,
+            ".." => {
+                parts.pop();
+            }
             p => parts.push(p),
         }
     }
-    Some(parts.join("/"))
+    parts.join("/")
 }
 
 fn join(dir: &str, rel: &str) -> String {
@@ -804,8 +802,9 @@ mod tests {
             absent: Absent::default(),
         };
         assert!(write_copy_from(&mut out, &raw[..], &plan, PathFilter::default()).is_err());
-        assert_eq!(safe_relative("a/../../b"), None);
-        assert_eq!(safe_relative("/abs/./x/").as_deref(), Some("abs/x"));
+        assert_eq!(clean_relative("a/../../b"), "b");
+        assert_eq!(clean_relative("a/b/../g"), "a/g");
+        assert_eq!(clean_relative("/abs/./x/"), "abs/x");
     }
 
     /// A scratch stage's container shows the engine's `/etc` (for its placeholders): it is
@@ -988,13 +987,10 @@ mod tests {
                 ("dst/sym", "/etc/passwd"),
             ]
         );
-        let error = add_archive(&[("pw", Link, "../../etc/passwd")]).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("hard link `pw` to `../../etc/passwd`, outside `/dst`"),
-            "{error}"
-        );
+        // A target above the destination stays at its root, as a chrooted unpacking
+        // keeps it: below the destination, never above it.
+        let up = add_archive(&[("pw", Link, "../../etc/passwd")]).unwrap();
+        assert_eq!(name_and_link(&names(&up)), [("dst/pw", "dst/etc/passwd")]);
     }
 
     #[test]

@@ -278,9 +278,8 @@ fn archive_names(file: std::fs::File) -> anyhow::Result<Vec<(String, bool)>> {
         let entry = entry?;
         let bytes = entry.path_bytes();
         let utf8 = std::str::from_utf8(&bytes).is_ok();
-        if let Some(name) = super::archive::safe_relative(&String::from_utf8_lossy(&bytes)) {
-            names.push((name, utf8));
-        }
+        let name = super::archive::clean_relative(&String::from_utf8_lossy(&bytes));
+        names.push((name, utf8));
     }
     Ok(names)
 }
