@@ -33,7 +33,7 @@ pub mod git;
 mod glob;
 pub use glob::{Glob, has_wildcards};
 mod path;
-pub use path::clean_dest;
+pub use path::{clean_dest, climbs_above_root};
 mod select;
 pub mod stdin;
 

@@ -4,24 +4,37 @@
 use std::cmp::Ordering;
 
 /// A COPY source cleaned like BuildKit's `filepath.Join("/", src)`: `.` and empty
-/// components dropped, `..` applied, a leading `/` meaning the context root. Returns the
-/// components relative to the context root, or `None` when `..` climbs above the root.
-///
-/// BuildKit silently turns `../x` into `x`; the classic builder refused it ("forbidden path
-/// outside the build context"). imgbuild refuses it too: a Dockerfile that names a file
-/// outside the context almost always expects that file, not a namesake inside.
-pub fn clean_source(src: &str) -> Option<Vec<String>> {
+/// components dropped, `..` applied and stopping at the context root (`../x` is `x`, as
+/// BuildKit reads it), a leading `/` meaning the context root. Returns the components
+/// relative to the context root.
+pub fn clean_source(src: &str) -> Vec<String> {
     let mut components: Vec<String> = Vec::new();
     for component in src.split('/') {
         match component {
             "" | "." => {}
             ".." => {
-                components.pop()?;
+                components.pop();
             }
             _ => components.push(component.to_owned()),
         }
     }
-    Some(components)
+    components
+}
+
+/// Whether a `..` of `src` climbs above the context root, where [`clean_source`] keeps it:
+/// worth a warning, since such a Dockerfile may expect a file outside the context (the
+/// classic builder refused it: "forbidden path outside the build context").
+pub fn climbs_above_root(src: &str) -> bool {
+    let mut depth = 0usize;
+    for component in src.split('/') {
+        match component {
+            "" | "." => {}
+            ".." if depth == 0 => return true,
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    false
 }
 
 /// A destination in the image: absolute, cleaned (`..` stops at `/`), without a trailing
@@ -66,16 +79,21 @@ mod tests {
 
     #[test]
     fn sources_are_relative_to_the_context_root() {
-        let c = |s: &str| clean_source(s).map(|v| v.join("/"));
-        assert_eq!(c("mix.exs").as_deref(), Some("mix.exs"));
-        assert_eq!(c("./lib/").as_deref(), Some("lib"));
-        assert_eq!(c("/etc/passwd").as_deref(), Some("etc/passwd"));
-        assert_eq!(c("a/../b").as_deref(), Some("b"));
-        assert_eq!(c(".").as_deref(), Some(""));
-        assert_eq!(c("/").as_deref(), Some(""));
-        assert_eq!(c("../x"), None);
-        assert_eq!(c("a/../../x"), None);
-        assert_eq!(c("/../x"), None);
+        let c = |s: &str| clean_source(s).join("/");
+        assert_eq!(c("mix.exs"), "mix.exs");
+        assert_eq!(c("./lib/"), "lib");
+        assert_eq!(c("/etc/passwd"), "etc/passwd");
+        assert_eq!(c("a/../b"), "b");
+        assert_eq!(c("."), "");
+        assert_eq!(c("/"), "");
+        // Above the root, `..` stays there, as BuildKit's `filepath.Join("/", src)`.
+        for climbing in ["../x", "a/../../x", "/../x"] {
+            assert_eq!(c(climbing), "x");
+            assert!(climbs_above_root(climbing));
+        }
+        for inside in ["a/../x", "./x/..", "/x"] {
+            assert!(!climbs_above_root(inside));
+        }
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl<'a> Selector<'a> {
     // ----- sources -------------------------------------------------------------------
 
     fn add_source(&mut self, src: &str, dest_clean: &str, into_dir: bool) -> Result<(), Error> {
-        let components = self.clean(src)?;
+        let components = clean_source(src);
         let Some(first_wildcard) = components.iter().position(|c| has_wildcards(c)) else {
             let resolved = self
                 .resolve(&components, true)
@@ -262,8 +262,8 @@ impl<'a> Selector<'a> {
     /// pattern includes, keeping their paths below BASE, with the directories between.
     fn add_parents_source(&mut self, src: &str, dest: &str) -> Result<(), Error> {
         let (base, pattern) = src.split_once("/./").unwrap_or(("", src));
-        let base_components = self.clean(base)?;
-        let pattern_components = self.clean(pattern)?;
+        let base_components = clean_source(base);
+        let pattern_components = clean_source(pattern);
         let base_resolved = self
             .resolve(&base_components, true)
             .map_err(|e| self.resolve_error(src, e))?;
@@ -331,18 +331,6 @@ impl<'a> Selector<'a> {
     }
 
     // ----- resolving -----------------------------------------------------------------
-
-    fn clean(&self, src: &str) -> Result<Vec<String>, Error> {
-        clean_source(src).ok_or_else(|| {
-            self.ctx.context_error(
-                format!("{} {src}: the path leaves the build context", self.keyword),
-                format!(
-                    "COPY reads only inside the build context ({}); move the file into it or build from a parent directory with -f",
-                    self.ctx.root.display()
-                ),
-            )
-        })
-    }
 
     /// Resolves context-relative components, following symlinks (the last one only when
     /// `follow_last`) and refusing any that leads outside the context.

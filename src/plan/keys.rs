@@ -12,7 +12,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::dispatch::{CopyFrom, CopyStep, RunStep, Step, StepKind};
 use crate::cache::{self, KeyInputs};
-use crate::context::{Context, EntryKind, SelectOptions, Selection, SelectionDigest};
+use crate::context::{
+    Context, EntryKind, SelectOptions, Selection, SelectionDigest, climbs_above_root,
+};
 use crate::engine::Network;
 use crate::error::InputError;
 use crate::fetch::RemoteSource;
@@ -208,6 +210,16 @@ impl Keys<'_> {
                             .map_err(|e| self.located(step, e))?;
                         for skipped in &selected.skipped {
                             self.reporter.warning(&skipped.to_string());
+                        }
+                        for src in copy.sources.iter().filter(|s| climbs_above_root(s)) {
+                            self.reporter.warning(&format!(
+                                "{}:{}: {src} climbs above the build context; as BuildKit \
+                                 does, `..` stops at the context's root, so this copies `{}` \
+                                 of the context",
+                                self.graph.dockerfile.file,
+                                step.location.line,
+                                crate::context::clean_dest(src).trim_start_matches('/'),
+                            ));
                         }
                         // Before the files are read (hashed, then sent), so a user who copied
                         // the whole disk by mistake hears it early.
