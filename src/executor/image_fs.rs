@@ -69,6 +69,9 @@ pub struct ImageFs {
     files: HashMap<String, Vec<u8>>,
     /// Symlink targets, as stored: writes go through the image's links, as in a container.
     links: HashMap<String, String>,
+    /// Where the kept files' symlinks lead (`/etc/passwd -> /data/passwd`): kept too.
+    #[serde(default)]
+    kept_targets: Vec<String>,
 }
 
 impl changeset::PathTree for ImageFs {
@@ -103,7 +106,27 @@ impl changeset::PathTree for ImageFs {
 impl ImageFs {
     /// Reads every layer of `image`, bottom to top. Blobs are verified as they are read.
     pub fn of_image(image: &dyn Image) -> anyhow::Result<ImageFs> {
-        let mut fs = ImageFs::default();
+        let fs = Self::read_layers(image, Vec::new())?;
+        // A kept file that is a symlink (`/etc/passwd -> /data/accounts/passwd`): which
+        // file it leads to is known only now, so the layers are read again for it.
+        let targets: Vec<String> = KEPT_FILES
+            .iter()
+            .filter(|kept| !fs.files.contains_key(**kept))
+            .filter_map(|kept| fs.resolve(kept, true).ok())
+            .filter(|resolved| resolved.node == Some(Node::Other))
+            .map(|resolved| resolved.path)
+            .collect();
+        match targets.is_empty() {
+            true => Ok(fs),
+            false => Self::read_layers(image, targets),
+        }
+    }
+
+    fn read_layers(image: &dyn Image, kept_targets: Vec<String>) -> anyhow::Result<ImageFs> {
+        let mut fs = ImageFs {
+            kept_targets,
+            ..ImageFs::default()
+        };
         for layer in image.layers() {
             let blob = image
                 .open_blob(layer.digest())
@@ -121,8 +144,8 @@ impl ImageFs {
         image: &dyn Image,
         cache_dir: &std::path::Path,
     ) -> anyhow::Result<ImageFs> {
-        // v2: symlink targets are kept.
-        let dir = cache_dir.join("fs-index-v2");
+        // v2: symlink targets are kept. v3: what kept files' symlinks lead to is kept.
+        let dir = cache_dir.join("fs-index-v3");
         let path = dir.join(format!("{}.json", image.digest().digest()));
         if let Ok(bytes) = std::fs::read(&path)
             && let Ok(fs) = serde_json::from_slice::<ImageFs>(&bytes)
@@ -189,7 +212,7 @@ impl ImageFs {
                 uid: header.uid().unwrap_or(0),
                 gid: header.gid().unwrap_or(0),
             };
-            if KEPT_FILES.contains(&path.as_str())
+            if (KEPT_FILES.contains(&path.as_str()) || self.kept_targets.contains(&path))
                 && header.entry_type() == tar::EntryType::Regular
                 && entry.size() <= ACCOUNT_FILE_LIMIT
             {
@@ -270,11 +293,14 @@ impl ImageFs {
             .map(|r| r.path)
     }
 
-    /// `/etc/passwd` or `/etc/group` as text, if the image has them.
+    /// `/etc/passwd` or `/etc/group` as text, if the image has them, through the symlink
+    /// either may be.
     pub fn text_file(&self, path: &str) -> Option<String> {
-        self.files
-            .get(path)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
+        let data = match self.files.get(path) {
+            Some(data) => data,
+            None => self.files.get(&self.resolve(path, true).ok()?.path)?,
+        };
+        Some(String::from_utf8_lossy(data).into_owned())
     }
 
     /// Records what a layer the build wrote adds, without reading it back.
@@ -354,10 +380,55 @@ mod tests {
         );
         // Stored for the next build, as `of_image_cached` stores it.
         assert_eq!(
-            std::fs::read_dir(cache.join("fs-index-v2"))
+            std::fs::read_dir(cache.join("fs-index-v3"))
                 .unwrap()
                 .count(),
             1
+        );
+    }
+
+    /// `/etc/passwd` and `/etc/group` as symlinks, made in a later layer than the files
+    /// they lead to: their contents are read through the links, as BuildKit reads them.
+    #[test]
+    fn account_files_are_read_through_their_symlinks() {
+        use crate::oci::{self, Compression, LayerBuilder, LayerOptions, Platform};
+        let dir = tempfile::tempdir().unwrap();
+        let store = oci::BlobStore::open(dir.path().join("blobs")).unwrap();
+        let meta = crate::oci::layer::EntryMeta {
+            mode: 0o644,
+            owner: crate::oci::layer::Ownership::ROOT,
+        };
+        let mut files = LayerBuilder::new(store.clone(), LayerOptions::new(Compression::Gzip, 0));
+        files
+            .add_bytes(
+                "/data/accounts/passwd",
+                &b"app:x:4321:8765::/:/bin/sh\n"[..],
+                meta,
+            )
+            .unwrap();
+        files
+            .add_bytes("/data/accounts/group", &b"appgrp:x:8765:\n"[..], meta)
+            .unwrap();
+        let mut links = LayerBuilder::new(store, LayerOptions::new(Compression::Gzip, 0));
+        let root = crate::oci::layer::Ownership::ROOT;
+        links
+            .add_symlink("/etc/passwd", "/data/accounts/passwd", root)
+            .unwrap();
+        links
+            .add_symlink("/etc/group", "../data/accounts/group", root)
+            .unwrap();
+        let base = oci::scratch(&Platform::linux_amd64(), 0).unwrap();
+        let config = base.config().unwrap();
+        let layers = [files.write().unwrap(), links.write().unwrap()];
+        let image = oci::append_layers(base, &layers, config).unwrap();
+        let fs = ImageFs::of_image(&image).unwrap();
+        assert_eq!(
+            fs.text_file("/etc/passwd").as_deref(),
+            Some("app:x:4321:8765::/:/bin/sh\n")
+        );
+        assert_eq!(
+            fs.text_file("/etc/group").as_deref(),
+            Some("appgrp:x:8765:\n")
         );
     }
 

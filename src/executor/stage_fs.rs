@@ -56,12 +56,18 @@ pub(super) async fn resolve(
     }
 }
 
-/// The file system's `/etc/passwd` and `/etc/group`, for `--chown` and USER by name.
+/// The file system's `/etc/passwd` and `/etc/group`, for `--chown` and USER by name, read
+/// through the symlinks they may be, resolved inside the root as BuildKit resolves them.
 pub(super) async fn read_accounts(fs: &impl StageFs) -> (Option<String>, Option<String>) {
     (
-        fs.read_small_file("/etc/passwd").await,
-        fs.read_small_file("/etc/group").await,
+        read_account_file(fs, "/etc/passwd").await,
+        read_account_file(fs, "/etc/group").await,
     )
+}
+
+async fn read_account_file(fs: &impl StageFs, path: &str) -> Option<String> {
+    let resolved = resolve(fs, path).await.ok()?.ok()?;
+    fs.read_small_file(&resolved.path).await
 }
 
 /// A container of the engine (created, never started).
