@@ -203,6 +203,24 @@ impl<W: Write> TarOut<W> {
         self.builder.append_link(&mut h, self.name(path), target)
     }
 
+    /// A device node or a FIFO (`kind`: `Char`, `Block` or `Fifo`), with its device
+    /// numbers: BuildKit's copy makes them again (fsutil's `copyDevice`), and so does its
+    /// unpacking of an ADDed archive.
+    pub fn special(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        owner: Ownership,
+        (major, minor): (u32, u32),
+    ) -> io::Result<()> {
+        let mut h = self.header(kind, self.changed(mode, false), owner, 0);
+        h.set_device_major(major)?;
+        h.set_device_minor(minor)?;
+        self.builder
+            .append_data(&mut h, self.name(path), io::empty())
+    }
+
     /// Sets the mtime of the entries written next (an `ADD` download's `Last-Modified`),
     /// returning the one before.
     pub fn set_mtime(&mut self, mtime: u64) -> u64 {
@@ -647,8 +665,15 @@ fn copy_entry<W: Write, R: Read>(
             let linked = link_target(&link_name(&entry))?;
             out.hardlink(target, &linked, mode, owner)?;
         }
-        // Device nodes, FIFOs and the like are not copied: an image gets its devices from
-        // the runtime, and a build never needs to make one.
+        kind @ (tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) => {
+            let device = (
+                header.device_major().ok().flatten().unwrap_or(0),
+                header.device_minor().ok().flatten().unwrap_or(0),
+            );
+            out.special(target, kind, mode, owner, device)?;
+        }
+        // Other kinds (GNU long-name continuations are read by the tar crate, sparse files
+        // and the like are not made by image tools) are not copied.
         _ => {}
     }
     Ok(())
@@ -1022,6 +1047,7 @@ mod tests {
             .unwrap(),
         );
         let paths: Vec<&str> = got.iter().map(|(name, ..)| name.as_str()).collect();
-        assert_eq!(paths, ["dst/link", "dst/link", "dst/link/x"]);
+        // A device node is unpacked as itself, as BuildKit's unpacking makes it.
+        assert_eq!(paths, ["dst/link", "dst/link", "dst/link/x", "dst/dev"]);
     }
 }
