@@ -441,48 +441,87 @@ pub struct CopyFromPlan {
     pub absent: Absent,
 }
 
-/// What a source image lacks that an engine container of it shows, from Docker's init
-/// layer: left out of a copy, as BuildKit copies only what the image has.
+/// What an engine container of a `COPY --from` source shows that the source may lack,
+/// from Docker's init layer: left out of a copy, as BuildKit copies only what the source
+/// has. A snapshot (`Absent::default()`) shows nothing of the kind.
 #[derive(Debug, Clone, Default)]
 pub struct Absent {
-    /// Mount points (`/dev`, `/proc`, `/sys`): everything below them is the engine's.
+    /// The source is read through an engine container.
+    pub container: bool,
+    /// Mount points (`/dev`, `/proc`, `/sys`) the source certainly lacks: everything below
+    /// them is the engine's.
     pub mount_points: Vec<&'static str>,
-    /// The image may lack `/etc`, which the engine makes for `/etc/hosts` and the like.
-    /// The directory is copied only once something the image has is copied below it: an
-    /// image's own empty `/etc` cannot be told apart from the engine's, and is left out.
-    pub etc: bool,
+    /// Directories the source may lack (`/etc`, and mount points a COPY may have made):
+    /// each is copied only once something below it that is not the engine's is, or when
+    /// it is not the engine's plain 0755 root directory. An image's own empty one cannot
+    /// be told apart from the engine's, and is left out.
+    pub maybe: Vec<&'static str>,
 }
 
-/// The files Docker's init layer makes in `/etc`: `hosts`, `hostname`, `resolv.conf` (empty
-/// placeholders the engine mounts over) and `mtab` (a link to `/proc/mounts`).
-const ENGINE_ETC_FILES: [&str; 4] = ["hosts", "hostname", "resolv.conf", "mtab"];
+/// The directories Docker's init layer makes in every container, and the names it makes
+/// directly below each: empty placeholders the engine mounts over (`/etc/hosts`,
+/// `/dev/console`), `/etc/mtab` (a link to `/proc/mounts`), mount points.
+const ENGINE_DIRS: [(&str, &[&str]); 6] = [
+    ("/etc", &["hosts", "hostname", "resolv.conf", "mtab"]),
+    ("/dev", &["console", "pts", "shm"]),
+    ("/dev/pts", &[]),
+    ("/dev/shm", &[]),
+    ("/proc", &[]),
+    ("/sys", &[]),
+];
+
+/// Whether the absolute `path` is `top` or below it.
+pub(super) fn is_under(path: &str, top: &str) -> bool {
+    top == "/" || path == top || path.strip_prefix(top).is_some_and(|r| r.starts_with('/'))
+}
 
 impl Absent {
     /// Whether what a wildcard matched at `path` (absolute) is the engine's alone: a mount
-    /// point the image lacks or what is below one, or an `/etc` the image may lack that
-    /// holds nothing but the engine's files (`etc_names`: the names directly below it).
-    pub fn is_engines<'n>(&self, path: &str, mut etc_names: impl Iterator<Item = &'n str>) -> bool {
-        let under =
-            |top: &str| path == top || path.strip_prefix(top).is_some_and(|r| r.starts_with('/'));
-        self.mount_points.iter().any(|p| under(p))
-            || (self.etc
-                && path == "/etc"
-                && etc_names.all(|name| ENGINE_ETC_FILES.contains(&name)))
+    /// point the source lacks or what is below one, or a directory it may lack that holds
+    /// nothing but what the engine makes there (`names`: the names directly below it).
+    pub fn is_engines<'n>(&self, path: &str, mut names: impl Iterator<Item = &'n str>) -> bool {
+        if !self.container {
+            return false;
+        }
+        if self.mount_points.iter().any(|p| is_under(path, p)) {
+            return true;
+        }
+        let engines = ENGINE_DIRS.iter().find(|(dir, _)| *dir == path);
+        match engines {
+            Some((dir, made)) if self.maybe.contains(dir) || dir.starts_with("/dev/") => {
+                names.all(|name| made.contains(&name))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether directory `path` (its header `header`) is held back until something below
+    /// it is copied: one the source may lack, shown as the engine makes it.
+    fn holds(&self, path: &str, header: &tar::Header) -> bool {
+        let engine_made = header.mode().ok().map(|m| m & 0o7777) == Some(0o755)
+            && header.uid().ok() == Some(0)
+            && header.gid().ok() == Some(0);
+        // `/dev/pts` and `/dev/shm` are in every container, whatever the image has.
+        let maybe = self.maybe.contains(&path) || matches!(path, "/dev/pts" | "/dev/shm");
+        self.container && maybe && engine_made
     }
 }
 
 impl CopyFromPlan {
     /// Whether the archive entry for source path `path` is the engine's, not the image's:
     /// Docker's init layer, which every container shows (mount points the image lacks,
-    /// `/dev/pts`, `/dev/shm`, and empty 0755 `/.dockerenv`, `/dev/console`, `/etc/hosts`,
-    /// `/etc/hostname`, `/etc/resolv.conf`, `/etc/mtab -> /proc/mounts`). BuildKit copies
-    /// only what the image has. An image's own file at one of those paths is hidden by the
-    /// engine's and so is not copied either.
+    /// what `/dev/pts` and `/dev/shm` hold, and empty 0755 `/.dockerenv`, `/dev/console`,
+    /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`, `/etc/mtab -> /proc/mounts`).
+    /// BuildKit copies only what the image has. An image's own file at one of those paths
+    /// is hidden by the engine's and so is not copied either.
     fn is_engine_placeholder(&self, path: &str, header: &tar::Header) -> bool {
-        let under = |top: &str| path == top || path.starts_with(&format!("{top}/"));
-        if self.absent.mount_points.iter().any(|p| under(p))
-            || under("/dev/pts")
-            || under("/dev/shm")
+        if !self.absent.container {
+            return false;
+        }
+        let below = |top: &str| path.strip_prefix(top).is_some_and(|r| r.starts_with('/'));
+        if self.absent.mount_points.iter().any(|p| is_under(path, p))
+            || below("/dev/pts")
+            || below("/dev/shm")
         {
             return true;
         }
@@ -550,8 +589,8 @@ pub fn write_copy_from<W: Write>(
                 continue;
             }
             held.retain(|dir| is_below(&rest, &dir.rest));
-            let engines_etc = plan.absent.etc && source == "/etc";
-            if filter.hides(&rest) || engines_etc {
+            let engines = is_dir && plan.absent.holds(&source, header);
+            if filter.hides(&rest) || engines {
                 if is_dir {
                     held.push(HeldDir {
                         target: join(&plan.dest, &rest),
@@ -832,12 +871,32 @@ mod tests {
         assert_eq!(clean_relative("/abs/./x/"), "abs/x");
     }
 
-    /// A scratch stage's container shows the engine's `/etc` (for its placeholders): it is
-    /// copied only when the stage itself has something below it.
+    /// A container of a stage from scratch shows the engine's `/etc` (for its placeholders)
+    /// and mount points: a directory the stage may lack is copied only when the stage has
+    /// something below it or it is not the engine's plain 0755 root directory; what
+    /// `/dev/pts` holds is always the engine's, but not `/dev/pts` of another mode. A
+    /// snapshot's archive is copied as it is.
     #[test]
-    fn copy_from_leaves_out_the_engines_etc() {
+    fn copy_from_leaves_out_what_only_the_engine_made() {
         use tar::EntryType::*;
-        let copied = |entries: &[(&str, tar::EntryType, &str)], etc: bool| {
+        // (name, kind, mode): owned by root, as Docker's init layer makes them.
+        let archive = |entries: &[(&str, tar::EntryType, u32)]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, kind, mode) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*kind);
+                h.set_mode(*mode);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_size(0);
+                match kind {
+                    Symlink => b.append_link(&mut h, name, "/proc/mounts").unwrap(),
+                    _ => b.append_data(&mut h, name, &[][..]).unwrap(),
+                }
+            }
+            b.into_inner().unwrap()
+        };
+        let copied = |entries: &[(&str, tar::EntryType, u32)], absent: Absent| {
             let mut out = TarOut::new(Vec::new(), Overrides::default());
             let plan = CopyFromPlan {
                 top: ".".into(),
@@ -845,10 +904,7 @@ mod tests {
                 dest: "/b".into(),
                 dest_exists: false,
                 source: "/".into(),
-                absent: Absent {
-                    mount_points: vec!["/dev", "/proc", "/sys"],
-                    etc,
-                },
+                absent,
             };
             write_copy_from(
                 &mut out,
@@ -862,22 +918,68 @@ mod tests {
                 .map(|(name, ..)| name)
                 .collect::<Vec<_>>()
         };
+        let scratch = || Absent {
+            container: true,
+            mount_points: vec!["/proc", "/sys"],
+            maybe: vec!["/etc", "/dev"],
+        };
         let engines = [
-            ("./", Directory, ""),
-            ("./etc/", Directory, ""),
-            ("./etc/mtab", Symlink, "/proc/mounts"),
-            ("./f", Regular, "f"),
-            ("./proc/", Directory, ""),
+            ("./", Directory, 0o755),
+            ("./dev/", Directory, 0o755),
+            ("./dev/console", Regular, 0o755),
+            ("./dev/pts/", Directory, 0o755),
+            ("./dev/shm/", Directory, 0o755),
+            ("./etc/", Directory, 0o755),
+            ("./etc/hosts", Regular, 0o755),
+            ("./etc/mtab", Symlink, 0o777),
+            ("./f", Regular, 0o644),
+            ("./proc/", Directory, 0o755),
+            ("./sys/", Directory, 0o755),
         ];
-        assert_eq!(copied(&engines, true), ["b", "b/f"]);
-        // An image that has `/etc` keeps it, even empty.
-        assert_eq!(copied(&engines, false), ["b", "b/etc", "b/f"]);
-        let with_passwd = [
-            ("./", Directory, ""),
-            ("./etc/", Directory, ""),
-            ("./etc/passwd", Regular, "root"),
+        assert_eq!(copied(&engines, scratch()), ["b", "b/f"]);
+        // An image that has `/etc` and `/dev` keeps them, even empty.
+        let has_etc = Absent {
+            maybe: Vec::new(),
+            ..scratch()
+        };
+        assert_eq!(copied(&engines, has_etc), ["b", "b/dev", "b/etc", "b/f"]);
+        // What the stage has below them, or of another mode, is its own.
+        let owned = [
+            ("./", Directory, 0o755),
+            ("./dev/", Directory, 0o755),
+            ("./dev/README", Regular, 0o644),
+            ("./dev/pts/", Directory, 0o700),
+            ("./etc/", Directory, 0o755),
+            ("./etc/passwd", Regular, 0o644),
         ];
-        assert_eq!(copied(&with_passwd, true), ["b", "b/etc", "b/etc/passwd"]);
+        assert_eq!(
+            copied(&owned, scratch()),
+            [
+                "b",
+                "b/dev",
+                "b/dev/README",
+                "b/dev/pts",
+                "b/etc",
+                "b/etc/passwd"
+            ]
+        );
+        // A snapshot has no engine's entries: everything is the stage's.
+        assert_eq!(
+            copied(&engines, Absent::default()),
+            [
+                "b",
+                "b/dev",
+                "b/dev/console",
+                "b/dev/pts",
+                "b/dev/shm",
+                "b/etc",
+                "b/etc/hosts",
+                "b/etc/mtab",
+                "b/f",
+                "b/proc",
+                "b/sys"
+            ]
+        );
     }
 
     /// `--exclude` below a copied directory: what it names is left out, a directory it

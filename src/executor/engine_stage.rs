@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use super::archive::{
-    Absent, CopyDest, Overrides, TarOut, copies_anything, names_as_written, write_inline_files,
-    write_selection,
+    Absent, CopyDest, Overrides, TarOut, copies_anything, is_under, names_as_written,
+    write_inline_files, write_selection,
 };
 use super::copy_from::copy_from_sources;
 use super::image_fs;
@@ -459,37 +459,76 @@ impl Builder {
         Ok(fs.node(path).is_none())
     }
 
-    /// What a `COPY --from` source lacks that a container of it shows (the engine's mount
-    /// points and `/etc`).
+    /// What a container of a `COPY --from` source shows that the source may lack (the
+    /// engine's mount points and `/etc`): those its base lacks, certainly, unless a step
+    /// of the stage may have made them (a COPY of a root file system onto scratch).
     pub(super) fn absent_in(&self, from: &CopyFrom) -> anyhow::Result<Absent> {
-        let mount_points = match from {
-            CopyFrom::Stage(i) => self.missing_mount_points(*i, self.plan(*i)?.steps.len())?,
-            CopyFrom::Image(name) => self.mount_points_missing_in_image(name)?,
-            CopyFrom::Context | CopyFrom::Local(_) => Vec::new(),
+        let (lacking, written) = match from {
+            CopyFrom::Stage(i) => self.lacking_in_stage(*i)?,
+            CopyFrom::Image(name) => (self.lacking_in_image(name)?, Vec::new()),
+            CopyFrom::Context | CopyFrom::Local(_) => (Vec::new(), Vec::new()),
         };
-        Ok(Absent {
-            mount_points,
-            etc: self.may_lack_etc(from)?,
-        })
+        // A step writing at or above a path, or below it, may have made it.
+        let may_be_made = |path: &str| {
+            written
+                .iter()
+                .any(|w| is_under(path, w) || is_under(w, path))
+        };
+        let mut absent = Absent {
+            container: true,
+            ..Absent::default()
+        };
+        for path in lacking {
+            if path == "/etc" || may_be_made(path) {
+                absent.maybe.push(path);
+            } else {
+                absent.mount_points.push(path);
+            }
+        }
+        Ok(absent)
     }
 
-    /// Whether `from` may lack `/etc`: its chain of stages starts from scratch or from an
-    /// image without one. Its steps may have made one, which `Absent::etc` tells by what
-    /// is copied below it.
-    fn may_lack_etc(&self, from: &CopyFrom) -> anyhow::Result<bool> {
-        let mut index = match from {
-            CopyFrom::Stage(i) => *i,
-            CopyFrom::Image(name) => return self.image_lacks(name, "/etc"),
-            CopyFrom::Context | CopyFrom::Local(_) => return Ok(false),
-        };
-        loop {
-            match &self.graph.stages[index].base {
-                crate::frontend::stages::Base::Scratch => return Ok(true),
-                crate::frontend::stages::Base::Image(name) => {
-                    return self.image_lacks(name, "/etc");
-                }
-                crate::frontend::stages::Base::Stage(i) => index = *i,
+    /// Which of the mount points and `/etc` the image `name` lacks.
+    fn lacking_in_image(&self, name: &str) -> anyhow::Result<Vec<&'static str>> {
+        let mut lacking = Vec::new();
+        for path in MOUNT_POINTS.into_iter().chain(["/etc"]) {
+            if self.image_lacks(name, path)? {
+                lacking.push(path);
             }
+        }
+        Ok(lacking)
+    }
+
+    /// Which of the mount points and `/etc` the chain of stages ending with stage `index`
+    /// starts without, and where its steps wrote (COPY destinations, WORKDIRs). After a
+    /// RUN, the mount points are in its layer (see [`Self::missing_mount_points`]).
+    fn lacking_in_stage(&self, index: usize) -> anyhow::Result<(Vec<&'static str>, Vec<String>)> {
+        let mut index = index;
+        let mut written = Vec::new();
+        let mut ran = false;
+        loop {
+            let plan = self.plan(index)?;
+            for step in &plan.steps {
+                match &step.kind {
+                    StepKind::Run(_) => ran = true,
+                    StepKind::Copy(copy) => written.push(crate::context::clean_dest(&copy.dest)),
+                    StepKind::Mkdir { path, .. } => written.push(crate::context::clean_dest(path)),
+                }
+            }
+            let mut lacking = match &self.graph.stages[index].base {
+                crate::frontend::stages::Base::Scratch => {
+                    MOUNT_POINTS.into_iter().chain(["/etc"]).collect()
+                }
+                crate::frontend::stages::Base::Image(name) => self.lacking_in_image(name)?,
+                crate::frontend::stages::Base::Stage(i) => {
+                    index = *i;
+                    continue;
+                }
+            };
+            if ran {
+                lacking.retain(|path| *path == "/etc");
+            }
+            return Ok((lacking, written));
         }
     }
 
