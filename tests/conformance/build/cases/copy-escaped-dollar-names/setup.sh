@@ -1,0 +1,1 @@
+echo literal > '$NAME.txt' && echo expanded > value.txt

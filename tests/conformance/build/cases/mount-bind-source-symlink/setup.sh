@@ -1,0 +1,1 @@
+mkdir d && echo ctx > d/f && ln -s d dlink
