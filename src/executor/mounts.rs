@@ -216,7 +216,8 @@ impl Builder {
     }
 
     /// Unpacks `source` of engine image `image` into `into`; returns the unpacked directory
-    /// (its contents) or file.
+    /// (its contents) or file. A symlink is followed inside the image, as BuildKit follows
+    /// a mount's source (`source=/etc/localtime`).
     async fn unpack_from_engine(
         &self,
         image: &str,
@@ -224,29 +225,67 @@ impl Builder {
         into: &Path,
     ) -> anyhow::Result<PathBuf> {
         let engine = self.engine()?;
-        let spool = tempfile::tempfile_in(into).context("creating a temporary file")?;
-        let mut file = tokio::fs::File::from_std(spool);
-        // `DIR/.` is the directory's contents, with symlinks on the way followed by the
-        // engine; a file is asked for by its own name.
-        let dir_archive = format!("{}/.", source.trim_end_matches('/'));
-        let is_dir = match engine
-            .download_from_image(image, &dir_archive, &mut file)
-            .await
-        {
-            Ok(_) => true,
-            Err(_) => {
-                file.set_len(0).await?;
-                file.seek(std::io::SeekFrom::Start(0)).await?;
-                engine
-                    .download_from_image(image, source, &mut file)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("not found in the source"))?;
-                false
+        let mut path = source.to_owned();
+        for _ in 0..MAX_SYMLINKS {
+            let spool = tempfile::tempfile_in(into).context("creating a temporary file")?;
+            let mut file = tokio::fs::File::from_std(spool);
+            // `DIR/.` is the directory's contents, with symlinks on the way followed by the
+            // engine; a file is asked for by its own name, and a last symlink comes as it is.
+            let dir_archive = format!("{}/.", path.trim_end_matches('/'));
+            let is_dir = match engine
+                .download_from_image(image, &dir_archive, &mut file)
+                .await
+            {
+                Ok(_) => true,
+                Err(_) => {
+                    file.set_len(0).await?;
+                    file.seek(std::io::SeekFrom::Start(0)).await?;
+                    engine
+                        .download_from_image(image, &path, &mut file)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("not found in the source"))?;
+                    false
+                }
+            };
+            let mut spool = file.into_std().await;
+            if !is_dir && let Some(target) = symlink_of(&mut spool)? {
+                // Relative to the link's directory; the engine resolves the rest in the
+                // image, never above its root.
+                path = match target.starts_with('/') {
+                    true => target,
+                    false => {
+                        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+                        format!("{dir}/{target}")
+                    }
+                };
+                continue;
             }
-        };
-        let spool = file.into_std().await;
-        tokio::task::block_in_place(|| unpack_archive(spool, is_dir, source == "/", into))
+            return tokio::task::block_in_place(|| {
+                unpack_archive(spool, is_dir, source == "/", into)
+            });
+        }
+        anyhow::bail!("too many levels of symlinks")
     }
+}
+
+/// Linux's limit on symlinks followed while resolving one path.
+const MAX_SYMLINKS: usize = 40;
+
+/// The target of the symlink an archive of one file holds, if it holds one.
+fn symlink_of(spool: &mut fs::File) -> anyhow::Result<Option<String>> {
+    spool.seek(SeekFrom::Start(0))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(&mut *spool));
+    let target = match archive.entries()?.next() {
+        Some(entry) => {
+            let entry = entry?;
+            match entry.header().entry_type().is_symlink() {
+                true => entry.link_name()?.map(|l| l.to_string_lossy().into_owned()),
+                false => None,
+            }
+        }
+        None => None,
+    };
+    Ok(target)
 }
 
 /// Copies the tree at `path` (a mounted snapshot's, resolved) into `into`, as
