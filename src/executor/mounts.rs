@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncSeekExt as _;
 
 use super::Builder;
 use crate::plan::dispatch::{CopyFrom, RunStep};
 
 use crate::engine::Mount as EngineMount;
+use crate::engine::RunSpec;
 use crate::engine::cleanup;
 use crate::error::InputError;
 use crate::frontend::instructions::{Mount, MountKind, ram_bytes};
@@ -216,8 +216,10 @@ impl Builder {
     }
 
     /// Unpacks `source` of engine image `image` into `into`; returns the unpacked directory
-    /// (its contents) or file. A symlink is followed inside the image, as BuildKit follows
-    /// a mount's source (`source=/etc/localtime`).
+    /// (its contents) or file. The source is resolved in a container of the image through
+    /// the `StageFs` seam, as the native executor resolves it in a snapshot: symlinks, the
+    /// last one too, are followed inside the image, as BuildKit follows a mount's source
+    /// (`source=/etc/localtime`).
     async fn unpack_from_engine(
         &self,
         image: &str,
@@ -225,67 +227,45 @@ impl Builder {
         into: &Path,
     ) -> anyhow::Result<PathBuf> {
         let engine = self.engine()?;
-        let mut path = source.to_owned();
-        for _ in 0..MAX_SYMLINKS {
-            let spool = tempfile::tempfile_in(into).context("creating a temporary file")?;
-            let mut file = tokio::fs::File::from_std(spool);
-            // `DIR/.` is the directory's contents, with symlinks on the way followed by the
-            // engine; a file is asked for by its own name, and a last symlink comes as it is.
-            let dir_archive = format!("{}/.", path.trim_end_matches('/'));
-            let is_dir = match engine
-                .download_from_image(image, &dir_archive, &mut file)
-                .await
-            {
-                Ok(_) => true,
-                Err(_) => {
-                    file.set_len(0).await?;
-                    file.seek(std::io::SeekFrom::Start(0)).await?;
-                    engine
-                        .download_from_image(image, &path, &mut file)
-                        .await
-                        .map_err(|_| anyhow::anyhow!("not found in the source"))?;
-                    false
-                }
-            };
-            let mut spool = file.into_std().await;
-            if !is_dir && let Some(target) = symlink_of(&mut spool)? {
-                // Relative to the link's directory; the engine resolves the rest in the
-                // image, never above its root.
-                path = match target.starts_with('/') {
-                    true => target,
-                    false => {
-                        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
-                        format!("{dir}/{target}")
-                    }
-                };
-                continue;
-            }
-            return tokio::task::block_in_place(|| {
-                unpack_archive(spool, is_dir, source == "/", into)
-            });
-        }
-        anyhow::bail!("too many levels of symlinks")
+        let container = engine.create(&RunSpec::new(image, ["true"])).await?;
+        let fs = super::stage_fs::ContainerFs {
+            engine,
+            container: &container,
+        };
+        let unpacked = unpack_from_container(&fs, source, into).await;
+        let removed = engine.remove(container).await;
+        let path = unpacked?;
+        removed?;
+        Ok(path)
     }
 }
 
-/// Linux's limit on symlinks followed while resolving one path.
-const MAX_SYMLINKS: usize = 40;
-
-/// The target of the symlink an archive of one file holds, if it holds one.
-fn symlink_of(spool: &mut fs::File) -> anyhow::Result<Option<String>> {
-    spool.seek(SeekFrom::Start(0))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(&mut *spool));
-    let target = match archive.entries()?.next() {
-        Some(entry) => {
-            let entry = entry?;
-            match entry.header().entry_type().is_symlink() {
-                true => entry.link_name()?.map(|l| l.to_string_lossy().into_owned()),
-                false => None,
-            }
-        }
-        None => None,
+/// Unpacks `source` of the container behind `fs` into `into` (see
+/// [`Builder::unpack_from_engine`]).
+async fn unpack_from_container(
+    fs: &super::stage_fs::ContainerFs<'_>,
+    source: &str,
+    into: &Path,
+) -> anyhow::Result<PathBuf> {
+    let resolved = super::stage_fs::resolve(fs, source)
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let is_dir = match resolved.node {
+        None => anyhow::bail!("not found in the source"),
+        Some(node) => node == super::image_fs::Node::Dir,
     };
-    Ok(target)
+    // `DIR/.` is the directory's contents; a file is asked for by its own name.
+    let archived = match is_dir {
+        true => format!("{}/.", resolved.path.trim_end_matches('/')),
+        false => resolved.path,
+    };
+    let spool = tempfile::tempfile_in(into).context("creating a temporary file")?;
+    let mut file = tokio::fs::File::from_std(spool);
+    fs.engine
+        .download_to(fs.container, &archived, &mut file)
+        .await?;
+    let spool = file.into_std().await;
+    tokio::task::block_in_place(|| unpack_archive(spool, is_dir, source == "/", into))
 }
 
 /// Copies the tree at `path` (a mounted snapshot's, resolved) into `into`, as
