@@ -412,60 +412,76 @@ impl Builder {
     }
 
     /// The mount points (`/dev`, `/proc`, `/sys`) that the image before step `step` of
-    /// stage `index` lacks. A RUN leaves them in its layer, as BuildKit's does (runc makes
-    /// them in the root file system), where the engine keeps its own in a layer that is
-    /// never committed. Only the first RUN on a chain of images can find them missing.
+    /// stage `index` lacks, which a RUN there must leave in its layer.
     fn missing_mount_points(&self, index: usize, step: usize) -> anyhow::Result<Vec<&'static str>> {
-        let mut index = index;
-        let mut steps = step;
+        Ok(self.lacking_before(index, step, &MOUNT_POINTS)?.0)
+    }
+
+    /// Which of `paths` (mount points, `/etc`) the image before step `step` of stage
+    /// `index` lacks, and where the steps of its chain of stages wrote (COPY destinations,
+    /// WORKDIRs). A RUN leaves the mount points in its layer, as BuildKit's does (runc
+    /// makes them in the root file system), where the engine keeps its own in a layer that
+    /// is never committed: after one, only `/etc` can still be lacking.
+    fn lacking_before(
+        &self,
+        index: usize,
+        step: usize,
+        paths: &[&'static str],
+    ) -> anyhow::Result<(Vec<&'static str>, Vec<String>)> {
+        let (mut index, mut steps) = (index, step);
+        let mut paths = paths.to_vec();
+        let mut written = Vec::new();
         loop {
             let plan = self.plan(index)?;
-            if plan.steps[..steps]
-                .iter()
-                .any(|s| matches!(s.kind, StepKind::Run(_)))
-            {
-                return Ok(Vec::new());
+            for step in &plan.steps[..steps] {
+                match &step.kind {
+                    StepKind::Run(_) => paths.retain(|path| *path == "/etc"),
+                    StepKind::Copy(copy) => written.push(crate::context::clean_dest(&copy.dest)),
+                    StepKind::Mkdir { path, .. } => written.push(crate::context::clean_dest(path)),
+                }
             }
-            match &self.graph.stages[index].base {
-                crate::frontend::stages::Base::Scratch => return Ok(MOUNT_POINTS.to_vec()),
+            let lacking = match &self.graph.stages[index].base {
+                _ if paths.is_empty() => paths,
+                crate::frontend::stages::Base::Scratch => paths,
                 crate::frontend::stages::Base::Image(name) => {
-                    return self.mount_points_missing_in_image(name);
+                    self.lacking_in_image(name, &paths)?
                 }
                 crate::frontend::stages::Base::Stage(i) => {
                     index = *i;
                     steps = self.plan(index)?.steps.len();
+                    continue;
                 }
-            }
+            };
+            return Ok((lacking, written));
         }
     }
 
-    fn mount_points_missing_in_image(&self, name: &str) -> anyhow::Result<Vec<&'static str>> {
-        let mut missing = Vec::new();
-        for point in MOUNT_POINTS {
-            if self.image_lacks(name, point)? {
-                missing.push(point);
-            }
-        }
-        Ok(missing)
-    }
-
-    /// Whether the pulled image `name` has nothing at `path`.
-    fn image_lacks(&self, name: &str, path: &str) -> anyhow::Result<bool> {
+    /// Which of `paths` the pulled image `name` has nothing at.
+    fn lacking_in_image(
+        &self,
+        name: &str,
+        paths: &[&'static str],
+    ) -> anyhow::Result<Vec<&'static str>> {
         let pulled = self.pulled_image(name)?;
         let fs = tokio::task::block_in_place(|| {
             image_fs::ImageFs::of_image_cached(pulled.image.as_ref(), &self.request.cache_dir)
         })
         .with_context(|| format!("reading the file system of {name}"))?;
-        Ok(fs.node(path).is_none())
+        Ok(paths
+            .iter()
+            .copied()
+            .filter(|path| fs.node(path).is_none())
+            .collect())
     }
 
     /// What a container of a `COPY --from` source shows that the source may lack (the
     /// engine's mount points and `/etc`): those its base lacks, certainly, unless a step
     /// of the stage may have made them (a COPY of a root file system onto scratch).
     pub(super) fn absent_in(&self, from: &CopyFrom) -> anyhow::Result<Absent> {
+        let lackable: Vec<&'static str> = MOUNT_POINTS.into_iter().chain(["/etc"]).collect();
         let (lacking, written) = match from {
-            CopyFrom::Stage(i) => self.lacking_in_stage(*i)?,
-            CopyFrom::Image(name) => (self.lacking_in_image(name)?, Vec::new()),
+            CopyFrom::Stage(i) => self.lacking_before(*i, self.plan(*i)?.steps.len(), &lackable)?,
+            CopyFrom::Image(name) => (self.lacking_in_image(name, &lackable)?, Vec::new()),
             CopyFrom::Context | CopyFrom::Local(_) => (Vec::new(), Vec::new()),
         };
         // A step writing at or above a path, or below it, may have made it.
@@ -486,50 +502,6 @@ impl Builder {
             }
         }
         Ok(absent)
-    }
-
-    /// Which of the mount points and `/etc` the image `name` lacks.
-    fn lacking_in_image(&self, name: &str) -> anyhow::Result<Vec<&'static str>> {
-        let mut lacking = Vec::new();
-        for path in MOUNT_POINTS.into_iter().chain(["/etc"]) {
-            if self.image_lacks(name, path)? {
-                lacking.push(path);
-            }
-        }
-        Ok(lacking)
-    }
-
-    /// Which of the mount points and `/etc` the chain of stages ending with stage `index`
-    /// starts without, and where its steps wrote (COPY destinations, WORKDIRs). After a
-    /// RUN, the mount points are in its layer (see [`Self::missing_mount_points`]).
-    fn lacking_in_stage(&self, index: usize) -> anyhow::Result<(Vec<&'static str>, Vec<String>)> {
-        let mut index = index;
-        let mut written = Vec::new();
-        let mut ran = false;
-        loop {
-            let plan = self.plan(index)?;
-            for step in &plan.steps {
-                match &step.kind {
-                    StepKind::Run(_) => ran = true,
-                    StepKind::Copy(copy) => written.push(crate::context::clean_dest(&copy.dest)),
-                    StepKind::Mkdir { path, .. } => written.push(crate::context::clean_dest(path)),
-                }
-            }
-            let mut lacking = match &self.graph.stages[index].base {
-                crate::frontend::stages::Base::Scratch => {
-                    MOUNT_POINTS.into_iter().chain(["/etc"]).collect()
-                }
-                crate::frontend::stages::Base::Image(name) => self.lacking_in_image(name)?,
-                crate::frontend::stages::Base::Stage(i) => {
-                    index = *i;
-                    continue;
-                }
-            };
-            if ran {
-                lacking.retain(|path| *path == "/etc");
-            }
-            return Ok((lacking, written));
-        }
     }
 
     async fn execute_in_engine(
