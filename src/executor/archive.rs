@@ -460,8 +460,9 @@ pub struct Absent {
 
 /// The directories Docker's init layer makes in every container, and the names it makes
 /// directly below each: empty placeholders the engine mounts over (`/etc/hosts`,
-/// `/dev/console`), `/etc/mtab` (a link to `/proc/mounts`), mount points.
-const ENGINE_DIRS: [(&str, &[&str]); 6] = [
+/// `/dev/console`, `/.dockerenv`), `/etc/mtab` (a link to `/proc/mounts`), mount points.
+const ENGINE_DIRS: [(&str, &[&str]); 7] = [
+    ("/", &[".dockerenv"]),
     ("/etc", &["hosts", "hostname", "resolv.conf", "mtab"]),
     ("/dev", &["console", "pts", "shm"]),
     ("/dev/pts", &[]),
@@ -472,7 +473,7 @@ const ENGINE_DIRS: [(&str, &[&str]); 6] = [
 
 /// Whether the absolute `path` is `top` or below it.
 pub(super) fn is_under(path: &str, top: &str) -> bool {
-    top == "/" || path == top || path.strip_prefix(top).is_some_and(|r| r.starts_with('/'))
+    top == "/" || path == top || is_below(path, top)
 }
 
 impl Absent {
@@ -518,27 +519,33 @@ impl CopyFromPlan {
         if !self.absent.container {
             return false;
         }
-        let below = |top: &str| path.strip_prefix(top).is_some_and(|r| r.starts_with('/'));
         if self.absent.mount_points.iter().any(|p| is_under(path, p))
-            || below("/dev/pts")
-            || below("/dev/shm")
+            || is_below(path, "/dev/pts")
+            || is_below(path, "/dev/shm")
         {
             return true;
         }
+        let (dir, name) = match path.rsplit_once('/') {
+            Some(("", name)) => ("/", name),
+            Some(split) => split,
+            None => return false,
+        };
+        let engine_made = ENGINE_DIRS
+            .iter()
+            .any(|(made_in, names)| *made_in == dir && names.contains(&name));
         let kind = header.entry_type();
-        match path {
-            "/.dockerenv" | "/dev/console" | "/etc/hosts" | "/etc/hostname"
-            | "/etc/resolv.conf" => {
-                kind.is_file()
-                    && header.size().ok() == Some(0)
-                    && header.mode().ok().map(|m| m & 0o7777) == Some(0o755)
+        engine_made
+            && match name {
+                "mtab" => {
+                    kind.is_symlink()
+                        && header.link_name_bytes().as_deref() == Some(&b"/proc/mounts"[..])
+                }
+                _ => {
+                    kind.is_file()
+                        && header.size().ok() == Some(0)
+                        && header.mode().ok().map(|m| m & 0o7777) == Some(0o755)
+                }
             }
-            "/etc/mtab" => {
-                kind.is_symlink()
-                    && header.link_name_bytes().as_deref() == Some(&b"/proc/mounts"[..])
-            }
-            _ => false,
-        }
     }
 }
 
@@ -654,7 +661,7 @@ struct HeldDir {
     owner: Ownership,
 }
 
-/// Whether `path` is below the directory `dir` (both relative).
+/// Whether `path` is below the directory `dir` (both relative, or both absolute).
 fn is_below(path: &str, dir: &str) -> bool {
     path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
